@@ -1,0 +1,457 @@
+//! The client: the app's side of registration and recovery (SPEC.md §6).
+//!
+//! Typestate: each step consumes the state it finishes, so a state cannot be
+//! used twice. Registration is
+//! [`Registration::start`] → [`AwaitingRegistrationResponse::finish`] →
+//! [`AwaitingRegistrationConfirmation::finish`]; recovery is
+//! [`Recovery::start`] → [`AwaitingRecoveryResponse::finish`] →
+//! [`AwaitingKeyRelease::finish`].
+
+use core::fmt;
+
+use hpke::{Deserializable, OpModeS, Serializable};
+use opaque_ke::{
+    ClientLogin, ClientLoginFinishParameters, ClientRegistration,
+    ClientRegistrationFinishParameters, CredentialResponse, Identifiers,
+    RegistrationResponse as OpaqueRegistrationResponse,
+};
+use rand_core::{CryptoRng, RngCore};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::crypto::{self, label, HpkeAead, HpkeKdf, HpkeKem};
+use crate::error::{ClientError, WireError};
+use crate::fleet::FleetPublicKeys;
+use crate::suite::{KeyStretching, StretchingParams, Suite};
+use crate::types::{BackupKey, RecordId, RecoveryCode, Secret32, SessionId, BACKUP_KEY_LEN};
+use crate::wire::{
+    self, KeyRelease, RecoveryFinish, RecoveryResponse, RecoveryStart, RegistrationConfirmation,
+    RegistrationRequest, RegistrationResponse, RegistrationUpload, OPAQUE_REGISTRATION_RECORD_LEN,
+    SEALED_REGISTRATION_PLAINTEXT_LEN, SEALED_UPLOAD_PLAINTEXT_LEN, WRAPPED_KEY_LEN,
+};
+
+/// What a client trusts and how it stretches: the fleet's public keys and
+/// the Argon2 parameters it registers with, accepts at least, and accepts at
+/// most.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientConfig {
+    fleet: FleetPublicKeys,
+    stretching: StretchingParams,
+    floor: StretchingParams,
+    ceiling: StretchingParams,
+}
+
+impl ClientConfig {
+    /// A client that trusts `fleet` and stretches with RFC 9106's second
+    /// option, which is also its floor.
+    pub fn new(fleet: FleetPublicKeys) -> Self {
+        Self {
+            fleet,
+            stretching: StretchingParams::default(),
+            floor: StretchingParams::default(),
+            ceiling: StretchingParams::DEFAULT_CEILING,
+        }
+    }
+
+    /// Registers with stronger parameters than the default. Parameters
+    /// below the floor are refused when used.
+    pub fn with_stretching(mut self, stretching: StretchingParams) -> Self {
+        self.stretching = stretching;
+        self
+    }
+
+    /// Sets the ceiling: the most memory, passes and lanes the client will
+    /// spend on a record's parameters.
+    pub fn with_ceiling(mut self, ceiling: StretchingParams) -> Self {
+        self.ceiling = ceiling;
+        self
+    }
+
+    /// A client whose stretching **and floor** are
+    /// [`StretchingParams::INSECURE_TEST_ONLY`]. **Insecure: for tests only.**
+    /// A production client never calls this; [`ClientConfig::new`] is the only
+    /// other constructor and its floor is RFC 9106's.
+    pub fn insecure_test_only(fleet: FleetPublicKeys) -> Self {
+        Self {
+            fleet,
+            stretching: StretchingParams::INSECURE_TEST_ONLY,
+            floor: StretchingParams::INSECURE_TEST_ONLY,
+            ceiling: StretchingParams::DEFAULT_CEILING,
+        }
+    }
+
+    /// The fleet keys this client trusts.
+    pub fn fleet(&self) -> &FleetPublicKeys {
+        &self.fleet
+    }
+
+    fn check_stretching(&self, params: &StretchingParams) -> Result<(), ClientError> {
+        if !params.meets_floor(&self.floor) {
+            return Err(ClientError::StretchingBelowFloor);
+        }
+        if !params.within_ceiling(&self.ceiling) {
+            return Err(ClientError::StretchingAboveCeiling);
+        }
+        Ok(())
+    }
+}
+
+/// Proof of a successful recovery that lets the client replace its record
+/// (for example with a new recovery code) in a registration that follows
+/// soon after. Single-use; expires with the vault's session lifetime.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct RekeyAuthorization {
+    #[zeroize(skip)]
+    record_id: RecordId,
+    token: Secret32,
+}
+
+impl fmt::Debug for RekeyAuthorization {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RekeyAuthorization")
+            .field("record_id", &self.record_id)
+            .finish_non_exhaustive()
+    }
+}
+
+// ----- Registration -----------------------------------------------------
+
+/// Entry point of registration.
+#[derive(Debug)]
+pub struct Registration;
+
+/// Waiting for the vault's [`RegistrationResponse`].
+pub struct AwaitingRegistrationResponse {
+    config: ClientConfig,
+    record_id: RecordId,
+    code: RecoveryCode,
+    opaque: ClientRegistration<Suite>,
+    keys: crypto::RegistrationKeys,
+}
+
+/// Waiting for the vault's [`RegistrationConfirmation`].
+pub struct AwaitingRegistrationConfirmation {
+    record_id: RecordId,
+    session_id: SessionId,
+    confirm_key: Secret32,
+    backup_key: BackupKey,
+}
+
+/// A registration the vault confirmed.
+#[derive(Debug)]
+pub struct Registered {
+    /// The backup key now protected by the vault.
+    pub backup_key: BackupKey,
+    /// The record's generation (1 for a first registration).
+    pub generation: u64,
+}
+
+impl Registration {
+    /// Starts registering `code` for `record_id`: an OPAQUE registration
+    /// request sealed with HPKE to the fleet's transport key. To replace a
+    /// live record, pass the [`RekeyAuthorization`] of a recovery that just
+    /// succeeded.
+    pub fn start<R: RngCore + CryptoRng>(
+        rng: &mut R,
+        config: &ClientConfig,
+        record_id: RecordId,
+        code: &RecoveryCode,
+        rekey: Option<&RekeyAuthorization>,
+    ) -> Result<(AwaitingRegistrationResponse, RegistrationRequest), ClientError> {
+        config.check_stretching(&config.stretching)?;
+        let rekey = match rekey {
+            Some(r) if r.record_id != record_id => return Err(ClientError::InvalidRecoveryCode),
+            other => other,
+        };
+        let start = ClientRegistration::<Suite>::start(rng, code.as_bytes())
+            .map_err(|_| ClientError::Internal)?;
+
+        let mut plaintext = Zeroizing::new([0u8; SEALED_REGISTRATION_PLAINTEXT_LEN]);
+        plaintext[..32].copy_from_slice(&start.message.serialize());
+        if let Some(rekey) = rekey {
+            plaintext[32] = 1;
+            plaintext[33..].copy_from_slice(&rekey.token.0);
+        }
+
+        let transport = <HpkeKem as hpke::Kem>::PublicKey::from_bytes(&config.fleet.transport)
+            .map_err(|_| ClientError::InvalidFleetKey)?;
+        let info = crypto::bound_to_record(label::HPKE_INFO, &record_id);
+        let (encapped, mut ctx) = hpke::setup_sender::<HpkeAead, HpkeKdf, HpkeKem, _>(
+            &OpModeS::Base,
+            &transport,
+            &info,
+            &mut crypto::HpkeRng(rng),
+        )
+        .map_err(|_| ClientError::InvalidFleetKey)?;
+        let mut request = RegistrationRequest {
+            record_id,
+            encapsulated_key: encapped.to_bytes().into(),
+            sealed: [0; SEALED_REGISTRATION_PLAINTEXT_LEN + wire::TAG_LEN],
+        };
+        let sealed = ctx
+            .seal(
+                &plaintext[..],
+                &crate::vault::registration_request_aad(&request),
+            )
+            .map_err(|_| ClientError::Internal)?;
+        request.sealed = sealed
+            .as_slice()
+            .try_into()
+            .map_err(|_| ClientError::Internal)?;
+        let keys = crypto::export_registration_keys(|l, out| ctx.export(l, out))
+            .ok_or(ClientError::Internal)?;
+
+        Ok((
+            AwaitingRegistrationResponse {
+                config: config.clone(),
+                record_id,
+                code: code.clone(),
+                opaque: start.state,
+                keys,
+            },
+            request,
+        ))
+    }
+}
+
+impl AwaitingRegistrationResponse {
+    /// Checks that the response came from the fleet and names the trusted
+    /// key-exchange key, finishes OPAQUE, wraps the backup key (a fresh one,
+    /// or `backup_key`) under the export key, and seals the upload.
+    pub fn finish<R: RngCore + CryptoRng>(
+        self,
+        rng: &mut R,
+        response: &RegistrationResponse,
+        backup_key: Option<BackupKey>,
+    ) -> Result<(AwaitingRegistrationConfirmation, RegistrationUpload), ClientError> {
+        let session_id = response.session_id;
+        let opened: Zeroizing<[u8; wire::OPAQUE_REGISTRATION_RESPONSE_LEN]> = crypto::open(
+            &self.keys.response,
+            &crypto::aad(label::AAD_RESPONSE, &self.record_id, &session_id),
+            &response.sealed,
+        )
+        .ok_or(ClientError::RegistrationResponseNotAuthentic)?;
+        let opaque_response = OpaqueRegistrationResponse::<Suite>::deserialize(&opened[..])
+            .map_err(|_| WireError::InvalidField("registration response"))?;
+        if !self.config.fleet.key_exchange_matches(&opened[32..]) {
+            return Err(ClientError::FleetKeyMismatch);
+        }
+
+        let ksf = KeyStretching::new(self.config.stretching);
+        let finished = self
+            .opaque
+            .finish(
+                rng,
+                self.code.as_bytes(),
+                opaque_response,
+                ClientRegistrationFinishParameters::new(Identifiers::default(), Some(&ksf)),
+            )
+            .map_err(|_| ClientError::Internal)?;
+
+        let backup_key = backup_key.unwrap_or_else(|| BackupKey::generate(rng));
+        let wrapped = wrap_backup_key(&finished.export_key, &self.record_id, &backup_key);
+
+        let mut plaintext = Zeroizing::new([0u8; SEALED_UPLOAD_PLAINTEXT_LEN]);
+        let (record, rest) = plaintext.split_at_mut(OPAQUE_REGISTRATION_RECORD_LEN);
+        record.copy_from_slice(&finished.message.serialize());
+        let (params, wrapped_out) = rest.split_at_mut(StretchingParams::ENCODED_LEN);
+        params.copy_from_slice(&self.config.stretching.to_bytes());
+        wrapped_out.copy_from_slice(&wrapped);
+        let sealed = crypto::seal(
+            &self.keys.upload,
+            &crypto::aad(label::AAD_UPLOAD, &self.record_id, &session_id),
+            &plaintext,
+        );
+        Ok((
+            AwaitingRegistrationConfirmation {
+                record_id: self.record_id,
+                session_id,
+                confirm_key: self.keys.confirm.clone(),
+                backup_key,
+            },
+            RegistrationUpload {
+                record_id: self.record_id,
+                session_id,
+                sealed,
+            },
+        ))
+    }
+}
+
+impl AwaitingRegistrationConfirmation {
+    /// Checks the vault's confirmation and hands over the backup key. Until
+    /// this succeeds the record may not be stored: do not rely on the key.
+    pub fn finish(
+        self,
+        confirmation: &RegistrationConfirmation,
+    ) -> Result<Registered, ClientError> {
+        if confirmation.session_id != self.session_id {
+            return Err(ClientError::RegistrationNotConfirmed);
+        }
+        let generation: Zeroizing<[u8; 8]> = crypto::open(
+            &self.confirm_key,
+            &crypto::aad(label::AAD_CONFIRM, &self.record_id, &self.session_id),
+            &confirmation.sealed,
+        )
+        .ok_or(ClientError::RegistrationNotConfirmed)?;
+        Ok(Registered {
+            backup_key: self.backup_key.clone(),
+            generation: u64::from_be_bytes(*generation),
+        })
+    }
+}
+
+// ----- Recovery ---------------------------------------------------------
+
+/// Entry point of recovery.
+#[derive(Debug)]
+pub struct Recovery;
+
+/// Waiting for the vault's [`RecoveryResponse`] (KE2).
+pub struct AwaitingRecoveryResponse {
+    config: ClientConfig,
+    record_id: RecordId,
+    code: RecoveryCode,
+    opaque: ClientLogin<Suite>,
+}
+
+/// Waiting for the vault's [`KeyRelease`].
+pub struct AwaitingKeyRelease {
+    record_id: RecordId,
+    session_id: SessionId,
+    release_key: Secret32,
+    wrap_key: Secret32,
+    rekey_token: Secret32,
+}
+
+/// A successful recovery.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The backup key.
+    pub backup_key: BackupKey,
+    /// Lets the client replace the record right away (new code, new key).
+    pub rekey: RekeyAuthorization,
+}
+
+impl Recovery {
+    /// Starts recovering `record_id` with `code`: OPAQUE KE1.
+    pub fn start<R: RngCore + CryptoRng>(
+        rng: &mut R,
+        config: &ClientConfig,
+        record_id: RecordId,
+        code: &RecoveryCode,
+    ) -> Result<(AwaitingRecoveryResponse, RecoveryStart), ClientError> {
+        let start =
+            ClientLogin::<Suite>::start(rng, code.as_bytes()).map_err(|_| ClientError::Internal)?;
+        let mut ke1 = [0u8; wire::KE1_LEN];
+        ke1.copy_from_slice(&start.message.serialize());
+        Ok((
+            AwaitingRecoveryResponse {
+                config: config.clone(),
+                record_id,
+                code: code.clone(),
+                opaque: start.state,
+            },
+            RecoveryStart { record_id, ke1 },
+        ))
+    }
+}
+
+impl AwaitingRecoveryResponse {
+    /// Checks the record's Argon2 parameters against the floor and ceiling,
+    /// stretches the code, and finishes OPAQUE: KE3 and the keys that open
+    /// the release. A wrong code fails here, as [`ClientError::RecoveryFailed`].
+    pub fn finish<R: RngCore + CryptoRng>(
+        self,
+        rng: &mut R,
+        response: &RecoveryResponse,
+    ) -> Result<(AwaitingKeyRelease, RecoveryFinish), ClientError> {
+        self.config.check_stretching(&response.stretching)?;
+        let ke2 = CredentialResponse::<Suite>::deserialize(&response.ke2)
+            .map_err(|_| WireError::InvalidField("ke2"))?;
+        let ksf = KeyStretching::new(response.stretching);
+        let context = crypto::bound_to_record(label::OPAQUE_CONTEXT, &self.record_id);
+        let finished = self
+            .opaque
+            .finish(
+                rng,
+                self.code.as_bytes(),
+                ke2,
+                ClientLoginFinishParameters::new(
+                    Some(&context),
+                    Identifiers::default(),
+                    Some(&ksf),
+                ),
+            )
+            .map_err(|_| ClientError::RecoveryFailed)?;
+        if !self
+            .config
+            .fleet
+            .key_exchange_matches(&finished.server_s_pk.serialize())
+        {
+            return Err(ClientError::FleetKeyMismatch);
+        }
+
+        let session_id = response.session_id;
+        let ids: [&[u8]; 2] = [self.record_id.as_bytes(), session_id.as_bytes()];
+        let mut ke3 = [0u8; wire::KE3_LEN];
+        ke3.copy_from_slice(&finished.message.serialize());
+        Ok((
+            AwaitingKeyRelease {
+                record_id: self.record_id,
+                session_id,
+                release_key: crypto::derive_key(&finished.session_key, label::RELEASE_KEY, &ids),
+                wrap_key: wrap_key(&finished.export_key, &self.record_id),
+                rekey_token: crypto::derive_key(&finished.session_key, label::REKEY_TOKEN, &ids),
+            },
+            RecoveryFinish {
+                record_id: self.record_id,
+                session_id,
+                ke3,
+            },
+        ))
+    }
+}
+
+impl AwaitingKeyRelease {
+    /// Opens the release and unwraps the backup key.
+    pub fn finish(self, release: &KeyRelease) -> Result<Recovered, ClientError> {
+        if release.session_id != self.session_id {
+            return Err(ClientError::ReleaseNotAuthentic);
+        }
+        let wrapped: Zeroizing<[u8; WRAPPED_KEY_LEN]> = crypto::open(
+            &self.release_key,
+            &crypto::aad(label::AAD_RELEASE, &self.record_id, &self.session_id),
+            &release.sealed,
+        )
+        .ok_or(ClientError::ReleaseNotAuthentic)?;
+        let key: Zeroizing<[u8; BACKUP_KEY_LEN]> = crypto::open(
+            &self.wrap_key,
+            &crypto::bound_to_record(label::AAD_WRAP, &self.record_id),
+            &wrapped,
+        )
+        .ok_or(ClientError::ReleaseNotAuthentic)?;
+        Ok(Recovered {
+            backup_key: BackupKey::from_bytes(*key),
+            rekey: RekeyAuthorization {
+                record_id: self.record_id,
+                token: self.rekey_token.clone(),
+            },
+        })
+    }
+}
+
+fn wrap_key(export_key: &[u8], record_id: &RecordId) -> Secret32 {
+    crypto::derive_key(export_key, label::WRAP_KEY, &[record_id.as_bytes()])
+}
+
+fn wrap_backup_key(
+    export_key: &[u8],
+    record_id: &RecordId,
+    key: &BackupKey,
+) -> [u8; WRAPPED_KEY_LEN] {
+    crypto::seal(
+        &wrap_key(export_key, record_id),
+        &crypto::bound_to_record(label::AAD_WRAP, record_id),
+        key.expose_secret(),
+    )
+}

@@ -1,0 +1,212 @@
+//! The crate's errors: one enum per role, each variant documented.
+//!
+//! Decoding errors ([`WireError`]) are precise: they say which rule a message
+//! broke. Errors at the recovery-code check are deliberately not: a wrong
+//! code, an unknown record, an expired or superseded session and a replayed
+//! KE3 all surface as [`VaultError::AuthenticationFailed`] at the vault and
+//! [`ClientError::RecoveryFailed`] at the client (SPEC.md §7).
+
+use core::fmt;
+
+/// A message could not be decoded. Every decoder in [`crate::wire`] is strict:
+/// exact lengths, known type and version, no trailing bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The input is shorter than a message header.
+    Empty,
+    /// The type byte names no message this version knows.
+    UnknownType(u8),
+    /// The type byte names another message than the one expected.
+    WrongType {
+        /// The type expected here.
+        expected: u8,
+        /// The type found.
+        found: u8,
+    },
+    /// The version byte is not one this implementation speaks.
+    UnsupportedVersion(u8),
+    /// The message is not exactly the length its type requires.
+    Length {
+        /// The exact length required.
+        expected: usize,
+        /// The length found.
+        found: usize,
+    },
+    /// A field has the right length but an invalid value (for example a
+    /// point not on the curve, or Argon2 parameters Argon2 rejects).
+    InvalidField(&'static str),
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("message too short for a header"),
+            Self::UnknownType(t) => write!(f, "unknown message type 0x{t:02x}"),
+            Self::WrongType { expected, found } => {
+                write!(
+                    f,
+                    "expected message type 0x{expected:02x}, found 0x{found:02x}"
+                )
+            }
+            Self::UnsupportedVersion(v) => write!(f, "unsupported message version {v}"),
+            Self::Length { expected, found } => {
+                write!(f, "message length {found}, expected exactly {expected}")
+            }
+            Self::InvalidField(name) => write!(f, "invalid field: {name}"),
+        }
+    }
+}
+
+/// What can go wrong on the client (the app's side).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// A vault message could not be decoded.
+    Wire(WireError),
+    /// The recovery code is empty or too long.
+    InvalidRecoveryCode,
+    /// The Argon2 parameters are below the floor this client is configured
+    /// with: a relay may be trying to downgrade the key stretching.
+    StretchingBelowFloor,
+    /// The Argon2 parameters exceed this client's ceiling: a relay may be
+    /// trying to exhaust the device's memory or time.
+    StretchingAboveCeiling,
+    /// The registration response is not from the fleet: it was not encrypted
+    /// under the key this session shares with the fleet's transport key (a
+    /// response forged by the relay, or replayed from another session).
+    RegistrationResponseNotAuthentic,
+    /// The vault's key-exchange public key is not the fleet key this client
+    /// trusts.
+    FleetKeyMismatch,
+    /// The registration confirmation is not from the fleet, or names another
+    /// session: the record may not be stored.
+    RegistrationNotConfirmed,
+    /// Recovery failed: wrong recovery code, no such record, record erased,
+    /// or a response that does not belong to this exchange. Deliberately
+    /// uninformative.
+    RecoveryFailed,
+    /// The key release could not be opened: it was altered in transit or
+    /// belongs to another session. The attempt is not lost: the vault has
+    /// already reset the counter.
+    ReleaseNotAuthentic,
+    /// The fleet's transport key could not be used (for example an all-zero
+    /// X25519 key).
+    InvalidFleetKey,
+    /// An internal cryptographic operation failed unexpectedly.
+    Internal,
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Wire(e) => write!(f, "malformed vault message: {e}"),
+            Self::InvalidRecoveryCode => f.write_str("recovery code is empty or too long"),
+            Self::StretchingBelowFloor => {
+                f.write_str("key-stretching parameters below the configured floor")
+            }
+            Self::StretchingAboveCeiling => {
+                f.write_str("key-stretching parameters above the configured ceiling")
+            }
+            Self::RegistrationResponseNotAuthentic => {
+                f.write_str("registration response not from the fleet")
+            }
+            Self::FleetKeyMismatch => {
+                f.write_str("vault key-exchange key is not the trusted fleet key")
+            }
+            Self::RegistrationNotConfirmed => {
+                f.write_str("registration not confirmed by the fleet")
+            }
+            Self::RecoveryFailed => f.write_str("recovery failed"),
+            Self::ReleaseNotAuthentic => f.write_str("key release not authentic"),
+            Self::InvalidFleetKey => f.write_str("invalid fleet transport key"),
+            Self::Internal => f.write_str("internal cryptographic error"),
+        }
+    }
+}
+
+impl From<WireError> for ClientError {
+    fn from(e: WireError) -> Self {
+        Self::Wire(e)
+    }
+}
+
+/// What the vault answers instead of a response. Each maps to a one-byte
+/// code on the wire ([`crate::wire::Rejection`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VaultError {
+    /// A request could not be decoded.
+    Wire(WireError),
+    /// The recovery did not succeed. Covers a wrong code, an unknown, expired,
+    /// superseded or finished session, and a KE3 for another record.
+    /// Deliberately uninformative.
+    AuthenticationFailed,
+    /// The store could not commit the state change this answer depends on.
+    /// Nothing was released (fail closed). Safe to retry.
+    Unavailable,
+    /// Too many sessions are pending; try again later. Nothing was charged.
+    Busy,
+    /// Every attempt of this record is spent and its last session is still
+    /// pending; no further attempt can be started.
+    AttemptsExhausted,
+    /// A sealed request could not be opened with the fleet's transport key,
+    /// or a registration upload was altered in transit.
+    RequestNotAuthentic,
+    /// The registration upload names no pending registration session (never
+    /// made, expired, or already used).
+    UnknownRegistration,
+    /// A live record exists for this id and the request carried no valid
+    /// proof of a successful recovery in this session; or the record changed
+    /// while the registration was in flight.
+    RegistrationRefused,
+    /// The uploaded Argon2 parameters are below the vault's policy floor.
+    StretchingBelowFloor,
+    /// An internal cryptographic operation failed unexpectedly.
+    Internal,
+}
+
+impl fmt::Display for VaultError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Wire(e) => write!(f, "malformed request: {e}"),
+            Self::AuthenticationFailed => f.write_str("authentication failed"),
+            Self::Unavailable => f.write_str("vault unavailable: state change not committed"),
+            Self::Busy => f.write_str("vault busy: too many pending sessions"),
+            Self::AttemptsExhausted => f.write_str("no attempts remain"),
+            Self::RequestNotAuthentic => f.write_str("request not sealed to the fleet"),
+            Self::UnknownRegistration => f.write_str("no such pending registration"),
+            Self::RegistrationRefused => f.write_str("registration refused"),
+            Self::StretchingBelowFloor => {
+                f.write_str("key-stretching parameters below vault policy")
+            }
+            Self::Internal => f.write_str("internal error"),
+        }
+    }
+}
+
+impl From<WireError> for VaultError {
+    fn from(e: WireError) -> Self {
+        Self::Wire(e)
+    }
+}
+
+/// A store could not durably commit a command. Deliberately carries no
+/// detail: the vault's only reaction is to release nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct StoreError;
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("store commit failed")
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for WireError {}
+#[cfg(feature = "std")]
+impl std::error::Error for ClientError {}
+#[cfg(feature = "std")]
+impl std::error::Error for VaultError {}
+#[cfg(feature = "std")]
+impl std::error::Error for StoreError {}

@@ -1,0 +1,208 @@
+//! The fleet's secrets and public keys (SPEC.md §4.1).
+//!
+//! [`FleetSecrets`] are made once, by the key ceremony, and handed to every
+//! HSM of the fleet; the vault state machine only ever receives them. They
+//! never appear in a [`crate::vault::Command`].
+
+use core::fmt;
+
+use curve25519_dalek::{RistrettoPoint, Scalar};
+use hpke::{Deserializable, Kem as _, Serializable};
+use opaque_ke::ServerSetup;
+use rand_core::{CryptoRng, RngCore};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::crypto::{label, HpkeKem};
+use crate::error::WireError;
+use crate::suite::Suite;
+
+/// Length of the OPRF seed.
+pub const OPRF_SEED_LEN: usize = 64;
+/// Version byte of the [`FleetSecrets`] encoding.
+pub const FLEET_SECRETS_VERSION: u8 = 1;
+/// Encoded length of [`FleetSecrets`]: version, OPRF seed, two private keys.
+pub const FLEET_SECRETS_LEN: usize = 1 + OPRF_SEED_LEN + 32 + 32;
+
+/// What every HSM of one fleet holds: the OPRF seed (from which each
+/// record's OPRF key is derived), the OPAQUE key-exchange private key
+/// (ristretto255), and the HPKE transport private key (X25519).
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct FleetSecrets {
+    oprf_seed: [u8; OPRF_SEED_LEN],
+    key_exchange_private: [u8; 32],
+    transport_private: [u8; 32],
+}
+
+impl fmt::Debug for FleetSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FleetSecrets")
+            .field("public_keys", &self.public_keys())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FleetSecrets {
+    /// Makes a new fleet's secrets. Called by the key ceremony, never by the
+    /// vault state machine.
+    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+        let mut oprf_seed = [0u8; OPRF_SEED_LEN];
+        rng.fill_bytes(&mut oprf_seed);
+        // A uniformly random non-zero scalar.
+        let key_exchange_private = loop {
+            let s = Scalar::random(rng);
+            if s != Scalar::ZERO {
+                break s.to_bytes();
+            }
+        };
+        let mut transport_private = [0u8; 32];
+        rng.fill_bytes(&mut transport_private);
+        Self {
+            oprf_seed,
+            key_exchange_private,
+            transport_private,
+        }
+    }
+
+    /// Encodes the secrets for sealing to an HSM:
+    /// `version || oprf_seed || key_exchange_private || transport_private`.
+    pub fn to_bytes(&self) -> Zeroizing<[u8; FLEET_SECRETS_LEN]> {
+        let mut out = Zeroizing::new([0u8; FLEET_SECRETS_LEN]);
+        out[0] = FLEET_SECRETS_VERSION;
+        out[1..65].copy_from_slice(&self.oprf_seed);
+        out[65..97].copy_from_slice(&self.key_exchange_private);
+        out[97..129].copy_from_slice(&self.transport_private);
+        out
+    }
+
+    /// Decodes and validates: exact length, known version, a canonical
+    /// non-zero key-exchange scalar.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
+        let bytes: &[u8; FLEET_SECRETS_LEN] = bytes.try_into().map_err(|_| WireError::Length {
+            expected: FLEET_SECRETS_LEN,
+            found: bytes.len(),
+        })?;
+        if bytes[0] != FLEET_SECRETS_VERSION {
+            return Err(WireError::UnsupportedVersion(bytes[0]));
+        }
+        let mut secrets = Self {
+            oprf_seed: [0; OPRF_SEED_LEN],
+            key_exchange_private: [0; 32],
+            transport_private: [0; 32],
+        };
+        secrets.oprf_seed.copy_from_slice(&bytes[1..65]);
+        secrets.key_exchange_private.copy_from_slice(&bytes[65..97]);
+        secrets.transport_private.copy_from_slice(&bytes[97..129]);
+        let scalar: Option<Scalar> =
+            Scalar::from_canonical_bytes(secrets.key_exchange_private).into();
+        match scalar {
+            Some(s) if s != Scalar::ZERO => Ok(secrets),
+            _ => Err(WireError::InvalidField("key-exchange private key")),
+        }
+    }
+
+    /// The public keys clients pin (or learn from a validation bundle).
+    pub fn public_keys(&self) -> FleetPublicKeys {
+        let scalar = Scalar::from_bytes_mod_order(self.key_exchange_private);
+        let key_exchange = RistrettoPoint::mul_base(&scalar).compress().to_bytes();
+        let transport = self
+            .transport_key()
+            .map(|sk| HpkeKem::sk_to_pk(&sk).to_bytes().into())
+            .unwrap_or([0; 32]);
+        FleetPublicKeys {
+            key_exchange,
+            transport,
+        }
+    }
+
+    /// opaque-ke's server setup: the OPRF seed, the key-exchange key pair and
+    /// a fake-record public key derived from the seed (so every HSM of the
+    /// fleet answers an unknown record the same way).
+    pub(crate) fn server_setup(&self) -> Option<ServerSetup<Suite>> {
+        let mut wide = Zeroizing::new([0u8; 64]);
+        crate::crypto::derive_into(&self.oprf_seed, label::DUMMY_KEY, &[], &mut wide[..]);
+        let dummy_pk = RistrettoPoint::mul_base(&Scalar::from_bytes_mod_order_wide(&wide))
+            .compress()
+            .to_bytes();
+        let mut setup = Zeroizing::new([0u8; OPRF_SEED_LEN + 64]);
+        setup[..64].copy_from_slice(&self.oprf_seed);
+        setup[64..96].copy_from_slice(&self.key_exchange_private);
+        setup[96..].copy_from_slice(&dummy_pk);
+        ServerSetup::<Suite>::deserialize(&setup[..]).ok()
+    }
+
+    /// The HPKE transport private key.
+    pub(crate) fn transport_key(&self) -> Option<<HpkeKem as hpke::Kem>::PrivateKey> {
+        <HpkeKem as hpke::Kem>::PrivateKey::from_bytes(&self.transport_private).ok()
+    }
+}
+
+/// A fleet's public keys: what a client must trust before it talks to the
+/// fleet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct FleetPublicKeys {
+    /// The OPAQUE key-exchange public key (ristretto255, compressed).
+    pub key_exchange: [u8; 32],
+    /// The HPKE transport public key (X25519).
+    pub transport: [u8; 32],
+}
+
+impl FleetPublicKeys {
+    /// Whether `key` equals the pinned key-exchange key, in constant time.
+    pub(crate) fn key_exchange_matches(&self, key: &[u8]) -> bool {
+        key.len() == 32 && bool::from(self.key_exchange.ct_eq(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+    use rand_chacha::rand_core::SeedableRng;
+
+    #[test]
+    fn secrets_round_trip_and_strict_decoding() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        let s = FleetSecrets::generate(&mut rng);
+        let bytes = s.to_bytes();
+        let back = FleetSecrets::from_bytes(&bytes[..]).unwrap();
+        assert_eq!(back.public_keys(), s.public_keys());
+        assert!(FleetSecrets::from_bytes(&bytes[..128]).is_err());
+        let mut long = bytes.to_vec();
+        long.push(0);
+        assert!(FleetSecrets::from_bytes(&long).is_err());
+        let mut wrong_version = *bytes;
+        wrong_version[0] = 2;
+        assert_eq!(
+            FleetSecrets::from_bytes(&wrong_version).err(),
+            Some(WireError::UnsupportedVersion(2))
+        );
+        let mut zero_scalar = *bytes;
+        zero_scalar[65..97].fill(0);
+        assert!(FleetSecrets::from_bytes(&zero_scalar).is_err());
+        let mut non_canonical = *bytes;
+        non_canonical[65..97].fill(0xFF);
+        assert!(FleetSecrets::from_bytes(&non_canonical).is_err());
+    }
+
+    #[test]
+    fn server_setup_uses_the_fleet_key() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
+        let s = FleetSecrets::generate(&mut rng);
+        let setup = s.server_setup().unwrap();
+        assert_eq!(
+            setup.keypair().public().serialize().as_slice(),
+            &s.public_keys().key_exchange
+        );
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        let s = FleetSecrets::generate(&mut rng);
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("oprf_seed"));
+        assert!(!shown.contains(&format!("{:?}", s.oprf_seed)));
+    }
+}

@@ -1,0 +1,37 @@
+#![doc = include_str!("../README.md")]
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod client;
+mod crypto;
+pub mod error;
+pub mod fleet;
+pub mod suite;
+pub mod types;
+pub mod vault;
+pub mod wire;
+
+pub use error::{ClientError, StoreError, VaultError, WireError};
+pub use fleet::{FleetPublicKeys, FleetSecrets};
+pub use suite::StretchingParams;
+pub use types::{BackupKey, RecordId, RecoveryCode, SessionId};

@@ -1,0 +1,638 @@
+//! The vault: the code that runs inside each HSM (SPEC.md §7, §8).
+//!
+//! [`Vault`] is a sans-I/O state machine. It receives requests as bytes or
+//! typed messages, the current time as an argument, and randomness as an
+//! argument; it changes state only by committing [`Command`]s through a
+//! [`RecordStore`], and it never sends an answer that depends on a state
+//! change before that change is committed:
+//!
+//! * KE2 leaves the vault only after `ChargeAttempt` committed.
+//! * The backup key leaves only after `ResetAttempts` committed.
+//! * A registration is confirmed only after `Register` committed.
+//!
+//! If a commit fails, the vault answers [`VaultError::Unavailable`] and
+//! releases nothing (fail closed).
+
+mod sessions;
+pub mod state;
+pub mod store;
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use hpke::{Deserializable, OpModeR};
+use opaque_ke::{
+    CredentialFinalization, CredentialRequest, Identifiers, RegistrationUpload as OpaqueUpload,
+    ServerLogin, ServerLoginParameters, ServerRegistration, ServerSetup,
+};
+use rand_core::{CryptoRng, RngCore};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::crypto::{self, label, HpkeAead, HpkeKdf, HpkeKem};
+use crate::error::{VaultError, WireError};
+use crate::fleet::FleetSecrets;
+use crate::suite::{StretchingParams, Suite};
+use crate::types::{RecordId, Secret32, SessionId};
+use crate::wire::{
+    self, KeyRelease, MessageType, RecoveryFinish, RecoveryResponse, RecoveryStart,
+    RegistrationConfirmation, RegistrationRequest, RegistrationResponse, RegistrationUpload,
+    Rejection, OPAQUE_REGISTRATION_RECORD_LEN, OPAQUE_REGISTRATION_REQUEST_LEN, REKEY_TOKEN_LEN,
+    SEALED_REGISTRATION_PLAINTEXT_LEN, SEALED_UPLOAD_PLAINTEXT_LEN, WRAPPED_KEY_LEN,
+};
+
+use sessions::Sessions;
+pub use state::{Applied, Command, RecordPayload, RecordSlot, RecordTable, Refusal, StoredRecord};
+pub use store::{Fault, FaultyStore, MemoryStore, RecordStore};
+
+/// The vault's policy: fixed by the operator for the whole fleet, never
+/// chosen by a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VaultPolicy {
+    /// Attempts allowed between successes (1..=255). Default 10.
+    pub max_attempts: u8,
+    /// How long a pending session lives, in milliseconds. Default 60 s.
+    pub session_ttl_ms: u64,
+    /// Most pending recovery sessions at once. Default 10,000.
+    pub max_pending_recoveries: usize,
+    /// Most pending registrations at once. Default 10,000.
+    pub max_pending_registrations: usize,
+    /// The weakest Argon2 parameters the vault stores. Default RFC 9106's
+    /// second option.
+    pub stretching_floor: StretchingParams,
+    /// The parameters reported for an unknown record (what a fresh record
+    /// registered with the default client would report).
+    pub unknown_record_stretching: StretchingParams,
+}
+
+impl Default for VaultPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            session_ttl_ms: 60_000,
+            max_pending_recoveries: 10_000,
+            max_pending_registrations: 10_000,
+            stretching_floor: StretchingParams::RFC9106_SECOND,
+            unknown_record_stretching: StretchingParams::RFC9106_SECOND,
+        }
+    }
+}
+
+impl VaultPolicy {
+    /// The default policy with the floor and the unknown-record parameters
+    /// lowered to [`StretchingParams::INSECURE_TEST_ONLY`]. **For tests
+    /// only**: never a default.
+    pub fn insecure_test_only() -> Self {
+        Self {
+            stretching_floor: StretchingParams::INSECURE_TEST_ONLY,
+            unknown_record_stretching: StretchingParams::INSECURE_TEST_ONLY,
+            ..Self::default()
+        }
+    }
+}
+
+/// A recovery session between KE2 and KE3.
+struct PendingRecovery {
+    server_login: ServerLogin<Suite>,
+    /// `None` for the fake-record path: KE3 always fails.
+    record: Option<PendingRecord>,
+}
+
+#[derive(Zeroize, ZeroizeOnDrop)]
+struct PendingRecord {
+    generation: u64,
+    wrapped_key: [u8; WRAPPED_KEY_LEN],
+}
+
+/// A registration between its response and its upload.
+struct PendingRegistration {
+    replaces: Option<u64>,
+    rekey_token: Option<Secret32>,
+    upload_key: Secret32,
+    confirm_key: Secret32,
+}
+
+/// Permission to replace a record, earned by a successful recovery.
+struct RekeyGrant {
+    generation: u64,
+    token: Secret32,
+    expires_at: u64,
+}
+
+/// The vault state machine over a store `S`.
+pub struct Vault<S> {
+    setup: ServerSetup<Suite>,
+    transport_key: <HpkeKem as hpke::Kem>::PrivateKey,
+    policy: VaultPolicy,
+    store: S,
+    recoveries: Sessions<PendingRecovery>,
+    registrations: Sessions<PendingRegistration>,
+    rekey_grants: BTreeMap<RecordId, RekeyGrant>,
+}
+
+impl<S> core::fmt::Debug for Vault<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Vault")
+            .field("policy", &self.policy)
+            .field("pending_recoveries", &self.recoveries.len())
+            .field("pending_registrations", &self.registrations.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: RecordStore> Vault<S> {
+    /// A vault holding the fleet's secrets, with a policy and a store.
+    pub fn new(secrets: &FleetSecrets, policy: VaultPolicy, store: S) -> Result<Self, VaultError> {
+        if policy.max_attempts == 0 || !policy.unknown_record_stretching.is_valid() {
+            return Err(VaultError::Internal);
+        }
+        let setup = secrets.server_setup().ok_or(VaultError::Internal)?;
+        let transport_key = secrets.transport_key().ok_or(VaultError::Internal)?;
+        Ok(Self {
+            setup,
+            transport_key,
+            recoveries: Sessions::new(policy.max_pending_recoveries),
+            registrations: Sessions::new(policy.max_pending_registrations),
+            rekey_grants: BTreeMap::new(),
+            policy,
+            store,
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The store, mutably (for tests that inject faults).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &VaultPolicy {
+        &self.policy
+    }
+
+    /// Number of pending recovery sessions.
+    pub fn pending_recoveries(&self) -> usize {
+        self.recoveries.len()
+    }
+
+    /// Answers one request given as bytes, as a relay would call it. Every
+    /// failure becomes a [`Rejection`].
+    pub fn handle<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        now: u64,
+        request: &[u8],
+    ) -> Vec<u8> {
+        let answer = match MessageType::of(request) {
+            Err(e) => Err(VaultError::Wire(e)),
+            Ok(MessageType::RegistrationRequest) => RegistrationRequest::from_bytes(request)
+                .map_err(VaultError::from)
+                .and_then(|m| self.registration_request(rng, now, &m))
+                .map(|m| m.to_bytes()),
+            Ok(MessageType::RegistrationUpload) => RegistrationUpload::from_bytes(request)
+                .map_err(VaultError::from)
+                .and_then(|m| self.registration_upload(now, &m))
+                .map(|m| m.to_bytes()),
+            Ok(MessageType::RecoveryStart) => RecoveryStart::from_bytes(request)
+                .map_err(VaultError::from)
+                .and_then(|m| self.recovery_start(rng, now, &m))
+                .map(|m| m.to_bytes()),
+            Ok(MessageType::RecoveryFinish) => RecoveryFinish::from_bytes(request)
+                .map_err(VaultError::from)
+                .and_then(|m| self.recovery_finish(now, &m))
+                .map(|m| m.to_bytes()),
+            Ok(other) => Err(VaultError::Wire(WireError::WrongType {
+                expected: MessageType::RecoveryStart as u8,
+                found: other as u8,
+            })),
+        };
+        answer.unwrap_or_else(|e| Rejection { code: e.into() }.to_bytes())
+    }
+
+    fn commit(&mut self, command: &Command) -> Result<Applied, VaultError> {
+        self.store
+            .commit(command)
+            .map_err(|_| VaultError::Unavailable)
+    }
+
+    fn load(&self, record_id: &RecordId) -> Result<Option<RecordSlot>, VaultError> {
+        self.store
+            .load(record_id)
+            .map_err(|_| VaultError::Unavailable)
+    }
+
+    // ----- Registration -------------------------------------------------
+
+    /// Registration step 2: opens the sealed request, checks the right to
+    /// register, and answers the OPAQUE registration response encrypted for
+    /// the sender of the request only. Changes no record.
+    pub fn registration_request<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        now: u64,
+        msg: &RegistrationRequest,
+    ) -> Result<RegistrationResponse, VaultError> {
+        let record_id = msg.record_id;
+        let encapped = <HpkeKem as hpke::Kem>::EncappedKey::from_bytes(&msg.encapsulated_key)
+            .map_err(|_| VaultError::RequestNotAuthentic)?;
+        let info = crypto::bound_to_record(label::HPKE_INFO, &record_id);
+        let mut ctx = hpke::setup_receiver::<HpkeAead, HpkeKdf, HpkeKem>(
+            &OpModeR::Base,
+            &self.transport_key,
+            &encapped,
+            &info,
+        )
+        .map_err(|_| VaultError::RequestNotAuthentic)?;
+        let plaintext = Zeroizing::new(
+            ctx.open(&msg.sealed, &registration_request_aad(msg))
+                .map_err(|_| VaultError::RequestNotAuthentic)?,
+        );
+        let (request, mode, token) = split_registration_plaintext(&plaintext)?;
+        let request = opaque_ke::RegistrationRequest::<Suite>::deserialize(request)
+            .map_err(|_| WireError::InvalidField("registration request"))?;
+        let rekey_token = match mode {
+            0 if bool::from(token.ct_eq(&[0u8; REKEY_TOKEN_LEN])) => None,
+            1 => {
+                let mut t = Secret32([0; 32]);
+                t.0.copy_from_slice(token);
+                Some(t)
+            }
+            _ => return Err(WireError::InvalidField("registration mode").into()),
+        };
+
+        if !self.registrations.make_room(now, &record_id) {
+            return Err(VaultError::Busy);
+        }
+        let replaces = match (self.load(&record_id)?, &rekey_token) {
+            (Some(RecordSlot::Live(record)), Some(token)) => {
+                if !self.grant_matches(&record_id, record.generation, token, now) {
+                    return Err(VaultError::RegistrationRefused);
+                }
+                Some(record.generation)
+            }
+            (Some(RecordSlot::Live(_)), None) | (_, Some(_)) => {
+                return Err(VaultError::RegistrationRefused)
+            }
+            (_, None) => None,
+        };
+
+        let keys = crypto::export_registration_keys(|l, out| ctx.export(l, out))
+            .ok_or(VaultError::Internal)?;
+        let response =
+            ServerRegistration::<Suite>::start(&self.setup, request, record_id.as_bytes())
+                .map_err(|_| VaultError::Internal)?;
+        let mut response_bytes = Zeroizing::new([0u8; wire::OPAQUE_REGISTRATION_RESPONSE_LEN]);
+        response_bytes.copy_from_slice(&response.message.serialize());
+        let session_id = SessionId::random(rng);
+        let sealed = crypto::seal(
+            &keys.response,
+            &crypto::aad(label::AAD_RESPONSE, &record_id, &session_id),
+            &response_bytes,
+        );
+        self.registrations.insert(
+            session_id,
+            record_id,
+            now.saturating_add(self.policy.session_ttl_ms),
+            PendingRegistration {
+                replaces,
+                rekey_token,
+                upload_key: keys.upload,
+                confirm_key: keys.confirm,
+            },
+        );
+        Ok(RegistrationResponse { session_id, sealed })
+    }
+
+    /// Registration step 4: opens the upload, commits the record, and
+    /// confirms. The pending registration is used up whatever the outcome.
+    pub fn registration_upload(
+        &mut self,
+        now: u64,
+        msg: &RegistrationUpload,
+    ) -> Result<RegistrationConfirmation, VaultError> {
+        let record_id = msg.record_id;
+        let session_id = msg.session_id;
+        let pending = self
+            .registrations
+            .take(&session_id, &record_id, now)
+            .map_err(|_| VaultError::UnknownRegistration)?;
+        let plaintext: Zeroizing<[u8; SEALED_UPLOAD_PLAINTEXT_LEN]> = crypto::open(
+            &pending.upload_key,
+            &crypto::aad(label::AAD_UPLOAD, &record_id, &session_id),
+            &msg.sealed,
+        )
+        .ok_or(VaultError::RequestNotAuthentic)?;
+        let payload = parse_upload_plaintext(&plaintext, self.policy.max_attempts)?;
+        if !payload
+            .stretching
+            .meets_floor(&self.policy.stretching_floor)
+        {
+            return Err(VaultError::StretchingBelowFloor);
+        }
+        if let (Some(generation), Some(token)) = (pending.replaces, &pending.rekey_token) {
+            // The grant is single-use: consumed here, before the commit.
+            if !self.grant_matches(&record_id, generation, token, now) {
+                return Err(VaultError::RegistrationRefused);
+            }
+            self.rekey_grants.remove(&record_id);
+        }
+        let command = Command::Register {
+            record_id,
+            replaces: pending.replaces,
+            payload,
+        };
+        let generation = match self.commit(&command)? {
+            Applied::Registered { generation } => generation,
+            _ => return Err(VaultError::RegistrationRefused),
+        };
+        let sealed = crypto::seal(
+            &pending.confirm_key,
+            &crypto::aad(label::AAD_CONFIRM, &record_id, &session_id),
+            &generation.to_be_bytes(),
+        );
+        Ok(RegistrationConfirmation { session_id, sealed })
+    }
+
+    fn grant_matches(
+        &self,
+        record_id: &RecordId,
+        generation: u64,
+        token: &Secret32,
+        now: u64,
+    ) -> bool {
+        self.rekey_grants.get(record_id).is_some_and(|g| {
+            g.generation == generation && g.expires_at > now && bool::from(g.token.ct_eq(token))
+        })
+    }
+
+    // ----- Recovery -----------------------------------------------------
+
+    /// Recovery step 2: charges one attempt durably, then answers KE2.
+    ///
+    /// An unknown or erased record gets a KE2 from OPAQUE's fake-record path,
+    /// of the same length and cost, reporting what a fresh record would.
+    pub fn recovery_start<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        now: u64,
+        msg: &RecoveryStart,
+    ) -> Result<RecoveryResponse, VaultError> {
+        let record_id = msg.record_id;
+        let ke1 = CredentialRequest::<Suite>::deserialize(&msg.ke1)
+            .map_err(|_| WireError::InvalidField("ke1"))?;
+        if !self.recoveries.make_room(now, &record_id) {
+            return Err(VaultError::Busy);
+        }
+
+        let live = match self.load(&record_id)? {
+            Some(RecordSlot::Live(record)) => Some(record),
+            _ => None,
+        };
+        let (registration, pending_record, attempts_remaining, stretching) = match live {
+            Some(record) if record.attempts_used < record.payload.max_attempts => {
+                let charge = Command::ChargeAttempt {
+                    record_id,
+                    generation: record.generation,
+                };
+                // The charge is durable before KE2 exists.
+                let remaining = match self.commit(&charge)? {
+                    Applied::Charged { attempts_remaining } => attempts_remaining,
+                    Applied::Refused(Refusal::Exhausted) => {
+                        return Err(VaultError::AttemptsExhausted)
+                    }
+                    _ => return Err(VaultError::Unavailable),
+                };
+                let registration =
+                    ServerRegistration::<Suite>::deserialize(&record.payload.registration)
+                        .map_err(|_| VaultError::Internal)?;
+                let pending = PendingRecord {
+                    generation: record.generation,
+                    wrapped_key: record.payload.wrapped_key,
+                };
+                (
+                    Some(registration),
+                    Some(pending),
+                    remaining,
+                    record.payload.stretching,
+                )
+            }
+            Some(record) => {
+                // Exhausted. While its last session may still succeed, refuse;
+                // once no session can, erase it and answer as for no record.
+                if self.recoveries.has_live(&record_id, now) {
+                    return Err(VaultError::AttemptsExhausted);
+                }
+                let erase = Command::Erase {
+                    record_id,
+                    generation: record.generation,
+                };
+                if self.commit(&erase)? != Applied::Erased {
+                    return Err(VaultError::Unavailable);
+                }
+                (
+                    None,
+                    None,
+                    self.fake_attempts_remaining(),
+                    self.policy.unknown_record_stretching,
+                )
+            }
+            None => (
+                None,
+                None,
+                self.fake_attempts_remaining(),
+                self.policy.unknown_record_stretching,
+            ),
+        };
+
+        let context = crypto::bound_to_record(label::OPAQUE_CONTEXT, &record_id);
+        let start = ServerLogin::start(
+            rng,
+            &self.setup,
+            registration,
+            ke1,
+            record_id.as_bytes(),
+            ServerLoginParameters {
+                context: Some(&context),
+                identifiers: Identifiers::default(),
+            },
+        )
+        .map_err(|_| VaultError::Internal)?;
+        let mut ke2 = [0u8; wire::KE2_LEN];
+        ke2.copy_from_slice(&start.message.serialize());
+        let session_id = SessionId::random(rng);
+        // A new KE1 supersedes the record's previous session; its attempt
+        // stays spent.
+        self.recoveries.insert(
+            session_id,
+            record_id,
+            now.saturating_add(self.policy.session_ttl_ms),
+            PendingRecovery {
+                server_login: start.state,
+                record: pending_record,
+            },
+        );
+        Ok(RecoveryResponse {
+            session_id,
+            attempts_remaining,
+            stretching,
+            ke2,
+        })
+    }
+
+    /// Recovery step 4: checks KE3. On success commits the reset, then
+    /// releases the wrapped key under a key derived from the session key. On
+    /// failure the attempt stays spent, and a record with none left is erased.
+    pub fn recovery_finish(
+        &mut self,
+        now: u64,
+        msg: &RecoveryFinish,
+    ) -> Result<KeyRelease, VaultError> {
+        let record_id = msg.record_id;
+        let session_id = msg.session_id;
+        let ke3 = CredentialFinalization::<Suite>::deserialize(&msg.ke3)
+            .map_err(|_| WireError::InvalidField("ke3"))?;
+        let pending = self
+            .recoveries
+            .take(&session_id, &record_id, now)
+            .map_err(|_| VaultError::AuthenticationFailed)?;
+        let context = crypto::bound_to_record(label::OPAQUE_CONTEXT, &record_id);
+        let params = ServerLoginParameters {
+            context: Some(&context),
+            identifiers: Identifiers::default(),
+        };
+        let finished = pending.server_login.finish(ke3, params);
+        let (Some(record), Ok(finished)) = (pending.record, finished) else {
+            self.erase_if_exhausted(&record_id);
+            return Err(VaultError::AuthenticationFailed);
+        };
+
+        let reset = Command::ResetAttempts {
+            record_id,
+            generation: record.generation,
+        };
+        match self.commit(&reset)? {
+            Applied::Reset => {}
+            // The record was replaced or deleted meanwhile.
+            _ => return Err(VaultError::AuthenticationFailed),
+        }
+
+        let session_key = &finished.session_key[..];
+        let release_key = crypto::derive_key(
+            session_key,
+            label::RELEASE_KEY,
+            &[record_id.as_bytes(), session_id.as_bytes()],
+        );
+        let token = crypto::derive_key(
+            session_key,
+            label::REKEY_TOKEN,
+            &[record_id.as_bytes(), session_id.as_bytes()],
+        );
+        self.grant_rekey(record_id, record.generation, token, now);
+        let sealed = crypto::seal(
+            &release_key,
+            &crypto::aad(label::AAD_RELEASE, &record_id, &session_id),
+            &record.wrapped_key,
+        );
+        Ok(KeyRelease { session_id, sealed })
+    }
+
+    /// Deletes a record whatever its state (account removal by the
+    /// operator). Destroys only; reveals nothing.
+    pub fn delete_record(&mut self, record_id: &RecordId) -> Result<(), VaultError> {
+        self.rekey_grants.remove(record_id);
+        match self.commit(&Command::Delete {
+            record_id: *record_id,
+        })? {
+            Applied::Deleted => Ok(()),
+            _ => Err(VaultError::Unavailable),
+        }
+    }
+
+    fn fake_attempts_remaining(&self) -> u8 {
+        self.policy.max_attempts.saturating_sub(1)
+    }
+
+    /// After a failed guess: if the record has no attempts left, erase it.
+    /// A failure to commit the erase is harmless: no attempt can be charged
+    /// to an exhausted record, and the next KE1 erases it.
+    fn erase_if_exhausted(&mut self, record_id: &RecordId) {
+        if let Ok(Some(RecordSlot::Live(record))) = self.store.load(record_id) {
+            if record.attempts_used >= record.payload.max_attempts {
+                let _ = self.store.commit(&Command::Erase {
+                    record_id: *record_id,
+                    generation: record.generation,
+                });
+                self.rekey_grants.remove(record_id);
+            }
+        }
+    }
+
+    fn grant_rekey(&mut self, record_id: RecordId, generation: u64, token: Secret32, now: u64) {
+        let expires_at = now.saturating_add(self.policy.session_ttl_ms);
+        if self.rekey_grants.len() >= self.policy.max_pending_registrations {
+            self.rekey_grants.retain(|_, g| g.expires_at > now);
+        }
+        if self.rekey_grants.len() < self.policy.max_pending_registrations
+            || self.rekey_grants.contains_key(&record_id)
+        {
+            self.rekey_grants.insert(
+                record_id,
+                RekeyGrant {
+                    generation,
+                    token,
+                    expires_at,
+                },
+            );
+        }
+    }
+}
+
+/// The associated data of the HPKE seal: the request's header and clear
+/// fields (type, version, record id, encapsulated key).
+pub(crate) fn registration_request_aad(msg: &RegistrationRequest) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(wire::HEADER_LEN + 64);
+    aad.push(MessageType::RegistrationRequest as u8);
+    aad.push(wire::VERSION);
+    aad.extend_from_slice(msg.record_id.as_bytes());
+    aad.extend_from_slice(&msg.encapsulated_key);
+    aad
+}
+
+fn split_registration_plaintext(plaintext: &[u8]) -> Result<(&[u8], u8, &[u8]), VaultError> {
+    if plaintext.len() != SEALED_REGISTRATION_PLAINTEXT_LEN {
+        return Err(WireError::InvalidField("sealed registration request").into());
+    }
+    let (request, rest) = plaintext.split_at(OPAQUE_REGISTRATION_REQUEST_LEN);
+    let (mode, token) = rest
+        .split_first()
+        .ok_or(WireError::InvalidField("registration mode"))?;
+    Ok((request, *mode, token))
+}
+
+fn parse_upload_plaintext(
+    plaintext: &[u8; SEALED_UPLOAD_PLAINTEXT_LEN],
+    max_attempts: u8,
+) -> Result<RecordPayload, VaultError> {
+    let (registration, rest) = plaintext.split_at(OPAQUE_REGISTRATION_RECORD_LEN);
+    let (stretching, wrapped) = rest.split_at(StretchingParams::ENCODED_LEN);
+    // Validates the client's public key (a valid, non-identity point).
+    OpaqueUpload::<Suite>::deserialize(registration)
+        .map_err(|_| WireError::InvalidField("registration record"))?;
+    let stretching = <&[u8; StretchingParams::ENCODED_LEN]>::try_from(stretching)
+        .ok()
+        .and_then(StretchingParams::from_bytes)
+        .ok_or(WireError::InvalidField("stretching parameters"))?;
+    let mut payload = RecordPayload {
+        registration: [0; OPAQUE_REGISTRATION_RECORD_LEN],
+        wrapped_key: [0; WRAPPED_KEY_LEN],
+        stretching,
+        max_attempts,
+    };
+    payload.registration.copy_from_slice(registration);
+    payload.wrapped_key.copy_from_slice(wrapped);
+    Ok(payload)
+}

@@ -1,0 +1,162 @@
+//! Pending sessions: bounded, expiring, at most one per record.
+
+use alloc::collections::BTreeMap;
+
+use crate::types::{RecordId, SessionId};
+
+struct Pending<T> {
+    record_id: RecordId,
+    expires_at: u64,
+    state: T,
+}
+
+/// A table of pending sessions keyed by an unpredictable [`SessionId`], with
+/// at most one session per record (a new one supersedes the old) and at most
+/// `capacity` sessions in all.
+pub(crate) struct Sessions<T> {
+    by_id: BTreeMap<SessionId, Pending<T>>,
+    by_record: BTreeMap<RecordId, SessionId>,
+    capacity: usize,
+}
+
+/// Why a session could not be taken.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Missing {
+    /// No such session (never made, finished, superseded, or swept).
+    Unknown,
+    /// The session exists but belongs to another record; it is left alone.
+    OtherRecord,
+    /// The session expired; it is removed.
+    Expired,
+}
+
+impl<T> Sessions<T> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            by_id: BTreeMap::new(),
+            by_record: BTreeMap::new(),
+            capacity,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether a new session for `record_id` fits: either a slot is free, or
+    /// the record's own session would be superseded, or expired sessions can
+    /// be swept. Sweeping is done only when full, so the common path stays
+    /// logarithmic.
+    pub(crate) fn make_room(&mut self, now: u64, record_id: &RecordId) -> bool {
+        if self.by_id.len() < self.capacity || self.by_record.contains_key(record_id) {
+            return true;
+        }
+        self.sweep(now);
+        self.by_id.len() < self.capacity
+    }
+
+    /// Removes every expired session.
+    pub(crate) fn sweep(&mut self, now: u64) {
+        let by_record = &mut self.by_record;
+        self.by_id.retain(|id, p| {
+            let live = p.expires_at > now;
+            if !live && by_record.get(&p.record_id) == Some(id) {
+                by_record.remove(&p.record_id);
+            }
+            live
+        });
+    }
+
+    /// Whether the record has a session that has not expired.
+    pub(crate) fn has_live(&self, record_id: &RecordId, now: u64) -> bool {
+        self.by_record
+            .get(record_id)
+            .and_then(|id| self.by_id.get(id))
+            .is_some_and(|p| p.expires_at > now)
+    }
+
+    /// Inserts a session, superseding (and returning) the record's previous
+    /// one. The caller checked [`Self::make_room`] first.
+    pub(crate) fn insert(
+        &mut self,
+        id: SessionId,
+        record_id: RecordId,
+        expires_at: u64,
+        state: T,
+    ) -> Option<T> {
+        let superseded = self
+            .by_record
+            .insert(record_id, id)
+            .and_then(|old| self.by_id.remove(&old))
+            .map(|p| p.state);
+        self.by_id.insert(
+            id,
+            Pending {
+                record_id,
+                expires_at,
+                state,
+            },
+        );
+        superseded
+    }
+
+    /// Removes and returns the session if it exists for this record and has
+    /// not expired. A session named with the wrong record id is left alone,
+    /// so a relay cannot cancel someone else's session by guessing ids.
+    pub(crate) fn take(
+        &mut self,
+        id: &SessionId,
+        record_id: &RecordId,
+        now: u64,
+    ) -> Result<T, Missing> {
+        match self.by_id.get(id) {
+            None => return Err(Missing::Unknown),
+            Some(p) if p.record_id != *record_id => return Err(Missing::OtherRecord),
+            Some(_) => {}
+        }
+        let pending = self.by_id.remove(id).ok_or(Missing::Unknown)?;
+        if self.by_record.get(record_id) == Some(id) {
+            self.by_record.remove(record_id);
+        }
+        if pending.expires_at <= now {
+            return Err(Missing::Expired);
+        }
+        Ok(pending.state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: RecordId = RecordId([1; 32]);
+    const B: RecordId = RecordId([2; 32]);
+
+    #[test]
+    fn supersede_expire_and_bound() {
+        let mut s = Sessions::new(2);
+        assert!(s.make_room(0, &A));
+        assert_eq!(s.insert(SessionId([1; 16]), A, 10, "a1"), None);
+        assert_eq!(s.insert(SessionId([2; 16]), A, 10, "a2"), Some("a1"));
+        assert_eq!(s.take(&SessionId([1; 16]), &A, 0), Err(Missing::Unknown));
+        assert_eq!(
+            s.take(&SessionId([2; 16]), &B, 0),
+            Err(Missing::OtherRecord)
+        );
+        s.insert(SessionId([3; 16]), B, 5, "b");
+        assert_eq!(s.len(), 2);
+        // Full: a third record fits only once B's session has expired.
+        let c = RecordId([3; 32]);
+        assert!(!s.make_room(4, &c));
+        assert!(
+            s.make_room(4, &A),
+            "superseding A's own session always fits"
+        );
+        assert!(s.make_room(5, &c));
+        assert_eq!(s.len(), 1);
+        assert!(s.has_live(&A, 9));
+        assert!(!s.has_live(&A, 10));
+        assert_eq!(s.take(&SessionId([2; 16]), &A, 10), Err(Missing::Expired));
+        assert_eq!(s.len(), 0);
+    }
+}

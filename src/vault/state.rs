@@ -1,0 +1,815 @@
+//! The vault's replicated state: records, commands, and the one function
+//! that applies a command (SPEC.md §8).
+//!
+//! [`RecordTable::apply`] is the only place that changes a record. It is
+//! deterministic (no clock, no randomness, no secrets of the fleet), so a
+//! consensus engine can replicate the [`Command`] log and every replica
+//! reaches the same table. Every precondition a command depends on is checked
+//! here, at apply time, not by whoever proposed it: two proposers racing for
+//! the last attempt cannot both win.
+
+use alloc::collections::BTreeMap;
+use core::fmt;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::error::WireError;
+use crate::suite::StretchingParams;
+use crate::types::{RecordId, RECORD_ID_LEN};
+use crate::wire::{OPAQUE_REGISTRATION_RECORD_LEN, WRAPPED_KEY_LEN};
+
+/// What the client uploads and the vault keeps: the OPAQUE registration
+/// record, the wrapped backup key, and the Argon2 parameters, plus the
+/// vault's attempt limit for the record.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct RecordPayload {
+    /// OPAQUE `RegistrationRecord` (client public key, masking key, envelope).
+    pub registration: [u8; OPAQUE_REGISTRATION_RECORD_LEN],
+    /// The backup key wrapped under the client's export key.
+    pub wrapped_key: [u8; WRAPPED_KEY_LEN],
+    /// The Argon2 parameters the client stretched with.
+    #[zeroize(skip)]
+    pub stretching: StretchingParams,
+    /// Attempts allowed between successes (vault policy, never the client's).
+    pub max_attempts: u8,
+}
+
+impl fmt::Debug for RecordPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordPayload")
+            .field("stretching", &self.stretching)
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A live record as stored.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct StoredRecord {
+    /// What was registered.
+    pub payload: RecordPayload,
+    /// Attempts charged since the last success.
+    pub attempts_used: u8,
+    /// Starts at 1 and rises with every registration under this id, across
+    /// erasures, so a stale command can never act on a newer record.
+    pub generation: u64,
+}
+
+impl fmt::Debug for StoredRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredRecord")
+            .field("payload", &self.payload)
+            .field("attempts_used", &self.attempts_used)
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+impl StoredRecord {
+    /// Attempts left before the record is erased.
+    pub fn attempts_remaining(&self) -> u8 {
+        self.payload.max_attempts.saturating_sub(self.attempts_used)
+    }
+}
+
+/// What the table holds for one id.
+#[derive(Clone, PartialEq, Eq)]
+pub enum RecordSlot {
+    /// A record that can be recovered.
+    Live(StoredRecord),
+    /// A record that was erased (guesses exhausted) or deleted by the
+    /// operator. Holds no secret: the record's bytes were zeroized when it
+    /// was replaced by this tombstone. Keeps the generation so a later
+    /// registration continues from it.
+    Erased {
+        /// The generation of the erased record.
+        generation: u64,
+    },
+}
+
+impl fmt::Debug for RecordSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Live(r) => f.debug_tuple("Live").field(r).finish(),
+            Self::Erased { generation } => f
+                .debug_struct("Erased")
+                .field("generation", generation)
+                .finish(),
+        }
+    }
+}
+
+impl RecordSlot {
+    /// The slot's generation.
+    pub fn generation(&self) -> u64 {
+        match self {
+            Self::Live(r) => r.generation,
+            Self::Erased { generation } => *generation,
+        }
+    }
+}
+
+/// A state change, as proposed to the store (and, in a fleet, to consensus).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Store a new record. Applies only if the slot's state matches
+    /// `replaces`: `None` means no live record may exist; `Some(g)` means the
+    /// live record of generation `g` is replaced (re-registration after a
+    /// proven recovery).
+    Register {
+        /// The record id.
+        record_id: RecordId,
+        /// The generation this registration replaces, if any.
+        replaces: Option<u64>,
+        /// What to store.
+        payload: RecordPayload,
+    },
+    /// Charge one attempt to the live record of this generation, if it has
+    /// one left.
+    ChargeAttempt {
+        /// The record id.
+        record_id: RecordId,
+        /// The generation charged.
+        generation: u64,
+    },
+    /// Reset the attempts of the live record of this generation after a
+    /// successful recovery.
+    ResetAttempts {
+        /// The record id.
+        record_id: RecordId,
+        /// The generation reset.
+        generation: u64,
+    },
+    /// Erase the live record of this generation, if all its attempts are
+    /// spent.
+    Erase {
+        /// The record id.
+        record_id: RecordId,
+        /// The generation erased.
+        generation: u64,
+    },
+    /// Delete the record whatever its state (the operator's account removal).
+    Delete {
+        /// The record id.
+        record_id: RecordId,
+    },
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Register {
+                record_id,
+                replaces,
+                ..
+            } => f
+                .debug_struct("Register")
+                .field("record_id", record_id)
+                .field("replaces", replaces)
+                .finish_non_exhaustive(),
+            Self::ChargeAttempt {
+                record_id,
+                generation,
+            } => f
+                .debug_struct("ChargeAttempt")
+                .field("record_id", record_id)
+                .field("generation", generation)
+                .finish(),
+            Self::ResetAttempts {
+                record_id,
+                generation,
+            } => f
+                .debug_struct("ResetAttempts")
+                .field("record_id", record_id)
+                .field("generation", generation)
+                .finish(),
+            Self::Erase {
+                record_id,
+                generation,
+            } => f
+                .debug_struct("Erase")
+                .field("record_id", record_id)
+                .field("generation", generation)
+                .finish(),
+            Self::Delete { record_id } => f
+                .debug_struct("Delete")
+                .field("record_id", record_id)
+                .finish(),
+        }
+    }
+}
+
+/// What applying a command did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The record was stored with this generation.
+    Registered {
+        /// The new record's generation.
+        generation: u64,
+    },
+    /// One attempt was charged; this many remain.
+    Charged {
+        /// Attempts left after the charge.
+        attempts_remaining: u8,
+    },
+    /// The attempts were reset to the maximum.
+    Reset,
+    /// The record was erased.
+    Erased,
+    /// The record was deleted (or there was nothing to delete).
+    Deleted,
+    /// A precondition failed; nothing changed.
+    Refused(Refusal),
+}
+
+/// Why a command changed nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No live record with that id.
+    NoLiveRecord,
+    /// The live record has another generation.
+    GenerationMismatch,
+    /// A live record exists and the registration did not name it.
+    RecordExists,
+    /// Every attempt is already spent.
+    Exhausted,
+    /// Attempts remain, so the record may not be erased.
+    NotExhausted,
+    /// The payload is invalid (zero attempts, invalid parameters).
+    InvalidPayload,
+}
+
+/// All records, keyed by id. The deterministic state machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordTable {
+    slots: BTreeMap<RecordId, RecordSlot>,
+}
+
+impl RecordTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The slot for an id.
+    pub fn get(&self, record_id: &RecordId) -> Option<&RecordSlot> {
+        self.slots.get(record_id)
+    }
+
+    /// Every slot, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (&RecordId, &RecordSlot)> {
+        self.slots.iter()
+    }
+
+    /// Number of slots (live and erased).
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether the table has no slots.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Applies one command. Deterministic: the same table and command give
+    /// the same result on every replica.
+    pub fn apply(&mut self, command: &Command) -> Applied {
+        match command {
+            Command::Register {
+                record_id,
+                replaces,
+                payload,
+            } => {
+                if payload.max_attempts == 0 || !payload.stretching.is_valid() {
+                    return Applied::Refused(Refusal::InvalidPayload);
+                }
+                let previous = self.slots.get(record_id);
+                let base = match (previous, replaces) {
+                    (None, None) => 0,
+                    (Some(RecordSlot::Erased { generation }), None) => *generation,
+                    (Some(RecordSlot::Live(_)), None) => {
+                        return Applied::Refused(Refusal::RecordExists)
+                    }
+                    (Some(RecordSlot::Live(r)), Some(g)) if r.generation == *g => r.generation,
+                    (Some(RecordSlot::Live(_)), Some(_)) => {
+                        return Applied::Refused(Refusal::GenerationMismatch)
+                    }
+                    (_, Some(_)) => return Applied::Refused(Refusal::NoLiveRecord),
+                };
+                let generation = base.saturating_add(1);
+                // Inserting drops (and so zeroizes) any replaced record.
+                self.slots.insert(
+                    *record_id,
+                    RecordSlot::Live(StoredRecord {
+                        payload: payload.clone(),
+                        attempts_used: 0,
+                        generation,
+                    }),
+                );
+                Applied::Registered { generation }
+            }
+            Command::ChargeAttempt {
+                record_id,
+                generation,
+            } => match self.live_mut(record_id, *generation) {
+                Err(refusal) => Applied::Refused(refusal),
+                Ok(record) if record.attempts_used >= record.payload.max_attempts => {
+                    Applied::Refused(Refusal::Exhausted)
+                }
+                Ok(record) => {
+                    record.attempts_used += 1;
+                    Applied::Charged {
+                        attempts_remaining: record.attempts_remaining(),
+                    }
+                }
+            },
+            Command::ResetAttempts {
+                record_id,
+                generation,
+            } => match self.live_mut(record_id, *generation) {
+                Err(refusal) => Applied::Refused(refusal),
+                Ok(record) => {
+                    record.attempts_used = 0;
+                    Applied::Reset
+                }
+            },
+            Command::Erase {
+                record_id,
+                generation,
+            } => match self.live_mut(record_id, *generation) {
+                Err(refusal) => Applied::Refused(refusal),
+                Ok(record) if record.attempts_used < record.payload.max_attempts => {
+                    Applied::Refused(Refusal::NotExhausted)
+                }
+                Ok(_) => {
+                    self.tombstone(record_id);
+                    Applied::Erased
+                }
+            },
+            Command::Delete { record_id } => {
+                self.tombstone(record_id);
+                Applied::Deleted
+            }
+        }
+    }
+
+    fn live_mut(
+        &mut self,
+        record_id: &RecordId,
+        generation: u64,
+    ) -> Result<&mut StoredRecord, Refusal> {
+        match self.slots.get_mut(record_id) {
+            Some(RecordSlot::Live(r)) if r.generation == generation => Ok(r),
+            Some(RecordSlot::Live(_)) => Err(Refusal::GenerationMismatch),
+            _ => Err(Refusal::NoLiveRecord),
+        }
+    }
+
+    /// Replaces a live record by a tombstone, zeroizing its bytes first.
+    fn tombstone(&mut self, record_id: &RecordId) {
+        if let Some(slot) = self.slots.get_mut(record_id) {
+            let generation = slot.generation();
+            if let RecordSlot::Live(record) = slot {
+                record.zeroize();
+            }
+            *slot = RecordSlot::Erased { generation };
+        }
+    }
+}
+
+/// Version byte of the [`Command`] encoding.
+pub const COMMAND_VERSION: u8 = 1;
+
+const TAG_REGISTER: u8 = 1;
+const TAG_CHARGE: u8 = 2;
+const TAG_RESET: u8 = 3;
+const TAG_ERASE: u8 = 4;
+const TAG_DELETE: u8 = 5;
+
+/// Encoded length of a [`RecordPayload`].
+pub const PAYLOAD_LEN: usize =
+    OPAQUE_REGISTRATION_RECORD_LEN + WRAPPED_KEY_LEN + StretchingParams::ENCODED_LEN + 1;
+/// Encoded length of a [`StoredRecord`]: payload, attempts used, generation.
+pub const STORED_RECORD_LEN: usize = PAYLOAD_LEN + 1 + 8;
+
+impl RecordPayload {
+    fn encode_into(&self, out: &mut alloc::vec::Vec<u8>) {
+        out.extend_from_slice(&self.registration);
+        out.extend_from_slice(&self.wrapped_key);
+        out.extend_from_slice(&self.stretching.to_bytes());
+        out.push(self.max_attempts);
+    }
+
+    fn decode(bytes: &[u8; PAYLOAD_LEN]) -> Result<Self, WireError> {
+        let mut r = Fields(bytes);
+        let registration = r.take()?;
+        let wrapped_key = r.take()?;
+        let stretching = StretchingParams::from_bytes(&r.take()?)
+            .ok_or(WireError::InvalidField("stretching parameters"))?;
+        let [max_attempts] = r.take()?;
+        if max_attempts == 0 {
+            return Err(WireError::InvalidField("max attempts"));
+        }
+        Ok(Self {
+            registration,
+            wrapped_key,
+            stretching,
+            max_attempts,
+        })
+    }
+}
+
+impl StoredRecord {
+    /// Encodes the record as a store persists it (SPEC.md §8.4):
+    /// `payload || attempts_used || generation (u64 BE)`.
+    pub fn to_bytes(&self) -> zeroize::Zeroizing<alloc::vec::Vec<u8>> {
+        let mut out = zeroize::Zeroizing::new(alloc::vec::Vec::with_capacity(STORED_RECORD_LEN));
+        self.payload.encode_into(&mut out);
+        out.push(self.attempts_used);
+        out.extend_from_slice(&self.generation.to_be_bytes());
+        out
+    }
+
+    /// Decodes a stored record, strictly.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
+        let bytes: &[u8; STORED_RECORD_LEN] = bytes.try_into().map_err(|_| WireError::Length {
+            expected: STORED_RECORD_LEN,
+            found: bytes.len(),
+        })?;
+        let mut r = Fields(bytes);
+        let payload = RecordPayload::decode(&r.take()?)?;
+        let [attempts_used] = r.take()?;
+        let generation = u64::from_be_bytes(r.take()?);
+        if attempts_used > payload.max_attempts {
+            return Err(WireError::InvalidField("attempts used"));
+        }
+        if generation == 0 {
+            return Err(WireError::InvalidField("generation"));
+        }
+        Ok(Self {
+            payload,
+            attempts_used,
+            generation,
+        })
+    }
+}
+
+impl Command {
+    /// The record this command acts on.
+    pub fn record_id(&self) -> &RecordId {
+        match self {
+            Self::Register { record_id, .. }
+            | Self::ChargeAttempt { record_id, .. }
+            | Self::ResetAttempts { record_id, .. }
+            | Self::Erase { record_id, .. }
+            | Self::Delete { record_id } => record_id,
+        }
+    }
+
+    /// Encodes the command (SPEC.md §8.2): `version || tag || record_id ||
+    /// fields`. The encoding of a `Register` carries the user's record and is
+    /// to be protected like it (the fleet encrypts it between members).
+    pub fn to_bytes(&self) -> zeroize::Zeroizing<alloc::vec::Vec<u8>> {
+        let mut out = zeroize::Zeroizing::new(alloc::vec::Vec::new());
+        out.push(COMMAND_VERSION);
+        match self {
+            Self::Register {
+                record_id,
+                replaces,
+                payload,
+            } => {
+                out.push(TAG_REGISTER);
+                out.extend_from_slice(record_id.as_bytes());
+                match replaces {
+                    None => out.extend_from_slice(&[0; 9]),
+                    Some(g) => {
+                        out.push(1);
+                        out.extend_from_slice(&g.to_be_bytes());
+                    }
+                }
+                payload.encode_into(&mut out);
+            }
+            Self::ChargeAttempt {
+                record_id,
+                generation,
+            }
+            | Self::ResetAttempts {
+                record_id,
+                generation,
+            }
+            | Self::Erase {
+                record_id,
+                generation,
+            } => {
+                out.push(match self {
+                    Self::ChargeAttempt { .. } => TAG_CHARGE,
+                    Self::ResetAttempts { .. } => TAG_RESET,
+                    _ => TAG_ERASE,
+                });
+                out.extend_from_slice(record_id.as_bytes());
+                out.extend_from_slice(&generation.to_be_bytes());
+            }
+            Self::Delete { record_id } => {
+                out.push(TAG_DELETE);
+                out.extend_from_slice(record_id.as_bytes());
+            }
+        }
+        out
+    }
+
+    /// Decodes a command, strictly: known version and tag, exact length.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
+        let (&version, rest) = bytes.split_first().ok_or(WireError::Empty)?;
+        if version != COMMAND_VERSION {
+            return Err(WireError::UnsupportedVersion(version));
+        }
+        let (&tag, body) = rest.split_first().ok_or(WireError::Empty)?;
+        let expect = |len: usize| {
+            if body.len() == len {
+                Ok(())
+            } else {
+                Err(WireError::Length {
+                    expected: 2 + len,
+                    found: bytes.len(),
+                })
+            }
+        };
+        let mut r = Fields(body);
+        let command = match tag {
+            TAG_REGISTER => {
+                expect(RECORD_ID_LEN + 9 + PAYLOAD_LEN)?;
+                let record_id = RecordId(r.take()?);
+                let [flag] = r.take()?;
+                let generation = u64::from_be_bytes(r.take()?);
+                let replaces = match (flag, generation) {
+                    (0, 0) => None,
+                    (1, g) if g > 0 => Some(g),
+                    _ => return Err(WireError::InvalidField("replaces")),
+                };
+                let payload = RecordPayload::decode(&r.take()?)?;
+                Self::Register {
+                    record_id,
+                    replaces,
+                    payload,
+                }
+            }
+            TAG_CHARGE | TAG_RESET | TAG_ERASE => {
+                expect(RECORD_ID_LEN + 8)?;
+                let record_id = RecordId(r.take()?);
+                let generation = u64::from_be_bytes(r.take()?);
+                match tag {
+                    TAG_CHARGE => Self::ChargeAttempt {
+                        record_id,
+                        generation,
+                    },
+                    TAG_RESET => Self::ResetAttempts {
+                        record_id,
+                        generation,
+                    },
+                    _ => Self::Erase {
+                        record_id,
+                        generation,
+                    },
+                }
+            }
+            TAG_DELETE => {
+                expect(RECORD_ID_LEN)?;
+                Self::Delete {
+                    record_id: RecordId(r.take()?),
+                }
+            }
+            other => return Err(WireError::UnknownType(other)),
+        };
+        if r.0.is_empty() {
+            Ok(command)
+        } else {
+            Err(WireError::InvalidField("trailing bytes"))
+        }
+    }
+}
+
+/// Takes fixed-size fields off the front of a slice whose length was
+/// checked; a short slice is an error, never a panic.
+struct Fields<'a>(&'a [u8]);
+
+impl Fields<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let (head, tail) = self
+            .0
+            .split_first_chunk::<N>()
+            .ok_or(WireError::InvalidField("length"))?;
+        self.0 = tail;
+        Ok(*head)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(max: u8) -> RecordPayload {
+        RecordPayload {
+            registration: [0x11; OPAQUE_REGISTRATION_RECORD_LEN],
+            wrapped_key: [0x22; WRAPPED_KEY_LEN],
+            stretching: StretchingParams::INSECURE_TEST_ONLY,
+            max_attempts: max,
+        }
+    }
+
+    const ID: RecordId = RecordId([5; 32]);
+
+    fn register(table: &mut RecordTable, replaces: Option<u64>, max: u8) -> Applied {
+        table.apply(&Command::Register {
+            record_id: ID,
+            replaces,
+            payload: payload(max),
+        })
+    }
+
+    fn charge(table: &mut RecordTable, generation: u64) -> Applied {
+        table.apply(&Command::ChargeAttempt {
+            record_id: ID,
+            generation,
+        })
+    }
+
+    #[test]
+    fn charge_counts_down_and_stops_at_zero() {
+        let mut t = RecordTable::new();
+        assert_eq!(
+            register(&mut t, None, 3),
+            Applied::Registered { generation: 1 }
+        );
+        assert_eq!(
+            charge(&mut t, 1),
+            Applied::Charged {
+                attempts_remaining: 2
+            }
+        );
+        assert_eq!(
+            charge(&mut t, 1),
+            Applied::Charged {
+                attempts_remaining: 1
+            }
+        );
+        assert_eq!(
+            charge(&mut t, 1),
+            Applied::Charged {
+                attempts_remaining: 0
+            }
+        );
+        assert_eq!(charge(&mut t, 1), Applied::Refused(Refusal::Exhausted));
+        assert_eq!(
+            charge(&mut t, 2),
+            Applied::Refused(Refusal::GenerationMismatch)
+        );
+    }
+
+    #[test]
+    fn reset_restores_the_maximum() {
+        let mut t = RecordTable::new();
+        register(&mut t, None, 3);
+        charge(&mut t, 1);
+        charge(&mut t, 1);
+        assert_eq!(
+            t.apply(&Command::ResetAttempts {
+                record_id: ID,
+                generation: 1
+            }),
+            Applied::Reset
+        );
+        assert_eq!(
+            charge(&mut t, 1),
+            Applied::Charged {
+                attempts_remaining: 2
+            }
+        );
+    }
+
+    #[test]
+    fn erase_only_when_exhausted_and_leaves_no_secret() {
+        let mut t = RecordTable::new();
+        register(&mut t, None, 1);
+        let erase = Command::Erase {
+            record_id: ID,
+            generation: 1,
+        };
+        assert_eq!(t.apply(&erase), Applied::Refused(Refusal::NotExhausted));
+        charge(&mut t, 1);
+        assert_eq!(t.apply(&erase), Applied::Erased);
+        assert_eq!(t.get(&ID), Some(&RecordSlot::Erased { generation: 1 }));
+        // Erased records never come back: every command on the old
+        // generation is refused.
+        assert_eq!(charge(&mut t, 1), Applied::Refused(Refusal::NoLiveRecord));
+        assert_eq!(
+            t.apply(&Command::ResetAttempts {
+                record_id: ID,
+                generation: 1
+            }),
+            Applied::Refused(Refusal::NoLiveRecord)
+        );
+        // A new registration continues the generation count.
+        assert_eq!(
+            register(&mut t, None, 1),
+            Applied::Registered { generation: 2 }
+        );
+    }
+
+    #[test]
+    fn register_over_live_record_needs_its_generation() {
+        let mut t = RecordTable::new();
+        register(&mut t, None, 3);
+        assert_eq!(
+            register(&mut t, None, 3),
+            Applied::Refused(Refusal::RecordExists)
+        );
+        assert_eq!(
+            register(&mut t, Some(7), 3),
+            Applied::Refused(Refusal::GenerationMismatch)
+        );
+        assert_eq!(
+            register(&mut t, Some(1), 3),
+            Applied::Registered { generation: 2 }
+        );
+        let mut empty = RecordTable::new();
+        assert_eq!(
+            register(&mut empty, Some(1), 3),
+            Applied::Refused(Refusal::NoLiveRecord)
+        );
+        assert_eq!(
+            register(&mut empty, None, 0),
+            Applied::Refused(Refusal::InvalidPayload)
+        );
+    }
+
+    #[test]
+    fn stored_record_zeroize_clears_secrets() {
+        let mut r = StoredRecord {
+            payload: payload(3),
+            attempts_used: 1,
+            generation: 1,
+        };
+        r.zeroize();
+        assert_eq!(r.payload.registration, [0; OPAQUE_REGISTRATION_RECORD_LEN]);
+        assert_eq!(r.payload.wrapped_key, [0; WRAPPED_KEY_LEN]);
+    }
+
+    #[test]
+    fn command_codec_round_trips_and_is_strict() {
+        let commands = [
+            Command::Register {
+                record_id: ID,
+                replaces: None,
+                payload: payload(10),
+            },
+            Command::Register {
+                record_id: ID,
+                replaces: Some(4),
+                payload: payload(10),
+            },
+            Command::ChargeAttempt {
+                record_id: ID,
+                generation: 9,
+            },
+            Command::ResetAttempts {
+                record_id: ID,
+                generation: 9,
+            },
+            Command::Erase {
+                record_id: ID,
+                generation: 9,
+            },
+            Command::Delete { record_id: ID },
+        ];
+        for c in &commands {
+            let bytes = c.to_bytes();
+            assert_eq!(Command::from_bytes(&bytes).as_ref(), Ok(c));
+            assert!(Command::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+            let mut long = bytes.to_vec();
+            long.push(0);
+            assert!(Command::from_bytes(&long).is_err());
+        }
+        assert_eq!(
+            Command::from_bytes(&[2, 2]),
+            Err(WireError::UnsupportedVersion(2))
+        );
+        assert_eq!(Command::from_bytes(&[1, 9]), Err(WireError::UnknownType(9)));
+    }
+
+    #[test]
+    fn stored_record_codec() {
+        let r = StoredRecord {
+            payload: payload(10),
+            attempts_used: 3,
+            generation: 2,
+        };
+        let bytes = r.to_bytes();
+        assert_eq!(bytes.len(), STORED_RECORD_LEN);
+        assert_eq!(StoredRecord::from_bytes(&bytes), Ok(r.clone()));
+        let mut over = bytes.to_vec();
+        over[PAYLOAD_LEN] = 11;
+        assert_eq!(
+            StoredRecord::from_bytes(&over),
+            Err(WireError::InvalidField("attempts used"))
+        );
+    }
+}

@@ -1,0 +1,504 @@
+//! Strict codecs for every protocol message (SPEC.md §5).
+//!
+//! Every message starts with a one-byte type and a one-byte version
+//! ([`VERSION`]), then fixed-length fields. A decoder accepts exactly the
+//! length its type requires and nothing else: no trailing bytes, no optional
+//! fields. Group elements and OPAQUE sub-messages inside a message are
+//! validated where they are used (the vault or the client parses them with
+//! opaque-ke and maps a failure to [`WireError::InvalidField`]).
+
+use alloc::vec::Vec;
+
+use crate::error::WireError;
+use crate::suite::StretchingParams;
+use crate::types::{RecordId, SessionId, RECORD_ID_LEN, SESSION_ID_LEN};
+
+/// The protocol version every message carries.
+pub const VERSION: u8 = 1;
+/// Length of the header: type and version.
+pub const HEADER_LEN: usize = 2;
+/// Length of an AEAD tag (ChaCha20-Poly1305 and HPKE's ChaCha20-Poly1305).
+pub const TAG_LEN: usize = 16;
+/// Length of an HPKE X25519 encapsulated key.
+pub const ENCAPSULATED_KEY_LEN: usize = 32;
+/// Length of OPAQUE's `RegistrationRequest` (a blinded ristretto255 element).
+pub const OPAQUE_REGISTRATION_REQUEST_LEN: usize = 32;
+/// Length of OPAQUE's `RegistrationResponse` (evaluated element, server key).
+pub const OPAQUE_REGISTRATION_RESPONSE_LEN: usize = 64;
+/// Length of OPAQUE's `RegistrationRecord` (client key, masking key, envelope).
+pub const OPAQUE_REGISTRATION_RECORD_LEN: usize = 192;
+/// Length of OPAQUE's KE1 (`CredentialRequest` and client nonce and share).
+pub const KE1_LEN: usize = 96;
+/// Length of OPAQUE's KE2 (`CredentialResponse` and server auth message).
+pub const KE2_LEN: usize = 320;
+/// Length of OPAQUE's KE3 (the client MAC).
+pub const KE3_LEN: usize = 64;
+/// Length of a wrapped backup key (ChaCha20-Poly1305 of 32 bytes).
+pub const WRAPPED_KEY_LEN: usize = 32 + TAG_LEN;
+/// Length of a rekey token inside a sealed registration request.
+pub const REKEY_TOKEN_LEN: usize = 32;
+
+/// Plaintext of the HPKE-sealed part of a [`RegistrationRequest`]: the
+/// OPAQUE request, a mode byte (0 = new record, 1 = replace after recovery)
+/// and a 32-byte rekey token (all zero in mode 0).
+pub const SEALED_REGISTRATION_PLAINTEXT_LEN: usize =
+    OPAQUE_REGISTRATION_REQUEST_LEN + 1 + REKEY_TOKEN_LEN;
+/// Plaintext of the sealed part of a [`RegistrationUpload`].
+pub const SEALED_UPLOAD_PLAINTEXT_LEN: usize =
+    OPAQUE_REGISTRATION_RECORD_LEN + StretchingParams::ENCODED_LEN + WRAPPED_KEY_LEN;
+
+/// The type byte of each message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum MessageType {
+    /// [`RegistrationRequest`], client to vault.
+    RegistrationRequest = 0x01,
+    /// [`RegistrationResponse`], vault to client.
+    RegistrationResponse = 0x02,
+    /// [`RegistrationUpload`], client to vault.
+    RegistrationUpload = 0x03,
+    /// [`RegistrationConfirmation`], vault to client.
+    RegistrationConfirmation = 0x04,
+    /// [`RecoveryStart`] (KE1), client to vault.
+    RecoveryStart = 0x05,
+    /// [`RecoveryResponse`] (KE2), vault to client.
+    RecoveryResponse = 0x06,
+    /// [`RecoveryFinish`] (KE3), client to vault.
+    RecoveryFinish = 0x07,
+    /// [`KeyRelease`], vault to client.
+    KeyRelease = 0x08,
+    /// [`Rejection`], vault to client.
+    Rejection = 0x09,
+}
+
+impl MessageType {
+    /// The type named by a type byte.
+    pub fn from_byte(byte: u8) -> Result<Self, WireError> {
+        Ok(match byte {
+            0x01 => Self::RegistrationRequest,
+            0x02 => Self::RegistrationResponse,
+            0x03 => Self::RegistrationUpload,
+            0x04 => Self::RegistrationConfirmation,
+            0x05 => Self::RecoveryStart,
+            0x06 => Self::RecoveryResponse,
+            0x07 => Self::RecoveryFinish,
+            0x08 => Self::KeyRelease,
+            0x09 => Self::Rejection,
+            other => return Err(WireError::UnknownType(other)),
+        })
+    }
+
+    /// The type of an encoded message, from its header, checking the version.
+    pub fn of(bytes: &[u8]) -> Result<Self, WireError> {
+        let (&ty, rest) = bytes.split_first().ok_or(WireError::Empty)?;
+        let ty = Self::from_byte(ty)?;
+        let &version = rest.first().ok_or(WireError::Empty)?;
+        if version != VERSION {
+            return Err(WireError::UnsupportedVersion(version));
+        }
+        Ok(ty)
+    }
+}
+
+/// Reads the fields of one message after checking its header and its exact
+/// length. Taking more than was checked is impossible by construction; it
+/// would still return an error rather than panic.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn open(bytes: &'a [u8], ty: MessageType, body_len: usize) -> Result<Self, WireError> {
+        let found = MessageType::of(bytes)?;
+        if found != ty {
+            return Err(WireError::WrongType {
+                expected: ty as u8,
+                found: found as u8,
+            });
+        }
+        let expected = HEADER_LEN + body_len;
+        if bytes.len() != expected {
+            return Err(WireError::Length {
+                expected,
+                found: bytes.len(),
+            });
+        }
+        Ok(Self {
+            rest: bytes.get(HEADER_LEN..).unwrap_or_default(),
+        })
+    }
+
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let (head, tail) = self
+            .rest
+            .split_first_chunk::<N>()
+            .ok_or(WireError::InvalidField("length"))?;
+        self.rest = tail;
+        Ok(*head)
+    }
+
+    fn finish(self) -> Result<(), WireError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(WireError::InvalidField("trailing bytes"))
+        }
+    }
+}
+
+fn writer(ty: MessageType, body_len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + body_len);
+    out.push(ty as u8);
+    out.push(VERSION);
+    out
+}
+
+/// Implements `to_bytes`, `from_bytes`, `ENCODED_LEN` and (with the `serde`
+/// feature) serde as a byte string, from one field list, so the encoder and
+/// the decoder cannot drift apart.
+macro_rules! message {
+    (
+        $(#[$meta:meta])*
+        $name:ident = $ty:ident {
+            $( $(#[$fmeta:meta])* $field:ident : $fty:ty = ($len:expr, $enc:expr, $dec:expr) ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq)]
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: $fty, )*
+        }
+
+        impl $name {
+            /// Exact encoded length in bytes, header included.
+            pub const ENCODED_LEN: usize = HEADER_LEN $( + $len )*;
+
+            /// Encodes the message.
+            pub fn to_bytes(&self) -> Vec<u8> {
+                let mut out = writer(MessageType::$ty, Self::ENCODED_LEN - HEADER_LEN);
+                $( {
+                    let encode: fn(&$fty) -> [u8; $len] = $enc;
+                    out.extend_from_slice(&encode(&self.$field));
+                } )*
+                out
+            }
+
+            /// Decodes the message, strictly: right type, version and exact
+            /// length, every field valid.
+            pub fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
+                let mut reader = Reader::open(bytes, MessageType::$ty, Self::ENCODED_LEN - HEADER_LEN)?;
+                $(
+                    let decode: fn([u8; $len]) -> Result<$fty, WireError> = $dec;
+                    let $field = decode(reader.take::<{ $len }>()?)?;
+                )*
+                reader.finish()?;
+                Ok(Self { $( $field, )* })
+            }
+        }
+
+        impl core::fmt::Debug for $name {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                // Message contents are public (they cross the relay) but long;
+                // show the type and length only.
+                write!(f, concat!(stringify!($name), "({} bytes)"), Self::ENCODED_LEN)
+            }
+        }
+
+        #[cfg(feature = "serde")]
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(&self.to_bytes())
+            }
+        }
+
+        #[cfg(feature = "serde")]
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let bytes: alloc::vec::Vec<u8> = serde::Deserialize::deserialize(d)?;
+                Self::from_bytes(&bytes).map_err(|e| serde::de::Error::custom(e))
+            }
+        }
+    };
+}
+
+fn raw<const N: usize>(bytes: [u8; N]) -> Result<[u8; N], WireError> {
+    Ok(bytes)
+}
+fn record_id(bytes: [u8; RECORD_ID_LEN]) -> Result<RecordId, WireError> {
+    Ok(RecordId(bytes))
+}
+fn session_id(bytes: [u8; SESSION_ID_LEN]) -> Result<SessionId, WireError> {
+    Ok(SessionId(bytes))
+}
+fn stretching(bytes: [u8; StretchingParams::ENCODED_LEN]) -> Result<StretchingParams, WireError> {
+    StretchingParams::from_bytes(&bytes).ok_or(WireError::InvalidField("stretching parameters"))
+}
+
+message! {
+    /// Registration step 1, client to vault: an OPAQUE registration request
+    /// sealed with HPKE to the fleet's transport key (SPEC.md §6.1).
+    RegistrationRequest = RegistrationRequest {
+        /// The record to register.
+        record_id: RecordId = (RECORD_ID_LEN, |v| v.0, record_id),
+        /// HPKE encapsulated key.
+        encapsulated_key: [u8; ENCAPSULATED_KEY_LEN] = (ENCAPSULATED_KEY_LEN, |v| *v, raw),
+        /// HPKE ciphertext of the OPAQUE request, mode and rekey token.
+        sealed: [u8; SEALED_REGISTRATION_PLAINTEXT_LEN + TAG_LEN] =
+            (SEALED_REGISTRATION_PLAINTEXT_LEN + TAG_LEN, |v| *v, raw),
+    }
+}
+
+message! {
+    /// Registration step 2, vault to client: the OPAQUE registration response,
+    /// encrypted under a key exported from the request's HPKE context.
+    RegistrationResponse = RegistrationResponse {
+        /// The pending registration this answers.
+        session_id: SessionId = (SESSION_ID_LEN, |v| v.0, session_id),
+        /// ChaCha20-Poly1305 of the OPAQUE registration response.
+        sealed: [u8; OPAQUE_REGISTRATION_RESPONSE_LEN + TAG_LEN] =
+            (OPAQUE_REGISTRATION_RESPONSE_LEN + TAG_LEN, |v| *v, raw),
+    }
+}
+
+message! {
+    /// Registration step 3, client to vault: the OPAQUE record, Argon2
+    /// parameters and wrapped backup key, encrypted under a key exported from
+    /// the same HPKE context.
+    RegistrationUpload = RegistrationUpload {
+        /// The record being registered.
+        record_id: RecordId = (RECORD_ID_LEN, |v| v.0, record_id),
+        /// The pending registration this completes.
+        session_id: SessionId = (SESSION_ID_LEN, |v| v.0, session_id),
+        /// ChaCha20-Poly1305 of record, parameters and wrapped key.
+        sealed: [u8; SEALED_UPLOAD_PLAINTEXT_LEN + TAG_LEN] =
+            (SEALED_UPLOAD_PLAINTEXT_LEN + TAG_LEN, |v| *v, raw),
+    }
+}
+
+message! {
+    /// Registration step 4, vault to client: proof that the record was
+    /// committed, with its generation.
+    RegistrationConfirmation = RegistrationConfirmation {
+        /// The registration this confirms.
+        session_id: SessionId = (SESSION_ID_LEN, |v| v.0, session_id),
+        /// ChaCha20-Poly1305 of the record's new generation (u64, big-endian).
+        sealed: [u8; 8 + TAG_LEN] = (8 + TAG_LEN, |v| *v, raw),
+    }
+}
+
+message! {
+    /// Recovery step 1, client to vault: OPAQUE KE1.
+    RecoveryStart = RecoveryStart {
+        /// The record to recover.
+        record_id: RecordId = (RECORD_ID_LEN, |v| v.0, record_id),
+        /// OPAQUE KE1.
+        ke1: [u8; KE1_LEN] = (KE1_LEN, |v| *v, raw),
+    }
+}
+
+message! {
+    /// Recovery step 2, vault to client: OPAQUE KE2, sent only after the
+    /// attempt it costs was committed.
+    RecoveryResponse = RecoveryResponse {
+        /// The pending session KE3 must name.
+        session_id: SessionId = (SESSION_ID_LEN, |v| v.0, session_id),
+        /// Attempts left after this one (unauthenticated: informational).
+        attempts_remaining: u8 = (1, |v| [*v], |b: [u8; 1]| Ok(b[0])),
+        /// The Argon2 parameters stored with the record.
+        stretching: StretchingParams =
+            (StretchingParams::ENCODED_LEN, |v| v.to_bytes(), stretching),
+        /// OPAQUE KE2.
+        ke2: [u8; KE2_LEN] = (KE2_LEN, |v| *v, raw),
+    }
+}
+
+message! {
+    /// Recovery step 3, client to vault: OPAQUE KE3 for a pending session.
+    RecoveryFinish = RecoveryFinish {
+        /// The record being recovered.
+        record_id: RecordId = (RECORD_ID_LEN, |v| v.0, record_id),
+        /// The session from the KE2.
+        session_id: SessionId = (SESSION_ID_LEN, |v| v.0, session_id),
+        /// OPAQUE KE3.
+        ke3: [u8; KE3_LEN] = (KE3_LEN, |v| *v, raw),
+    }
+}
+
+message! {
+    /// Recovery step 4, vault to client: the wrapped backup key, encrypted
+    /// under a key derived from the OPAQUE session key.
+    KeyRelease = KeyRelease {
+        /// The session this closes.
+        session_id: SessionId = (SESSION_ID_LEN, |v| v.0, session_id),
+        /// ChaCha20-Poly1305 of the wrapped key.
+        sealed: [u8; WRAPPED_KEY_LEN + TAG_LEN] = (WRAPPED_KEY_LEN + TAG_LEN, |v| *v, raw),
+    }
+}
+
+message! {
+    /// The vault's answer when it answers nothing else: a one-byte reason
+    /// (SPEC.md §5.9).
+    Rejection = Rejection {
+        /// The reason code, see [`RejectionCode`].
+        code: RejectionCode = (1, |v| [*v as u8], |b: [u8; 1]| RejectionCode::from_byte(b[0])),
+    }
+}
+
+/// Why the vault answered with a [`Rejection`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RejectionCode {
+    /// The request was malformed.
+    Malformed = 1,
+    /// Authentication failed (uninformative by design).
+    AuthenticationFailed = 2,
+    /// A state change could not be committed; nothing was released.
+    Unavailable = 3,
+    /// Too many pending sessions.
+    Busy = 4,
+    /// No attempts remain while the last session is pending.
+    AttemptsExhausted = 5,
+    /// The sealed request or upload was not authentic.
+    RequestNotAuthentic = 6,
+    /// No such pending registration.
+    UnknownRegistration = 7,
+    /// Registration over a live record without proof of recovery.
+    RegistrationRefused = 8,
+    /// Argon2 parameters below the vault's policy.
+    StretchingBelowFloor = 9,
+    /// Internal error.
+    Internal = 10,
+}
+
+impl RejectionCode {
+    fn from_byte(byte: u8) -> Result<Self, WireError> {
+        Ok(match byte {
+            1 => Self::Malformed,
+            2 => Self::AuthenticationFailed,
+            3 => Self::Unavailable,
+            4 => Self::Busy,
+            5 => Self::AttemptsExhausted,
+            6 => Self::RequestNotAuthentic,
+            7 => Self::UnknownRegistration,
+            8 => Self::RegistrationRefused,
+            9 => Self::StretchingBelowFloor,
+            10 => Self::Internal,
+            _ => return Err(WireError::InvalidField("rejection code")),
+        })
+    }
+}
+
+impl From<crate::VaultError> for RejectionCode {
+    fn from(e: crate::VaultError) -> Self {
+        use crate::VaultError as E;
+        match e {
+            E::Wire(_) => Self::Malformed,
+            E::AuthenticationFailed => Self::AuthenticationFailed,
+            E::Unavailable => Self::Unavailable,
+            E::Busy => Self::Busy,
+            E::AttemptsExhausted => Self::AttemptsExhausted,
+            E::RequestNotAuthentic => Self::RequestNotAuthentic,
+            E::UnknownRegistration => Self::UnknownRegistration,
+            E::RegistrationRefused => Self::RegistrationRefused,
+            E::StretchingBelowFloor => Self::StretchingBelowFloor,
+            E::Internal => Self::Internal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_lengths_are_the_specified_ones() {
+        // SPEC.md §5 lists these; a change here is a wire-format change.
+        assert_eq!(RegistrationRequest::ENCODED_LEN, 2 + 32 + 32 + 65 + 16);
+        assert_eq!(RegistrationResponse::ENCODED_LEN, 2 + 16 + 64 + 16);
+        assert_eq!(RegistrationUpload::ENCODED_LEN, 2 + 32 + 16 + 252 + 16);
+        assert_eq!(RegistrationConfirmation::ENCODED_LEN, 2 + 16 + 24);
+        assert_eq!(RecoveryStart::ENCODED_LEN, 2 + 32 + 96);
+        assert_eq!(RecoveryResponse::ENCODED_LEN, 2 + 16 + 1 + 12 + 320);
+        assert_eq!(RecoveryFinish::ENCODED_LEN, 2 + 32 + 16 + 64);
+        assert_eq!(KeyRelease::ENCODED_LEN, 2 + 16 + 64);
+        assert_eq!(Rejection::ENCODED_LEN, 3);
+    }
+
+    #[test]
+    fn round_trip_and_header_checks() {
+        let msg = RecoveryStart {
+            record_id: RecordId([7; 32]),
+            ke1: [9; KE1_LEN],
+        };
+        let bytes = msg.to_bytes();
+        assert_eq!(bytes.len(), RecoveryStart::ENCODED_LEN);
+        assert_eq!(RecoveryStart::from_bytes(&bytes), Ok(msg));
+
+        let mut wrong_version = bytes.clone();
+        wrong_version[1] = 2;
+        assert_eq!(
+            RecoveryStart::from_bytes(&wrong_version),
+            Err(WireError::UnsupportedVersion(2))
+        );
+        let mut wrong_type = bytes.clone();
+        wrong_type[0] = MessageType::RecoveryFinish as u8;
+        assert_eq!(
+            RecoveryStart::from_bytes(&wrong_type),
+            Err(WireError::WrongType {
+                expected: 0x05,
+                found: 0x07
+            })
+        );
+        let mut unknown = bytes.clone();
+        unknown[0] = 0xEE;
+        assert_eq!(
+            RecoveryStart::from_bytes(&unknown),
+            Err(WireError::UnknownType(0xEE))
+        );
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(
+            RecoveryStart::from_bytes(&long),
+            Err(WireError::Length {
+                expected: 130,
+                found: 131
+            })
+        );
+        assert_eq!(
+            RecoveryStart::from_bytes(&bytes[..129]),
+            Err(WireError::Length {
+                expected: 130,
+                found: 129
+            })
+        );
+        assert_eq!(RecoveryStart::from_bytes(&[]), Err(WireError::Empty));
+        assert_eq!(RecoveryStart::from_bytes(&[5]), Err(WireError::Empty));
+    }
+
+    #[test]
+    fn invalid_fields_are_rejected() {
+        let mut bytes = Rejection {
+            code: RejectionCode::Busy,
+        }
+        .to_bytes();
+        bytes[2] = 0;
+        assert_eq!(
+            Rejection::from_bytes(&bytes),
+            Err(WireError::InvalidField("rejection code"))
+        );
+        let msg = RecoveryResponse {
+            session_id: SessionId([1; 16]),
+            attempts_remaining: 9,
+            stretching: StretchingParams::INSECURE_TEST_ONLY,
+            ke2: [3; KE2_LEN],
+        };
+        let mut bytes = msg.to_bytes();
+        assert_eq!(RecoveryResponse::from_bytes(&bytes), Ok(msg));
+        // p_cost = 0 is not an Argon2 parameter set.
+        bytes[2 + 16 + 1 + 8..2 + 16 + 1 + 12].copy_from_slice(&[0; 4]);
+        assert_eq!(
+            RecoveryResponse::from_bytes(&bytes),
+            Err(WireError::InvalidField("stretching parameters"))
+        );
+    }
+}
