@@ -159,7 +159,9 @@ impl Registration {
     ) -> Result<(AwaitingRegistrationResponse, RegistrationRequest), ClientError> {
         config.check_stretching(&config.stretching)?;
         let rekey = match rekey {
-            Some(r) if r.record_id != record_id => return Err(ClientError::InvalidRecoveryCode),
+            Some(r) if r.record_id != record_id => {
+                return Err(ClientError::RekeyAuthorizationMismatch)
+            }
             other => other,
         };
         let start = ClientRegistration::<Suite>::start(rng, code.as_bytes())

@@ -90,6 +90,8 @@ pub enum ClientError {
     /// belongs to another session. The attempt is not lost: the vault has
     /// already reset the counter.
     ReleaseNotAuthentic,
+    /// The rekey authorization belongs to another record.
+    RekeyAuthorizationMismatch,
     /// The fleet's transport key could not be used (for example an all-zero
     /// X25519 key).
     InvalidFleetKey,
@@ -119,6 +121,9 @@ impl fmt::Display for ClientError {
             }
             Self::RecoveryFailed => f.write_str("recovery failed"),
             Self::ReleaseNotAuthentic => f.write_str("key release not authentic"),
+            Self::RekeyAuthorizationMismatch => {
+                f.write_str("rekey authorization is for another record")
+            }
             Self::InvalidFleetKey => f.write_str("invalid fleet transport key"),
             Self::Internal => f.write_str("internal cryptographic error"),
         }

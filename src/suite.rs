@@ -112,6 +112,16 @@ impl StretchingParams {
     }
 
     fn to_argon2(self) -> Option<argon2::Params> {
+        // argon2 0.5.3 computes `p_cost * 8` unchecked before it checks
+        // `p_cost`'s upper bound, which panics (debug) or wraps (release) for
+        // p_cost >= 2^29. Check its documented ranges first, with no
+        // arithmetic that can overflow.
+        if self.p_cost == 0 || self.p_cost > argon2::Params::MAX_P_COST {
+            return None;
+        }
+        if u64::from(self.m_cost) < 8 * u64::from(self.p_cost) {
+            return None;
+        }
         argon2::Params::new(self.m_cost, self.t_cost, self.p_cost, None).ok()
     }
 }
@@ -184,6 +194,20 @@ mod tests {
             m_cost: 64,
             t_cost: 1,
             p_cost: 0,
+        };
+        assert_eq!(StretchingParams::from_bytes(&bad.to_bytes()), None);
+        // Lanes so many that `8 * p` overflows a u32 (argon2 0.5.3 itself
+        // would panic on this in a debug build).
+        let bad = StretchingParams {
+            m_cost: 64,
+            t_cost: 1,
+            p_cost: 1 << 29,
+        };
+        assert_eq!(StretchingParams::from_bytes(&bad.to_bytes()), None);
+        let bad = StretchingParams {
+            m_cost: u32::MAX,
+            t_cost: 1,
+            p_cost: u32::MAX,
         };
         assert_eq!(StretchingParams::from_bytes(&bad.to_bytes()), None);
         // t = 0 passes neither.

@@ -1,0 +1,461 @@
+//! Guess-limited recovery: the acceptance tests of SPEC.md §7 and §8.
+
+mod common;
+use backup_key_vault::client::Recovery;
+use backup_key_vault::vault::{
+    Fault, FaultyStore, MemoryStore, RecordSlot, RecordStore, VaultPolicy,
+};
+use backup_key_vault::{ClientError, RecoveryCode, VaultError};
+use common::*;
+
+const RIGHT: &str = "right code";
+const WRONG: &str = "wrong code";
+
+fn attempts_used<S: RecordStore>(w: &World<S>, n: u8) -> Option<u8> {
+    match w.vault.store().load(&id(n)).unwrap() {
+        Some(RecordSlot::Live(r)) => Some(r.attempts_used),
+        _ => None,
+    }
+}
+
+#[test]
+fn each_wrong_code_costs_exactly_one_attempt_and_success_resets() {
+    let mut w = World::new(2);
+    let registered = w.register(id(1), RIGHT).unwrap();
+    let max = w.vault.policy().max_attempts;
+    for spent in 1..=3u8 {
+        // Watch the KE2's own count as well as the store's.
+        let code = RecoveryCode::new(WRONG.as_bytes()).unwrap();
+        let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+        let ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+        assert_eq!(ke2.attempts_remaining, max - spent);
+        assert_eq!(attempts_used(&w, 1), Some(spent));
+        assert_eq!(
+            state.finish(&mut w.rng, &ke2).err(),
+            Some(ClientError::RecoveryFailed)
+        );
+        assert_eq!(
+            attempts_used(&w, 1),
+            Some(spent),
+            "a failed guess costs nothing more"
+        );
+    }
+    let recovered = w.recover(id(1), RIGHT).unwrap();
+    assert_eq!(recovered.backup_key, registered.backup_key);
+    assert_eq!(
+        attempts_used(&w, 1),
+        Some(0),
+        "success resets to the maximum"
+    );
+}
+
+#[test]
+fn a_wrong_ke3_costs_the_attempt_that_ke2_already_charged() {
+    // The client side fails a wrong code before KE3; an attacker that sends a
+    // KE3 anyway (here: one from another session) changes nothing more.
+    let mut w = World::new(3);
+    w.register(id(1), RIGHT).unwrap();
+    let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
+    let (a, ke1a) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+    let ke2a = w.vault.recovery_start(&mut w.rng, w.now, &ke1a).unwrap();
+    let (_, ke3a) = a.finish(&mut w.rng, &ke2a).unwrap();
+    // A second session for the same record supersedes the first.
+    let (b, ke1b) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+    let ke2b = w.vault.recovery_start(&mut w.rng, w.now, &ke1b).unwrap();
+    assert_eq!(attempts_used(&w, 1), Some(2));
+    // KE3 of the superseded session: rejected, no state change.
+    assert_eq!(
+        w.vault.recovery_finish(w.now, &ke3a).err(),
+        Some(VaultError::AuthenticationFailed)
+    );
+    assert_eq!(attempts_used(&w, 1), Some(2));
+    // KE3 of session A presented as session B's: OPAQUE rejects it.
+    let mut spliced = ke3a.clone();
+    spliced.session_id = ke2b.session_id;
+    assert_eq!(
+        w.vault.recovery_finish(w.now, &spliced).err(),
+        Some(VaultError::AuthenticationFailed)
+    );
+    assert_eq!(attempts_used(&w, 1), Some(2));
+    // Session B was consumed by the spliced KE3, so its own KE3 fails too.
+    let (_, ke3b) = b.finish(&mut w.rng, &ke2b).unwrap();
+    assert_eq!(
+        w.vault.recovery_finish(w.now, &ke3b).err(),
+        Some(VaultError::AuthenticationFailed)
+    );
+}
+
+#[test]
+fn after_the_last_failure_the_record_is_erased_and_the_right_code_fails() {
+    let mut w = World::with_policy(
+        4,
+        MemoryStore::new(),
+        VaultPolicy {
+            max_attempts: 3,
+            ..VaultPolicy::insecure_test_only()
+        },
+    );
+    w.register(id(1), RIGHT).unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            w.recover(id(1), WRONG).err(),
+            Some(Failure::Client(ClientError::RecoveryFailed))
+        );
+    }
+    // The client saw the last failure locally and sent no KE3, so the last
+    // session is still pending: a new KE1 is refused until it expires.
+    assert_eq!(
+        w.recover(id(1), RIGHT).err(),
+        Some(Failure::Vault(VaultError::AttemptsExhausted))
+    );
+    assert!(matches!(
+        w.vault.store().load(&id(1)).unwrap(),
+        Some(RecordSlot::Live(_))
+    ));
+    // Once it expired, the next KE1 finds the record exhausted with no live
+    // session, erases it, and answers as for an unknown record.
+    w.now += w.vault.policy().session_ttl_ms;
+    assert_eq!(
+        w.recover(id(1), RIGHT).err(),
+        Some(Failure::Client(ClientError::RecoveryFailed))
+    );
+    let slot = w.vault.store().load(&id(1)).unwrap();
+    assert_eq!(
+        slot,
+        Some(RecordSlot::Erased { generation: 1 }),
+        "only a tombstone remains"
+    );
+    assert_eq!(
+        w.recover(id(1), RIGHT).err(),
+        Some(Failure::Client(ClientError::RecoveryFailed))
+    );
+}
+
+#[test]
+fn a_failed_ke3_on_the_last_attempt_erases_at_once() {
+    let mut w = World::with_policy(
+        5,
+        MemoryStore::new(),
+        VaultPolicy {
+            max_attempts: 1,
+            ..VaultPolicy::insecure_test_only()
+        },
+    );
+    w.register(id(1), RIGHT).unwrap();
+    // An attacker who has a KE3 for another session sends it into the last
+    // attempt's session.
+    let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
+    let (_, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+    let ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+    assert_eq!(ke2.attempts_remaining, 0);
+    let forged = backup_key_vault::wire::RecoveryFinish {
+        record_id: id(1),
+        session_id: ke2.session_id,
+        ke3: [7; 64],
+    };
+    assert_eq!(
+        w.vault.recovery_finish(w.now, &forged).err(),
+        Some(VaultError::AuthenticationFailed)
+    );
+    assert_eq!(
+        w.vault.store().load(&id(1)).unwrap(),
+        Some(RecordSlot::Erased { generation: 1 })
+    );
+}
+
+#[test]
+fn twenty_parallel_ke1s_yield_at_most_the_remaining_attempts() {
+    let mut w = World::new(6);
+    w.register(id(1), RIGHT).unwrap();
+    // Spend two attempts first.
+    w.recover(id(1), WRONG).unwrap_err();
+    w.recover(id(1), WRONG).unwrap_err();
+    let remaining = (w.vault.policy().max_attempts - 2) as usize;
+    let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
+    let mut issued = Vec::new();
+    let mut refused = 0;
+    for _ in 0..20 {
+        let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+        match w.vault.recovery_start(&mut w.rng, w.now, &ke1) {
+            Ok(ke2) => issued.push((state, ke2)),
+            Err(e) => {
+                assert_eq!(e, VaultError::AttemptsExhausted);
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(issued.len(), remaining);
+    assert_eq!(refused, 20 - remaining);
+    // Only the newest session can still succeed; it does, with the right code.
+    let (state, ke2) = issued.pop().unwrap();
+    let (state, ke3) = state.finish(&mut w.rng, &ke2).unwrap();
+    let release = w.vault.recovery_finish(w.now, &ke3).unwrap();
+    state.finish(&release).unwrap();
+    for (state, ke2) in issued {
+        let (_, ke3) = state.finish(&mut w.rng, &ke2).unwrap();
+        assert_eq!(
+            w.vault.recovery_finish(w.now, &ke3).err(),
+            Some(VaultError::AuthenticationFailed)
+        );
+    }
+    assert_eq!(attempts_used(&w, 1), Some(0));
+}
+
+#[test]
+fn a_failing_store_makes_the_vault_release_nothing() {
+    for fault in [Fault::FailBeforeApply, Fault::FailAfterApply] {
+        let mut w = World::with_store(7, FaultyStore::new(MemoryStore::new()));
+        w.register(id(1), RIGHT).unwrap();
+        let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
+
+        // No KE2 when the charge cannot be committed.
+        w.vault.store_mut().set_fault(fault);
+        let (_, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+        assert_eq!(
+            w.vault.recovery_start(&mut w.rng, w.now, &ke1).err(),
+            Some(VaultError::Unavailable)
+        );
+        assert_eq!(w.vault.pending_recoveries(), 0, "no session was opened");
+
+        // No key when the reset cannot be committed.
+        w.vault.store_mut().set_fault(Fault::None);
+        let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+        let ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+        let (_, ke3) = state.finish(&mut w.rng, &ke2).unwrap();
+        w.vault.store_mut().set_fault(fault);
+        assert_eq!(
+            w.vault.recovery_finish(w.now, &ke3).err(),
+            Some(VaultError::Unavailable)
+        );
+
+        // A store that cannot even be read releases nothing either.
+        w.vault.store_mut().set_fault(Fault::None);
+        w.vault.store_mut().set_fail_loads(true);
+        let (_, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+        assert_eq!(
+            w.vault.recovery_start(&mut w.rng, w.now, &ke1).err(),
+            Some(VaultError::Unavailable)
+        );
+        w.vault.store_mut().set_fail_loads(false);
+
+        // With the store healthy again the right code still works.
+        w.recover(id(1), RIGHT).unwrap();
+    }
+}
+
+#[test]
+fn ke3_replayed_or_after_expiry_is_rejected_without_state_change() {
+    let mut w = World::new(8);
+    w.register(id(1), RIGHT).unwrap();
+    let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
+
+    // Replay of a KE3 that already succeeded.
+    let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+    let ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+    let (_, ke3) = state.finish(&mut w.rng, &ke2).unwrap();
+    w.vault.recovery_finish(w.now, &ke3).unwrap();
+    let before = w.vault.store().table().clone();
+    assert_eq!(
+        w.vault.recovery_finish(w.now, &ke3).err(),
+        Some(VaultError::AuthenticationFailed)
+    );
+    assert_eq!(w.vault.store().table(), &before);
+
+    // KE3 after the session expired.
+    let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+    let ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+    let (_, ke3) = state.finish(&mut w.rng, &ke2).unwrap();
+    let before = w.vault.store().table().clone();
+    let later = w.now + w.vault.policy().session_ttl_ms;
+    assert_eq!(
+        w.vault.recovery_finish(later, &ke3).err(),
+        Some(VaultError::AuthenticationFailed)
+    );
+    assert_eq!(w.vault.store().table(), &before);
+
+    // KE3 naming another record's session is refused and leaves it alone.
+    w.register(id(2), RIGHT).unwrap();
+    let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+    let ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+    let (state, ke3) = state.finish(&mut w.rng, &ke2).unwrap();
+    let mut other = ke3.clone();
+    other.record_id = id(2);
+    assert_eq!(
+        w.vault.recovery_finish(w.now, &other).err(),
+        Some(VaultError::AuthenticationFailed)
+    );
+    let release = w.vault.recovery_finish(w.now, &ke3).unwrap();
+    state.finish(&release).unwrap();
+}
+
+#[test]
+fn unknown_record_gets_a_fake_response_like_a_fresh_record() {
+    let mut w = World::new(9);
+    w.register(id(1), RIGHT).unwrap();
+    let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
+    let (_, real_ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+    let real = w
+        .vault
+        .recovery_start(&mut w.rng, w.now, &real_ke1)
+        .unwrap();
+    let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(9), &code).unwrap();
+    let fake = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+    assert_eq!(fake.to_bytes().len(), real.to_bytes().len());
+    assert_eq!(
+        fake.attempts_remaining, real.attempts_remaining,
+        "both report a fresh record"
+    );
+    assert_eq!(fake.stretching, real.stretching);
+    assert_eq!(
+        state.finish(&mut w.rng, &fake).err(),
+        Some(ClientError::RecoveryFailed)
+    );
+    assert_eq!(
+        w.vault.store().load(&id(9)).unwrap(),
+        None,
+        "nothing was created"
+    );
+}
+
+#[test]
+fn busy_vault_refuses_before_charging() {
+    let mut w = World::with_policy(
+        10,
+        MemoryStore::new(),
+        VaultPolicy {
+            max_pending_recoveries: 2,
+            ..VaultPolicy::insecure_test_only()
+        },
+    );
+    for n in 1..=3 {
+        w.register(id(n), RIGHT).unwrap();
+    }
+    let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
+    for n in 1..=2 {
+        let (_, ke1) = Recovery::start(&mut w.rng, &w.config, id(n), &code).unwrap();
+        w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+    }
+    let (_, ke1) = Recovery::start(&mut w.rng, &w.config, id(3), &code).unwrap();
+    assert_eq!(
+        w.vault.recovery_start(&mut w.rng, w.now, &ke1).err(),
+        Some(VaultError::Busy)
+    );
+    assert_eq!(attempts_used(&w, 3), Some(0), "a refused KE1 costs nothing");
+    // Once the pending sessions expire there is room again.
+    w.now += w.vault.policy().session_ttl_ms;
+    w.recover(id(3), RIGHT).unwrap();
+}
+
+#[test]
+fn client_refuses_parameters_below_its_floor_or_above_its_ceiling() {
+    use backup_key_vault::client::ClientConfig;
+    use backup_key_vault::StretchingParams;
+    let mut w = World::new(11);
+    w.register(id(1), RIGHT).unwrap();
+    // A production client (RFC 9106 floor) meets a record with weak params,
+    // as a relay downgrading them would present it.
+    let strict = ClientConfig::new(w.secrets.public_keys());
+    let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
+    let (state, ke1) = Recovery::start(&mut w.rng, &strict, id(1), &code).unwrap();
+    let ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+    assert_eq!(
+        state.finish(&mut w.rng, &ke2).err(),
+        Some(ClientError::StretchingBelowFloor)
+    );
+    // A relay inflating them to exhaust the phone is refused too.
+    let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+    let mut ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+    ke2.stretching = StretchingParams {
+        m_cost: 4 * 1024 * 1024,
+        t_cost: 1,
+        p_cost: 1,
+    };
+    assert_eq!(
+        state.finish(&mut w.rng, &ke2).err(),
+        Some(ClientError::StretchingAboveCeiling)
+    );
+    // Parameters changed within the bounds just fail the exchange.
+    let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+    let mut ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+    ke2.stretching.t_cost += 1;
+    assert_eq!(
+        state.finish(&mut w.rng, &ke2).err(),
+        Some(ClientError::RecoveryFailed)
+    );
+}
+
+#[test]
+fn tampered_release_is_detected() {
+    let mut w = World::new(12);
+    w.register(id(1), RIGHT).unwrap();
+    let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
+    let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+    let ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+    let (state, ke3) = state.finish(&mut w.rng, &ke2).unwrap();
+    let mut release = w.vault.recovery_finish(w.now, &ke3).unwrap();
+    release.sealed[5] ^= 1;
+    assert_eq!(
+        state.finish(&release).err(),
+        Some(ClientError::ReleaseNotAuthentic)
+    );
+}
+
+#[test]
+fn operator_deletion_destroys_and_reveals_nothing() {
+    let mut w = World::new(13);
+    w.register(id(1), RIGHT).unwrap();
+    w.vault.delete_record(&id(1)).unwrap();
+    assert_eq!(
+        w.vault.store().load(&id(1)).unwrap(),
+        Some(RecordSlot::Erased { generation: 1 })
+    );
+    assert_eq!(
+        w.recover(id(1), RIGHT).err(),
+        Some(Failure::Client(ClientError::RecoveryFailed))
+    );
+    // The id can be registered afresh, with a higher generation.
+    assert_eq!(w.register(id(1), RIGHT).unwrap().generation, 2);
+}
+
+#[test]
+fn the_byte_interface_answers_rejections() {
+    use backup_key_vault::wire::{Rejection, RejectionCode};
+    let mut w = World::new(14);
+    let now = w.now;
+    let answer = w.vault.handle(&mut w.rng, now, &[0x05, 0x01, 0x00]);
+    assert_eq!(
+        Rejection::from_bytes(&answer).unwrap().code,
+        RejectionCode::Malformed
+    );
+    let answer = w.vault.handle(&mut w.rng, now, &[]);
+    assert_eq!(
+        Rejection::from_bytes(&answer).unwrap().code,
+        RejectionCode::Malformed
+    );
+    // A vault-to-client message sent to the vault is malformed, not served.
+    let release = backup_key_vault::wire::KeyRelease {
+        session_id: backup_key_vault::SessionId([0; 16]),
+        sealed: [0; 64],
+    };
+    let answer = w.vault.handle(&mut w.rng, now, &release.to_bytes());
+    assert_eq!(
+        Rejection::from_bytes(&answer).unwrap().code,
+        RejectionCode::Malformed
+    );
+    // The whole recovery through bytes.
+    w.register(id(1), RIGHT).unwrap();
+    let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
+    let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+    let ke2 = w.vault.handle(&mut w.rng, now, &ke1.to_bytes());
+    let ke2 = backup_key_vault::wire::RecoveryResponse::from_bytes(&ke2).unwrap();
+    let (state, ke3) = state.finish(&mut w.rng, &ke2).unwrap();
+    let release = w.vault.handle(&mut w.rng, now, &ke3.to_bytes());
+    let release = backup_key_vault::wire::KeyRelease::from_bytes(&release).unwrap();
+    state.finish(&release).unwrap();
+    // Replaying the KE3 bytes: an uninformative rejection.
+    let answer = w.vault.handle(&mut w.rng, now, &ke3.to_bytes());
+    assert_eq!(
+        Rejection::from_bytes(&answer).unwrap().code,
+        RejectionCode::AuthenticationFailed
+    );
+}

@@ -1,0 +1,296 @@
+//! Registration through an untrusted relay: SPEC.md §6.1, §7.1.
+
+mod common;
+use backup_key_vault::client::{ClientConfig, Registration};
+use backup_key_vault::vault::{MemoryStore, RecordSlot, RecordStore, Vault, VaultPolicy};
+use backup_key_vault::{
+    BackupKey, ClientError, FleetPublicKeys, FleetSecrets, RecoveryCode, StretchingParams,
+    VaultError,
+};
+use common::*;
+
+fn code(s: &str) -> RecoveryCode {
+    RecoveryCode::new(s.as_bytes()).unwrap()
+}
+
+#[test]
+fn the_app_can_supply_its_own_backup_key() {
+    let mut w = World::new(20);
+    let key = BackupKey::from_bytes([0x42; 32]);
+    let (state, request) =
+        Registration::start(&mut w.rng, &w.config, id(1), &code("c"), None).unwrap();
+    let response = w
+        .vault
+        .registration_request(&mut w.rng, w.now, &request)
+        .unwrap();
+    let (state, upload) = state
+        .finish(&mut w.rng, &response, Some(key.clone()))
+        .unwrap();
+    let confirmation = w.vault.registration_upload(w.now, &upload).unwrap();
+    assert_eq!(state.finish(&confirmation).unwrap().backup_key, key);
+    assert_eq!(w.recover(id(1), "c").unwrap().backup_key, key);
+}
+
+#[test]
+fn a_tampered_upload_is_rejected_and_nothing_is_stored() {
+    let mut w = World::new(21);
+    let (state, request) =
+        Registration::start(&mut w.rng, &w.config, id(1), &code("c"), None).unwrap();
+    let response = w
+        .vault
+        .registration_request(&mut w.rng, w.now, &request)
+        .unwrap();
+    let (_, mut upload) = state.finish(&mut w.rng, &response, None).unwrap();
+    upload.sealed[100] ^= 0x01;
+    assert_eq!(
+        w.vault.registration_upload(w.now, &upload).err(),
+        Some(VaultError::RequestNotAuthentic)
+    );
+    assert_eq!(w.vault.store().load(&id(1)).unwrap(), None);
+    // Redirecting an upload to another record id fails too.
+    let (state, request) =
+        Registration::start(&mut w.rng, &w.config, id(1), &code("c"), None).unwrap();
+    let response = w
+        .vault
+        .registration_request(&mut w.rng, w.now, &request)
+        .unwrap();
+    let (_, mut upload) = state.finish(&mut w.rng, &response, None).unwrap();
+    upload.record_id = id(2);
+    assert_eq!(
+        w.vault.registration_upload(w.now, &upload).err(),
+        Some(VaultError::UnknownRegistration)
+    );
+}
+
+#[test]
+fn a_response_made_by_the_relay_with_its_own_oprf_key_is_rejected() {
+    let mut w = World::new(22);
+    // The relay runs its own "vault" with its own secrets and answers the
+    // client with a response to a request the relay made itself.
+    let relay_secrets = FleetSecrets::generate(&mut w.rng);
+    let mut relay_vault = Vault::new(
+        &relay_secrets,
+        VaultPolicy::insecure_test_only(),
+        MemoryStore::new(),
+    )
+    .unwrap();
+    let relay_config = ClientConfig::insecure_test_only(relay_secrets.public_keys());
+    let (_, relay_request) =
+        Registration::start(&mut w.rng, &relay_config, id(1), &code("x"), None).unwrap();
+    let forged = relay_vault
+        .registration_request(&mut w.rng, w.now, &relay_request)
+        .unwrap();
+
+    let (state, request) =
+        Registration::start(&mut w.rng, &w.config, id(1), &code("c"), None).unwrap();
+    // The relay cannot even open the client's request.
+    assert_eq!(
+        relay_vault
+            .registration_request(&mut w.rng, w.now, &request)
+            .err(),
+        Some(VaultError::RequestNotAuthentic)
+    );
+    assert_eq!(
+        state.finish(&mut w.rng, &forged, None).err(),
+        Some(ClientError::RegistrationResponseNotAuthentic)
+    );
+}
+
+#[test]
+fn a_response_replayed_from_another_session_is_rejected() {
+    let mut w = World::new(23);
+    let (_, request_a) =
+        Registration::start(&mut w.rng, &w.config, id(1), &code("a"), None).unwrap();
+    let response_a = w
+        .vault
+        .registration_request(&mut w.rng, w.now, &request_a)
+        .unwrap();
+    let (state_b, request_b) =
+        Registration::start(&mut w.rng, &w.config, id(1), &code("b"), None).unwrap();
+    let _ = w
+        .vault
+        .registration_request(&mut w.rng, w.now, &request_b)
+        .unwrap();
+    assert_eq!(
+        state_b.finish(&mut w.rng, &response_a, None).err(),
+        Some(ClientError::RegistrationResponseNotAuthentic)
+    );
+}
+
+#[test]
+fn a_wrong_fleet_key_in_the_response_is_rejected() {
+    let mut w = World::new(24);
+    // The client pins a key-exchange key the fleet does not hold (say, a
+    // stale pin, or a fleet that kept the transport key but not the KE key).
+    let other = FleetSecrets::generate(&mut w.rng).public_keys();
+    let pinned = FleetPublicKeys {
+        key_exchange: other.key_exchange,
+        transport: w.secrets.public_keys().transport,
+    };
+    let config = ClientConfig::insecure_test_only(pinned);
+    let (state, request) =
+        Registration::start(&mut w.rng, &config, id(1), &code("c"), None).unwrap();
+    let response = w
+        .vault
+        .registration_request(&mut w.rng, w.now, &request)
+        .unwrap();
+    assert_eq!(
+        state.finish(&mut w.rng, &response, None).err(),
+        Some(ClientError::FleetKeyMismatch)
+    );
+}
+
+#[test]
+fn parameters_below_the_floor_are_refused_by_client_and_vault() {
+    let mut w = World::new(25);
+    let weak = ClientConfig::new(w.secrets.public_keys())
+        .with_stretching(StretchingParams::INSECURE_TEST_ONLY);
+    assert_eq!(
+        Registration::start(&mut w.rng, &weak, id(1), &code("c"), None).err(),
+        Some(ClientError::StretchingBelowFloor)
+    );
+    // A vault with the production floor refuses a record stretched weakly.
+    let mut vault = Vault::new(&w.secrets, VaultPolicy::default(), MemoryStore::new()).unwrap();
+    let (state, request) =
+        Registration::start(&mut w.rng, &w.config, id(1), &code("c"), None).unwrap();
+    let response = vault
+        .registration_request(&mut w.rng, w.now, &request)
+        .unwrap();
+    let (_, upload) = state.finish(&mut w.rng, &response, None).unwrap();
+    assert_eq!(
+        vault.registration_upload(w.now, &upload).err(),
+        Some(VaultError::StretchingBelowFloor)
+    );
+}
+
+#[test]
+fn requests_bound_to_record_and_fleet() {
+    let mut w = World::new(26);
+    // The relay moves a sealed request to another record id: HPKE's info
+    // and AAD bind the id.
+    let (_, mut request) =
+        Registration::start(&mut w.rng, &w.config, id(1), &code("c"), None).unwrap();
+    request.record_id = id(2);
+    assert_eq!(
+        w.vault
+            .registration_request(&mut w.rng, w.now, &request)
+            .err(),
+        Some(VaultError::RequestNotAuthentic)
+    );
+    // A request sealed to another fleet cannot be opened.
+    let other = ClientConfig::insecure_test_only(FleetSecrets::generate(&mut w.rng).public_keys());
+    let (_, request) = Registration::start(&mut w.rng, &other, id(1), &code("c"), None).unwrap();
+    assert_eq!(
+        w.vault
+            .registration_request(&mut w.rng, w.now, &request)
+            .err(),
+        Some(VaultError::RequestNotAuthentic)
+    );
+}
+
+#[test]
+fn uploads_are_single_use_and_expire() {
+    let mut w = World::new(27);
+    let (state, request) =
+        Registration::start(&mut w.rng, &w.config, id(1), &code("c"), None).unwrap();
+    let response = w
+        .vault
+        .registration_request(&mut w.rng, w.now, &request)
+        .unwrap();
+    let (_, upload) = state.finish(&mut w.rng, &response, None).unwrap();
+    w.vault.registration_upload(w.now, &upload).unwrap();
+    assert_eq!(
+        w.vault.registration_upload(w.now, &upload).err(),
+        Some(VaultError::UnknownRegistration)
+    );
+
+    let (state, request) =
+        Registration::start(&mut w.rng, &w.config, id(2), &code("c"), None).unwrap();
+    let response = w
+        .vault
+        .registration_request(&mut w.rng, w.now, &request)
+        .unwrap();
+    let (_, upload) = state.finish(&mut w.rng, &response, None).unwrap();
+    let later = w.now + w.vault.policy().session_ttl_ms;
+    assert_eq!(
+        w.vault.registration_upload(later, &upload).err(),
+        Some(VaultError::UnknownRegistration)
+    );
+    assert_eq!(w.vault.store().load(&id(2)).unwrap(), None);
+}
+
+#[test]
+fn a_forged_confirmation_is_rejected() {
+    let mut w = World::new(28);
+    let (state, request) =
+        Registration::start(&mut w.rng, &w.config, id(1), &code("c"), None).unwrap();
+    let response = w
+        .vault
+        .registration_request(&mut w.rng, w.now, &request)
+        .unwrap();
+    let (state, _upload) = state.finish(&mut w.rng, &response, None).unwrap();
+    // The relay drops the upload and claims success.
+    let forged = backup_key_vault::wire::RegistrationConfirmation {
+        session_id: response.session_id,
+        sealed: [0; 24],
+    };
+    assert_eq!(
+        state.finish(&forged).err(),
+        Some(ClientError::RegistrationNotConfirmed)
+    );
+}
+
+#[test]
+fn overwriting_a_live_record_needs_a_recovery_in_the_same_session() {
+    let mut w = World::new(29);
+    let first = w.register(id(1), "old").unwrap();
+    // Without proof: refused, and the record is untouched.
+    assert_eq!(
+        w.register(id(1), "attacker").err(),
+        Some(Failure::Vault(VaultError::RegistrationRefused))
+    );
+    assert_eq!(
+        w.recover(id(1), "old").unwrap().backup_key,
+        first.backup_key
+    );
+
+    // With a fresh recovery's authorization: replaced, generation 2.
+    let recovered = w.recover(id(1), "old").unwrap();
+    let second = w
+        .register_with(id(1), "new", Some(&recovered.rekey))
+        .unwrap();
+    assert_eq!(second.generation, 2);
+    assert_eq!(
+        w.recover(id(1), "new").unwrap().backup_key,
+        second.backup_key
+    );
+    assert_eq!(
+        w.recover(id(1), "old").err(),
+        Some(Failure::Client(ClientError::RecoveryFailed))
+    );
+
+    // The authorization is single-use.
+    assert_eq!(
+        w.register_with(id(1), "again", Some(&recovered.rekey))
+            .err(),
+        Some(Failure::Vault(VaultError::RegistrationRefused))
+    );
+    // And it is bound to its record.
+    let other = w.register(id(2), "other").unwrap();
+    let _ = other;
+    let for_one = w.recover(id(1), "new").unwrap();
+    assert_eq!(
+        w.register_with(id(2), "x", Some(&for_one.rekey)).err(),
+        Some(Failure::Client(ClientError::RekeyAuthorizationMismatch))
+    );
+    // It expires with the session lifetime.
+    w.now += w.vault.policy().session_ttl_ms;
+    assert_eq!(
+        w.register_with(id(1), "late", Some(&for_one.rekey)).err(),
+        Some(Failure::Vault(VaultError::RegistrationRefused))
+    );
+    match w.vault.store().load(&id(1)).unwrap() {
+        Some(RecordSlot::Live(r)) => assert_eq!(r.generation, 2),
+        other => panic!("unexpected slot {other:?}"),
+    }
+}
