@@ -167,11 +167,17 @@ impl Registration {
         let start = ClientRegistration::<Suite>::start(rng, code.as_bytes())
             .map_err(|_| ClientError::Internal)?;
 
+        // OPAQUE request || mode (0 new, 1 replace) || rekey token (or zeros).
         let mut plaintext = Zeroizing::new([0u8; SEALED_REGISTRATION_PLAINTEXT_LEN]);
-        plaintext[..32].copy_from_slice(&start.message.serialize());
-        if let Some(rekey) = rekey {
-            plaintext[32] = 1;
-            plaintext[33..].copy_from_slice(&rekey.token.0);
+        let (mode, token): (u8, &[u8]) = match rekey {
+            Some(rekey) => (1, &rekey.token.0),
+            None => (0, &[0; wire::REKEY_TOKEN_LEN]),
+        };
+        if !crypto::fill(
+            &mut plaintext[..],
+            &[&start.message.serialize(), &[mode], token],
+        ) {
+            return Err(ClientError::Internal);
         }
 
         let transport = <HpkeKem as hpke::Kem>::PublicKey::from_bytes(&config.fleet.transport)
@@ -234,7 +240,9 @@ impl AwaitingRegistrationResponse {
         .ok_or(ClientError::RegistrationResponseNotAuthentic)?;
         let opaque_response = OpaqueRegistrationResponse::<Suite>::deserialize(&opened[..])
             .map_err(|_| WireError::InvalidField("registration response"))?;
-        if !self.config.fleet.key_exchange_matches(&opened[32..]) {
+        // The response is the evaluated element, then the server's key.
+        let server_key = opened.get(32..).ok_or(ClientError::Internal)?;
+        if !self.config.fleet.key_exchange_matches(server_key) {
             return Err(ClientError::FleetKeyMismatch);
         }
 

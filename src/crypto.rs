@@ -37,12 +37,32 @@ pub(crate) mod label {
     pub const OPAQUE_CONTEXT: &[u8] = b"backup-key-vault/v1/recovery";
     /// HKDF info: OPRF seed -> the fake-record public key.
     pub const DUMMY_KEY: &[u8] = b"backup-key-vault/v1/dummy-key";
+    /// HKDF info: OPRF seed -> the key that derives unknown records' nonces.
+    pub const UNKNOWN_NONCE_KEY: &[u8] = b"backup-key-vault/v1/unknown-record-nonce-key";
+    /// HKDF info: that key -> an unknown record's OPRF nonce (with the id).
+    pub const UNKNOWN_NONCE: &[u8] = b"backup-key-vault/v1/unknown-record-nonce";
     /// AEAD associated-data prefixes, one per encrypted field.
     pub const AAD_RESPONSE: &[u8] = b"backup-key-vault/v1/aad/registration-response";
     pub const AAD_UPLOAD: &[u8] = b"backup-key-vault/v1/aad/registration-upload";
     pub const AAD_CONFIRM: &[u8] = b"backup-key-vault/v1/aad/registration-confirm";
     pub const AAD_WRAP: &[u8] = b"backup-key-vault/v1/aad/wrapped-key";
     pub const AAD_RELEASE: &[u8] = b"backup-key-vault/v1/aad/key-release";
+}
+
+/// Writes `parts` one after another into `out`. Returns `false`, having
+/// written a prefix, if their lengths do not add up to `out`'s exactly: a bug
+/// in the caller, reported rather than panicking.
+#[must_use]
+pub(crate) fn fill(out: &mut [u8], parts: &[&[u8]]) -> bool {
+    let mut rest = out;
+    for part in parts {
+        let Some((head, tail)) = rest.split_at_mut_checked(part.len()) else {
+            return false;
+        };
+        head.copy_from_slice(part);
+        rest = tail;
+    }
+    rest.is_empty()
 }
 
 /// `label || record_id`, for HPKE info and the OPAQUE context.
@@ -187,6 +207,15 @@ mod tests {
         flipped[0] ^= 1;
         assert!(open::<48, 32>(&key, b"aad", &flipped).is_none());
         assert!(open::<48, 32>(&Secret32([2; 32]), b"aad", &sealed).is_none());
+    }
+
+    #[test]
+    fn fill_checks_lengths() {
+        let mut out = [0u8; 4];
+        assert!(fill(&mut out, &[&[1, 2], &[3, 4]]));
+        assert_eq!(out, [1, 2, 3, 4]);
+        assert!(!fill(&mut out, &[&[1, 2, 3]]));
+        assert!(!fill(&mut out, &[&[1, 2, 3], &[4, 5]]));
     }
 
     #[test]

@@ -167,6 +167,9 @@ pub enum VaultError {
     RegistrationRefused,
     /// The uploaded Argon2 parameters are below the vault's policy floor.
     StretchingBelowFloor,
+    /// The [`crate::vault::VaultPolicy`] is inconsistent (zero attempts or
+    /// session bounds, invalid or inconsistent Argon2 parameters).
+    InvalidPolicy,
     /// An internal cryptographic operation failed unexpectedly.
     Internal,
 }
@@ -185,6 +188,7 @@ impl fmt::Display for VaultError {
             Self::StretchingBelowFloor => {
                 f.write_str("key-stretching parameters below vault policy")
             }
+            Self::InvalidPolicy => f.write_str("invalid vault policy"),
             Self::Internal => f.write_str("internal error"),
         }
     }

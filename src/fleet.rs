@@ -68,10 +68,16 @@ impl FleetSecrets {
     /// `version || oprf_seed || key_exchange_private || transport_private`.
     pub fn to_bytes(&self) -> Zeroizing<[u8; FLEET_SECRETS_LEN]> {
         let mut out = Zeroizing::new([0u8; FLEET_SECRETS_LEN]);
-        out[0] = FLEET_SECRETS_VERSION;
-        out[1..65].copy_from_slice(&self.oprf_seed);
-        out[65..97].copy_from_slice(&self.key_exchange_private);
-        out[97..129].copy_from_slice(&self.transport_private);
+        let filled = crate::crypto::fill(
+            &mut out[..],
+            &[
+                &[FLEET_SECRETS_VERSION],
+                &self.oprf_seed,
+                &self.key_exchange_private,
+                &self.transport_private,
+            ],
+        );
+        debug_assert!(filled, "the lengths are constants that add up");
         out
     }
 
@@ -124,11 +130,21 @@ impl FleetSecrets {
         let dummy_pk = RistrettoPoint::mul_base(&Scalar::from_bytes_mod_order_wide(&wide))
             .compress()
             .to_bytes();
+        // opaque-ke's encoding: oprf_seed || private key || fake public key.
         let mut setup = Zeroizing::new([0u8; OPRF_SEED_LEN + 64]);
-        setup[..64].copy_from_slice(&self.oprf_seed);
-        setup[64..96].copy_from_slice(&self.key_exchange_private);
-        setup[96..].copy_from_slice(&dummy_pk);
+        if !crate::crypto::fill(
+            &mut setup[..],
+            &[&self.oprf_seed, &self.key_exchange_private, &dummy_pk],
+        ) {
+            return None;
+        }
         ServerSetup::<Suite>::deserialize(&setup[..]).ok()
+    }
+
+    /// The key from which the vault derives the OPRF nonce it uses for a
+    /// record id that has no record (SPEC.md §4.3).
+    pub(crate) fn unknown_record_key(&self) -> crate::types::Secret32 {
+        crate::crypto::derive_key(&self.oprf_seed, label::UNKNOWN_NONCE_KEY, &[])
     }
 
     /// The HPKE transport private key.

@@ -35,3 +35,9 @@ pub use error::{ClientError, StoreError, VaultError, WireError};
 pub use fleet::{FleetPublicKeys, FleetSecrets};
 pub use suite::StretchingParams;
 pub use types::{BackupKey, RecordId, RecoveryCode, SessionId};
+
+/// The operating system's CSPRNG, for apps and tools on std platforms. The
+/// crate itself never reaches for randomness: every operation that needs it
+/// takes an RNG argument (an HSM passes its own).
+#[cfg(feature = "std")]
+pub use rand_core::OsRng;

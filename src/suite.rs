@@ -29,7 +29,11 @@ impl opaque_ke::CipherSuite for Suite {
 /// 4 lanes), the production default. Tests use
 /// [`StretchingParams::INSECURE_TEST_ONLY`], which is never a default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "UncheckedStretchingParams")
+)]
 pub struct StretchingParams {
     /// Memory size in KiB (Argon2 `m`).
     pub m_cost: u32,
@@ -47,12 +51,13 @@ impl StretchingParams {
         p_cost: 4,
     };
 
-    /// The largest parameters a client accepts by default: 1 GiB, 16 passes,
-    /// 16 lanes. A relay that answers with more is refused rather than allowed
-    /// to exhaust the phone's memory.
+    /// The largest parameters a client accepts by default: 256 MiB, 10
+    /// passes, 16 lanes (four times the default's memory, about three times
+    /// its passes). A relay that answers with more is refused rather than
+    /// allowed to exhaust the phone's memory or the user's patience.
     pub const DEFAULT_CEILING: Self = Self {
-        m_cost: 1024 * 1024,
-        t_cost: 16,
+        m_cost: 256 * 1024,
+        t_cost: 10,
         p_cost: 16,
     };
 
@@ -92,21 +97,19 @@ impl StretchingParams {
 
     /// The wire encoding: `m_cost || t_cost || p_cost`, big-endian.
     pub fn to_bytes(&self) -> [u8; Self::ENCODED_LEN] {
-        let mut out = [0u8; Self::ENCODED_LEN];
-        out[0..4].copy_from_slice(&self.m_cost.to_be_bytes());
-        out[4..8].copy_from_slice(&self.t_cost.to_be_bytes());
-        out[8..12].copy_from_slice(&self.p_cost.to_be_bytes());
-        out
+        let [m0, m1, m2, m3] = self.m_cost.to_be_bytes();
+        let [t0, t1, t2, t3] = self.t_cost.to_be_bytes();
+        let [p0, p1, p2, p3] = self.p_cost.to_be_bytes();
+        [m0, m1, m2, m3, t0, t1, t2, t3, p0, p1, p2, p3]
     }
 
     /// Decodes and validates (Argon2 must accept the parameters).
     pub fn from_bytes(bytes: &[u8; Self::ENCODED_LEN]) -> Option<Self> {
-        let word =
-            |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let [m0, m1, m2, m3, t0, t1, t2, t3, p0, p1, p2, p3] = *bytes;
         let params = Self {
-            m_cost: word(0),
-            t_cost: word(4),
-            p_cost: word(8),
+            m_cost: u32::from_be_bytes([m0, m1, m2, m3]),
+            t_cost: u32::from_be_bytes([t0, t1, t2, t3]),
+            p_cost: u32::from_be_bytes([p0, p1, p2, p3]),
         };
         params.is_valid().then_some(params)
     }
@@ -123,6 +126,33 @@ impl StretchingParams {
             return None;
         }
         argon2::Params::new(self.m_cost, self.t_cost, self.p_cost, None).ok()
+    }
+}
+
+/// serde's view of [`StretchingParams`] before validation.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct UncheckedStretchingParams {
+    m_cost: u32,
+    t_cost: u32,
+    p_cost: u32,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<UncheckedStretchingParams> for StretchingParams {
+    type Error = &'static str;
+
+    fn try_from(u: UncheckedStretchingParams) -> Result<Self, Self::Error> {
+        let params = Self {
+            m_cost: u.m_cost,
+            t_cost: u.t_cost,
+            p_cost: u.p_cost,
+        };
+        if params.is_valid() {
+            Ok(params)
+        } else {
+            Err("invalid Argon2 parameters")
+        }
     }
 }
 

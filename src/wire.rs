@@ -401,7 +401,7 @@ impl From<crate::VaultError> for RejectionCode {
             E::UnknownRegistration => Self::UnknownRegistration,
             E::RegistrationRefused => Self::RegistrationRefused,
             E::StretchingBelowFloor => Self::StretchingBelowFloor,
-            E::Internal => Self::Internal,
+            E::InvalidPolicy | E::Internal => Self::Internal,
         }
     }
 }

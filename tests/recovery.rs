@@ -459,3 +459,91 @@ fn the_byte_interface_answers_rejections() {
         RejectionCode::AuthenticationFailed
     );
 }
+
+#[test]
+fn oprf_answers_collected_before_registration_are_worthless_after() {
+    // An attacker replays one KE1 (one blinded guess) for an id before it is
+    // registered, and again after. If the OPRF key depended only on the id,
+    // both answers would carry the same evaluated element, and every answer
+    // collected for free before registration would test a guess offline
+    // against the record's first KE2.
+    let mut w = World::new(15);
+    let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
+    let (_, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+    let before = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+    let again = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+    assert_eq!(
+        before.ke2[..32],
+        again.ke2[..32],
+        "an unknown id answers consistently"
+    );
+    w.register(id(1), RIGHT).unwrap();
+    let after = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+    assert_ne!(
+        before.ke2[..32],
+        after.ke2[..32],
+        "the record has its own OPRF key"
+    );
+    // A re-registration gets a fresh key again.
+    w.vault.delete_record(&id(1)).unwrap();
+    w.register(id(1), RIGHT).unwrap();
+    let fresh = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+    assert_ne!(after.ke2[..32], fresh.ke2[..32]);
+}
+
+#[test]
+fn a_host_that_rewinds_the_clock_cannot_revive_an_expired_session() {
+    let mut w = World::new(16);
+    w.register(id(1), RIGHT).unwrap();
+    let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
+    let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+    let ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+    let (_, ke3) = state.finish(&mut w.rng, &ke2).unwrap();
+    // Time passes (the vault sees it through any request) ...
+    let later = w.now + w.vault.policy().session_ttl_ms;
+    let (_, other) = Recovery::start(&mut w.rng, &w.config, id(2), &code).unwrap();
+    w.vault.recovery_start(&mut w.rng, later, &other).unwrap();
+    // ... then the host hands the vault an old time with the old KE3.
+    assert_eq!(
+        w.vault.recovery_finish(w.now, &ke3).err(),
+        Some(VaultError::AuthenticationFailed)
+    );
+}
+
+#[test]
+fn inconsistent_policies_are_refused() {
+    use backup_key_vault::vault::Vault;
+    use backup_key_vault::{FleetSecrets, StretchingParams};
+    let secrets = FleetSecrets::generate(&mut rng(17));
+    let bad = [
+        VaultPolicy {
+            max_attempts: 0,
+            ..VaultPolicy::default()
+        },
+        VaultPolicy {
+            max_pending_recoveries: 0,
+            ..VaultPolicy::default()
+        },
+        VaultPolicy {
+            max_pending_registrations: 0,
+            ..VaultPolicy::default()
+        },
+        VaultPolicy {
+            session_ttl_ms: 0,
+            ..VaultPolicy::default()
+        },
+        // Unknown records would answer with parameters no real record has.
+        VaultPolicy {
+            unknown_record_stretching: StretchingParams::INSECURE_TEST_ONLY,
+            ..VaultPolicy::default()
+        },
+    ];
+    for policy in bad {
+        assert_eq!(
+            Vault::new(&secrets, policy.clone(), MemoryStore::new()).err(),
+            Some(VaultError::InvalidPolicy),
+            "{policy:?}"
+        );
+    }
+    assert!(Vault::new(&secrets, VaultPolicy::default(), MemoryStore::new()).is_ok());
+}

@@ -294,3 +294,57 @@ fn overwriting_a_live_record_needs_a_recovery_in_the_same_session() {
         other => panic!("unexpected slot {other:?}"),
     }
 }
+
+#[test]
+fn a_garbled_upload_does_not_use_up_the_pending_registration() {
+    let mut w = World::new(30);
+    let (state, request) =
+        Registration::start(&mut w.rng, &w.config, id(1), &code("c"), None).unwrap();
+    let response = w
+        .vault
+        .registration_request(&mut w.rng, w.now, &request)
+        .unwrap();
+    let (state, upload) = state.finish(&mut w.rng, &response, None).unwrap();
+    let mut garbled = upload.clone();
+    garbled.sealed[0] ^= 0x80;
+    assert_eq!(
+        w.vault.registration_upload(w.now, &garbled).err(),
+        Some(VaultError::RequestNotAuthentic)
+    );
+    let confirmation = w.vault.registration_upload(w.now, &upload).unwrap();
+    state.finish(&confirmation).unwrap();
+}
+
+#[test]
+fn a_rekey_whose_commit_failed_can_be_retried() {
+    use backup_key_vault::vault::{Fault, FaultyStore};
+    let mut w = World::with_store(31, FaultyStore::new(MemoryStore::new()));
+    w.register(id(1), "old").unwrap();
+    let recovered = w.recover(id(1), "old").unwrap();
+    w.vault.store_mut().set_fault(Fault::FailBeforeApply);
+    assert_eq!(
+        w.register_with(id(1), "new", Some(&recovered.rekey)).err(),
+        Some(Failure::Vault(VaultError::Unavailable))
+    );
+    w.vault.store_mut().set_fault(Fault::None);
+    assert_eq!(
+        w.register_with(id(1), "new", Some(&recovered.rekey))
+            .unwrap()
+            .generation,
+        2
+    );
+    // A commit that was applied but not acknowledged cannot be replayed into
+    // a second replacement: the grant names the generation it replaces.
+    let recovered = w.recover(id(1), "new").unwrap();
+    w.vault.store_mut().set_fault(Fault::FailAfterApply);
+    assert!(w
+        .register_with(id(1), "newer", Some(&recovered.rekey))
+        .is_err());
+    w.vault.store_mut().set_fault(Fault::None);
+    assert_eq!(
+        w.register_with(id(1), "newest", Some(&recovered.rekey))
+            .err(),
+        Some(Failure::Vault(VaultError::RegistrationRefused))
+    );
+    assert!(w.recover(id(1), "newer").is_ok());
+}

@@ -42,7 +42,9 @@ use crate::wire::{
 };
 
 use sessions::Sessions;
-pub use state::{Applied, Command, RecordPayload, RecordSlot, RecordTable, Refusal, StoredRecord};
+pub use state::{
+    Applied, Command, RecordPayload, RecordSlot, RecordTable, Refusal, StoredRecord, OPRF_NONCE_LEN,
+};
 pub use store::{Fault, FaultyStore, MemoryStore, RecordStore};
 
 /// The vault's policy: fixed by the operator for the whole fleet, never
@@ -79,6 +81,27 @@ impl Default for VaultPolicy {
 }
 
 impl VaultPolicy {
+    /// Checks that the policy is usable: at least one attempt, room for at
+    /// least one session of each kind, valid Argon2 parameters, and
+    /// unknown-record parameters that meet the floor (so a fake answer looks
+    /// like a real record's).
+    pub fn validate(&self) -> Result<(), VaultError> {
+        let ok = self.max_attempts > 0
+            && self.session_ttl_ms > 0
+            && self.max_pending_recoveries > 0
+            && self.max_pending_registrations > 0
+            && self.stretching_floor.is_valid()
+            && self.unknown_record_stretching.is_valid()
+            && self
+                .unknown_record_stretching
+                .meets_floor(&self.stretching_floor);
+        if ok {
+            Ok(())
+        } else {
+            Err(VaultError::InvalidPolicy)
+        }
+    }
+
     /// The default policy with the floor and the unknown-record parameters
     /// lowered to [`StretchingParams::INSECURE_TEST_ONLY`]. **For tests
     /// only**: never a default.
@@ -101,11 +124,16 @@ struct PendingRecovery {
 #[derive(Zeroize, ZeroizeOnDrop)]
 struct PendingRecord {
     generation: u64,
+    /// Whether this session holds the record's last attempt: only its
+    /// failure may erase the record (every earlier session's attempt was
+    /// charged before it, so when it fails none can remain).
+    last_attempt: bool,
     wrapped_key: [u8; WRAPPED_KEY_LEN],
 }
 
 /// A registration between its response and its upload.
 struct PendingRegistration {
+    oprf_nonce: [u8; OPRF_NONCE_LEN],
     replaces: Option<u64>,
     rekey_token: Option<Secret32>,
     upload_key: Secret32,
@@ -122,6 +150,10 @@ struct RekeyGrant {
 /// The vault state machine over a store `S`.
 pub struct Vault<S> {
     setup: ServerSetup<Suite>,
+    unknown_record_key: Secret32,
+    /// The latest time seen: time never runs backwards for the vault, even
+    /// if the host's clock does.
+    clock: u64,
     transport_key: <HpkeKem as hpke::Kem>::PrivateKey,
     policy: VaultPolicy,
     store: S,
@@ -143,13 +175,13 @@ impl<S> core::fmt::Debug for Vault<S> {
 impl<S: RecordStore> Vault<S> {
     /// A vault holding the fleet's secrets, with a policy and a store.
     pub fn new(secrets: &FleetSecrets, policy: VaultPolicy, store: S) -> Result<Self, VaultError> {
-        if policy.max_attempts == 0 || !policy.unknown_record_stretching.is_valid() {
-            return Err(VaultError::Internal);
-        }
+        policy.validate()?;
         let setup = secrets.server_setup().ok_or(VaultError::Internal)?;
         let transport_key = secrets.transport_key().ok_or(VaultError::Internal)?;
         Ok(Self {
             setup,
+            unknown_record_key: secrets.unknown_record_key(),
+            clock: 0,
             transport_key,
             recoveries: Sessions::new(policy.max_pending_recoveries),
             registrations: Sessions::new(policy.max_pending_registrations),
@@ -213,6 +245,13 @@ impl<S: RecordStore> Vault<S> {
         answer.unwrap_or_else(|e| Rejection { code: e.into() }.to_bytes())
     }
 
+    /// Advances the vault's clock to `now` if it is later, and returns the
+    /// vault's time.
+    fn tick(&mut self, now: u64) -> u64 {
+        self.clock = self.clock.max(now);
+        self.clock
+    }
+
     fn commit(&mut self, command: &Command) -> Result<Applied, VaultError> {
         self.store
             .commit(command)
@@ -236,6 +275,7 @@ impl<S: RecordStore> Vault<S> {
         now: u64,
         msg: &RegistrationRequest,
     ) -> Result<RegistrationResponse, VaultError> {
+        let now = self.tick(now);
         let record_id = msg.record_id;
         let encapped = <HpkeKem as hpke::Kem>::EncappedKey::from_bytes(&msg.encapsulated_key)
             .map_err(|_| VaultError::RequestNotAuthentic)?;
@@ -282,9 +322,17 @@ impl<S: RecordStore> Vault<S> {
 
         let keys = crypto::export_registration_keys(|l, out| ctx.export(l, out))
             .ok_or(VaultError::Internal)?;
-        let response =
-            ServerRegistration::<Suite>::start(&self.setup, request, record_id.as_bytes())
-                .map_err(|_| VaultError::Internal)?;
+        // A fresh OPRF key for this registration: OPRF answers anyone got for
+        // this id before (it had no record, or another one) are worthless
+        // against the record this registration creates.
+        let mut oprf_nonce = [0u8; OPRF_NONCE_LEN];
+        rng.fill_bytes(&mut oprf_nonce);
+        let response = ServerRegistration::<Suite>::start(
+            &self.setup,
+            request,
+            &credential_identifier(&record_id, &oprf_nonce),
+        )
+        .map_err(|_| VaultError::Internal)?;
         let mut response_bytes = Zeroizing::new([0u8; wire::OPAQUE_REGISTRATION_RESPONSE_LEN]);
         response_bytes.copy_from_slice(&response.message.serialize());
         let session_id = SessionId::random(rng);
@@ -298,6 +346,7 @@ impl<S: RecordStore> Vault<S> {
             record_id,
             now.saturating_add(self.policy.session_ttl_ms),
             PendingRegistration {
+                oprf_nonce,
                 replaces,
                 rekey_token,
                 upload_key: keys.upload,
@@ -314,11 +363,14 @@ impl<S: RecordStore> Vault<S> {
         now: u64,
         msg: &RegistrationUpload,
     ) -> Result<RegistrationConfirmation, VaultError> {
+        let now = self.tick(now);
         let record_id = msg.record_id;
         let session_id = msg.session_id;
+        // Authenticate before consuming, so a relay that garbles an upload
+        // cannot use up someone's pending registration with it.
         let pending = self
             .registrations
-            .take(&session_id, &record_id, now)
+            .peek(&session_id, &record_id, now)
             .map_err(|_| VaultError::UnknownRegistration)?;
         let plaintext: Zeroizing<[u8; SEALED_UPLOAD_PLAINTEXT_LEN]> = crypto::open(
             &pending.upload_key,
@@ -326,28 +378,44 @@ impl<S: RecordStore> Vault<S> {
             &msg.sealed,
         )
         .ok_or(VaultError::RequestNotAuthentic)?;
-        let payload = parse_upload_plaintext(&plaintext, self.policy.max_attempts)?;
+        let pending = self
+            .registrations
+            .take(&session_id, &record_id, now)
+            .map_err(|_| VaultError::UnknownRegistration)?;
+        let payload =
+            parse_upload_plaintext(&plaintext, pending.oprf_nonce, self.policy.max_attempts)?;
         if !payload
             .stretching
             .meets_floor(&self.policy.stretching_floor)
         {
             return Err(VaultError::StretchingBelowFloor);
         }
-        if let (Some(generation), Some(token)) = (pending.replaces, &pending.rekey_token) {
-            // The grant is single-use: consumed here, before the commit.
-            if !self.grant_matches(&record_id, generation, token, now) {
-                return Err(VaultError::RegistrationRefused);
+        // A replacement spends its grant (single use). If the commit then
+        // fails, the grant is restored: the Register names the generation it
+        // replaces, so a restored grant can never replace twice.
+        let grant = match (pending.replaces, &pending.rekey_token) {
+            (Some(generation), Some(token)) => {
+                if !self.grant_matches(&record_id, generation, token, now) {
+                    return Err(VaultError::RegistrationRefused);
+                }
+                self.rekey_grants.remove(&record_id)
             }
-            self.rekey_grants.remove(&record_id);
-        }
+            _ => None,
+        };
         let command = Command::Register {
             record_id,
             replaces: pending.replaces,
             payload,
         };
-        let generation = match self.commit(&command)? {
-            Applied::Registered { generation } => generation,
-            _ => return Err(VaultError::RegistrationRefused),
+        let generation = match self.commit(&command) {
+            Ok(Applied::Registered { generation }) => generation,
+            Ok(_) => return Err(VaultError::RegistrationRefused),
+            Err(e) => {
+                if let Some(grant) = grant {
+                    self.rekey_grants.insert(record_id, grant);
+                }
+                return Err(e);
+            }
         };
         let sealed = crypto::seal(
             &pending.confirm_key,
@@ -381,6 +449,7 @@ impl<S: RecordStore> Vault<S> {
         now: u64,
         msg: &RecoveryStart,
     ) -> Result<RecoveryResponse, VaultError> {
+        let now = self.tick(now);
         let record_id = msg.record_id;
         let ke1 = CredentialRequest::<Suite>::deserialize(&msg.ke1)
             .map_err(|_| WireError::InvalidField("ke1"))?;
@@ -392,7 +461,8 @@ impl<S: RecordStore> Vault<S> {
             Some(RecordSlot::Live(record)) => Some(record),
             _ => None,
         };
-        let (registration, pending_record, attempts_remaining, stretching) = match live {
+        let (registration, oprf_nonce, pending_record, attempts_remaining, stretching) = match live
+        {
             Some(record) if record.attempts_used < record.payload.max_attempts => {
                 let charge = Command::ChargeAttempt {
                     record_id,
@@ -411,10 +481,12 @@ impl<S: RecordStore> Vault<S> {
                         .map_err(|_| VaultError::Internal)?;
                 let pending = PendingRecord {
                     generation: record.generation,
+                    last_attempt: remaining == 0,
                     wrapped_key: record.payload.wrapped_key,
                 };
                 (
                     Some(registration),
+                    record.payload.oprf_nonce,
                     Some(pending),
                     remaining,
                     record.payload.stretching,
@@ -435,6 +507,7 @@ impl<S: RecordStore> Vault<S> {
                 }
                 (
                     None,
+                    self.unknown_record_nonce(&record_id),
                     None,
                     self.fake_attempts_remaining(),
                     self.policy.unknown_record_stretching,
@@ -442,6 +515,7 @@ impl<S: RecordStore> Vault<S> {
             }
             None => (
                 None,
+                self.unknown_record_nonce(&record_id),
                 None,
                 self.fake_attempts_remaining(),
                 self.policy.unknown_record_stretching,
@@ -454,7 +528,7 @@ impl<S: RecordStore> Vault<S> {
             &self.setup,
             registration,
             ke1,
-            record_id.as_bytes(),
+            &credential_identifier(&record_id, &oprf_nonce),
             ServerLoginParameters {
                 context: Some(&context),
                 identifiers: Identifiers::default(),
@@ -491,6 +565,7 @@ impl<S: RecordStore> Vault<S> {
         now: u64,
         msg: &RecoveryFinish,
     ) -> Result<KeyRelease, VaultError> {
+        let now = self.tick(now);
         let record_id = msg.record_id;
         let session_id = msg.session_id;
         let ke3 = CredentialFinalization::<Suite>::deserialize(&msg.ke3)
@@ -504,10 +579,15 @@ impl<S: RecordStore> Vault<S> {
             context: Some(&context),
             identifiers: Identifiers::default(),
         };
-        let finished = pending.server_login.finish(ke3, params);
-        let (Some(record), Ok(finished)) = (pending.record, finished) else {
-            self.erase_if_exhausted(&record_id);
-            return Err(VaultError::AuthenticationFailed);
+        let (record, finished) = match (pending.record, pending.server_login.finish(ke3, params)) {
+            (Some(record), Ok(finished)) => (record, finished),
+            (Some(record), Err(_)) => {
+                if record.last_attempt {
+                    self.erase(&record_id, record.generation);
+                }
+                return Err(VaultError::AuthenticationFailed);
+            }
+            (None, _) => return Err(VaultError::AuthenticationFailed),
         };
 
         let reset = Command::ResetAttempts {
@@ -556,39 +636,66 @@ impl<S: RecordStore> Vault<S> {
         self.policy.max_attempts.saturating_sub(1)
     }
 
-    /// After a failed guess: if the record has no attempts left, erase it.
-    /// A failure to commit the erase is harmless: no attempt can be charged
-    /// to an exhausted record, and the next KE1 erases it.
-    fn erase_if_exhausted(&mut self, record_id: &RecordId) {
-        if let Ok(Some(RecordSlot::Live(record))) = self.store.load(record_id) {
-            if record.attempts_used >= record.payload.max_attempts {
-                let _ = self.store.commit(&Command::Erase {
-                    record_id: *record_id,
-                    generation: record.generation,
-                });
-                self.rekey_grants.remove(record_id);
-            }
-        }
+    /// After the last attempt failed: erase the record. A failure to commit
+    /// the erase is harmless: no attempt can be charged to an exhausted
+    /// record, and the next KE1 erases it.
+    fn erase(&mut self, record_id: &RecordId, generation: u64) {
+        self.rekey_grants.remove(record_id);
+        let _ = self.store.commit(&Command::Erase {
+            record_id: *record_id,
+            generation,
+        });
+    }
+
+    /// The OPRF nonce used for an id with no record: fixed per id (so
+    /// repeated queries look like one record's), never a real record's (those
+    /// are random).
+    fn unknown_record_nonce(&self, record_id: &RecordId) -> [u8; OPRF_NONCE_LEN] {
+        crypto::derive_key(
+            &self.unknown_record_key.0,
+            label::UNKNOWN_NONCE,
+            &[record_id.as_bytes()],
+        )
+        .0
     }
 
     fn grant_rekey(&mut self, record_id: RecordId, generation: u64, token: Secret32, now: u64) {
-        let expires_at = now.saturating_add(self.policy.session_ttl_ms);
-        if self.rekey_grants.len() >= self.policy.max_pending_registrations {
+        let capacity = self.policy.max_pending_registrations;
+        if self.rekey_grants.len() >= capacity && !self.rekey_grants.contains_key(&record_id) {
             self.rekey_grants.retain(|_, g| g.expires_at > now);
+            // Still full: each grant was earned by a successful recovery, so
+            // evict the one that expires first rather than refuse this one.
+            if self.rekey_grants.len() >= capacity {
+                let oldest = self
+                    .rekey_grants
+                    .iter()
+                    .min_by_key(|(_, g)| g.expires_at)
+                    .map(|(id, _)| *id);
+                if let Some(oldest) = oldest {
+                    self.rekey_grants.remove(&oldest);
+                }
+            }
         }
-        if self.rekey_grants.len() < self.policy.max_pending_registrations
-            || self.rekey_grants.contains_key(&record_id)
-        {
-            self.rekey_grants.insert(
-                record_id,
-                RekeyGrant {
-                    generation,
-                    token,
-                    expires_at,
-                },
-            );
-        }
+        self.rekey_grants.insert(
+            record_id,
+            RekeyGrant {
+                generation,
+                token,
+                expires_at: now.saturating_add(self.policy.session_ttl_ms),
+            },
+        );
     }
+}
+
+/// OPAQUE's credential identifier for a record: `record_id || oprf_nonce`.
+/// opaque-ke derives the record's OPRF key from the fleet's OPRF seed and
+/// this identifier (RFC 9807 §4.1.2: `DeriveKeyPair(Expand(seed,
+/// credential_identifier || "OprfKey"), "OPAQUE-DeriveKeyPair")`).
+fn credential_identifier(record_id: &RecordId, oprf_nonce: &[u8; OPRF_NONCE_LEN]) -> [u8; 64] {
+    let mut id = [0u8; 64];
+    id[..32].copy_from_slice(record_id.as_bytes());
+    id[32..].copy_from_slice(oprf_nonce);
+    id
 }
 
 /// The associated data of the HPKE seal: the request's header and clear
@@ -615,6 +722,7 @@ fn split_registration_plaintext(plaintext: &[u8]) -> Result<(&[u8], u8, &[u8]), 
 
 fn parse_upload_plaintext(
     plaintext: &[u8; SEALED_UPLOAD_PLAINTEXT_LEN],
+    oprf_nonce: [u8; OPRF_NONCE_LEN],
     max_attempts: u8,
 ) -> Result<RecordPayload, VaultError> {
     let (registration, rest) = plaintext.split_at(OPAQUE_REGISTRATION_RECORD_LEN);
@@ -627,6 +735,7 @@ fn parse_upload_plaintext(
         .and_then(StretchingParams::from_bytes)
         .ok_or(WireError::InvalidField("stretching parameters"))?;
     let mut payload = RecordPayload {
+        oprf_nonce,
         registration: [0; OPAQUE_REGISTRATION_RECORD_LEN],
         wrapped_key: [0; WRAPPED_KEY_LEN],
         stretching,

@@ -100,6 +100,22 @@ impl<T> Sessions<T> {
         superseded
     }
 
+    /// The session's state if it exists for this record and has not
+    /// expired; leaves it in place.
+    pub(crate) fn peek(
+        &self,
+        id: &SessionId,
+        record_id: &RecordId,
+        now: u64,
+    ) -> Result<&T, Missing> {
+        match self.by_id.get(id) {
+            None => Err(Missing::Unknown),
+            Some(p) if p.record_id != *record_id => Err(Missing::OtherRecord),
+            Some(p) if p.expires_at <= now => Err(Missing::Expired),
+            Some(p) => Ok(&p.state),
+        }
+    }
+
     /// Removes and returns the session if it exists for this record and has
     /// not expired. A session named with the wrong record id is left alone,
     /// so a relay cannot cancel someone else's session by guessing ids.

@@ -17,11 +17,18 @@ use crate::suite::StretchingParams;
 use crate::types::{RecordId, RECORD_ID_LEN};
 use crate::wire::{OPAQUE_REGISTRATION_RECORD_LEN, WRAPPED_KEY_LEN};
 
+/// Length of a record's OPRF nonce.
+pub const OPRF_NONCE_LEN: usize = 32;
+
 /// What the client uploads and the vault keeps: the OPAQUE registration
-/// record, the wrapped backup key, and the Argon2 parameters, plus the
-/// vault's attempt limit for the record.
+/// record, the wrapped backup key, and the Argon2 parameters, plus what the
+/// vault adds: the record's OPRF nonce and its attempt limit.
 #[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
 pub struct RecordPayload {
+    /// Random per registration, chosen by the vault; with the record id it is
+    /// OPAQUE's credential identifier, so each registration has its own OPRF
+    /// key (SPEC.md §4.3). Not secret: the OPRF key needs the fleet's seed.
+    pub oprf_nonce: [u8; OPRF_NONCE_LEN],
     /// OPAQUE `RegistrationRecord` (client public key, masking key, envelope).
     pub registration: [u8; OPAQUE_REGISTRATION_RECORD_LEN],
     /// The backup key wrapped under the client's export key.
@@ -72,6 +79,9 @@ impl StoredRecord {
 }
 
 /// What the table holds for one id.
+// Tombstones are few and small; boxing the live record would cost an
+// allocation per record on the hot path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, PartialEq, Eq)]
 pub enum RecordSlot {
     /// A record that can be recovered.
@@ -109,6 +119,9 @@ impl RecordSlot {
 }
 
 /// A state change, as proposed to the store (and, in a fleet, to consensus).
+// Commands are short-lived values on their way to the log; boxing the
+// payload would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, PartialEq, Eq)]
 pub enum Command {
     /// Store a new record. Applies only if the slot's state matches
@@ -236,6 +249,8 @@ pub enum Refusal {
     NotExhausted,
     /// The payload is invalid (zero attempts, invalid parameters).
     InvalidPayload,
+    /// The id has used every generation number (2^64 registrations).
+    GenerationExhausted,
 }
 
 /// All records, keyed by id. The deterministic state machine.
@@ -295,7 +310,9 @@ impl RecordTable {
                     }
                     (_, Some(_)) => return Applied::Refused(Refusal::NoLiveRecord),
                 };
-                let generation = base.saturating_add(1);
+                let Some(generation) = base.checked_add(1) else {
+                    return Applied::Refused(Refusal::GenerationExhausted);
+                };
                 // Inserting drops (and so zeroizes) any replaced record.
                 self.slots.insert(
                     *record_id,
@@ -386,13 +403,21 @@ const TAG_ERASE: u8 = 4;
 const TAG_DELETE: u8 = 5;
 
 /// Encoded length of a [`RecordPayload`].
-pub const PAYLOAD_LEN: usize =
-    OPAQUE_REGISTRATION_RECORD_LEN + WRAPPED_KEY_LEN + StretchingParams::ENCODED_LEN + 1;
+pub const PAYLOAD_LEN: usize = OPRF_NONCE_LEN
+    + OPAQUE_REGISTRATION_RECORD_LEN
+    + WRAPPED_KEY_LEN
+    + StretchingParams::ENCODED_LEN
+    + 1;
 /// Encoded length of a [`StoredRecord`]: payload, attempts used, generation.
 pub const STORED_RECORD_LEN: usize = PAYLOAD_LEN + 1 + 8;
 
+// The size budget (issue 7, BENCHMARKS.md): a persisted live slot, version
+// and tag included, takes at most 320 bytes. Checked at compile time.
+const _: () = assert!(2 + STORED_RECORD_LEN <= 320);
+
 impl RecordPayload {
     fn encode_into(&self, out: &mut alloc::vec::Vec<u8>) {
+        out.extend_from_slice(&self.oprf_nonce);
         out.extend_from_slice(&self.registration);
         out.extend_from_slice(&self.wrapped_key);
         out.extend_from_slice(&self.stretching.to_bytes());
@@ -401,6 +426,7 @@ impl RecordPayload {
 
     fn decode(bytes: &[u8; PAYLOAD_LEN]) -> Result<Self, WireError> {
         let mut r = Fields(bytes);
+        let oprf_nonce = r.take()?;
         let registration = r.take()?;
         let wrapped_key = r.take()?;
         let stretching = StretchingParams::from_bytes(&r.take()?)
@@ -410,6 +436,7 @@ impl RecordPayload {
             return Err(WireError::InvalidField("max attempts"));
         }
         Ok(Self {
+            oprf_nonce,
             registration,
             wrapped_key,
             stretching,
@@ -418,38 +445,80 @@ impl RecordPayload {
     }
 }
 
-impl StoredRecord {
-    /// Encodes the record as a store persists it (SPEC.md §8.4):
-    /// `payload || attempts_used || generation (u64 BE)`.
+/// Version byte of the [`RecordSlot`] encoding.
+pub const SLOT_VERSION: u8 = 1;
+const SLOT_LIVE: u8 = 1;
+const SLOT_ERASED: u8 = 2;
+
+impl RecordSlot {
+    /// Encodes the slot as a store persists it (SPEC.md §8.4):
+    /// `version || 1 || payload || attempts_used || generation` for a live
+    /// record, `version || 2 || generation` for a tombstone.
     pub fn to_bytes(&self) -> zeroize::Zeroizing<alloc::vec::Vec<u8>> {
-        let mut out = zeroize::Zeroizing::new(alloc::vec::Vec::with_capacity(STORED_RECORD_LEN));
-        self.payload.encode_into(&mut out);
-        out.push(self.attempts_used);
-        out.extend_from_slice(&self.generation.to_be_bytes());
+        let mut out =
+            zeroize::Zeroizing::new(alloc::vec::Vec::with_capacity(2 + STORED_RECORD_LEN));
+        out.push(SLOT_VERSION);
+        match self {
+            Self::Live(record) => {
+                out.push(SLOT_LIVE);
+                record.payload.encode_into(&mut out);
+                out.push(record.attempts_used);
+                out.extend_from_slice(&record.generation.to_be_bytes());
+            }
+            Self::Erased { generation } => {
+                out.push(SLOT_ERASED);
+                out.extend_from_slice(&generation.to_be_bytes());
+            }
+        }
         out
     }
 
-    /// Decodes a stored record, strictly.
+    /// Decodes a slot, strictly: known version and tag, exact length, and a
+    /// live record's counters consistent with its limit.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
-        let bytes: &[u8; STORED_RECORD_LEN] = bytes.try_into().map_err(|_| WireError::Length {
-            expected: STORED_RECORD_LEN,
-            found: bytes.len(),
-        })?;
-        let mut r = Fields(bytes);
-        let payload = RecordPayload::decode(&r.take()?)?;
-        let [attempts_used] = r.take()?;
-        let generation = u64::from_be_bytes(r.take()?);
-        if attempts_used > payload.max_attempts {
-            return Err(WireError::InvalidField("attempts used"));
+        let (&version, rest) = bytes.split_first().ok_or(WireError::Empty)?;
+        if version != SLOT_VERSION {
+            return Err(WireError::UnsupportedVersion(version));
         }
-        if generation == 0 {
-            return Err(WireError::InvalidField("generation"));
-        }
-        Ok(Self {
-            payload,
-            attempts_used,
-            generation,
-        })
+        let (&tag, body) = rest.split_first().ok_or(WireError::Empty)?;
+        let exact = |len: usize| -> Result<(), WireError> {
+            if body.len() == len {
+                Ok(())
+            } else {
+                Err(WireError::Length {
+                    expected: 2 + len,
+                    found: bytes.len(),
+                })
+            }
+        };
+        let mut r = Fields(body);
+        let slot = match tag {
+            SLOT_LIVE => {
+                exact(STORED_RECORD_LEN)?;
+                let payload = RecordPayload::decode(&r.take()?)?;
+                let [attempts_used] = r.take()?;
+                let generation = u64::from_be_bytes(r.take()?);
+                if attempts_used > payload.max_attempts {
+                    return Err(WireError::InvalidField("attempts used"));
+                }
+                if generation == 0 {
+                    return Err(WireError::InvalidField("generation"));
+                }
+                Self::Live(StoredRecord {
+                    payload,
+                    attempts_used,
+                    generation,
+                })
+            }
+            SLOT_ERASED => {
+                exact(8)?;
+                Self::Erased {
+                    generation: u64::from_be_bytes(r.take()?),
+                }
+            }
+            other => return Err(WireError::UnknownType(other)),
+        };
+        Ok(slot)
     }
 }
 
@@ -542,7 +611,7 @@ impl Command {
                 let generation = u64::from_be_bytes(r.take()?);
                 let replaces = match (flag, generation) {
                     (0, 0) => None,
-                    (1, g) if g > 0 => Some(g),
+                    (1, g) => Some(g),
                     _ => return Err(WireError::InvalidField("replaces")),
                 };
                 let payload = RecordPayload::decode(&r.take()?)?;
@@ -608,6 +677,7 @@ mod tests {
 
     fn payload(max: u8) -> RecordPayload {
         RecordPayload {
+            oprf_nonce: [0x33; OPRF_NONCE_LEN],
             registration: [0x11; OPAQUE_REGISTRATION_RECORD_LEN],
             wrapped_key: [0x22; WRAPPED_KEY_LEN],
             stretching: StretchingParams::INSECURE_TEST_ONLY,
@@ -751,6 +821,7 @@ mod tests {
         r.zeroize();
         assert_eq!(r.payload.registration, [0; OPAQUE_REGISTRATION_RECORD_LEN]);
         assert_eq!(r.payload.wrapped_key, [0; WRAPPED_KEY_LEN]);
+        assert_eq!(r.payload.oprf_nonce, [0; OPRF_NONCE_LEN]);
     }
 
     #[test]
@@ -764,6 +835,11 @@ mod tests {
             Command::Register {
                 record_id: ID,
                 replaces: Some(4),
+                payload: payload(10),
+            },
+            Command::Register {
+                record_id: ID,
+                replaces: Some(0),
                 payload: payload(10),
             },
             Command::ChargeAttempt {
@@ -796,20 +872,31 @@ mod tests {
     }
 
     #[test]
-    fn stored_record_codec() {
-        let r = StoredRecord {
+    fn slot_codec_round_trips_and_is_strict() {
+        let live = RecordSlot::Live(StoredRecord {
             payload: payload(10),
             attempts_used: 3,
             generation: 2,
-        };
-        let bytes = r.to_bytes();
-        assert_eq!(bytes.len(), STORED_RECORD_LEN);
-        assert_eq!(StoredRecord::from_bytes(&bytes), Ok(r.clone()));
+        });
+        let bytes = live.to_bytes();
+        assert_eq!(bytes.len(), 2 + STORED_RECORD_LEN);
+        assert_eq!(RecordSlot::from_bytes(&bytes), Ok(live.clone()));
         let mut over = bytes.to_vec();
-        over[PAYLOAD_LEN] = 11;
+        over[2 + PAYLOAD_LEN] = 11;
         assert_eq!(
-            StoredRecord::from_bytes(&over),
+            RecordSlot::from_bytes(&over),
             Err(WireError::InvalidField("attempts used"))
+        );
+        let erased = RecordSlot::Erased { generation: 7 };
+        let bytes = erased.to_bytes();
+        assert_eq!(bytes.len(), 10);
+        assert_eq!(RecordSlot::from_bytes(&bytes), Ok(erased));
+        assert!(RecordSlot::from_bytes(&bytes[..9]).is_err());
+        let mut v2 = bytes.to_vec();
+        v2[0] = 2;
+        assert_eq!(
+            RecordSlot::from_bytes(&v2),
+            Err(WireError::UnsupportedVersion(2))
         );
     }
 }
