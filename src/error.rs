@@ -219,3 +219,115 @@ impl std::error::Error for ClientError {}
 impl std::error::Error for VaultError {}
 #[cfg(feature = "std")]
 impl std::error::Error for StoreError {}
+
+/// A validation bundle, fleet-key artifact, checkpoint or log proof was
+/// refused (SPEC.md §14–§18). Each check of the client's verification order
+/// (§17) has its own variant, so an app can report what was wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BundleError {
+    /// The bundle's bytes do not follow the codec of §16 (length, version,
+    /// bounds, trailing bytes).
+    Malformed(WireError),
+    /// The artifact is not a canonical fleet-key artifact (§14); the name
+    /// says which rule it broke.
+    ArtifactMalformed(&'static str),
+    /// SHA-256 of the artifact is not the digest the auditor signed: the
+    /// artifact was changed after it was logged.
+    ArtifactChanged,
+    /// The auditor key named by the bundle is not one the client pins.
+    UnknownAuditorKey,
+    /// The auditor's signature does not verify over this statement
+    /// (namespace, timestamp, epoch, digest): it was made for another epoch,
+    /// digest or time.
+    AuditorSignatureInvalid,
+    /// The bundle carries no operator counter-signature.
+    CounterSignatureMissing,
+    /// The operator key named by the bundle is not one the client pins.
+    UnknownOperatorKey,
+    /// The operator's counter-signature is not over this bundle's auditor
+    /// signature bytes.
+    CounterSignatureInvalid,
+    /// The artifact is for another namespace than the client's.
+    WrongNamespace,
+    /// The artifact's epoch is not the epoch of the signed statement.
+    EpochMismatch,
+    /// The app's time is before the artifact's `not_before_ms`.
+    NotYetValid,
+    /// The app's time is at or after the artifact's `not_after_ms`.
+    Expired,
+    /// The bundle's epoch is older than the newest epoch this client has
+    /// stored: a rollback to an earlier fleet.
+    Rollback {
+        /// The newest epoch the client had stored.
+        stored: u64,
+        /// The epoch presented.
+        presented: u64,
+    },
+    /// The checkpoint is not a well-formed C2SP checkpoint note (§15).
+    CheckpointMalformed(&'static str),
+    /// The checkpoint is for another log (its origin is not the namespace's).
+    CheckpointOriginMismatch,
+    /// No signature on the checkpoint verifies under a pinned auditor key.
+    CheckpointSignatureInvalid,
+    /// The inclusion proof does not lead from this entry to the checkpoint's
+    /// root: it was made for another tree, index or entry.
+    InclusionProofInvalid,
+    /// A consistency proof does not show that the older checkpoint's tree is
+    /// a prefix of the newer one: the log forked or rewrote history.
+    ConsistencyProofInvalid,
+    /// The artifact lists no key for this role (or several).
+    MissingRole(crate::bundle::KeyRole),
+    /// The vault used a key that the verified bundle does not list for this
+    /// role.
+    KeyNotListed(crate::bundle::KeyRole),
+}
+
+impl fmt::Display for BundleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Malformed(e) => write!(f, "malformed validation bundle: {e}"),
+            Self::ArtifactMalformed(what) => write!(f, "malformed fleet-key artifact: {what}"),
+            Self::ArtifactChanged => f.write_str("artifact does not match the logged digest"),
+            Self::UnknownAuditorKey => f.write_str("auditor key is not pinned"),
+            Self::AuditorSignatureInvalid => f.write_str("auditor signature does not verify"),
+            Self::CounterSignatureMissing => f.write_str("operator counter-signature missing"),
+            Self::UnknownOperatorKey => f.write_str("operator key is not pinned"),
+            Self::CounterSignatureInvalid => {
+                f.write_str("operator counter-signature does not verify")
+            }
+            Self::WrongNamespace => f.write_str("artifact is for another namespace"),
+            Self::EpochMismatch => f.write_str("artifact epoch differs from the signed epoch"),
+            Self::NotYetValid => f.write_str("fleet keys not yet valid"),
+            Self::Expired => f.write_str("fleet keys expired"),
+            Self::Rollback { stored, presented } => write!(
+                f,
+                "rollback: epoch {presented} is older than the stored epoch {stored}"
+            ),
+            Self::CheckpointMalformed(what) => write!(f, "malformed checkpoint: {what}"),
+            Self::CheckpointOriginMismatch => f.write_str("checkpoint is for another log"),
+            Self::CheckpointSignatureInvalid => {
+                f.write_str("checkpoint not signed by a pinned auditor key")
+            }
+            Self::InclusionProofInvalid => {
+                f.write_str("inclusion proof does not match the checkpoint")
+            }
+            Self::ConsistencyProofInvalid => {
+                f.write_str("checkpoints are not consistent: the log forked or was rewritten")
+            }
+            Self::MissingRole(role) => write!(f, "artifact lists no single key for role {role}"),
+            Self::KeyNotListed(role) => {
+                write!(f, "vault used a key the bundle does not list for role {role}")
+            }
+        }
+    }
+}
+
+impl From<WireError> for BundleError {
+    fn from(e: WireError) -> Self {
+        Self::Malformed(e)
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for BundleError {}

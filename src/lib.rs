@@ -22,6 +22,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod bundle;
 pub mod client;
 mod crypto;
 pub mod error;
@@ -31,7 +32,7 @@ pub mod types;
 pub mod vault;
 pub mod wire;
 
-pub use error::{ClientError, StoreError, VaultError, WireError};
+pub use error::{BundleError, ClientError, StoreError, VaultError, WireError};
 pub use fleet::{FleetPublicKeys, FleetSecrets};
 pub use suite::StretchingParams;
 pub use types::{BackupKey, RecordId, RecoveryCode, SessionId};

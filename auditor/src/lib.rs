@@ -1,0 +1,2 @@
+//! The auditor of backup-key-vault fleet keys (SPEC.md §14-§18).
+#![forbid(unsafe_code)]

@@ -1,0 +1,380 @@
+//! The fleet-key artifact: the published description of one fleet
+//! (SPEC.md §14).
+//!
+//! An artifact is JSON so that people can read it, and it is identified by
+//! the SHA-256 of its exact bytes. To make those bytes unique for a given
+//! content, only the **canonical** encoding is accepted: the decoder parses
+//! the JSON, rebuilds the canonical bytes from what it read, and refuses the
+//! input unless the two are identical. So there is exactly one artifact (one
+//! digest) per fleet description: no duplicate or unknown fields, no other
+//! key order, spacing or number spelling.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::error::BundleError;
+use crate::fleet::FleetPublicKeys;
+
+/// The namespace fleet keys are published under unless configured
+/// otherwise.
+pub const DEFAULT_NAMESPACE: &str = "backup-key-vault.fleet_keys.v1";
+/// Longest accepted artifact, in bytes.
+pub const MAX_ARTIFACT_LEN: usize = 16 * 1024;
+/// Most keys one artifact lists.
+pub const MAX_KEYS: usize = 16;
+/// Longest namespace or fleet id, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+/// Length of an artifact digest (SHA-256).
+pub const DIGEST_LEN: usize = 32;
+
+/// What a fleet key is used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum KeyRole {
+    /// The OPAQUE-3DH key-exchange public key (ristretto255, compressed):
+    /// what the vault's KE2 and registration response must name.
+    OpaqueKeyExchange,
+    /// The HPKE transport public key (X25519) registration is sealed to.
+    HpkeTransport,
+}
+
+impl KeyRole {
+    /// Every role this version knows, in canonical order.
+    pub const ALL: [KeyRole; 2] = [KeyRole::OpaqueKeyExchange, KeyRole::HpkeTransport];
+
+    /// The role's name in the artifact.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::OpaqueKeyExchange => "opaque_key_exchange",
+            Self::HpkeTransport => "hpke_transport",
+        }
+    }
+
+    /// The role with this name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
+    }
+}
+
+impl fmt::Display for KeyRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One public key of the fleet, with its role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FleetKey {
+    /// What the key is for.
+    pub role: KeyRole,
+    /// The 32-byte public key.
+    pub public_key: [u8; 32],
+}
+
+/// The published description of one fleet (SPEC.md §14).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetKeyArtifact {
+    /// The namespace the artifact is published under.
+    pub namespace: String,
+    /// The operator's name for the fleet.
+    pub fleet_id: String,
+    /// The epoch the artifact is logged at.
+    pub epoch: u64,
+    /// Start of validity, milliseconds since the Unix epoch (inclusive).
+    pub not_before_ms: u64,
+    /// End of validity, milliseconds since the Unix epoch (exclusive).
+    pub not_after_ms: u64,
+    /// The fleet's public keys, each with its role.
+    pub keys: Vec<FleetKey>,
+}
+
+/// SHA-256 of an artifact's exact bytes: what the auditor signs and logs.
+pub fn artifact_digest(artifact: &[u8]) -> [u8; DIGEST_LEN] {
+    Sha256::digest(artifact).into()
+}
+
+/// Whether `name` may be a namespace or fleet id: 1 to [`MAX_NAME_LEN`]
+/// bytes of `A-Z a-z 0-9 . _ - / :`. Such a name needs no JSON escaping and
+/// is a valid signed-note key name (no spaces, no `+`).
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/:".contains(&b))
+}
+
+impl FleetKeyArtifact {
+    /// The artifact describing `keys` (one key per role).
+    pub fn for_fleet(
+        namespace: &str,
+        fleet_id: &str,
+        epoch: u64,
+        keys: &FleetPublicKeys,
+        not_before_ms: u64,
+        not_after_ms: u64,
+    ) -> Self {
+        Self {
+            namespace: namespace.to_string(),
+            fleet_id: fleet_id.to_string(),
+            epoch,
+            not_before_ms,
+            not_after_ms,
+            keys: alloc::vec![
+                FleetKey {
+                    role: KeyRole::OpaqueKeyExchange,
+                    public_key: keys.key_exchange,
+                },
+                FleetKey {
+                    role: KeyRole::HpkeTransport,
+                    public_key: keys.transport,
+                },
+            ],
+        }
+    }
+
+    /// Checks the rules of §14 that do not depend on the encoding.
+    fn validate(&self) -> Result<(), BundleError> {
+        let bad = |what| Err(BundleError::ArtifactMalformed(what));
+        if !is_valid_name(&self.namespace) {
+            return bad("namespace");
+        }
+        if !is_valid_name(&self.fleet_id) {
+            return bad("fleet_id");
+        }
+        if self.not_before_ms >= self.not_after_ms {
+            return bad("validity window");
+        }
+        if self.keys.is_empty() || self.keys.len() > MAX_KEYS {
+            return bad("number of keys");
+        }
+        for (i, key) in self.keys.iter().enumerate() {
+            let repeated = self
+                .keys
+                .iter()
+                .take(i)
+                .any(|k| k.public_key == key.public_key);
+            if repeated {
+                return bad("key listed twice");
+            }
+        }
+        Ok(())
+    }
+
+    /// The canonical encoding (SPEC.md §14). Fails if the artifact breaks a
+    /// rule of §14 (names, window, keys).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, BundleError> {
+        self.validate()?;
+        Ok(self.encode())
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = String::with_capacity(256 + self.keys.len() * 128);
+        out.push_str("{\n");
+        out.push_str("  \"namespace\": \"");
+        out.push_str(&self.namespace);
+        out.push_str("\",\n  \"fleet_id\": \"");
+        out.push_str(&self.fleet_id);
+        out.push_str("\",\n  \"epoch\": ");
+        push_u64(&mut out, self.epoch);
+        out.push_str(",\n  \"not_before_ms\": ");
+        push_u64(&mut out, self.not_before_ms);
+        out.push_str(",\n  \"not_after_ms\": ");
+        push_u64(&mut out, self.not_after_ms);
+        out.push_str(",\n  \"keys\": [");
+        for (i, key) in self.keys.iter().enumerate() {
+            out.push_str(if i == 0 { "\n" } else { ",\n" });
+            out.push_str("    {\n      \"role\": \"");
+            out.push_str(key.role.name());
+            out.push_str("\",\n      \"public_key\": \"");
+            push_hex(&mut out, &key.public_key);
+            out.push_str("\"\n    }");
+        }
+        out.push_str("\n  ]\n}\n");
+        out.into_bytes()
+    }
+
+    /// Decodes an artifact: at most [`MAX_ARTIFACT_LEN`] bytes of JSON with
+    /// exactly the fields of §14, valid values, and in canonical form.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, BundleError> {
+        let bad = |what| BundleError::ArtifactMalformed(what);
+        if bytes.len() > MAX_ARTIFACT_LEN {
+            return Err(bad("too long"));
+        }
+        let value: Value = serde_json::from_slice(bytes).map_err(|_| bad("not JSON"))?;
+        let object = value.as_object().ok_or(bad("not an object"))?;
+        let string = |name| object.get(name).and_then(Value::as_str).ok_or(bad(name));
+        let number = |name| object.get(name).and_then(Value::as_u64).ok_or(bad(name));
+        let mut keys = Vec::new();
+        let listed = object
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or(bad("keys"))?;
+        if listed.len() > MAX_KEYS {
+            return Err(bad("number of keys"));
+        }
+        for entry in listed {
+            let entry = entry.as_object().ok_or(bad("key entry"))?;
+            let role = entry
+                .get("role")
+                .and_then(Value::as_str)
+                .and_then(KeyRole::from_name)
+                .ok_or(bad("role"))?;
+            let public_key = entry
+                .get("public_key")
+                .and_then(Value::as_str)
+                .and_then(parse_hex32)
+                .ok_or(bad("public_key"))?;
+            keys.push(FleetKey { role, public_key });
+        }
+        let artifact = Self {
+            namespace: string("namespace")?.to_string(),
+            fleet_id: string("fleet_id")?.to_string(),
+            epoch: number("epoch")?,
+            not_before_ms: number("not_before_ms")?,
+            not_after_ms: number("not_after_ms")?,
+            keys,
+        };
+        artifact.validate()?;
+        // Unknown or repeated fields, another order, spacing or spelling:
+        // whatever the JSON said beyond the fields above changes the bytes.
+        if artifact.encode() != bytes {
+            return Err(bad("not in canonical form"));
+        }
+        Ok(artifact)
+    }
+
+    /// The one key listed for `role`; [`BundleError::MissingRole`] if none
+    /// or several are.
+    pub fn key(&self, role: KeyRole) -> Result<[u8; 32], BundleError> {
+        let mut found = self.keys.iter().filter(|k| k.role == role);
+        match (found.next(), found.next()) {
+            (Some(key), None) => Ok(key.public_key),
+            _ => Err(BundleError::MissingRole(role)),
+        }
+    }
+
+    /// The keys a client talks to the fleet with.
+    pub fn fleet_public_keys(&self) -> Result<FleetPublicKeys, BundleError> {
+        Ok(FleetPublicKeys {
+            key_exchange: self.key(KeyRole::OpaqueKeyExchange)?,
+            transport: self.key(KeyRole::HpkeTransport)?,
+        })
+    }
+}
+
+fn push_u64(out: &mut String, value: u64) {
+    use core::fmt::Write;
+    let _ = write!(out, "{value}");
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        for nibble in [b >> 4, b & 0x0f] {
+            if let Some(&d) = DIGITS.get(usize::from(nibble)) {
+                out.push(char::from(d));
+            }
+        }
+    }
+}
+
+/// Lower-case hex of exactly 32 bytes.
+fn parse_hex32(text: &str) -> Option<[u8; 32]> {
+    let digits = text.as_bytes();
+    if digits.len() != 64 {
+        return None;
+    }
+    let value = |d: u8| match d {
+        b'0'..=b'9' => Some(d - b'0'),
+        b'a'..=b'f' => Some(d - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let (&hi, &lo) = (pair.first()?, pair.get(1)?);
+        *byte = (value(hi)? << 4) | value(lo)?;
+    }
+    Some(out)
+}
+
+/// Lower-case hex of `bytes` (for display and tools).
+pub fn to_hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> FleetKeyArtifact {
+        FleetKeyArtifact::for_fleet(
+            DEFAULT_NAMESPACE,
+            "fleet-a",
+            1,
+            &FleetPublicKeys {
+                key_exchange: [1; 32],
+                transport: [2; 32],
+            },
+            10,
+            20,
+        )
+    }
+
+    #[test]
+    fn canonical_round_trip() {
+        let a = sample();
+        let bytes = a.to_bytes().unwrap();
+        assert_eq!(FleetKeyArtifact::from_bytes(&bytes).unwrap(), a);
+        let text = core::str::from_utf8(&bytes).unwrap();
+        assert!(text.contains("\"role\": \"opaque_key_exchange\""));
+        assert_eq!(
+            a.fleet_public_keys().unwrap(),
+            FleetPublicKeys {
+                key_exchange: [1; 32],
+                transport: [2; 32]
+            }
+        );
+    }
+
+    #[test]
+    fn non_canonical_and_invalid_are_refused() {
+        let bytes = sample().to_bytes().unwrap();
+        let text = core::str::from_utf8(&bytes).unwrap();
+        let variants = [
+            text.replace("\n", ""),
+            text.replace("\"epoch\": 1", "\"epoch\": 1.0"),
+            text.replace("\"epoch\": 1,", "\"epoch\": 1, \"epoch\": 1,"),
+            text.replace("\"fleet_id\"", "\"extra\": 1,\n  \"fleet_id\""),
+            text.replace("opaque_key_exchange", "signing"),
+            text.replace("0101", "0G01"),
+            text.replace("\"not_before_ms\": 10", "\"not_before_ms\": 20"),
+            text.replace("fleet-a", "fleet a"),
+        ];
+        for v in variants {
+            assert!(FleetKeyArtifact::from_bytes(v.as_bytes()).is_err(), "{v}");
+        }
+        assert!(FleetKeyArtifact::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+        assert!(FleetKeyArtifact::from_bytes(b"").is_err());
+        assert!(FleetKeyArtifact::from_bytes(&[0xff; 40]).is_err());
+        let mut dup = sample();
+        dup.keys[1].public_key = dup.keys[0].public_key;
+        assert!(dup.to_bytes().is_err());
+    }
+
+    #[test]
+    fn missing_role_is_typed() {
+        let mut a = sample();
+        a.keys.truncate(1);
+        assert_eq!(
+            a.fleet_public_keys(),
+            Err(BundleError::MissingRole(KeyRole::HpkeTransport))
+        );
+    }
+}
