@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Ratios from one criterion run: each path against its baseline and its floor.
+
+Usage:  cargo bench --bench vault && python3 benches/report.py [target/criterion]
+
+Reads the median of each benchmark from criterion's estimates.json files (so
+every number comes from the same `cargo bench` run) and prints
+- vault paths against bare opaque-ke (same ciphersuite, parsed inputs),
+- the vault's recovery start against its floor: the group operations it
+  cannot avoid (4 variable-base multiplications, 1 basepoint-table
+  multiplication, 5 compressions),
+- the client against raw Argon2 with the same parameters,
+- and the stored record's size.
+"""
+import json
+import os
+import sys
+
+root = sys.argv[1] if len(sys.argv) > 1 else os.path.join("target", "criterion")
+
+
+def median_ns(group, name):
+    path = os.path.join(root, group, name, "new", "estimates.json")
+    try:
+        with open(path) as f:
+            return json.load(f)["median"]["point_estimate"]
+    except FileNotFoundError:
+        return None
+
+
+def fmt(ns):
+    if ns is None:
+        return "      n/a"
+    if ns >= 1e6:
+        return f"{ns / 1e6:8.2f} ms"
+    return f"{ns / 1e3:8.1f} µs"
+
+
+rows = []
+
+
+def ratio(label, num, den, target=None):
+    a, b = num, den
+    if a is None or b is None:
+        rows.append((label, fmt(a), fmt(b), "n/a", ""))
+        return
+    r = a / b
+    verdict = ""
+    if target is not None:
+        verdict = "meets target" if r <= target else f"MISSES target {target:.2f}x"
+    rows.append((label, fmt(a), fmt(b), f"{r:5.3f}x", verdict))
+
+
+g = lambda n: median_ns("group", n)
+var, table, comp, decomp = g("variable_base_mul"), g("basepoint_table_mul"), g("compress"), g("decompress")
+floor = None
+if None not in (var, table, comp):
+    floor = 4 * var + table + 5 * comp
+
+start = median_ns("vault", "recovery_start")
+bare_start = median_ns("baseline", "server_login_start")
+ratio("vault recovery start / bare ServerLogin::start", start, bare_start, 1.00)
+ratio("vault recovery start / floor (4 var + 1 table + 5 compress)", start, floor)
+ratio("bare ServerLogin::start / floor", bare_start, floor)
+ratio("vault recovery finish / bare ServerLogin::finish", median_ns("vault", "recovery_finish"), median_ns("baseline", "server_login_finish"))
+for params in ("test", "default"):
+    raw = median_ns(f"client_{params}", "raw_argon2")
+    target = 1.02 if params == "default" else None
+    ratio(f"client recovery ({params} params) / raw Argon2", median_ns(f"client_{params}", "recovery"), raw, target)
+    ratio(f"client registration ({params} params) / raw Argon2", median_ns(f"client_{params}", "registration"), raw)
+bundle = median_ns("bundle", "verify")
+two_ed = median_ns("bundle", "two_ed25519_verify_strict")
+if bundle is not None:
+    ratio("bundle verification / (2 strict Ed25519 + hashing)", bundle, two_ed, 1.2)
+
+width = max(len(r[0]) for r in rows)
+print(f"{'path':<{width}}  {'ours':>11}  {'baseline':>11}  {'ratio':>7}")
+for label, a, b, r, verdict in rows:
+    print(f"{label:<{width}}  {a:>11}  {b:>11}  {r:>7}  {verdict}")
+
+print()
+print("group operations (medians):")
+for name, ns in (("variable-base mul", var), ("basepoint-table mul", table), ("compress", comp), ("decompress", decomp)):
+    print(f"  {name:<22} {fmt(ns)}")
+for name in ("registration_response", "registration_upload"):
+    print(f"  vault {name:<16} {fmt(median_ns('vault', name))}")

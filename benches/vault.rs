@@ -1,0 +1,288 @@
+//! The vault's and the client's paths beside their baselines, in one run.
+//!
+//! Group names are read by `benches/report.py`, which prints each path's
+//! ratio to its baseline and to its floor. Keep them stable.
+
+use std::time::{Duration, Instant};
+
+use backup_key_vault::client::{ClientConfig, Recovery, Registration};
+use backup_key_vault::vault::{Command, MemoryStore, RecordSlot, RecordStore, Vault, VaultPolicy};
+use backup_key_vault::wire::{RecoveryStart, RegistrationRequest};
+use backup_key_vault::{FleetSecrets, RecordId, RecoveryCode, StretchingParams};
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
+use curve25519_dalek::{constants::RISTRETTO_BASEPOINT_POINT, RistrettoPoint, Scalar};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+const ID: RecordId = RecordId([7; 32]);
+
+fn rng() -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(7)
+}
+
+struct Fixture {
+    rng: ChaCha20Rng,
+    vault: Vault<MemoryStore>,
+    config: ClientConfig,
+    code: RecoveryCode,
+}
+
+fn fixture(stretching: StretchingParams) -> Fixture {
+    let mut rng = rng();
+    let secrets = FleetSecrets::generate(&mut rng);
+    let policy = VaultPolicy { max_attempts: 255, ..VaultPolicy::insecure_test_only() };
+    let vault = Vault::new(&secrets, policy, MemoryStore::new()).unwrap();
+    let config = if stretching == StretchingParams::INSECURE_TEST_ONLY {
+        ClientConfig::insecure_test_only(secrets.public_keys())
+    } else {
+        ClientConfig::new(secrets.public_keys()).with_stretching(stretching)
+    };
+    let code = RecoveryCode::new(b"4F7K-9QXD").unwrap();
+    let mut f = Fixture { rng, vault, config, code };
+    f.register();
+    f
+}
+
+impl Fixture {
+    fn register(&mut self) {
+        let (state, request) = Registration::start(&mut self.rng, &self.config, ID, &self.code, None).unwrap();
+        let response = self.vault.registration_request(&mut self.rng, 0, &request).unwrap();
+        let (state, upload) = state.finish(&mut self.rng, &response, None).unwrap();
+        let confirmation = self.vault.registration_upload(0, &upload).unwrap();
+        state.finish(&confirmation).unwrap();
+    }
+
+    fn reset(&mut self) {
+        let generation = match self.vault.store().load(&ID).unwrap() {
+            Some(RecordSlot::Live(r)) => r.generation,
+            _ => panic!("no record"),
+        };
+        self.vault.store_mut().commit(&Command::ResetAttempts { record_id: ID, generation }).unwrap();
+    }
+
+    fn ke1(&mut self) -> RecoveryStart {
+        Recovery::start(&mut self.rng, &self.config, ID, &self.code).unwrap().1
+    }
+}
+
+fn vault_paths(c: &mut Criterion) {
+    let mut g = c.benchmark_group("vault");
+
+    // KE1 in, attempt charged, KE2 out: bytes to bytes, as a relay calls it.
+    let mut f = fixture(StretchingParams::INSECURE_TEST_ONLY);
+    let ke1 = f.ke1().to_bytes();
+    g.bench_function("recovery_start", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                let out = f.vault.handle(&mut f.rng, 0, black_box(&ke1));
+                total += t.elapsed();
+                black_box(out);
+                f.reset();
+            }
+            total
+        })
+    });
+
+    // KE3 in, reset committed, key released.
+    let mut f = fixture(StretchingParams::INSECURE_TEST_ONLY);
+    g.bench_function("recovery_finish", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let (state, ke1) = Recovery::start(&mut f.rng, &f.config, ID, &f.code).unwrap();
+                let ke2 = f.vault.recovery_start(&mut f.rng, 0, &ke1).unwrap();
+                let (_, ke3) = state.finish(&mut f.rng, &ke2).unwrap();
+                let ke3 = ke3.to_bytes();
+                let t = Instant::now();
+                let out = f.vault.handle(&mut f.rng, 0, black_box(&ke3));
+                total += t.elapsed();
+                black_box(out);
+            }
+            total
+        })
+    });
+
+    // Registration response and upload, each bytes to bytes.
+    let mut f = fixture(StretchingParams::INSECURE_TEST_ONLY);
+    g.bench_function("registration_response", |b| {
+        b.iter_batched(
+            || {
+                let id = RecordId(rand::random());
+                Registration::start(&mut f.rng, &f.config, id, &f.code, None).unwrap().1.to_bytes()
+            },
+            |request| f.vault.handle(&mut rng(), 0, black_box(&request)),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("registration_upload", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let id = RecordId(rand::random());
+                let (state, request) = Registration::start(&mut f.rng, &f.config, id, &f.code, None).unwrap();
+                let response = f.vault.registration_request(&mut f.rng, 0, &request).unwrap();
+                let (_, upload) = state.finish(&mut f.rng, &response, None).unwrap();
+                let upload = upload.to_bytes();
+                let t = Instant::now();
+                let out = f.vault.handle(&mut f.rng, 0, black_box(&upload));
+                total += t.elapsed();
+                black_box(out);
+            }
+            total
+        })
+    });
+    g.finish();
+    let _ = RegistrationRequest::ENCODED_LEN;
+}
+
+/// Bare opaque-ke, same ciphersuite, parsed inputs: the engine we build on.
+fn baselines(c: &mut Criterion) {
+    use opaque_ke_upstream as opaque_ke;
+    use opaque_ke::{
+        ClientLogin, ClientRegistration, ClientRegistrationFinishParameters, CredentialFinalization,
+        ServerLogin, ServerLoginParameters, ServerRegistration, ServerSetup,
+    };
+    struct Bare;
+    impl opaque_ke::CipherSuite for Bare {
+        type OprfCs = opaque_ke::Ristretto255;
+        type KeyExchange = opaque_ke::TripleDh<opaque_ke::Ristretto255, sha2::Sha512>;
+        type Ksf = opaque_ke::ksf::Identity;
+    }
+    let mut rng = rng();
+    let setup = ServerSetup::<Bare>::new(&mut rng);
+    let reg = ClientRegistration::<Bare>::start(&mut rng, b"pw").unwrap();
+    let resp = ServerRegistration::<Bare>::start(&setup, reg.message, b"id").unwrap();
+    let fin = reg
+        .state
+        .finish(&mut rng, b"pw", resp.message, ClientRegistrationFinishParameters::default())
+        .unwrap();
+    let record = ServerRegistration::<Bare>::finish(fin.message);
+    let login = ClientLogin::<Bare>::start(&mut rng, b"pw").unwrap();
+
+    let mut g = c.benchmark_group("baseline");
+    g.bench_function("server_login_start", |b| {
+        b.iter(|| {
+            ServerLogin::start(
+                &mut rng,
+                &setup,
+                Some(record.clone()),
+                login.message.clone(),
+                b"id",
+                ServerLoginParameters::default(),
+            )
+            .unwrap()
+        })
+    });
+    let start = ServerLogin::start(
+        &mut rng,
+        &setup,
+        Some(record.clone()),
+        login.message.clone(),
+        b"id",
+        ServerLoginParameters::default(),
+    )
+    .unwrap();
+    let client_fin = login
+        .state
+        .clone()
+        .finish(&mut rng, b"pw", start.message.clone(), Default::default())
+        .unwrap();
+    let ke3: CredentialFinalization<Bare> = client_fin.message;
+    g.bench_function("server_login_finish", |b| {
+        b.iter(|| start.state.clone().finish(ke3.clone(), ServerLoginParameters::default()).unwrap())
+    });
+    g.finish();
+}
+
+/// The group operations the vault's hot path is made of.
+fn group_ops(c: &mut Criterion) {
+    let mut rng = rng();
+    let s = Scalar::random(&mut rng);
+    let p = RistrettoPoint::random(&mut rng);
+    let compressed = p.compress();
+    let mut g = c.benchmark_group("group");
+    g.bench_function("variable_base_mul", |b| b.iter(|| black_box(p) * black_box(s)));
+    g.bench_function("basepoint_table_mul", |b| b.iter(|| RistrettoPoint::mul_base(black_box(&s))));
+    g.bench_function("basepoint_variable_mul", |b| b.iter(|| RISTRETTO_BASEPOINT_POINT * black_box(s)));
+    g.bench_function("compress", |b| b.iter(|| black_box(p).compress()));
+    g.bench_function("decompress", |b| b.iter(|| black_box(compressed).decompress()));
+    g.finish();
+}
+
+/// The client's cost: registration and recovery, beside raw Argon2 with the
+/// same parameters.
+fn client_paths(c: &mut Criterion) {
+    for (name, params) in [
+        ("test", StretchingParams::INSECURE_TEST_ONLY),
+        ("default", StretchingParams::RFC9106_SECOND),
+    ] {
+        let mut g = c.benchmark_group(format!("client_{name}"));
+        if params != StretchingParams::INSECURE_TEST_ONLY {
+            g.sample_size(10);
+        }
+        let mut f = fixture(params);
+        g.bench_function("recovery", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    // Client time only: KE1 creation, and KE2 to KE3, then
+                    // opening the release. The vault's work is not counted.
+                    let t = Instant::now();
+                    let (state, ke1) = Recovery::start(&mut f.rng, &f.config, ID, &f.code).unwrap();
+                    total += t.elapsed();
+                    let ke2 = f.vault.recovery_start(&mut f.rng, 0, &ke1).unwrap();
+                    let t = Instant::now();
+                    let (state, ke3) = state.finish(&mut f.rng, &ke2).unwrap();
+                    total += t.elapsed();
+                    let release = f.vault.recovery_finish(0, &ke3).unwrap();
+                    let t = Instant::now();
+                    black_box(state.finish(&release).unwrap());
+                    total += t.elapsed();
+                }
+                total
+            })
+        });
+        g.bench_function("registration", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let id = RecordId(rand::random());
+                    let t = Instant::now();
+                    let (state, request) = Registration::start(&mut f.rng, &f.config, id, &f.code, None).unwrap();
+                    total += t.elapsed();
+                    let response = f.vault.registration_request(&mut f.rng, 0, &request).unwrap();
+                    let t = Instant::now();
+                    let (state, upload) = state.finish(&mut f.rng, &response, None).unwrap();
+                    total += t.elapsed();
+                    let confirmation = f.vault.registration_upload(0, &upload).unwrap();
+                    let t = Instant::now();
+                    black_box(state.finish(&confirmation).unwrap());
+                    total += t.elapsed();
+                }
+                total
+            })
+        });
+        let argon = argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(params.m_cost, params.t_cost, params.p_cost, None).unwrap(),
+        );
+        g.bench_function("raw_argon2", |b| {
+            b.iter(|| {
+                let mut out = [0u8; 64];
+                argon.hash_password_into(black_box(&[1u8; 64]), &[0u8; 16], &mut out).unwrap();
+                out
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    targets = vault_paths, baselines, group_ops, client_paths
+}
+criterion_main!(benches);
