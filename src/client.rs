@@ -18,15 +18,17 @@ use opaque_ke::{
 use rand_core::{CryptoRng, RngCore};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use crate::bundle::{KeyRole, TrustAnchors, VerifiedFleet};
 use crate::crypto::{self, label, HpkeAead, HpkeKdf, HpkeKem};
-use crate::error::{ClientError, WireError};
+use crate::error::{BundleError, ClientError, WireError};
 use crate::fleet::FleetPublicKeys;
 use crate::suite::{KeyStretching, StretchingParams, Suite};
 use crate::types::{BackupKey, RecordId, RecoveryCode, Secret32, SessionId, BACKUP_KEY_LEN};
 use crate::wire::{
-    self, KeyRelease, RecoveryFinish, RecoveryResponse, RecoveryStart, RegistrationConfirmation,
-    RegistrationRequest, RegistrationResponse, RegistrationUpload, OPAQUE_REGISTRATION_RECORD_LEN,
-    SEALED_REGISTRATION_PLAINTEXT_LEN, SEALED_UPLOAD_PLAINTEXT_LEN, WRAPPED_KEY_LEN,
+    self, KeyRelease, RecoveryFinish, RecoveryResponse, RecoveryResponseWithBundle, RecoveryStart,
+    RegistrationConfirmation, RegistrationRequest, RegistrationResponse, RegistrationUpload,
+    OPAQUE_REGISTRATION_RECORD_LEN, SEALED_REGISTRATION_PLAINTEXT_LEN, SEALED_UPLOAD_PLAINTEXT_LEN,
+    WRAPPED_KEY_LEN,
 };
 
 /// What a client trusts and how it stretches: the fleet's public keys and
@@ -38,6 +40,9 @@ pub struct ClientConfig {
     stretching: StretchingParams,
     floor: StretchingParams,
     ceiling: StretchingParams,
+    /// Whether the fleet keys were learned from a verified validation
+    /// bundle (then a key mismatch is [`BundleError::KeyNotListed`]).
+    learned: bool,
 }
 
 impl ClientConfig {
@@ -49,6 +54,27 @@ impl ClientConfig {
             stretching: StretchingParams::default(),
             floor: StretchingParams::default(),
             ceiling: StretchingParams::DEFAULT_CEILING,
+            learned: false,
+        }
+    }
+
+    /// A client that talks to the fleet a verified validation bundle
+    /// describes (SPEC.md §17): it seals registrations to the bundle's
+    /// `hpke_transport` key and accepts only the bundle's
+    /// `opaque_key_exchange` key. Stretching as [`ClientConfig::new`].
+    pub fn from_verified_fleet(fleet: &VerifiedFleet) -> Self {
+        Self {
+            learned: true,
+            ..Self::new(fleet.public_keys())
+        }
+    }
+
+    /// [`ClientConfig::from_verified_fleet`] with the stretching and floor
+    /// of [`ClientConfig::insecure_test_only`]. **Insecure: for tests only.**
+    pub fn insecure_test_only_from_verified_fleet(fleet: &VerifiedFleet) -> Self {
+        Self {
+            learned: true,
+            ..Self::insecure_test_only(fleet.public_keys())
         }
     }
 
@@ -76,12 +102,22 @@ impl ClientConfig {
             stretching: StretchingParams::INSECURE_TEST_ONLY,
             floor: StretchingParams::INSECURE_TEST_ONLY,
             ceiling: StretchingParams::DEFAULT_CEILING,
+            learned: false,
         }
     }
 
     /// The fleet keys this client trusts.
     pub fn fleet(&self) -> &FleetPublicKeys {
         &self.fleet
+    }
+
+    /// The error for a vault key-exchange key that is not the trusted one.
+    fn key_exchange_mismatch(&self) -> ClientError {
+        if self.learned {
+            ClientError::Bundle(BundleError::KeyNotListed(KeyRole::OpaqueKeyExchange))
+        } else {
+            ClientError::FleetKeyMismatch
+        }
     }
 
     fn check_stretching(&self, params: &StretchingParams) -> Result<(), ClientError> {
@@ -243,7 +279,7 @@ impl AwaitingRegistrationResponse {
         // The response is the evaluated element, then the server's key.
         let server_key = opened.get(32..).ok_or(ClientError::Internal)?;
         if !self.config.fleet.key_exchange_matches(server_key) {
-            return Err(ClientError::FleetKeyMismatch);
+            return Err(self.config.key_exchange_mismatch());
         }
 
         let ksf = KeyStretching::new(self.config.stretching);
@@ -367,6 +403,28 @@ impl Recovery {
 }
 
 impl AwaitingRecoveryResponse {
+    /// Finishes on a KE2 that carries the fleet's validation bundle (SPEC.md
+    /// §17): verifies the bundle against `anchors` first (before any
+    /// stretching), then finishes as [`Self::finish`] but accepts only the
+    /// key-exchange key the bundle lists for `opaque_key_exchange`
+    /// ([`BundleError::KeyNotListed`] otherwise). `now_ms` is the app's time;
+    /// `stored_epoch` the newest epoch it stored. Returns the verified fleet
+    /// too: the app stores its [`VerifiedFleet::epoch_to_store`].
+    pub fn finish_with_bundle<R: RngCore + CryptoRng>(
+        mut self,
+        rng: &mut R,
+        response: &RecoveryResponseWithBundle,
+        anchors: &TrustAnchors,
+        now_ms: u64,
+        stored_epoch: Option<u64>,
+    ) -> Result<(AwaitingKeyRelease, RecoveryFinish, VerifiedFleet), ClientError> {
+        let fleet = anchors.verify(response.bundle.bundle(), now_ms, stored_epoch)?;
+        self.config.fleet = fleet.public_keys();
+        self.config.learned = true;
+        let (state, ke3) = self.finish(rng, &response.response)?;
+        Ok((state, ke3, fleet))
+    }
+
     /// Checks the record's Argon2 parameters against the floor and ceiling,
     /// stretches the code, and finishes OPAQUE: KE3 and the keys that open
     /// the release. A wrong code fails here, as [`ClientError::RecoveryFailed`].
@@ -398,7 +456,7 @@ impl AwaitingRecoveryResponse {
             .fleet
             .key_exchange_matches(&finished.server_s_pk.serialize())
         {
-            return Err(ClientError::FleetKeyMismatch);
+            return Err(self.config.key_exchange_mismatch());
         }
 
         let session_id = response.session_id;

@@ -97,6 +97,9 @@ pub enum ClientError {
     InvalidFleetKey,
     /// An internal cryptographic operation failed unexpectedly.
     Internal,
+    /// A validation bundle was refused, or the vault used a key its verified
+    /// bundle does not list (SPEC.md §17).
+    Bundle(BundleError),
 }
 
 impl fmt::Display for ClientError {
@@ -126,6 +129,7 @@ impl fmt::Display for ClientError {
             }
             Self::InvalidFleetKey => f.write_str("invalid fleet transport key"),
             Self::Internal => f.write_str("internal cryptographic error"),
+            Self::Bundle(e) => write!(f, "fleet keys not trusted: {e}"),
         }
     }
 }
@@ -133,6 +137,12 @@ impl fmt::Display for ClientError {
 impl From<WireError> for ClientError {
     fn from(e: WireError) -> Self {
         Self::Wire(e)
+    }
+}
+
+impl From<BundleError> for ClientError {
+    fn from(e: BundleError) -> Self {
+        Self::Bundle(e)
     }
 }
 
@@ -172,6 +182,8 @@ pub enum VaultError {
     InvalidPolicy,
     /// An internal cryptographic operation failed unexpectedly.
     Internal,
+    /// The vault holds no validation bundle to hand out (SPEC.md §16.2).
+    NoBundle,
 }
 
 impl fmt::Display for VaultError {
@@ -190,6 +202,7 @@ impl fmt::Display for VaultError {
             }
             Self::InvalidPolicy => f.write_str("invalid vault policy"),
             Self::Internal => f.write_str("internal error"),
+            Self::NoBundle => f.write_str("no validation bundle set"),
         }
     }
 }
@@ -317,7 +330,10 @@ impl fmt::Display for BundleError {
             }
             Self::MissingRole(role) => write!(f, "artifact lists no single key for role {role}"),
             Self::KeyNotListed(role) => {
-                write!(f, "vault used a key the bundle does not list for role {role}")
+                write!(
+                    f,
+                    "vault used a key the bundle does not list for role {role}"
+                )
             }
         }
     }

@@ -9,6 +9,7 @@
 
 use alloc::vec::Vec;
 
+use crate::bundle::{EncodedBundle, MAX_BUNDLE_LEN};
 use crate::error::WireError;
 use crate::suite::StretchingParams;
 use crate::types::{RecordId, SessionId, RECORD_ID_LEN, SESSION_ID_LEN};
@@ -69,6 +70,13 @@ pub enum MessageType {
     KeyRelease = 0x08,
     /// [`Rejection`], vault to client.
     Rejection = 0x09,
+    /// [`BundleRequest`], client to vault: the fleet's current bundle.
+    BundleRequest = 0x0A,
+    /// [`BundleResponse`], vault to client.
+    BundleResponse = 0x0B,
+    /// [`RecoveryResponseWithBundle`] (KE2 and the fleet's bundle), vault to
+    /// client.
+    RecoveryResponseWithBundle = 0x0C,
 }
 
 impl MessageType {
@@ -84,6 +92,9 @@ impl MessageType {
             0x07 => Self::RecoveryFinish,
             0x08 => Self::KeyRelease,
             0x09 => Self::Rejection,
+            0x0A => Self::BundleRequest,
+            0x0B => Self::BundleResponse,
+            0x0C => Self::RecoveryResponseWithBundle,
             other => return Err(WireError::UnknownType(other)),
         })
     }
@@ -175,6 +186,7 @@ macro_rules! message {
 
             /// Encodes the message.
             pub fn to_bytes(&self) -> Vec<u8> {
+                #[allow(unused_mut)] // a header-only message writes no field
                 let mut out = writer(MessageType::$ty, Self::ENCODED_LEN - HEADER_LEN);
                 $( {
                     let encode: fn(&$fty) -> [u8; $len] = $enc;
@@ -186,6 +198,7 @@ macro_rules! message {
             /// Decodes the message, strictly: right type, version and exact
             /// length, every field valid.
             pub fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
+                #[allow(unused_mut)] // a header-only message reads no field
                 let mut reader = Reader::open(bytes, MessageType::$ty, Self::ENCODED_LEN - HEADER_LEN)?;
                 $(
                     let decode: fn([u8; $len]) -> Result<$fty, WireError> = $dec;
@@ -368,6 +381,8 @@ pub enum RejectionCode {
     StretchingBelowFloor = 9,
     /// Internal error.
     Internal = 10,
+    /// The vault holds no validation bundle.
+    NoBundle = 11,
 }
 
 impl RejectionCode {
@@ -383,6 +398,7 @@ impl RejectionCode {
             8 => Self::RegistrationRefused,
             9 => Self::StretchingBelowFloor,
             10 => Self::Internal,
+            11 => Self::NoBundle,
             _ => return Err(WireError::InvalidField("rejection code")),
         })
     }
@@ -402,7 +418,129 @@ impl From<crate::VaultError> for RejectionCode {
             E::RegistrationRefused => Self::RegistrationRefused,
             E::StretchingBelowFloor => Self::StretchingBelowFloor,
             E::InvalidPolicy | E::Internal => Self::Internal,
+            E::NoBundle => Self::NoBundle,
         }
+    }
+}
+
+message! {
+    /// Asks the vault for the fleet's current validation bundle (SPEC.md
+    /// §16.2). Header only.
+    BundleRequest = BundleRequest {}
+}
+
+/// Length of the `u32be` length prefix in front of a bundle.
+const BUNDLE_PREFIX_LEN: usize = 4;
+
+/// Checks the header of a variable-length message and returns its body.
+fn open_variable(bytes: &[u8], ty: MessageType) -> Result<&[u8], WireError> {
+    let found = MessageType::of(bytes)?;
+    if found != ty {
+        return Err(WireError::WrongType {
+            expected: ty as u8,
+            found: found as u8,
+        });
+    }
+    Ok(bytes.get(HEADER_LEN..).unwrap_or_default())
+}
+
+/// Reads `u32be(len) || bundle` filling the rest of `body` exactly.
+fn read_bundle(body: &[u8], offset: usize) -> Result<EncodedBundle, WireError> {
+    let short = WireError::Length {
+        expected: offset + BUNDLE_PREFIX_LEN + 1,
+        found: offset + body.len(),
+    };
+    let (len, bundle) = body.split_first_chunk::<BUNDLE_PREFIX_LEN>().ok_or(short)?;
+    let len = usize::try_from(u32::from_be_bytes(*len)).unwrap_or(usize::MAX);
+    if len == 0 || len > MAX_BUNDLE_LEN {
+        return Err(WireError::InvalidField("bundle length"));
+    }
+    if bundle.len() != len {
+        return Err(WireError::Length {
+            expected: offset + BUNDLE_PREFIX_LEN + len,
+            found: offset + body.len(),
+        });
+    }
+    EncodedBundle::from_bytes(bundle)
+}
+
+fn write_bundle(out: &mut Vec<u8>, bundle: &EncodedBundle) {
+    let bytes = bundle.as_bytes();
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// The vault's answer to a [`BundleRequest`]: `header || u32be(len) ||
+/// bundle` (SPEC.md §16.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleResponse {
+    /// The fleet's current validation bundle.
+    pub bundle: EncodedBundle,
+}
+
+impl BundleResponse {
+    /// Encodes the message.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = writer(
+            MessageType::BundleResponse,
+            BUNDLE_PREFIX_LEN + self.bundle.as_bytes().len(),
+        );
+        write_bundle(&mut out, &self.bundle);
+        out
+    }
+
+    /// Decodes strictly: type, version, a length prefix that matches the
+    /// rest exactly, and a well-formed bundle.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
+        let body = open_variable(bytes, MessageType::BundleResponse)?;
+        Ok(Self {
+            bundle: read_bundle(body, HEADER_LEN)?,
+        })
+    }
+}
+
+/// KE2 with the fleet's validation bundle, "as part of the HSM response"
+/// (SPEC.md §16.2): the body of a [`RecoveryResponse`] (349 bytes), then
+/// `u32be(len) || bundle`. A vault that holds a bundle answers every KE1
+/// with this message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryResponseWithBundle {
+    /// The KE2 and its fields, exactly as in a [`RecoveryResponse`].
+    pub response: RecoveryResponse,
+    /// The fleet's current validation bundle.
+    pub bundle: EncodedBundle,
+}
+
+impl RecoveryResponseWithBundle {
+    /// Encodes the message.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let inner = self.response.to_bytes();
+        let body = inner.get(HEADER_LEN..).unwrap_or_default();
+        let mut out = writer(
+            MessageType::RecoveryResponseWithBundle,
+            body.len() + BUNDLE_PREFIX_LEN + self.bundle.as_bytes().len(),
+        );
+        out.extend_from_slice(body);
+        write_bundle(&mut out, &self.bundle);
+        out
+    }
+
+    /// Decodes strictly: the [`RecoveryResponse`] fields with their own
+    /// validation, then the bundle filling the rest exactly.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
+        let body = open_variable(bytes, MessageType::RecoveryResponseWithBundle)?;
+        let fixed = RecoveryResponse::ENCODED_LEN - HEADER_LEN;
+        let (head, rest) = body.split_at_checked(fixed).ok_or(WireError::Length {
+            expected: RecoveryResponse::ENCODED_LEN + BUNDLE_PREFIX_LEN + 1,
+            found: bytes.len(),
+        })?;
+        let mut inner = Vec::with_capacity(RecoveryResponse::ENCODED_LEN);
+        inner.extend_from_slice(&[MessageType::RecoveryResponse as u8, VERSION]);
+        inner.extend_from_slice(head);
+        Ok(Self {
+            response: RecoveryResponse::from_bytes(&inner)?,
+            bundle: read_bundle(rest, RecoveryResponse::ENCODED_LEN)?,
+        })
     }
 }
 

@@ -213,7 +213,9 @@ pub struct NoteSignature {
 impl NoteSignature {
     fn parse(line: &str) -> Result<Self, BundleError> {
         let bad = BundleError::CheckpointMalformed;
-        let line = line.strip_prefix("\u{2014} ").ok_or(bad("signature line"))?;
+        let line = line
+            .strip_prefix("\u{2014} ")
+            .ok_or(bad("signature line"))?;
         let (name, blob) = line.split_once(' ').ok_or(bad("signature line"))?;
         if name.is_empty() || name.contains('+') || name.chars().any(char::is_whitespace) {
             return Err(bad("signature key name"));
@@ -259,7 +261,11 @@ pub struct InclusionProof {
 impl InclusionProof {
     /// Checks that `entry` is at `leaf_index` in the tree `checkpoint`
     /// commits to. Never panics.
-    pub fn verify(&self, entry: &[u8; LEAF_LEN], checkpoint: &Checkpoint) -> Result<(), BundleError> {
+    pub fn verify(
+        &self,
+        entry: &[u8; LEAF_LEN],
+        checkpoint: &Checkpoint,
+    ) -> Result<(), BundleError> {
         if checkpoint.tree_size > MAX_TREE_SIZE
             || self.leaf_index >= checkpoint.tree_size
             || self.hashes.len() > MAX_INCLUSION_HASHES
@@ -434,7 +440,10 @@ mod tests {
                 p.verify(l.get(i).unwrap(), &cp).unwrap();
                 // Another entry, index or tree does not verify.
                 let other = entry(99, &[0; 32]);
-                assert_eq!(p.verify(&other, &cp), Err(BundleError::InclusionProofInvalid));
+                assert_eq!(
+                    p.verify(&other, &cp),
+                    Err(BundleError::InclusionProofInvalid)
+                );
                 let bigger = log(n + 1).checkpoint("ns");
                 assert!(p.verify(l.get(i).unwrap(), &bigger).is_err());
             }
@@ -515,6 +524,9 @@ mod tests {
         let line = witness.split(|&b| b == b'\n').nth(4).unwrap();
         cosigned.extend_from_slice(line);
         cosigned.push(b'\n');
-        assert_eq!(Checkpoint::verify_note(&cosigned, "ns", &pinned).unwrap(), cp);
+        assert_eq!(
+            Checkpoint::verify_note(&cosigned, "ns", &pinned).unwrap(),
+            cp
+        );
     }
 }

@@ -36,7 +36,13 @@ use statement::{verify_strict, PUBLIC_KEY_LEN, SIGNATURE_LEN};
 /// Version byte of the [`ValidationBundle`] encoding.
 pub const BUNDLE_VERSION: u8 = 1;
 /// Longest encoded bundle: every field at its bound.
-pub const MAX_BUNDLE_LEN: usize = 1 + 1 + MAX_NAME_LEN + 8 + 8 + DIGEST_LEN + PUBLIC_KEY_LEN
+pub const MAX_BUNDLE_LEN: usize = 1
+    + 1
+    + MAX_NAME_LEN
+    + 8
+    + 8
+    + DIGEST_LEN
+    + PUBLIC_KEY_LEN
     + SIGNATURE_LEN
     + 1
     + PUBLIC_KEY_LEN
@@ -105,7 +111,10 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
-        let end = self.at.checked_add(n).ok_or(WireError::InvalidField("length"))?;
+        let end = self
+            .at
+            .checked_add(n)
+            .ok_or(WireError::InvalidField("length"))?;
         let out = self.bytes.get(self.at..end).ok_or(WireError::Length {
             expected: end,
             found: self.bytes.len(),
@@ -116,7 +125,9 @@ impl<'a> Cursor<'a> {
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
         let slice = self.take(N)?;
-        slice.try_into().map_err(|_| WireError::InvalidField("length"))
+        slice
+            .try_into()
+            .map_err(|_| WireError::InvalidField("length"))
     }
 
     fn u8(&mut self) -> Result<u8, WireError> {
@@ -459,5 +470,39 @@ impl VerifiedFleet {
         } else {
             Err(BundleError::KeyNotListed(role))
         }
+    }
+}
+
+/// A bundle together with its encoding, known to be within the codec's
+/// bounds: what the vault stores and the wire messages carry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedBundle {
+    bundle: ValidationBundle,
+    bytes: Vec<u8>,
+}
+
+impl EncodedBundle {
+    /// Encodes `bundle`; fails if a field is out of bounds.
+    pub fn new(bundle: ValidationBundle) -> Result<Self, WireError> {
+        let bytes = bundle.to_bytes()?;
+        Ok(Self { bundle, bytes })
+    }
+
+    /// Decodes strictly (see [`ValidationBundle::from_bytes`]).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
+        Ok(Self {
+            bundle: ValidationBundle::from_bytes(bytes)?,
+            bytes: bytes.to_vec(),
+        })
+    }
+
+    /// The bundle.
+    pub fn bundle(&self) -> &ValidationBundle {
+        &self.bundle
+    }
+
+    /// Its encoding.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
     }
 }

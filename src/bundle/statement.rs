@@ -184,9 +184,18 @@ mod tests {
         expected.extend_from_slice(&[0xab; 32]);
         assert_eq!(m.to_bytes(), expected);
         // Zero is still written (proto2 required fields are always present).
-        let zero = SignatureMessage { epoch: 0, timestamp_ms: 0, ..m }.to_bytes();
+        let zero = SignatureMessage {
+            epoch: 0,
+            timestamp_ms: 0,
+            ..m
+        }
+        .to_bytes();
         assert_eq!(&zero[6..12], &[0x18, 0x00, 0x22, 0x02, 0x08, 0x00]);
-        let big = SignatureMessage { epoch: u64::MAX, ..m }.to_bytes();
+        let big = SignatureMessage {
+            epoch: u64::MAX,
+            ..m
+        }
+        .to_bytes();
         assert_eq!(&big[9..12], &[0x22, 0x0b, 0x08]);
     }
 

@@ -29,16 +29,18 @@ use rand_core::{CryptoRng, RngCore};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use crate::bundle::{EncodedBundle, KeyRole};
 use crate::crypto::{self, label, HpkeAead, HpkeKdf, HpkeKem};
-use crate::error::{VaultError, WireError};
-use crate::fleet::FleetSecrets;
+use crate::error::{BundleError, VaultError, WireError};
+use crate::fleet::{FleetPublicKeys, FleetSecrets};
 use crate::suite::{StretchingParams, Suite};
 use crate::types::{RecordId, Secret32, SessionId};
 use crate::wire::{
-    self, KeyRelease, MessageType, RecoveryFinish, RecoveryResponse, RecoveryStart,
-    RegistrationConfirmation, RegistrationRequest, RegistrationResponse, RegistrationUpload,
-    Rejection, OPAQUE_REGISTRATION_RECORD_LEN, OPAQUE_REGISTRATION_REQUEST_LEN, REKEY_TOKEN_LEN,
-    SEALED_REGISTRATION_PLAINTEXT_LEN, SEALED_UPLOAD_PLAINTEXT_LEN, WRAPPED_KEY_LEN,
+    self, BundleRequest, BundleResponse, KeyRelease, MessageType, RecoveryFinish, RecoveryResponse,
+    RecoveryResponseWithBundle, RecoveryStart, RegistrationConfirmation, RegistrationRequest,
+    RegistrationResponse, RegistrationUpload, Rejection, OPAQUE_REGISTRATION_RECORD_LEN,
+    OPAQUE_REGISTRATION_REQUEST_LEN, REKEY_TOKEN_LEN, SEALED_REGISTRATION_PLAINTEXT_LEN,
+    SEALED_UPLOAD_PLAINTEXT_LEN, WRAPPED_KEY_LEN,
 };
 
 use sessions::Sessions;
@@ -160,6 +162,11 @@ pub struct Vault<S> {
     recoveries: Sessions<PendingRecovery>,
     registrations: Sessions<PendingRegistration>,
     rekey_grants: BTreeMap<RecordId, RekeyGrant>,
+    /// The fleet's public keys (a bundle must list exactly these).
+    public_keys: FleetPublicKeys,
+    /// The fleet's current validation bundle, set by the operator and
+    /// handed out on request and with every KE2 (SPEC.md §16.2).
+    bundle: Option<EncodedBundle>,
 }
 
 impl<S> core::fmt::Debug for Vault<S> {
@@ -186,6 +193,8 @@ impl<S: RecordStore> Vault<S> {
             recoveries: Sessions::new(policy.max_pending_recoveries),
             registrations: Sessions::new(policy.max_pending_registrations),
             rekey_grants: BTreeMap::new(),
+            public_keys: secrets.public_keys(),
+            bundle: None,
             policy,
             store,
         })
@@ -231,7 +240,17 @@ impl<S: RecordStore> Vault<S> {
                 .map(|m| m.to_bytes()),
             Ok(MessageType::RecoveryStart) => RecoveryStart::from_bytes(request)
                 .map_err(VaultError::from)
-                .and_then(|m| self.recovery_start(rng, now, &m))
+                .and_then(|m| {
+                    if self.bundle.is_some() {
+                        self.recovery_start_with_bundle(rng, now, &m)
+                            .map(|m| m.to_bytes())
+                    } else {
+                        self.recovery_start(rng, now, &m).map(|m| m.to_bytes())
+                    }
+                }),
+            Ok(MessageType::BundleRequest) => BundleRequest::from_bytes(request)
+                .map_err(VaultError::from)
+                .and_then(|_| self.bundle_request())
                 .map(|m| m.to_bytes()),
             Ok(MessageType::RecoveryFinish) => RecoveryFinish::from_bytes(request)
                 .map_err(VaultError::from)
@@ -262,6 +281,55 @@ impl<S: RecordStore> Vault<S> {
         self.store
             .load(record_id)
             .map_err(|_| VaultError::Unavailable)
+    }
+
+    // ----- Validation bundle ----------------------------------------------
+
+    /// Sets the fleet's validation bundle (operator action, SPEC.md §16.2).
+    /// Refused unless it is counter-signed, its artifact decodes, and it
+    /// lists exactly this fleet's keys for both roles: a vault never hands
+    /// out a bundle for other keys than its own. Signatures and proofs are
+    /// the client's to verify.
+    pub fn set_bundle(&mut self, bundle: EncodedBundle) -> Result<(), BundleError> {
+        if bundle.bundle().counter_signature.is_none() {
+            return Err(BundleError::CounterSignatureMissing);
+        }
+        let artifact = crate::bundle::FleetKeyArtifact::from_bytes(&bundle.bundle().artifact)?;
+        let listed = artifact.fleet_public_keys()?;
+        if !bool::from(listed.key_exchange.ct_eq(&self.public_keys.key_exchange)) {
+            return Err(BundleError::KeyNotListed(KeyRole::OpaqueKeyExchange));
+        }
+        if !bool::from(listed.transport.ct_eq(&self.public_keys.transport)) {
+            return Err(BundleError::KeyNotListed(KeyRole::HpkeTransport));
+        }
+        self.bundle = Some(bundle);
+        Ok(())
+    }
+
+    /// The bundle the vault hands out, if the operator set one.
+    pub fn bundle(&self) -> Option<&EncodedBundle> {
+        self.bundle.as_ref()
+    }
+
+    /// Answers a [`BundleRequest`]: the current bundle, or
+    /// [`VaultError::NoBundle`]. Changes nothing.
+    pub fn bundle_request(&self) -> Result<BundleResponse, VaultError> {
+        let bundle = self.bundle.clone().ok_or(VaultError::NoBundle)?;
+        Ok(BundleResponse { bundle })
+    }
+
+    /// [`Self::recovery_start`] with the fleet's bundle attached to KE2.
+    /// Without a bundle: [`VaultError::NoBundle`], checked before anything
+    /// is charged.
+    pub fn recovery_start_with_bundle<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        now: u64,
+        msg: &RecoveryStart,
+    ) -> Result<RecoveryResponseWithBundle, VaultError> {
+        let bundle = self.bundle.clone().ok_or(VaultError::NoBundle)?;
+        let response = self.recovery_start(rng, now, msg)?;
+        Ok(RecoveryResponseWithBundle { response, bundle })
     }
 
     // ----- Registration -------------------------------------------------

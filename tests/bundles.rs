@@ -1,0 +1,600 @@
+//! Fleet keys over the air (SPEC.md §14–§18): a client that pins only the
+//! auditor's and the operator's keys learns a fleet from its validation
+//! bundle and registers and recovers against it; every way a bundle can be
+//! wrong is refused with its own error; the codecs are strict and never
+//! panic.
+
+mod common;
+
+use backup_key_vault::bundle::log::entry;
+use backup_key_vault::bundle::{
+    artifact_digest, AuditorSigningKey, EncodedBundle, FleetKeyArtifact, KeyRole, MerkleLog,
+    OperatorSigningKey, TrustAnchors, ValidationBundle, DEFAULT_NAMESPACE,
+};
+use backup_key_vault::client::{ClientConfig, Recovery, Registration};
+use backup_key_vault::vault::{MemoryStore, Vault, VaultPolicy};
+use backup_key_vault::wire::{
+    BundleRequest, BundleResponse, KeyRelease, MessageType, RecoveryResponseWithBundle,
+    RegistrationConfirmation, RegistrationResponse, Rejection, RejectionCode,
+};
+use backup_key_vault::{
+    BundleError, ClientError, FleetPublicKeys, FleetSecrets, RecoveryCode, WireError,
+};
+use common::*;
+use proptest::prelude::*;
+
+const NOW: u64 = 5_000;
+
+/// A minimal in-memory auditor over the core's log types (the real one is
+/// the `bkv-auditor` crate): signs statements, logs entries, signs
+/// checkpoints.
+struct TestAuditor {
+    key: AuditorSigningKey,
+    namespace: String,
+    log: MerkleLog,
+}
+
+impl TestAuditor {
+    fn new(seed: u8, namespace: &str) -> Self {
+        Self {
+            key: AuditorSigningKey::from_bytes(&[seed; 32]),
+            namespace: namespace.into(),
+            log: MerkleLog::new(),
+        }
+    }
+
+    /// Logs `artifact` at the next epoch and returns its bundle, proven
+    /// against the new checkpoint, without a counter-signature.
+    fn publish(&mut self, artifact: &[u8], epoch: u64) -> ValidationBundle {
+        let digest = artifact_digest(artifact);
+        self.log.push(entry(epoch, &digest));
+        let mut bundle = ValidationBundle {
+            namespace: self.namespace.clone(),
+            epoch,
+            timestamp_ms: 4_000 + epoch,
+            digest,
+            auditor_key: self.key.public_key(),
+            auditor_signature: [0; 64],
+            counter_signature: None,
+            artifact: artifact.to_vec(),
+            inclusion: self.log.prove_inclusion(self.log.len() - 1).unwrap(),
+            checkpoint: self.log.checkpoint(&self.namespace).sign(&self.key),
+        };
+        bundle.auditor_signature = self.key.sign_statement(&bundle.statement());
+        bundle
+    }
+}
+
+fn artifact(keys: &FleetPublicKeys, epoch: u64, namespace: &str) -> Vec<u8> {
+    FleetKeyArtifact::for_fleet(namespace, "fleet-a", epoch, keys, 1_000, 1_000_000)
+        .to_bytes()
+        .unwrap()
+}
+
+struct Setup {
+    auditor: TestAuditor,
+    operator: OperatorSigningKey,
+    anchors: TrustAnchors,
+    secrets: FleetSecrets,
+    bundle: ValidationBundle,
+}
+
+fn setup(seed: u64) -> Setup {
+    let mut rng = rng(seed);
+    let secrets = FleetSecrets::generate(&mut rng);
+    let mut auditor = TestAuditor::new(1, DEFAULT_NAMESPACE);
+    let operator = OperatorSigningKey::from_bytes(&[2; 32]);
+    let mut bundle = auditor.publish(&artifact(&secrets.public_keys(), 1, DEFAULT_NAMESPACE), 1);
+    bundle.countersign(&operator);
+    let anchors = TrustAnchors::new(&[auditor.key.public_key()], &[operator.public_key()]);
+    Setup {
+        auditor,
+        operator,
+        anchors,
+        secrets,
+        bundle,
+    }
+}
+
+fn vault_with_bundle(secrets: &FleetSecrets, bundle: &ValidationBundle) -> Vault<MemoryStore> {
+    let mut vault = Vault::new(
+        secrets,
+        VaultPolicy::insecure_test_only(),
+        MemoryStore::new(),
+    )
+    .unwrap();
+    vault
+        .set_bundle(EncodedBundle::new(bundle.clone()).unwrap())
+        .unwrap();
+    vault
+}
+
+fn rejected(bytes: &[u8]) -> RejectionCode {
+    Rejection::from_bytes(bytes).unwrap().code
+}
+
+#[test]
+fn a_client_that_pins_only_auditor_and_operator_learns_the_fleet_and_uses_it() {
+    let s = setup(1);
+    let mut vault = vault_with_bundle(&s.secrets, &s.bundle);
+    let mut rng = rng(2);
+    // The app stores the newest epoch it has seen; nothing yet.
+    let mut stored_epoch: Option<u64> = None;
+
+    // 1. Ask the vault (through the relay) for its bundle, and verify it.
+    let answer = vault.handle(&mut rng, NOW, &BundleRequest {}.to_bytes());
+    let response = BundleResponse::from_bytes(&answer).unwrap();
+    let fleet = s
+        .anchors
+        .verify(response.bundle.bundle(), NOW, stored_epoch)
+        .unwrap();
+    assert_eq!(fleet.public_keys(), s.secrets.public_keys());
+    stored_epoch = Some(fleet.epoch_to_store());
+    let config = ClientConfig::insecure_test_only_from_verified_fleet(&fleet);
+
+    // 2. Register against the learned fleet, through the byte interface.
+    let record = id(9);
+    let code = RecoveryCode::new(b"learned over the air").unwrap();
+    let (state, request) = Registration::start(&mut rng, &config, record, &code, None).unwrap();
+    let answer = vault.handle(&mut rng, NOW, &request.to_bytes());
+    let (state, upload) = state
+        .finish(
+            &mut rng,
+            &RegistrationResponse::from_bytes(&answer).unwrap(),
+            None,
+        )
+        .unwrap();
+    let answer = vault.handle(&mut rng, NOW, &upload.to_bytes());
+    let registered = state
+        .finish(&RegistrationConfirmation::from_bytes(&answer).unwrap())
+        .unwrap();
+
+    // 3. Recover: the KE2 carries the bundle; the client checks it again.
+    let (state, ke1) = Recovery::start(&mut rng, &config, record, &code).unwrap();
+    let answer = vault.handle(&mut rng, NOW, &ke1.to_bytes());
+    assert_eq!(
+        MessageType::of(&answer).unwrap(),
+        MessageType::RecoveryResponseWithBundle
+    );
+    let ke2 = RecoveryResponseWithBundle::from_bytes(&answer).unwrap();
+    let (state, ke3, again) = state
+        .finish_with_bundle(&mut rng, &ke2, &s.anchors, NOW, stored_epoch)
+        .unwrap();
+    assert_eq!(again.epoch_to_store(), 1);
+    let answer = vault.handle(&mut rng, NOW, &ke3.to_bytes());
+    let recovered = state
+        .finish(&KeyRelease::from_bytes(&answer).unwrap())
+        .unwrap();
+    assert_eq!(recovered.backup_key, registered.backup_key);
+}
+
+#[test]
+fn a_vault_without_a_bundle_says_so_and_answers_ke1_as_before() {
+    let mut w = World::new(3);
+    let answer = w.vault.handle(&mut w.rng, 0, &BundleRequest {}.to_bytes());
+    assert_eq!(rejected(&answer), RejectionCode::NoBundle);
+    w.register(id(1), "code").unwrap();
+    let code = RecoveryCode::new(b"code").unwrap();
+    let (_, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+    assert_eq!(
+        w.vault
+            .recovery_start_with_bundle(&mut w.rng, 0, &ke1)
+            .unwrap_err(),
+        backup_key_vault::VaultError::NoBundle
+    );
+    // Nothing was charged by the refused request.
+    let answer = w.vault.handle(&mut w.rng, 0, &ke1.to_bytes());
+    let ke2 = backup_key_vault::wire::RecoveryResponse::from_bytes(&answer).unwrap();
+    assert_eq!(ke2.attempts_remaining, 9);
+}
+
+#[test]
+fn the_vault_refuses_a_bundle_for_other_keys_or_without_counter_signature() {
+    let s = setup(4);
+    let other = FleetSecrets::generate(&mut rng(5));
+    let mut vault = Vault::new(
+        &other,
+        VaultPolicy::insecure_test_only(),
+        MemoryStore::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        vault.set_bundle(EncodedBundle::new(s.bundle.clone()).unwrap()),
+        Err(BundleError::KeyNotListed(KeyRole::OpaqueKeyExchange))
+    );
+    let mut unsigned = s.bundle.clone();
+    unsigned.counter_signature = None;
+    let mut vault = Vault::new(
+        &s.secrets,
+        VaultPolicy::insecure_test_only(),
+        MemoryStore::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        vault.set_bundle(EncodedBundle::new(unsigned).unwrap()),
+        Err(BundleError::CounterSignatureMissing)
+    );
+    assert!(vault.bundle().is_none());
+}
+
+fn verify(s: &Setup, bundle: &ValidationBundle) -> Result<u64, BundleError> {
+    s.anchors
+        .verify(bundle, NOW, None)
+        .map(|f| f.epoch_to_store())
+}
+
+#[test]
+fn artifact_byte_changed() {
+    let s = setup(10);
+    let mut b = s.bundle.clone();
+    let last = b.artifact.len() - 3;
+    b.artifact[last] ^= 1;
+    assert_eq!(verify(&s, &b), Err(BundleError::ArtifactChanged));
+}
+
+#[test]
+fn auditor_signature_by_an_unknown_key() {
+    let s = setup(11);
+    let mut rogue = TestAuditor::new(7, DEFAULT_NAMESPACE);
+    let mut b = rogue.publish(&s.bundle.artifact, 1);
+    b.countersign(&s.operator);
+    assert_eq!(verify(&s, &b), Err(BundleError::UnknownAuditorKey));
+}
+
+#[test]
+fn auditor_signature_over_another_epoch() {
+    let mut s = setup(12);
+    let keys = s.secrets.public_keys();
+    let mut second = s.auditor.publish(&artifact(&keys, 2, DEFAULT_NAMESPACE), 2);
+    second.countersign(&s.operator);
+    assert_eq!(verify(&s, &second), Ok(2));
+    // Epoch 1's signature on epoch 2's statement.
+    second.auditor_signature = s.bundle.auditor_signature;
+    second.countersign(&s.operator);
+    assert_eq!(
+        verify(&s, &second),
+        Err(BundleError::AuditorSignatureInvalid)
+    );
+    // Or the statement's epoch changed under a valid signature.
+    let mut b = s.bundle.clone();
+    b.epoch = 2;
+    assert_eq!(verify(&s, &b), Err(BundleError::AuditorSignatureInvalid));
+}
+
+#[test]
+fn counter_signature_missing() {
+    let s = setup(13);
+    let mut b = s.bundle.clone();
+    b.counter_signature = None;
+    assert_eq!(verify(&s, &b), Err(BundleError::CounterSignatureMissing));
+}
+
+#[test]
+fn counter_signature_over_other_bytes() {
+    let s = setup(14);
+    let mut b = s.bundle.clone();
+    let mut counter = b.counter_signature.unwrap();
+    let mut other = b.auditor_signature;
+    other[0] ^= 1;
+    counter.signature = s.operator.countersign(&other);
+    b.counter_signature = Some(counter);
+    assert_eq!(verify(&s, &b), Err(BundleError::CounterSignatureInvalid));
+}
+
+#[test]
+fn counter_signature_by_an_unknown_operator_key() {
+    let s = setup(15);
+    let mut b = s.bundle.clone();
+    b.countersign(&OperatorSigningKey::from_bytes(&[9; 32]));
+    assert_eq!(verify(&s, &b), Err(BundleError::UnknownOperatorKey));
+}
+
+#[test]
+fn several_pinned_keys_each_work() {
+    let s = setup(16);
+    let anchors = TrustAnchors::new(
+        &[[5; 32], s.auditor.key.public_key()],
+        &[[6; 32], s.operator.public_key()],
+    );
+    assert!(anchors.verify(&s.bundle, NOW, None).is_ok());
+}
+
+#[test]
+fn wrong_namespace() {
+    let s = setup(17);
+    let mut auditor = TestAuditor::new(1, "other.fleet_keys.v1");
+    let mut b = auditor.publish(
+        &artifact(&s.secrets.public_keys(), 1, "other.fleet_keys.v1"),
+        1,
+    );
+    b.countersign(&s.operator);
+    assert_eq!(verify(&s, &b), Err(BundleError::WrongNamespace));
+    // The same bundle is fine for a client of that namespace.
+    let anchors = s.anchors.clone().with_namespace("other.fleet_keys.v1");
+    assert!(anchors.verify(&b, NOW, None).is_ok());
+}
+
+#[test]
+fn expired_and_not_yet_valid() {
+    let s = setup(18);
+    assert_eq!(
+        s.anchors.verify(&s.bundle, 1_000_000, None).unwrap_err(),
+        BundleError::Expired
+    );
+    assert_eq!(
+        s.anchors.verify(&s.bundle, 999, None).unwrap_err(),
+        BundleError::NotYetValid
+    );
+    assert!(s.anchors.verify(&s.bundle, 999_999, None).is_ok());
+    assert!(s.anchors.verify(&s.bundle, 1_000, None).is_ok());
+}
+
+#[test]
+fn rollback_to_an_older_epoch() {
+    let mut s = setup(19);
+    let keys = s.secrets.public_keys();
+    let mut second = s.auditor.publish(&artifact(&keys, 2, DEFAULT_NAMESPACE), 2);
+    second.countersign(&s.operator);
+    let stored = s
+        .anchors
+        .verify(&second, NOW, Some(1))
+        .unwrap()
+        .epoch_to_store();
+    assert_eq!(stored, 2);
+    // Epoch 1's bundle is still valid in itself, but older than what the
+    // client stored.
+    assert_eq!(
+        s.anchors.verify(&s.bundle, NOW, Some(stored)).unwrap_err(),
+        BundleError::Rollback {
+            stored: 2,
+            presented: 1
+        }
+    );
+    // The same epoch again is fine.
+    assert!(s.anchors.verify(&second, NOW, Some(2)).is_ok());
+}
+
+#[test]
+fn inclusion_proof_for_another_tree() {
+    let mut s = setup(20);
+    let keys = s.secrets.public_keys();
+    let second = s.auditor.publish(&artifact(&keys, 2, DEFAULT_NAMESPACE), 2);
+    // Epoch 1's proof (made in the 1-entry tree) with the 2-entry checkpoint.
+    let mut b = s.bundle.clone();
+    b.checkpoint = second.checkpoint.clone();
+    assert_eq!(verify(&s, &b), Err(BundleError::InclusionProofInvalid));
+    // Another index in the right tree.
+    let mut b = s.bundle.clone();
+    b.inclusion.leaf_index = 1;
+    b.checkpoint = second.checkpoint.clone();
+    b.inclusion.hashes = second.inclusion.hashes.clone();
+    assert_eq!(verify(&s, &b), Err(BundleError::InclusionProofInvalid));
+}
+
+#[test]
+fn checkpoint_of_another_log_or_signer() {
+    let s = setup(21);
+    let mut b = s.bundle.clone();
+    let rogue = AuditorSigningKey::from_bytes(&[8; 32]);
+    let mut log = MerkleLog::new();
+    log.push(entry(1, &b.digest));
+    b.checkpoint = log.checkpoint(DEFAULT_NAMESPACE).sign(&rogue);
+    assert_eq!(verify(&s, &b), Err(BundleError::CheckpointSignatureInvalid));
+    b.checkpoint = log.checkpoint("another.log").sign(&s.auditor.key);
+    assert_eq!(verify(&s, &b), Err(BundleError::CheckpointOriginMismatch));
+}
+
+#[test]
+fn artifact_epoch_differs_from_the_signed_epoch() {
+    let s = setup(22);
+    let mut auditor = TestAuditor::new(1, DEFAULT_NAMESPACE);
+    // The auditor logs, at epoch 1, an artifact that says epoch 5.
+    let mut b = auditor.publish(&artifact(&s.secrets.public_keys(), 5, DEFAULT_NAMESPACE), 1);
+    b.countersign(&s.operator);
+    assert_eq!(verify(&s, &b), Err(BundleError::EpochMismatch));
+}
+
+#[test]
+fn a_relay_that_attaches_another_fleets_bundle_to_ke2_is_caught() {
+    // The client registered with fleet A (pinned); the relay then attaches
+    // a perfectly valid bundle of fleet B to A's KE2.
+    let mut w = World::new(23);
+    w.register(id(1), "code").unwrap();
+    let b = setup(24);
+    let code = RecoveryCode::new(b"code").unwrap();
+    let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+    let response = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+    let forged = RecoveryResponseWithBundle {
+        response,
+        bundle: EncodedBundle::new(b.bundle.clone()).unwrap(),
+    };
+    let Err(err) = state.finish_with_bundle(&mut w.rng, &forged, &b.anchors, NOW, None) else {
+        panic!("accepted another fleet's bundle");
+    };
+    assert_eq!(
+        err,
+        ClientError::Bundle(BundleError::KeyNotListed(KeyRole::OpaqueKeyExchange))
+    );
+}
+
+#[test]
+fn a_vault_whose_key_exchange_key_the_bundle_does_not_list_is_caught_at_registration() {
+    // Fleet C shares A's transport key and OPRF seed but has another
+    // key-exchange key: it can open A's registration requests, and answers
+    // with its own key-exchange key.
+    let s = setup(25);
+    let mut bytes = s.secrets.to_bytes().to_vec();
+    let other = FleetSecrets::generate(&mut rng(26)).to_bytes();
+    bytes[65..97].copy_from_slice(&other[65..97]);
+    let c = FleetSecrets::from_bytes(&bytes).unwrap();
+    assert_eq!(c.public_keys().transport, s.secrets.public_keys().transport);
+    let mut vault_c =
+        Vault::new(&c, VaultPolicy::insecure_test_only(), MemoryStore::new()).unwrap();
+    let fleet = s.anchors.verify(&s.bundle, NOW, None).unwrap();
+    let config = ClientConfig::insecure_test_only_from_verified_fleet(&fleet);
+    let mut rng = rng(27);
+    let code = RecoveryCode::new(b"code").unwrap();
+    let (state, request) = Registration::start(&mut rng, &config, id(2), &code, None).unwrap();
+    let response = vault_c.registration_request(&mut rng, 0, &request).unwrap();
+    assert_eq!(
+        state.finish(&mut rng, &response, None).err(),
+        Some(ClientError::Bundle(BundleError::KeyNotListed(
+            KeyRole::OpaqueKeyExchange
+        )))
+    );
+    // A pinned client reports the same as before.
+    let pinned = ClientConfig::insecure_test_only(s.secrets.public_keys());
+    let (state, request) = Registration::start(&mut rng, &pinned, id(3), &code, None).unwrap();
+    let response = vault_c.registration_request(&mut rng, 0, &request).unwrap();
+    assert_eq!(
+        state.finish(&mut rng, &response, None).err(),
+        Some(ClientError::FleetKeyMismatch)
+    );
+}
+
+#[test]
+fn verified_fleet_checks_keys_per_role() {
+    let s = setup(28);
+    let fleet = s.anchors.verify(&s.bundle, NOW, None).unwrap();
+    let keys = s.secrets.public_keys();
+    assert!(fleet
+        .check_key(KeyRole::OpaqueKeyExchange, &keys.key_exchange)
+        .is_ok());
+    assert!(fleet
+        .check_key(KeyRole::HpkeTransport, &keys.transport)
+        .is_ok());
+    // The transport key is not listed as the key-exchange key.
+    assert_eq!(
+        fleet.check_key(KeyRole::OpaqueKeyExchange, &keys.transport),
+        Err(BundleError::KeyNotListed(KeyRole::OpaqueKeyExchange))
+    );
+}
+
+// ----- Codecs ------------------------------------------------------------
+
+fn valid_bundle_bytes() -> Vec<u8> {
+    setup(30).bundle.to_bytes().unwrap()
+}
+
+#[test]
+fn bundle_codec_round_trips_and_is_strict() {
+    let bytes = valid_bundle_bytes();
+    let decoded = ValidationBundle::from_bytes(&bytes).unwrap();
+    assert_eq!(decoded.to_bytes().unwrap(), bytes);
+    // Every strict prefix is refused.
+    for n in 0..bytes.len() {
+        assert!(
+            ValidationBundle::from_bytes(&bytes[..n]).is_err(),
+            "prefix {n}"
+        );
+    }
+    let mut long = bytes.clone();
+    long.push(0);
+    assert_eq!(
+        ValidationBundle::from_bytes(&long),
+        Err(WireError::InvalidField("trailing bytes"))
+    );
+    let mut version = bytes.clone();
+    version[0] = 2;
+    assert_eq!(
+        ValidationBundle::from_bytes(&version),
+        Err(WireError::UnsupportedVersion(2))
+    );
+    let mut flag = bytes.clone();
+    let flag_at = 2 + DEFAULT_NAMESPACE.len() + 8 + 8 + 32 + 32 + 64;
+    flag[flag_at] = 2;
+    assert_eq!(
+        ValidationBundle::from_bytes(&flag),
+        Err(WireError::InvalidField("counter-signature flag"))
+    );
+    let mut ns = bytes.clone();
+    ns[2] = b' ';
+    assert_eq!(
+        ValidationBundle::from_bytes(&ns),
+        Err(WireError::InvalidField("namespace"))
+    );
+    assert_eq!(ValidationBundle::from_bytes(&[]), Err(WireError::Empty));
+}
+
+#[test]
+fn bundle_messages_are_strict() {
+    let bundle = EncodedBundle::from_bytes(&valid_bundle_bytes()).unwrap();
+    let msg = BundleResponse {
+        bundle: bundle.clone(),
+    };
+    let bytes = msg.to_bytes();
+    assert_eq!(BundleResponse::from_bytes(&bytes).unwrap(), msg);
+    for n in 0..bytes.len() {
+        assert!(BundleResponse::from_bytes(&bytes[..n]).is_err());
+    }
+    let mut long = bytes.clone();
+    long.push(0);
+    assert!(matches!(
+        BundleResponse::from_bytes(&long),
+        Err(WireError::Length { .. })
+    ));
+    let mut huge = bytes.clone();
+    huge[2..6].copy_from_slice(&u32::MAX.to_be_bytes());
+    assert_eq!(
+        BundleResponse::from_bytes(&huge),
+        Err(WireError::InvalidField("bundle length"))
+    );
+    assert_eq!(
+        BundleRequest::from_bytes(&BundleRequest {}.to_bytes()),
+        Ok(BundleRequest {})
+    );
+    assert!(BundleRequest::from_bytes(&[0x0A, 1, 0]).is_err());
+
+    let s = setup(31);
+    let mut vault = vault_with_bundle(&s.secrets, &s.bundle);
+    let mut rng = rng(32);
+    let code = RecoveryCode::new(b"c").unwrap();
+    let config = ClientConfig::insecure_test_only(s.secrets.public_keys());
+    let (_, ke1) = Recovery::start(&mut rng, &config, id(1), &code).unwrap();
+    let answer = vault.handle(&mut rng, 0, &ke1.to_bytes());
+    let msg = RecoveryResponseWithBundle::from_bytes(&answer).unwrap();
+    assert_eq!(msg.to_bytes(), answer);
+    for n in 0..answer.len() {
+        assert!(RecoveryResponseWithBundle::from_bytes(&answer[..n]).is_err());
+    }
+    // Its fixed part is validated as a RecoveryResponse's.
+    let mut params = answer.clone();
+    params[2 + 16 + 1 + 8..2 + 16 + 1 + 12].copy_from_slice(&[0; 4]);
+    assert_eq!(
+        RecoveryResponseWithBundle::from_bytes(&params),
+        Err(WireError::InvalidField("stretching parameters"))
+    );
+    // A plain RecoveryResponse decoder refuses it, and the reverse.
+    assert!(backup_key_vault::wire::RecoveryResponse::from_bytes(&answer).is_err());
+    let _ = FleetSecrets::generate(&mut rng);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let _ = ValidationBundle::from_bytes(&bytes);
+        let _ = BundleResponse::from_bytes(&bytes);
+        let _ = RecoveryResponseWithBundle::from_bytes(&bytes);
+        let _ = FleetKeyArtifact::from_bytes(&bytes);
+        let _ = backup_key_vault::bundle::Checkpoint::parse_note(&bytes);
+    }
+
+    #[test]
+    fn mutated_bundles_never_panic_and_never_verify_unless_unchanged(
+        at in 0usize..4000, byte in any::<u8>()
+    ) {
+        let s = setup(33);
+        let mut bytes = s.bundle.to_bytes().unwrap();
+        let at = at % bytes.len();
+        let changed = bytes[at] != byte;
+        bytes[at] = byte;
+        let result = s.anchors.verify_bytes(&bytes, NOW, None);
+        if changed {
+            prop_assert!(result.is_err());
+        } else {
+            prop_assert!(result.is_ok());
+        }
+    }
+}
