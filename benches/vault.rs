@@ -30,7 +30,10 @@ struct Fixture {
 fn fixture(stretching: StretchingParams) -> Fixture {
     let mut rng = rng();
     let secrets = FleetSecrets::generate(&mut rng);
-    let policy = VaultPolicy { max_attempts: 255, ..VaultPolicy::insecure_test_only() };
+    let policy = VaultPolicy {
+        max_attempts: 255,
+        ..VaultPolicy::insecure_test_only()
+    };
     let vault = Vault::new(&secrets, policy, MemoryStore::new()).unwrap();
     let config = if stretching == StretchingParams::INSECURE_TEST_ONLY {
         ClientConfig::insecure_test_only(secrets.public_keys())
@@ -38,15 +41,24 @@ fn fixture(stretching: StretchingParams) -> Fixture {
         ClientConfig::new(secrets.public_keys()).with_stretching(stretching)
     };
     let code = RecoveryCode::new(b"4F7K-9QXD").unwrap();
-    let mut f = Fixture { rng, vault, config, code };
+    let mut f = Fixture {
+        rng,
+        vault,
+        config,
+        code,
+    };
     f.register();
     f
 }
 
 impl Fixture {
     fn register(&mut self) {
-        let (state, request) = Registration::start(&mut self.rng, &self.config, ID, &self.code, None).unwrap();
-        let response = self.vault.registration_request(&mut self.rng, 0, &request).unwrap();
+        let (state, request) =
+            Registration::start(&mut self.rng, &self.config, ID, &self.code, None).unwrap();
+        let response = self
+            .vault
+            .registration_request(&mut self.rng, 0, &request)
+            .unwrap();
         let (state, upload) = state.finish(&mut self.rng, &response, None).unwrap();
         let confirmation = self.vault.registration_upload(0, &upload).unwrap();
         state.finish(&confirmation).unwrap();
@@ -57,11 +69,19 @@ impl Fixture {
             Some(RecordSlot::Live(r)) => r.generation,
             _ => panic!("no record"),
         };
-        self.vault.store_mut().commit(&Command::ResetAttempts { record_id: ID, generation }).unwrap();
+        self.vault
+            .store_mut()
+            .commit(&Command::ResetAttempts {
+                record_id: ID,
+                generation,
+            })
+            .unwrap();
     }
 
     fn ke1(&mut self) -> RecoveryStart {
-        Recovery::start(&mut self.rng, &self.config, ID, &self.code).unwrap().1
+        Recovery::start(&mut self.rng, &self.config, ID, &self.code)
+            .unwrap()
+            .1
     }
 }
 
@@ -110,7 +130,10 @@ fn vault_paths(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let id = RecordId(rand::random());
-                Registration::start(&mut f.rng, &f.config, id, &f.code, None).unwrap().1.to_bytes()
+                Registration::start(&mut f.rng, &f.config, id, &f.code, None)
+                    .unwrap()
+                    .1
+                    .to_bytes()
             },
             |request| f.vault.handle(&mut rng(), 0, black_box(&request)),
             BatchSize::SmallInput,
@@ -121,8 +144,12 @@ fn vault_paths(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let id = RecordId(rand::random());
-                let (state, request) = Registration::start(&mut f.rng, &f.config, id, &f.code, None).unwrap();
-                let response = f.vault.registration_request(&mut f.rng, 0, &request).unwrap();
+                let (state, request) =
+                    Registration::start(&mut f.rng, &f.config, id, &f.code, None).unwrap();
+                let response = f
+                    .vault
+                    .registration_request(&mut f.rng, 0, &request)
+                    .unwrap();
                 let (_, upload) = state.finish(&mut f.rng, &response, None).unwrap();
                 let upload = upload.to_bytes();
                 let t = Instant::now();
@@ -139,11 +166,12 @@ fn vault_paths(c: &mut Criterion) {
 
 /// Bare opaque-ke, same ciphersuite, parsed inputs: the engine we build on.
 fn baselines(c: &mut Criterion) {
-    use opaque_ke_upstream as opaque_ke;
     use opaque_ke::{
-        ClientLogin, ClientRegistration, ClientRegistrationFinishParameters, CredentialFinalization,
-        ServerLogin, ServerLoginParameters, ServerRegistration, ServerSetup,
+        ClientLogin, ClientRegistration, ClientRegistrationFinishParameters,
+        CredentialFinalization, ServerLogin, ServerLoginParameters, ServerRegistration,
+        ServerSetup,
     };
+    use opaque_ke_upstream as opaque_ke;
     struct Bare;
     impl opaque_ke::CipherSuite for Bare {
         type OprfCs = opaque_ke::Ristretto255;
@@ -156,7 +184,12 @@ fn baselines(c: &mut Criterion) {
     let resp = ServerRegistration::<Bare>::start(&setup, reg.message, b"id").unwrap();
     let fin = reg
         .state
-        .finish(&mut rng, b"pw", resp.message, ClientRegistrationFinishParameters::default())
+        .finish(
+            &mut rng,
+            b"pw",
+            resp.message,
+            ClientRegistrationFinishParameters::default(),
+        )
         .unwrap();
     let record = ServerRegistration::<Bare>::finish(fin.message);
     let login = ClientLogin::<Bare>::start(&mut rng, b"pw").unwrap();
@@ -191,7 +224,13 @@ fn baselines(c: &mut Criterion) {
         .unwrap();
     let ke3: CredentialFinalization<Bare> = client_fin.message;
     g.bench_function("server_login_finish", |b| {
-        b.iter(|| start.state.clone().finish(ke3.clone(), ServerLoginParameters::default()).unwrap())
+        b.iter(|| {
+            start
+                .state
+                .clone()
+                .finish(ke3.clone(), ServerLoginParameters::default())
+                .unwrap()
+        })
     });
     g.finish();
 }
@@ -203,11 +242,19 @@ fn group_ops(c: &mut Criterion) {
     let p = RistrettoPoint::random(&mut rng);
     let compressed = p.compress();
     let mut g = c.benchmark_group("group");
-    g.bench_function("variable_base_mul", |b| b.iter(|| black_box(p) * black_box(s)));
-    g.bench_function("basepoint_table_mul", |b| b.iter(|| RistrettoPoint::mul_base(black_box(&s))));
-    g.bench_function("basepoint_variable_mul", |b| b.iter(|| RISTRETTO_BASEPOINT_POINT * black_box(s)));
+    g.bench_function("variable_base_mul", |b| {
+        b.iter(|| black_box(p) * black_box(s))
+    });
+    g.bench_function("basepoint_table_mul", |b| {
+        b.iter(|| RistrettoPoint::mul_base(black_box(&s)))
+    });
+    g.bench_function("basepoint_variable_mul", |b| {
+        b.iter(|| RISTRETTO_BASEPOINT_POINT * black_box(s))
+    });
     g.bench_function("compress", |b| b.iter(|| black_box(p).compress()));
-    g.bench_function("decompress", |b| b.iter(|| black_box(compressed).decompress()));
+    g.bench_function("decompress", |b| {
+        b.iter(|| black_box(compressed).decompress())
+    });
     g.finish();
 }
 
@@ -218,7 +265,14 @@ fn client_paths(c: &mut Criterion) {
         ("test", StretchingParams::INSECURE_TEST_ONLY),
         ("default", StretchingParams::RFC9106_SECOND),
     ] {
-        let mut g = c.benchmark_group(format!("client_{name}"));
+        // Built with `--features parallel`, the client stretches on several
+        // threads; its group gets its own name so both runs can be compared.
+        let suffix = if cfg!(feature = "parallel") {
+            "_parallel"
+        } else {
+            ""
+        };
+        let mut g = c.benchmark_group(format!("client_{name}{suffix}"));
         if params != StretchingParams::INSECURE_TEST_ONLY {
             g.sample_size(10);
         }
@@ -250,9 +304,13 @@ fn client_paths(c: &mut Criterion) {
                 for _ in 0..iters {
                     let id = RecordId(rand::random());
                     let t = Instant::now();
-                    let (state, request) = Registration::start(&mut f.rng, &f.config, id, &f.code, None).unwrap();
+                    let (state, request) =
+                        Registration::start(&mut f.rng, &f.config, id, &f.code, None).unwrap();
                     total += t.elapsed();
-                    let response = f.vault.registration_request(&mut f.rng, 0, &request).unwrap();
+                    let response = f
+                        .vault
+                        .registration_request(&mut f.rng, 0, &request)
+                        .unwrap();
                     let t = Instant::now();
                     let (state, upload) = state.finish(&mut f.rng, &response, None).unwrap();
                     total += t.elapsed();
@@ -272,7 +330,9 @@ fn client_paths(c: &mut Criterion) {
         g.bench_function("raw_argon2", |b| {
             b.iter(|| {
                 let mut out = [0u8; 64];
-                argon.hash_password_into(black_box(&[1u8; 64]), &[0u8; 16], &mut out).unwrap();
+                argon
+                    .hash_password_into(black_box(&[1u8; 64]), &[0u8; 16], &mut out)
+                    .unwrap();
                 out
             })
         });

@@ -183,6 +183,32 @@ impl KeyStretching {
 }
 
 impl opaque_ke::ksf::Ksf for KeyStretching {
+    #[cfg(feature = "parallel")]
+    fn hash<L: ArrayLength<u8>>(
+        &self,
+        input: GenericArray<u8, L>,
+    ) -> Result<GenericArray<u8, L>, InternalError> {
+        // The same Argon2id computation (RFC 9106 fixes the output for given
+        // parameters; lanes are only a schedule), with the lanes of each
+        // slice run on rayon's threads.
+        use argon2_parallel as a;
+        self.params.to_argon2().ok_or(InternalError::KsfError)?;
+        let params = a::Params::new(
+            self.params.m_cost,
+            self.params.t_cost,
+            self.params.p_cost,
+            None,
+        )
+        .map_err(|_| InternalError::KsfError)?;
+        let argon = a::Argon2::new(a::Algorithm::Argon2id, a::Version::V0x13, params);
+        let mut output = GenericArray::default();
+        argon
+            .hash_password_into(&input, &[0; argon2::RECOMMENDED_SALT_LEN], &mut output)
+            .map_err(|_| InternalError::KsfError)?;
+        Ok(output)
+    }
+
+    #[cfg(not(feature = "parallel"))]
     fn hash<L: ArrayLength<u8>>(
         &self,
         input: GenericArray<u8, L>,
@@ -262,6 +288,31 @@ mod tests {
             ..floor
         };
         assert!(!huge.within_ceiling(&StretchingParams::DEFAULT_CEILING));
+    }
+
+    #[test]
+    fn ksf_output_is_fixed_by_the_parameters() {
+        // A known answer, computed with argon2 0.5 (one lane after another):
+        // whichever implementation this build uses (with or without the
+        // `parallel` feature) must reproduce it.
+        let ksf = KeyStretching::new(StretchingParams {
+            m_cost: 256,
+            t_cost: 2,
+            p_cost: 4,
+        });
+        let input = GenericArray::<u8, opaque_ke::generic_array::typenum::U64>::clone_from_slice(
+            &[0x42; 64],
+        );
+        let sequential = argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(256, 2, 4, None).unwrap(),
+        );
+        let mut expected = [0u8; 64];
+        sequential
+            .hash_password_into(&[0x42; 64], &[0; 16], &mut expected)
+            .unwrap();
+        assert_eq!(ksf.hash(input).unwrap().as_slice(), &expected);
     }
 
     #[test]

@@ -39,7 +39,12 @@ macro_rules! transcript {
         out.push(resp.message.serialize().to_vec());
         let fin = reg
             .state
-            .finish(&mut rng, pw, resp.message, ClientRegistrationFinishParameters::default())
+            .finish(
+                &mut rng,
+                pw,
+                resp.message,
+                ClientRegistrationFinishParameters::default(),
+            )
             .unwrap();
         out.push(fin.message.serialize().to_vec());
         out.push(fin.export_key.to_vec());
@@ -49,8 +54,13 @@ macro_rules! transcript {
             let login = ClientLogin::<$suite>::start(&mut rng, pw).unwrap();
             out.push(login.message.serialize().to_vec());
             let context = Some(&b"context"[..]);
-            let params = ServerLoginParameters { context, identifiers: Identifiers::default() };
-            let start = ServerLogin::start(&mut rng, &setup, password_file, login.message, id, params).unwrap();
+            let params = ServerLoginParameters {
+                context,
+                identifiers: Identifiers::default(),
+            };
+            let start =
+                ServerLogin::start(&mut rng, &setup, password_file, login.message, id, params)
+                    .unwrap();
             out.push(start.message.serialize().to_vec());
             let finish = login.state.finish(
                 &mut rng,
@@ -64,7 +74,10 @@ macro_rules! transcript {
                     out.push(client.message.serialize().to_vec());
                     out.push(client.session_key.to_vec());
                     out.push(client.export_key.to_vec());
-                    let params = ServerLoginParameters { context, identifiers: Identifiers::default() };
+                    let params = ServerLoginParameters {
+                        context,
+                        identifiers: Identifiers::default(),
+                    };
                     let server = start.state.finish(client.message, params).unwrap();
                     out.push(server.session_key.to_vec());
                 }
@@ -99,12 +112,17 @@ fn both_accept_and_refuse_the_same_public_keys() {
         rand::RngCore::fill_bytes(&mut rng, &mut b);
         candidates.push(b);
     }
-    let valid = curve25519_dalek::RistrettoPoint::random(&mut rng).compress().to_bytes();
+    let valid = curve25519_dalek::RistrettoPoint::random(&mut rng)
+        .compress()
+        .to_bytes();
     candidates.push(valid);
     let mut accepted = 0;
     for bytes in candidates {
         let ours = opaque_ke::keypair::PublicKey::<opaque_ke::Ristretto255>::deserialize(&bytes);
-        let theirs = opaque_ke_upstream::keypair::PublicKey::<opaque_ke_upstream::Ristretto255>::deserialize(&bytes);
+        let theirs =
+            opaque_ke_upstream::keypair::PublicKey::<opaque_ke_upstream::Ristretto255>::deserialize(
+                &bytes,
+            );
         assert_eq!(ours.is_ok(), theirs.is_ok(), "{bytes:?}");
         if let (Ok(a), Ok(b)) = (ours, theirs) {
             accepted += 1;

@@ -1317,6 +1317,7 @@
 //! [`alloc`]: https://doc.rust-lang.org/alloc
 //! [curve25519-dalek]: https://docs.rs/curve25519-dalek/4/curve25519_dalek/index.html#backends
 
+#![cfg_attr(rustfmt, rustfmt::skip)]
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), deny(unsafe_code))]

@@ -1,0 +1,1 @@
+// Upstream's tests are not vendored (see patches/README.md).
