@@ -611,7 +611,8 @@ impl Command {
                 let generation = u64::from_be_bytes(r.take()?);
                 let replaces = match (flag, generation) {
                     (0, 0) => None,
-                    (1, g) => Some(g),
+                    // Generations start at 1: `Some(0)` names no record.
+                    (1, g) if g >= 1 => Some(g),
                     _ => return Err(WireError::InvalidField("replaces")),
                 };
                 let payload = RecordPayload::decode(&r.take()?)?;
@@ -837,11 +838,6 @@ mod tests {
                 replaces: Some(4),
                 payload: payload(10),
             },
-            Command::Register {
-                record_id: ID,
-                replaces: Some(0),
-                payload: payload(10),
-            },
             Command::ChargeAttempt {
                 record_id: ID,
                 generation: 9,
@@ -869,6 +865,17 @@ mod tests {
             Err(WireError::UnsupportedVersion(2))
         );
         assert_eq!(Command::from_bytes(&[1, 9]), Err(WireError::UnknownType(9)));
+        // SPEC.md §8.2: the replaced generation is 0 with flag 0, >= 1 with
+        // flag 1; anything else is invalid.
+        let replaces_zero = Command::Register {
+            record_id: ID,
+            replaces: Some(0),
+            payload: payload(10),
+        };
+        assert_eq!(
+            Command::from_bytes(&replaces_zero.to_bytes()),
+            Err(WireError::InvalidField("replaces"))
+        );
     }
 
     #[test]
