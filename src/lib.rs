@@ -25,6 +25,7 @@ extern crate std;
 pub mod bundle;
 pub mod client;
 mod crypto;
+pub mod derive;
 pub mod error;
 pub mod fleet;
 pub mod suite;
