@@ -234,7 +234,10 @@ pub fn verify_namespace(
     for note in &export.checkpoints {
         let cp = Checkpoint::verify_note(note.as_bytes(), ns, &[auditor_key])
             .or_else(|e| fail(None, format!("checkpoint: {e}")))?;
-        if checkpoints.last().is_some_and(|p| p.tree_size >= cp.tree_size) {
+        if checkpoints
+            .last()
+            .is_some_and(|p| p.tree_size >= cp.tree_size)
+        {
             return fail(None, "checkpoints out of order");
         }
         checkpoints.push(cp);
@@ -326,7 +329,11 @@ pub fn verify_namespace(
             if ours.as_ref() != Some(cp) {
                 let epoch = export
                     .entries
-                    .get(usize::try_from(cp.tree_size).unwrap_or(usize::MAX).saturating_sub(1))
+                    .get(
+                        usize::try_from(cp.tree_size)
+                            .unwrap_or(usize::MAX)
+                            .saturating_sub(1),
+                    )
                     .map(|e| e.epoch);
                 return fail(
                     epoch,
@@ -366,7 +373,9 @@ pub fn verify_namespace(
 
 /// Consistency proofs computed from the export's own entries (for a
 /// monitor reading a file).
-pub fn proofs_from_entries(export: &Export) -> impl FnMut(u64, u64) -> Result<ConsistencyProof, String> {
+pub fn proofs_from_entries(
+    export: &Export,
+) -> impl FnMut(u64, u64) -> Result<ConsistencyProof, String> {
     let mut tree = MerkleLog::new();
     for e in &export.entries {
         if let Some(d) = parse_hex::<32>(&e.digest) {

@@ -163,9 +163,9 @@ pub fn route(
             }),
         ),
         ("POST", ["namespaces"]) => {
-            let req: NewNamespace = match parse_body(body).and_then(|v| {
-                serde_json::from_value(v).map_err(|e| error(400, e))
-            }) {
+            let req: NewNamespace = match parse_body(body)
+                .and_then(|v| serde_json::from_value(v).map_err(|e| error(400, e)))
+            {
                 Ok(r) => r,
                 Err(a) => return a,
             };
@@ -192,9 +192,9 @@ pub fn route(
             Err(e) => auditor_error(e),
         },
         ("POST", ["namespaces", ns, "audits"]) => {
-            let req: Publication = match parse_body(body).and_then(|v| {
-                serde_json::from_value(v).map_err(|e| error(400, e))
-            }) {
+            let req: Publication = match parse_body(body)
+                .and_then(|v| serde_json::from_value(v).map_err(|e| error(400, e)))
+            {
                 Ok(r) => r,
                 Err(a) => return a,
             };
@@ -249,15 +249,16 @@ pub fn route(
             let Ok(epoch) = epoch.parse::<u64>() else {
                 return error(400, "epoch is not a number");
             };
-            let req: NewCounterSignature = match parse_body(body).and_then(|v| {
-                serde_json::from_value(v).map_err(|e| error(400, e))
-            }) {
+            let req: NewCounterSignature = match parse_body(body)
+                .and_then(|v| serde_json::from_value(v).map_err(|e| error(400, e)))
+            {
                 Ok(r) => r,
                 Err(a) => return a,
             };
-            let (Some(operator_key), Some(signature)) =
-                (parse_hex::<32>(&req.operator_key), parse_hex::<64>(&req.signature))
-            else {
+            let (Some(operator_key), Some(signature)) = (
+                parse_hex::<32>(&req.operator_key),
+                parse_hex::<64>(&req.signature),
+            ) else {
                 return auditor_error(AuditorError::BadCounterSignature);
             };
             let counter = CounterSignature {
@@ -352,7 +353,8 @@ impl Server {
                     &body,
                 )
             };
-            let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], answer.content_type.as_bytes());
+            let header =
+                tiny_http::Header::from_bytes(&b"Content-Type"[..], answer.content_type.as_bytes());
             let mut response =
                 tiny_http::Response::from_data(answer.body).with_status_code(answer.status);
             if let Ok(header) = header {

@@ -429,7 +429,10 @@ impl Auditor {
             .map_err(storage)?;
         txn.commit().map_err(storage)?;
 
-        let log = self.logs.get_mut(name).ok_or(AuditorError::UnknownNamespace)?;
+        let log = self
+            .logs
+            .get_mut(name)
+            .ok_or(AuditorError::UnknownNamespace)?;
         log.tree = tree;
         log.entries.push(logged);
         self.bundle(name, epoch)
@@ -462,7 +465,11 @@ impl Auditor {
             .iter()
             .position(|e| e.epoch == epoch)
             .ok_or(AuditorError::UnknownEpoch)?;
-        let mut logged = log.entries.get(index).ok_or(AuditorError::UnknownEpoch)?.clone();
+        let mut logged = log
+            .entries
+            .get(index)
+            .ok_or(AuditorError::UnknownEpoch)?
+            .clone();
         if !verify_strict(&counter.operator_key, &logged.signature, &counter.signature) {
             return Err(AuditorError::BadCounterSignature);
         }

@@ -1,0 +1,476 @@
+//! The auditor: plexi's rules, durability across restarts, bundles a client
+//! accepts, checkpoints that other implementations accept, and the monitor.
+
+use std::sync::Mutex;
+
+use backup_key_vault::bundle::artifact::to_hex;
+use backup_key_vault::bundle::log::entry;
+use backup_key_vault::bundle::{
+    artifact_digest, AuditorSigningKey, Checkpoint, FleetKeyArtifact, MerkleLog,
+    OperatorSigningKey, TrustAnchors, DEFAULT_NAMESPACE,
+};
+use backup_key_vault::{BundleError, FleetPublicKeys};
+use bkv_auditor::export::{proofs_from_entries, verify_namespace, KeyChange, Pins};
+use bkv_auditor::http::route;
+use bkv_auditor::{Auditor, AuditorError};
+
+const NS: &str = DEFAULT_NAMESPACE;
+
+fn keys(n: u8) -> FleetPublicKeys {
+    FleetPublicKeys {
+        key_exchange: [n; 32],
+        transport: [n.wrapping_add(100); 32],
+    }
+}
+
+fn artifact(epoch: u64, k: &FleetPublicKeys) -> Vec<u8> {
+    FleetKeyArtifact::for_fleet(NS, "fleet", epoch, k, 0, u64::MAX)
+        .to_bytes()
+        .unwrap()
+}
+
+/// An auditor with `n` epochs published (1..=n), each counter-signed.
+fn auditor_with(dir: &std::path::Path, n: u64, operator: &OperatorSigningKey) -> Auditor {
+    let mut a = Auditor::open(dir).unwrap();
+    a.register_namespace(NS, 1, artifact_digest(&artifact(1, &keys(1))))
+        .unwrap();
+    for e in 1..=n {
+        let mut b = a
+            .publish(NS, e, &artifact(e, &keys(e as u8)), None, 10 * e)
+            .unwrap();
+        b.countersign(operator);
+        a.add_counter_signature(NS, e, b.counter_signature.unwrap())
+            .unwrap();
+    }
+    a
+}
+
+#[test]
+fn the_auditor_enforces_plexis_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Auditor::open(dir.path()).unwrap();
+    let first = artifact(1, &keys(1));
+    a.register_namespace(NS, 1, artifact_digest(&first))
+        .unwrap();
+    assert_eq!(
+        a.register_namespace(NS, 1, [0; 32]),
+        Err(AuditorError::NamespaceExists)
+    );
+    assert_eq!(
+        a.register_namespace("bad name", 1, [0; 32]),
+        Err(AuditorError::InvalidNamespace)
+    );
+    // The first epoch must be the registered root.
+    assert_eq!(
+        a.publish(NS, 1, &artifact(1, &keys(9)), None, 1),
+        Err(AuditorError::RootMismatch)
+    );
+    assert_eq!(
+        a.publish(NS, 2, &artifact(2, &keys(1)), None, 1),
+        Err(AuditorError::RootMismatch)
+    );
+    a.publish(NS, 1, &first, Some(&artifact_digest(&first)), 1)
+        .unwrap();
+    // A skipped epoch.
+    assert_eq!(
+        a.publish(NS, 3, &artifact(3, &keys(3)), None, 2),
+        Err(AuditorError::EpochSkipped {
+            expected: 2,
+            found: 3
+        })
+    );
+    // A republished epoch.
+    assert_eq!(
+        a.publish(NS, 1, &artifact(1, &keys(4)), None, 2),
+        Err(AuditorError::EpochRepublished(1))
+    );
+    // A digest that is not 32 bytes, or not the artifact's.
+    assert_eq!(
+        a.publish(NS, 2, &artifact(2, &keys(2)), Some(&[1; 31]), 2),
+        Err(AuditorError::BadDigest)
+    );
+    // An artifact that names another epoch.
+    assert!(matches!(
+        a.publish(NS, 2, &artifact(5, &keys(2)), None, 2),
+        Err(AuditorError::BadArtifact(BundleError::EpochMismatch))
+    ));
+    a.publish(NS, 2, &artifact(2, &keys(2)), None, 2).unwrap();
+    assert_eq!(a.entries(NS).unwrap().len(), 2);
+    assert_eq!(
+        a.publish("unknown.ns", 1, &first, None, 1),
+        Err(AuditorError::UnknownNamespace)
+    );
+}
+
+#[test]
+fn a_reused_digest_is_refused() {
+    // Digests are unique: the same artifact bytes cannot be logged twice.
+    // (A canonical artifact names its epoch, so a reuse can only come from a
+    // log whose root is registered again; the rule is checked regardless.)
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Auditor::open(dir.path()).unwrap();
+    let first = artifact(1, &keys(1));
+    a.register_namespace(NS, 1, artifact_digest(&first))
+        .unwrap();
+    a.publish(NS, 1, &first, None, 1).unwrap();
+    // Epoch 2 with epoch 1's bytes: the digest is refused before anything
+    // else about the artifact.
+    assert_eq!(
+        a.publish(NS, 2, &first, None, 2),
+        Err(AuditorError::DigestReused)
+    );
+}
+
+#[test]
+fn an_unauthenticated_publish_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Mutex::new(Auditor::open(dir.path()).unwrap());
+    let first = artifact(1, &keys(1));
+    let body = format!(
+        r#"{{"name":"{NS}","root_epoch":1,"root_digest":"{}"}}"#,
+        to_hex(&artifact_digest(&first))
+    );
+    for auth in [None, Some("Bearer wrong"), Some("Bearer secret-token-x")] {
+        let answer = route(
+            &a,
+            "secret-token",
+            "POST",
+            "/namespaces",
+            auth,
+            body.as_bytes(),
+        );
+        assert_eq!(answer.status, 401, "{auth:?}");
+    }
+    assert!(a.lock().unwrap().namespaces().is_empty());
+    let answer = route(
+        &a,
+        "secret-token",
+        "POST",
+        "/namespaces",
+        Some("Bearer secret-token"),
+        body.as_bytes(),
+    );
+    assert_eq!(answer.status, 201);
+    let publish = serde_json::json!({ "epoch": 1, "artifact": String::from_utf8(first).unwrap() })
+        .to_string();
+    let url = format!("/namespaces/{NS}/audits");
+    assert_eq!(
+        route(&a, "secret-token", "POST", &url, None, publish.as_bytes()).status,
+        401
+    );
+    assert_eq!(a.lock().unwrap().entries(NS).unwrap().len(), 0);
+    let ok = route(
+        &a,
+        "secret-token",
+        "POST",
+        &url,
+        Some("Bearer secret-token"),
+        publish.as_bytes(),
+    );
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    // Reads are open.
+    let info = route(&a, "secret-token", "GET", "/info", None, b"");
+    assert_eq!(info.status, 200);
+    let cp = route(
+        &a,
+        "secret-token",
+        "GET",
+        &format!("/namespaces/{NS}/checkpoint"),
+        None,
+        b"",
+    );
+    assert_eq!(cp.status, 200);
+}
+
+#[test]
+fn after_a_restart_the_auditor_still_has_every_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let operator = OperatorSigningKey::from_bytes(&[3; 32]);
+    let (key, entries, checkpoint) = {
+        let a = auditor_with(dir.path(), 3, &operator);
+        (
+            a.public_key(),
+            a.entries(NS).unwrap(),
+            a.checkpoint(NS).unwrap(),
+        )
+    };
+    let mut a = Auditor::open(dir.path()).unwrap();
+    assert_eq!(a.public_key(), key);
+    assert_eq!(a.entries(NS).unwrap(), entries);
+    assert_eq!(a.checkpoint(NS).unwrap(), checkpoint);
+    for size in 1..=3 {
+        a.checkpoint_at(NS, size).unwrap();
+    }
+    // The rules still hold after the restart, and the log goes on.
+    assert_eq!(
+        a.publish(NS, 3, &artifact(3, &keys(30)), None, 1),
+        Err(AuditorError::EpochRepublished(3))
+    );
+    a.publish(NS, 4, &artifact(4, &keys(4)), None, 40).unwrap();
+    let proof = a.consistency(NS, 3, 4).unwrap();
+    let old = Checkpoint::parse_note(&checkpoint).unwrap().0;
+    let new = Checkpoint::parse_note(&a.checkpoint(NS).unwrap())
+        .unwrap()
+        .0;
+    proof.verify(&old, &new).unwrap();
+}
+
+#[test]
+fn the_auditors_bundles_verify_at_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let operator = OperatorSigningKey::from_bytes(&[3; 32]);
+    let a = auditor_with(dir.path(), 3, &operator);
+    let anchors = TrustAnchors::new(&[a.public_key()], &[operator.public_key()]);
+    for e in 1..=3 {
+        let bundle = a.bundle(NS, e).unwrap();
+        let fleet = anchors.verify(&bundle, 5, Some(1)).unwrap();
+        assert_eq!(fleet.public_keys(), keys(e as u8));
+    }
+}
+
+#[test]
+fn checkpoints_interoperate_with_signed_note_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let operator = OperatorSigningKey::from_bytes(&[3; 32]);
+    let a = auditor_with(dir.path(), 2, &operator);
+    // The auditor's note (made with signed_note) verifies with ours...
+    let note = a.checkpoint(NS).unwrap();
+    let ours = Checkpoint::verify_note(&note, NS, &[a.public_key()]).unwrap();
+    // ...and ours, made by the core, is the same bytes and verifies with
+    // signed_note's verifier.
+    let key = AuditorSigningKey::from_bytes(&[9; 32]);
+    let mine = ours.sign(&key);
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&key.public_key()).unwrap();
+    let verifier =
+        signed_note::StandardVerifier::new(&signed_note::new_ed25519_verifier_key(NS, &vk))
+            .unwrap();
+    let parsed = signed_note::Note::from_bytes(&mine).unwrap();
+    let verifiers = signed_note::VerifierList::new(vec![Box::new(verifier)]);
+    let (verified, _) = parsed.verify(&verifiers).unwrap();
+    assert_eq!(verified.len(), 1);
+    assert_eq!(parsed.text(), ours.body().as_bytes());
+}
+
+#[test]
+fn proofs_agree_with_an_independent_rfc6962_implementation() {
+    // tlog_tiles (Go's tlog, ported) checks ct-merkle's proofs.
+    let mut log = MerkleLog::new();
+    for e in 1..=13u64 {
+        log.push(entry(e, &[e as u8; 32]));
+    }
+    let cp = log.checkpoint(NS);
+    let th = tlog_tiles::Hash(cp.root_hash);
+    for i in 0..13 {
+        let proof = log.prove_inclusion(i).unwrap();
+        let p: Vec<_> = proof.hashes.iter().map(|h| tlog_tiles::Hash(*h)).collect();
+        let leaf = tlog_tiles::record_hash(log.get(i).unwrap());
+        tlog_tiles::check_record(&p, 13, th, i, leaf).unwrap();
+    }
+    for old in 1..13 {
+        let proof = log.prove_consistency(old).unwrap();
+        let p: Vec<_> = proof.hashes.iter().map(|h| tlog_tiles::Hash(*h)).collect();
+        let oh = tlog_tiles::Hash(log.prefix(old).unwrap().checkpoint(NS).root_hash);
+        tlog_tiles::check_tree(&p, 13, th, old, oh).unwrap();
+    }
+}
+
+#[test]
+fn plexi_core_signatures_verify_with_ours() {
+    use plexi_core::{Ciphersuite, Epoch, SignatureMessage as PlexiMessage, SignatureResponse};
+    let digest = artifact_digest(b"fleet keys");
+    for (epoch, ts) in [(0u64, 0u64), (1, 1_700_000_000_000), (u64::MAX, u64::MAX)] {
+        let message = PlexiMessage::new(
+            &Ciphersuite::ProtobufEd25519,
+            NS.to_string(),
+            ts,
+            &Epoch::from(epoch),
+            digest.to_vec(),
+        )
+        .unwrap();
+        let plexi_bytes = message.to_vec().unwrap();
+        let ours = backup_key_vault::bundle::SignatureMessage {
+            namespace: NS,
+            timestamp_ms: ts,
+            epoch,
+            digest,
+        };
+        // The same bytes on the wire.
+        assert_eq!(ours.to_bytes(), plexi_bytes);
+
+        // plexi -> ours: a signature made over plexi's encoding.
+        let sk = ed25519_dalek::SigningKey::from_bytes(&[epoch as u8 ^ 0x5a; 32]);
+        use ed25519_dalek::Signer;
+        let sig = sk.sign(&plexi_bytes).to_bytes();
+        assert!(backup_key_vault::bundle::statement::verify_strict(
+            &sk.verifying_key().to_bytes(),
+            &ours.to_bytes(),
+            &sig
+        ));
+
+        // ours -> plexi: plexi's SignatureResponse::verify accepts our
+        // auditor's signature.
+        let auditor = AuditorSigningKey::from_bytes(&[7; 32]);
+        let our_sig = auditor.sign_statement(&ours);
+        let response = SignatureResponse::new(
+            &Ciphersuite::ProtobufEd25519,
+            &Ciphersuite::ProtobufEd25519,
+            NS.to_string(),
+            ts,
+            &Epoch::from(epoch),
+            digest.to_vec(),
+            our_sig.to_vec(),
+            None,
+            None,
+        );
+        response.verify(&auditor.public_key()).unwrap();
+        // And refuses it for another epoch.
+        let other = SignatureResponse::new(
+            &Ciphersuite::ProtobufEd25519,
+            &Ciphersuite::ProtobufEd25519,
+            NS.to_string(),
+            ts,
+            &Epoch::from(epoch.wrapping_add(1)),
+            digest.to_vec(),
+            our_sig.to_vec(),
+            None,
+            None,
+        );
+        assert!(other.verify(&auditor.public_key()).is_err());
+    }
+}
+
+#[test]
+fn the_monitor_verifies_a_log_and_lists_key_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let operator = OperatorSigningKey::from_bytes(&[3; 32]);
+    let mut a = auditor_with(dir.path(), 2, &operator);
+    // Epoch 3 swaps the two keys' roles and adds nothing.
+    let swapped = FleetPublicKeys {
+        key_exchange: keys(2).transport,
+        transport: keys(2).key_exchange,
+    };
+    let mut b = a.publish(NS, 3, &artifact(3, &swapped), None, 30).unwrap();
+    b.countersign(&operator);
+    a.add_counter_signature(NS, 3, b.counter_signature.unwrap())
+        .unwrap();
+    let export = a.export(NS).unwrap();
+    let pins = Pins {
+        auditor_keys: vec![a.public_key()],
+        operator_keys: vec![operator.public_key()],
+    };
+    let report = verify_namespace(&export, &pins, &mut proofs_from_entries(&export)).unwrap();
+    assert_eq!(report.log_size, 3);
+    assert_eq!(report.checkpoints, 3);
+    assert_eq!(report.consistent_pairs, 3);
+    assert_eq!(report.epochs[0].changes.len(), 2);
+    assert!(report.epochs[1]
+        .changes
+        .iter()
+        .any(|c| matches!(c, KeyChange::Removed { .. })));
+    assert_eq!(report.epochs[2].changes.len(), 2);
+    assert!(report.epochs[2]
+        .changes
+        .iter()
+        .all(|c| matches!(c, KeyChange::RoleChanged { .. })));
+    // A pin the log does not match.
+    let wrong = Pins {
+        auditor_keys: vec![[1; 32]],
+        ..Pins::default()
+    };
+    assert!(verify_namespace(&export, &wrong, &mut proofs_from_entries(&export)).is_err());
+}
+
+#[test]
+fn the_monitor_catches_a_forked_log() {
+    // The auditor (its key) signs two checkpoints that are not consistent:
+    // the real log at size 3, and a fork at size 2 whose second entry is
+    // another digest.
+    let dir = tempfile::tempdir().unwrap();
+    let operator = OperatorSigningKey::from_bytes(&[3; 32]);
+    let a = auditor_with(dir.path(), 3, &operator);
+    let mut export = a.export(NS).unwrap();
+    // The auditor's key, read back from its database for this test.
+    let seed = seed_of(a, dir.path());
+    let key = AuditorSigningKey::from_bytes(&seed);
+    let mut fork = MerkleLog::new();
+    fork.push(entry(1, &artifact_digest(&artifact(1, &keys(1)))));
+    fork.push(entry(2, &[0xee; 32]));
+    export.checkpoints[1] = String::from_utf8(fork.checkpoint(NS).sign(&key)).unwrap();
+    let failure =
+        verify_namespace(&export, &Pins::default(), &mut proofs_from_entries(&export)).unwrap_err();
+    assert!(failure.reason.contains("not consistent"), "{failure}");
+}
+
+#[test]
+fn the_monitor_catches_a_rewritten_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let operator = OperatorSigningKey::from_bytes(&[3; 32]);
+    let a = auditor_with(dir.path(), 3, &operator);
+    let export = a.export(NS).unwrap();
+
+    // The artifact of epoch 2 changed: its digest no longer matches.
+    let mut changed = export.clone();
+    changed.entries[1].artifact = changed.entries[1]
+        .artifact
+        .replace("\"fleet\"", "\"fleeT\"");
+    let failure = verify_namespace(
+        &changed,
+        &Pins::default(),
+        &mut proofs_from_entries(&changed),
+    )
+    .unwrap_err();
+    assert_eq!(failure.epoch, Some(2));
+
+    // A rewritten entry with a fresh, valid signature from the auditor's
+    // key: the signatures check out, but the signed checkpoints do not
+    // contain it. The proofs come from the auditor, which kept the original.
+    let mut rewritten = export.clone();
+    let other = artifact(2, &keys(77));
+    rewritten.entries[1].artifact = String::from_utf8(other.clone()).unwrap();
+    rewritten.entries[1].digest = to_hex(&artifact_digest(&other));
+    let seed = seed_of(a, dir.path());
+    let key = AuditorSigningKey::from_bytes(&seed);
+    let statement = backup_key_vault::bundle::SignatureMessage {
+        namespace: NS,
+        timestamp_ms: rewritten.entries[1].timestamp_ms,
+        epoch: 2,
+        digest: artifact_digest(&other),
+    };
+    let sig = key.sign_statement(&statement);
+    rewritten.entries[1].signature = to_hex(&sig);
+    rewritten.entries[1].counter_signature = Some(to_hex(&operator.countersign(&sig)));
+    let auditor = Auditor::open(dir.path()).unwrap();
+    let mut from_auditor = |old, new| auditor.consistency(NS, old, new).map_err(|e| e.to_string());
+    let failure = verify_namespace(&rewritten, &Pins::default(), &mut from_auditor).unwrap_err();
+    assert_eq!(failure.epoch, Some(2), "{failure}");
+    assert!(failure.reason.contains("rewritten"), "{failure}");
+
+    // A missing counter-signature.
+    let mut unsigned = export.clone();
+    unsigned.entries[2].counter_signature = None;
+    let failure = verify_namespace(
+        &unsigned,
+        &Pins::default(),
+        &mut proofs_from_entries(&unsigned),
+    )
+    .unwrap_err();
+    assert_eq!(failure.epoch, Some(3));
+}
+
+fn seed_of(a: Auditor, dir: &std::path::Path) -> [u8; 32] {
+    drop(a);
+    let db = redb::Database::open(dir.join("auditor.redb")).unwrap();
+    use redb::ReadableDatabase;
+    let t = db.begin_read().unwrap();
+    let meta = t
+        .open_table(redb::TableDefinition::<&str, &[u8]>::new("meta"))
+        .unwrap();
+    let v: [u8; 32] = meta
+        .get("signing_key")
+        .unwrap()
+        .unwrap()
+        .value()
+        .try_into()
+        .unwrap();
+    v
+}
