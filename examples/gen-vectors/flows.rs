@@ -1,0 +1,1307 @@
+//! The conformance flows of `vectors/` (SPEC.md §12): each one runs a real
+//! vault and real clients from fixed seeds and records every input, every
+//! random draw, every message, every committed command and every derived
+//! value the SPEC names.
+//!
+//! Used by the generator (`cargo run -p backup-key-vault --example
+//! gen-vectors`, which writes the files) and by `tests/vectors.rs` (which
+//! regenerates them and demands byte equality, then checks the values
+//! independently).
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+
+use backup_key_vault::client::{
+    AwaitingKeyRelease, AwaitingRecoveryResponse, ClientConfig, Recovery, Registration,
+};
+use backup_key_vault::derive;
+use backup_key_vault::suite::{KeyStretching, Suite};
+use backup_key_vault::vault::{
+    Applied, Command, MemoryStore, RecordSlot, RecordStore, Vault, VaultPolicy,
+};
+use backup_key_vault::wire::{
+    self, KeyRelease, RecoveryFinish, RecoveryResponse, RecoveryStart, RegistrationConfirmation,
+    RegistrationRequest, RegistrationResponse, RegistrationUpload, Rejection,
+};
+use backup_key_vault::{
+    BackupKey, ClientError, FleetSecrets, RecordId, RecoveryCode, SessionId, StoreError,
+    StretchingParams, VaultError, WireError,
+};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::ChaCha20Poly1305;
+use opaque_ke::{
+    ClientLogin, ClientLoginFinishParameters, ClientRegistration,
+    ClientRegistrationFinishParameters, CredentialResponse, Identifiers,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{CryptoRng, RngCore, SeedableRng};
+use serde_json::{json, Map, Value};
+
+/// How every RNG of the vectors is made.
+pub const RNG: &str = "rand_chacha 0.3 ChaCha20Rng::seed_from_u64(seed); every draw is listed";
+
+/// The command that rewrites the vectors.
+pub const GENERATOR: &str = "cargo run -p backup-key-vault --example gen-vectors";
+
+/// The files this module produces, by name (without `.json`).
+pub const FLOWS: &[&str] = &[
+    "registration",
+    "recovery-success",
+    "recovery-wrong-code",
+    "lockout",
+    "negative",
+];
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// ----- Deterministic randomness, recorded --------------------------------
+
+/// Forwards to a seeded RNG and records every draw, in order.
+pub struct Recorder {
+    inner: ChaCha20Rng,
+    draws: Vec<Vec<u8>>,
+}
+
+impl Recorder {
+    pub fn new(seed: u64) -> Self {
+        Self {
+            inner: ChaCha20Rng::seed_from_u64(seed),
+            draws: Vec::new(),
+        }
+    }
+
+    /// The draws since the last call.
+    pub fn take(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.draws)
+    }
+}
+
+impl RngCore for Recorder {
+    fn next_u32(&mut self) -> u32 {
+        let v = self.inner.next_u32();
+        self.draws.push(v.to_le_bytes().to_vec());
+        v
+    }
+    fn next_u64(&mut self) -> u64 {
+        let v = self.inner.next_u64();
+        self.draws.push(v.to_le_bytes().to_vec());
+        v
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.inner.fill_bytes(dest);
+        self.draws.push(dest.to_vec());
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl CryptoRng for Recorder {}
+
+/// Hands out recorded draws again, in order, checking each length: used to
+/// recompute OPAQUE values with opaque-ke directly.
+pub struct Replay(VecDeque<Vec<u8>>);
+
+impl Replay {
+    pub fn new(draws: &[Vec<u8>]) -> Self {
+        Self(draws.iter().cloned().collect())
+    }
+}
+
+impl RngCore for Replay {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        let draw = self.0.pop_front().expect("a recorded draw is left");
+        assert_eq!(
+            draw.len(),
+            dest.len(),
+            "draws replayed in the recorded order"
+        );
+        dest.copy_from_slice(&draw);
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl CryptoRng for Replay {}
+
+/// Names each draw of one call by its position (SPEC.md §12 lists them);
+/// panics if the implementation drew something else.
+fn draws_json(call: &str, draws: &[Vec<u8>]) -> Value {
+    let purposes: &[(&str, usize)] = match call {
+        "FleetSecrets::generate" => &[
+            ("oprf_seed", 64),
+            ("ke_sk: 64 bytes reduced mod l (little-endian)", 64),
+            ("tr_sk", 32),
+        ],
+        "Registration::start" => &[
+            (
+                "OPRF blind: 64 bytes reduced mod l (little-endian); redrawn if zero",
+                64,
+            ),
+            (
+                "HPKE ikmE: ephemeral key = DeriveKeyPair(ikmE) (RFC 9180)",
+                32,
+            ),
+        ],
+        "AwaitingRegistrationResponse::finish" => &[("OPAQUE envelope_nonce", 32)],
+        "Vault::registration_request" => &[("oprf_nonce (§4.3)", 32), ("session_id", 16)],
+        "Recovery::start" => &[
+            (
+                "OPRF blind: 64 bytes reduced mod l (little-endian); redrawn if zero",
+                64,
+            ),
+            (
+                "client_keyshare_seed (RFC 9807 DeriveDiffieHellmanKeyPair)",
+                32,
+            ),
+            ("client_nonce", 32),
+        ],
+        "Vault::recovery_start" => &[
+            (
+                "fake-record masking_key (drawn on every KE2, used only on the fake path)",
+                64,
+            ),
+            ("masking_nonce", 32),
+            (
+                "server_keyshare_seed (RFC 9807 DeriveDiffieHellmanKeyPair)",
+                32,
+            ),
+            ("server_nonce", 32),
+            ("session_id", 16),
+        ],
+        _ => &[],
+    };
+    if draws.is_empty() {
+        return json!([]);
+    }
+    assert_eq!(
+        draws.iter().map(Vec::len).collect::<Vec<_>>(),
+        purposes.iter().map(|p| p.1).collect::<Vec<_>>(),
+        "{call} drew other randomness than SPEC.md §12 lists"
+    );
+    Value::Array(
+        draws
+            .iter()
+            .zip(purposes)
+            .map(|(d, (purpose, _))| json!({ "purpose": purpose, "hex": hex(d) }))
+            .collect(),
+    )
+}
+
+// ----- Errors and results as data -----------------------------------------
+
+pub fn wire_error(e: &WireError) -> Value {
+    match e {
+        WireError::Empty => json!({ "error": "Empty" }),
+        WireError::UnknownType(t) => json!({ "error": "UnknownType", "type": t }),
+        WireError::WrongType { expected, found } => {
+            json!({ "error": "WrongType", "expected": expected, "found": found })
+        }
+        WireError::UnsupportedVersion(v) => json!({ "error": "UnsupportedVersion", "version": v }),
+        WireError::Length { expected, found } => {
+            json!({ "error": "Length", "expected": expected, "found": found })
+        }
+        WireError::InvalidField(f) => json!({ "error": "InvalidField", "field": f }),
+        other => json!({ "error": format!("{other:?}") }),
+    }
+}
+
+pub fn vault_error(e: &VaultError) -> Value {
+    let mut v = match e {
+        VaultError::Wire(w) => json!({ "error": "Wire", "wire": wire_error(w) }),
+        other => json!({ "error": format!("{other:?}") }),
+    };
+    let code = wire::RejectionCode::from(*e);
+    v["rejection"] = json!(hex(&Rejection { code }.to_bytes()));
+    v
+}
+
+pub fn client_error(e: &ClientError) -> Value {
+    match e {
+        ClientError::Wire(w) => json!({ "error": "Wire", "wire": wire_error(w) }),
+        other => json!({ "error": format!("{other:?}") }),
+    }
+}
+
+fn applied(a: &Result<Applied, StoreError>) -> Value {
+    match a {
+        Ok(Applied::Registered { generation }) => {
+            json!({ "result": "Registered", "generation": generation })
+        }
+        Ok(Applied::Charged { attempts_remaining }) => {
+            json!({ "result": "Charged", "attempts_remaining": attempts_remaining })
+        }
+        Ok(Applied::Refused(r)) => json!({ "result": "Refused", "refusal": format!("{r:?}") }),
+        Ok(other) => json!({ "result": format!("{other:?}") }),
+        Err(_) => json!({ "result": "StoreError" }),
+    }
+}
+
+fn slot(s: Option<RecordSlot>) -> Value {
+    match s {
+        None => json!({ "state": "absent" }),
+        Some(s) => {
+            let (state, used) = match &s {
+                RecordSlot::Live(r) => ("live", json!(r.attempts_used)),
+                RecordSlot::Erased { .. } => ("erased", Value::Null),
+            };
+            json!({
+                "state": state,
+                "generation": s.generation(),
+                "attempts_used": used,
+                "encoding": hex(&s.to_bytes()),
+            })
+        }
+    }
+}
+
+// ----- A store that records what is committed ------------------------------
+
+#[derive(Default)]
+pub struct RecordingStore {
+    inner: MemoryStore,
+    log: Vec<Value>,
+}
+
+impl RecordStore for RecordingStore {
+    fn load(&self, record_id: &RecordId) -> Result<Option<RecordSlot>, StoreError> {
+        self.inner.load(record_id)
+    }
+    fn commit(&mut self, command: &Command) -> Result<Applied, StoreError> {
+        let result = self.inner.commit(command);
+        self.log.push(json!({
+            "command": hex(&command.to_bytes()),
+            "applied": applied(&result),
+        }));
+        result
+    }
+}
+
+// ----- One flow -------------------------------------------------------------
+
+/// Opens a ChaCha20-Poly1305 box with a zero nonce (SPEC.md notation `Open`).
+pub fn open(key: &[u8], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    ChaCha20Poly1305::new_from_slice(key)
+        .ok()?
+        .decrypt(&[0u8; 12].into(), Payload { msg: sealed, aad })
+        .ok()
+}
+
+pub struct Flow {
+    name: &'static str,
+    description: &'static str,
+    seeds: Map<String, Value>,
+    fleet: FleetSecrets,
+    fleet_json: Value,
+    policy: VaultPolicy,
+    vault: Vault<RecordingStore>,
+    vault_rng: Recorder,
+    config: ClientConfig,
+    record_id: RecordId,
+    now: u64,
+    steps: Vec<Value>,
+    negative: Vec<Value>,
+}
+
+pub struct RegisteredClient {
+    pub export_key: Vec<u8>,
+    pub backup_key: [u8; 32],
+}
+
+pub struct RecoveryOutcome {
+    pub release: Option<KeyRelease>,
+    pub ke2: Option<RecoveryResponse>,
+}
+
+impl Flow {
+    pub fn new(
+        name: &'static str,
+        description: &'static str,
+        fleet_seed: u64,
+        vault_seed: u64,
+        policy: VaultPolicy,
+    ) -> Self {
+        let mut rng = Recorder::new(fleet_seed);
+        let fleet = FleetSecrets::generate(&mut rng);
+        let draws = rng.take();
+        let bytes = fleet.to_bytes();
+        let oprf_seed: [u8; 64] = bytes[1..65].try_into().unwrap();
+        let public = fleet.public_keys();
+        let record_id = RecordId([0x42; 32]);
+        let dummy_pk = derive::dummy_public_key(&oprf_seed);
+        let fleet_json = json!({
+            "rng_draws": draws_json("FleetSecrets::generate", &draws),
+            "secrets": hex(&bytes[..]),
+            "oprf_seed": hex(&oprf_seed),
+            "ke_sk": hex(&bytes[65..97]),
+            "tr_sk": hex(&bytes[97..129]),
+            "ke_pk": hex(&public.key_exchange),
+            "tr_pk": hex(&public.transport),
+            "dummy_key_wide": hex(&derive::dummy_key_wide(&oprf_seed)[..]),
+            "dummy_pk": hex(&dummy_pk),
+            "server_setup": hex(&[&bytes[1..97], &dummy_pk[..]].concat()),
+            "K_unknown": hex(&derive::unknown_record_nonce_key(&oprf_seed)[..]),
+        });
+        let config = ClientConfig::insecure_test_only(public);
+        let vault = Vault::new(&fleet, policy.clone(), RecordingStore::default()).unwrap();
+        let mut seeds = Map::new();
+        seeds.insert("fleet".into(), json!(fleet_seed));
+        seeds.insert("vault".into(), json!(vault_seed));
+        Self {
+            name,
+            description,
+            seeds,
+            fleet,
+            fleet_json,
+            policy,
+            vault,
+            vault_rng: Recorder::new(vault_seed),
+            config,
+            record_id,
+            now: 1_700_000_000_000,
+            steps: Vec::new(),
+            negative: Vec::new(),
+        }
+    }
+
+    fn oprf_seed(&self) -> [u8; 64] {
+        self.fleet.to_bytes()[1..65].try_into().unwrap()
+    }
+
+    fn tr_sk(&self) -> [u8; 32] {
+        self.fleet.to_bytes()[97..129].try_into().unwrap()
+    }
+
+    fn commits(&mut self) -> Value {
+        Value::Array(std::mem::take(&mut self.vault.store_mut().log))
+    }
+
+    fn slot(&self) -> Value {
+        slot(self.vault.store().load(&self.record_id).unwrap())
+    }
+
+    fn client_seed(&mut self, role: &str, seed: u64) -> Recorder {
+        self.seeds.insert(role.into(), json!(seed));
+        Recorder::new(seed)
+    }
+
+    fn push(&mut self, step: Value) {
+        let mut step = step;
+        step["step"] = json!(self.steps.len() + 1);
+        self.steps.push(step);
+    }
+
+    pub fn advance(&mut self, ms: u64) {
+        self.now += ms;
+        self.push(json!({ "actor": "relay", "call": "time passes", "now_ms": self.now }));
+    }
+
+    /// §6.1 and §7.1: the four registration messages.
+    pub fn register(
+        &mut self,
+        role: &str,
+        seed: u64,
+        code: &[u8],
+        key: [u8; 32],
+    ) -> RegisteredClient {
+        let record_id = self.record_id;
+        let mut rng = self.client_seed(role, seed);
+        let code_value = RecoveryCode::new(code).unwrap();
+        let (state, request) =
+            Registration::start(&mut rng, &self.config, record_id, &code_value, None).unwrap();
+        let start_draws = rng.take();
+        let keys = derive::registration_keys(&self.tr_sk(), &request.encapsulated_key, &record_id)
+            .unwrap();
+        let opaque_request =
+            ClientRegistration::<Suite>::start(&mut Replay::new(&start_draws[..1]), code).unwrap();
+        let plaintext = [&opaque_request.message.serialize()[..], &[0u8], &[0u8; 32]].concat();
+        self.push(json!({
+            "actor": "client", "rng": role, "call": "Registration::start",
+            "inputs": {
+                "record_id": hex(record_id.as_bytes()),
+                "recovery_code": hex(code),
+                "stretching": params(&StretchingParams::INSECURE_TEST_ONLY),
+                "rekey": null,
+            },
+            "rng_draws": draws_json("Registration::start", &start_draws),
+            "output": { "message": "RegistrationRequest", "hex": hex(&request.to_bytes()) },
+            "values": {
+                "opaque_registration_request": hex(&opaque_request.message.serialize()),
+                "sealed_plaintext": hex(&plaintext),
+                "hpke_info": hex(&derive::hpke_info(&record_id)),
+                "hpke_aad": hex(&derive::registration_request_aad(&record_id, &request.encapsulated_key)),
+                "K_resp": hex(&keys.response[..]),
+                "K_upload": hex(&keys.upload[..]),
+                "K_confirm": hex(&keys.confirm[..]),
+            },
+        }));
+
+        let response = self
+            .vault
+            .registration_request(&mut self.vault_rng, self.now, &request)
+            .unwrap();
+        let draws = self.vault_rng.take();
+        let oprf_nonce: [u8; 32] = draws[0].clone().try_into().unwrap();
+        let cid = derive::credential_identifier(&record_id, &oprf_nonce);
+        let oprf_key_seed = derive::oprf_key_seed(&self.oprf_seed(), &cid);
+        let response_aad = derive::response_aad(&record_id, &response.session_id);
+        let opaque_response = open(&keys.response[..], &response_aad, &response.sealed).unwrap();
+        let commits = self.commits();
+        self.push(json!({
+            "actor": "vault", "rng": "vault", "call": "Vault::registration_request",
+            "now_ms": self.now,
+            "input": hex(&request.to_bytes()),
+            "rng_draws": draws_json("Vault::registration_request", &draws),
+            "commits": commits,
+            "output": { "message": "RegistrationResponse", "hex": hex(&response.to_bytes()) },
+            "values": {
+                "credential_identifier": hex(&cid),
+                "oprf_key_seed": hex(&oprf_key_seed[..]),
+                "oprf_key": hex(&oprf_key(&oprf_key_seed[..])),
+                "opaque_registration_response": hex(&opaque_response),
+                "response_aad": hex(&response_aad),
+            },
+        }));
+
+        let (state, upload) = state
+            .finish(&mut rng, &response, Some(BackupKey::from_bytes(key)))
+            .unwrap();
+        let finish_draws = rng.take();
+        // Recompute with opaque-ke directly, from the recorded draws.
+        let ksf = KeyStretching::new(StretchingParams::INSECURE_TEST_ONLY);
+        let opaque = ClientRegistration::<Suite>::start(&mut Replay::new(&start_draws[..1]), code)
+            .unwrap()
+            .state
+            .finish(
+                &mut Replay::new(&finish_draws),
+                code,
+                opaque_ke::RegistrationResponse::deserialize(&opaque_response).unwrap(),
+                ClientRegistrationFinishParameters::new(Identifiers::default(), Some(&ksf)),
+            )
+            .unwrap();
+        let export_key = opaque.export_key.to_vec();
+        let wrapped = derive::wrapped_key(&export_key, &record_id, &key);
+        let upload_plaintext = [
+            &opaque.message.serialize()[..],
+            &StretchingParams::INSECURE_TEST_ONLY.to_bytes(),
+            &wrapped,
+        ]
+        .concat();
+        let upload_aad = derive::upload_aad(&record_id, &upload.session_id);
+        assert_eq!(
+            open(&keys.upload[..], &upload_aad, &upload.sealed).unwrap(),
+            upload_plaintext,
+            "the client's upload is what the SPEC says"
+        );
+        self.push(json!({
+            "actor": "client", "rng": role, "call": "AwaitingRegistrationResponse::finish",
+            "inputs": { "message": hex(&response.to_bytes()), "backup_key": hex(&key) },
+            "rng_draws": draws_json("AwaitingRegistrationResponse::finish", &finish_draws),
+            "output": { "message": "RegistrationUpload", "hex": hex(&upload.to_bytes()) },
+            "values": {
+                "export_key": hex(&export_key),
+                "K_wrap": hex(&derive::wrap_key(&export_key, &record_id)[..]),
+                "wrap_aad": hex(&derive::wrap_aad(&record_id)),
+                "wrapped_key": hex(&wrapped),
+                "registration_record": hex(&opaque.message.serialize()),
+                "upload_plaintext": hex(&upload_plaintext),
+                "upload_aad": hex(&upload_aad),
+            },
+        }));
+
+        let confirmation = self.vault.registration_upload(self.now, &upload).unwrap();
+        let commits = self.commits();
+        let confirm_aad = derive::confirm_aad(&record_id, &confirmation.session_id);
+        let generation = open(&keys.confirm[..], &confirm_aad, &confirmation.sealed).unwrap();
+        let slot = self.slot();
+        self.push(json!({
+            "actor": "vault", "rng": "vault", "call": "Vault::registration_upload",
+            "now_ms": self.now,
+            "input": hex(&upload.to_bytes()),
+            "rng_draws": [],
+            "commits": commits,
+            "output": { "message": "RegistrationConfirmation", "hex": hex(&confirmation.to_bytes()) },
+            "values": { "confirm_plaintext": hex(&generation), "confirm_aad": hex(&confirm_aad) },
+            "slot_after": slot,
+        }));
+
+        // Negative: what the client refuses instead of this confirmation.
+        let mut other = confirmation.clone();
+        other.session_id.0[0] ^= 1;
+        let mut flipped = confirmation.clone();
+        flipped.sealed[0] ^= 1;
+        let registered = state.finish(&confirmation).unwrap();
+        self.push(json!({
+            "actor": "client", "rng": role, "call": "AwaitingRegistrationConfirmation::finish",
+            "inputs": { "message": hex(&confirmation.to_bytes()) },
+            "output": {
+                "generation": registered.generation,
+                "backup_key": hex(registered.backup_key.expose_secret()),
+            },
+        }));
+        for (what, msg) in [
+            ("session id changed", other),
+            ("ciphertext bit flipped", flipped),
+        ] {
+            let err = self
+                .registration_client_at_confirmation(seed, code, &response, key)
+                .finish(&msg);
+            let err = refused(err);
+            self.negative.push(json!({
+                "actor": "client", "rng": role,
+                "call": "AwaitingRegistrationConfirmation::finish",
+                "state": "the client of this flow's registration, after its upload",
+                "case": what,
+                "input": hex(&msg.to_bytes()),
+                "error": client_error(&err),
+            }));
+        }
+        for (what, msg) in tampered_responses(&response) {
+            let (mut rng, state) = self.registration_client(seed, code);
+            let err = refused(state.finish(&mut rng, &msg, Some(BackupKey::from_bytes(key))));
+            self.negative.push(json!({
+                "actor": "client", "rng": role,
+                "call": "AwaitingRegistrationResponse::finish",
+                "state": "the client of this flow's registration, after its request",
+                "case": what,
+                "input": hex(&msg.to_bytes()),
+                "error": client_error(&err),
+            }));
+        }
+        RegisteredClient {
+            export_key,
+            backup_key: key,
+        }
+    }
+
+    fn registration_client(
+        &self,
+        seed: u64,
+        code: &[u8],
+    ) -> (
+        ChaCha20Rng,
+        backup_key_vault::client::AwaitingRegistrationResponse,
+    ) {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let code = RecoveryCode::new(code).unwrap();
+        let (state, _) =
+            Registration::start(&mut rng, &self.config, self.record_id, &code, None).unwrap();
+        (rng, state)
+    }
+
+    fn registration_client_at_confirmation(
+        &self,
+        seed: u64,
+        code: &[u8],
+        response: &RegistrationResponse,
+        key: [u8; 32],
+    ) -> backup_key_vault::client::AwaitingRegistrationConfirmation {
+        let (mut rng, state) = self.registration_client(seed, code);
+        state
+            .finish(&mut rng, response, Some(BackupKey::from_bytes(key)))
+            .unwrap()
+            .0
+    }
+
+    fn recovery_client(&self, seed: u64, code: &[u8]) -> (ChaCha20Rng, AwaitingRecoveryResponse) {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let code = RecoveryCode::new(code).unwrap();
+        let (state, _) = Recovery::start(&mut rng, &self.config, self.record_id, &code).unwrap();
+        (rng, state)
+    }
+
+    /// §6.2 and §7.2–7.3: KE1 to key release, as far as it goes. With
+    /// `attacker_ke3`, a relay that holds the KE2 sends a garbage KE3.
+    pub fn recover(
+        &mut self,
+        role: &str,
+        seed: u64,
+        code: &[u8],
+        attacker_ke3: bool,
+    ) -> RecoveryOutcome {
+        let record_id = self.record_id;
+        let mut rng = self.client_seed(role, seed);
+        let code_value = RecoveryCode::new(code).unwrap();
+        let (state, ke1) = Recovery::start(&mut rng, &self.config, record_id, &code_value).unwrap();
+        let start_draws = rng.take();
+        self.push(json!({
+            "actor": "client", "rng": role, "call": "Recovery::start",
+            "inputs": { "record_id": hex(record_id.as_bytes()), "recovery_code": hex(code) },
+            "rng_draws": draws_json("Recovery::start", &start_draws),
+            "output": { "message": "RecoveryStart", "hex": hex(&ke1.to_bytes()) },
+        }));
+
+        let answer = self
+            .vault
+            .recovery_start(&mut self.vault_rng, self.now, &ke1);
+        let draws = self.vault_rng.take();
+        let commits = self.commits();
+        let slot = self.slot();
+        let ke2 = match answer {
+            Ok(ke2) => ke2,
+            Err(e) => {
+                self.push(json!({
+                    "actor": "vault", "rng": "vault", "call": "Vault::recovery_start",
+                    "now_ms": self.now,
+                    "input": hex(&ke1.to_bytes()),
+                    "rng_draws": draws_json("Vault::recovery_start", &draws),
+                    "commits": commits,
+                    "output": vault_error(&e),
+                    "slot_after": slot,
+                }));
+                return RecoveryOutcome {
+                    release: None,
+                    ke2: None,
+                };
+            }
+        };
+        let oprf_seed = self.oprf_seed();
+        self.push(json!({
+            "actor": "vault", "rng": "vault", "call": "Vault::recovery_start",
+            "now_ms": self.now,
+            "input": hex(&ke1.to_bytes()),
+            "rng_draws": draws_json("Vault::recovery_start", &draws),
+            "commits": commits,
+            "output": { "message": "RecoveryResponse", "hex": hex(&ke2.to_bytes()) },
+            "values": {
+                "opaque_context": hex(&derive::opaque_context(&record_id)),
+                "unknown_record_nonce": hex(&derive::unknown_record_nonce(&oprf_seed, &record_id)),
+            },
+            "slot_after": slot,
+        }));
+
+        let finished = state.finish(&mut rng, &ke2);
+        let finish_draws = rng.take();
+        let (state, ke3) = match finished {
+            Ok(ok) => ok,
+            Err(e) => {
+                self.push(json!({
+                    "actor": "client", "rng": role, "call": "AwaitingRecoveryResponse::finish",
+                    "inputs": { "message": hex(&ke2.to_bytes()) },
+                    "rng_draws": draws_json("AwaitingRecoveryResponse::finish", &finish_draws),
+                    "output": client_error(&e),
+                }));
+                if attacker_ke3 {
+                    self.attacker_ke3(ke2.session_id);
+                }
+                return RecoveryOutcome {
+                    release: None,
+                    ke2: Some(ke2),
+                };
+            }
+        };
+        // Recompute the OPAQUE keys with opaque-ke directly.
+        let ksf = KeyStretching::new(ke2.stretching);
+        let context = derive::opaque_context(&record_id);
+        let login = ClientLogin::<Suite>::start(&mut Replay::new(&start_draws), code)
+            .unwrap()
+            .state
+            .finish(
+                &mut Replay::new(&finish_draws),
+                code,
+                CredentialResponse::deserialize(&ke2.ke2).unwrap(),
+                ClientLoginFinishParameters::new(
+                    Some(&context),
+                    Identifiers::default(),
+                    Some(&ksf),
+                ),
+            )
+            .unwrap();
+        assert_eq!(&login.message.serialize()[..], &ke3.ke3[..]);
+        let session_key = login.session_key.to_vec();
+        let export_key = login.export_key.to_vec();
+        let sid = ke2.session_id;
+        self.push(json!({
+            "actor": "client", "rng": role, "call": "AwaitingRecoveryResponse::finish",
+            "inputs": { "message": hex(&ke2.to_bytes()) },
+            "rng_draws": draws_json("AwaitingRecoveryResponse::finish", &finish_draws),
+            "output": { "message": "RecoveryFinish", "hex": hex(&ke3.to_bytes()) },
+            "values": {
+                "session_key": hex(&session_key),
+                "export_key": hex(&export_key),
+                "K_release": hex(&derive::release_key(&session_key, &record_id, &sid)[..]),
+                "K_wrap": hex(&derive::wrap_key(&export_key, &record_id)[..]),
+                "rekey_token": hex(&derive::rekey_token(&session_key, &record_id, &sid)[..]),
+                "release_aad": hex(&derive::release_aad(&record_id, &sid)),
+            },
+        }));
+
+        let answer = self.vault.recovery_finish(self.now, &ke3);
+        let commits = self.commits();
+        let slot = self.slot();
+        let release = match answer {
+            Ok(release) => release,
+            Err(e) => {
+                self.push(json!({
+                    "actor": "vault", "call": "Vault::recovery_finish", "now_ms": self.now,
+                    "input": hex(&ke3.to_bytes()), "commits": commits,
+                    "output": vault_error(&e), "slot_after": slot,
+                }));
+                return RecoveryOutcome {
+                    release: None,
+                    ke2: Some(ke2),
+                };
+            }
+        };
+        self.push(json!({
+            "actor": "vault", "call": "Vault::recovery_finish", "now_ms": self.now,
+            "input": hex(&ke3.to_bytes()),
+            "commits": commits,
+            "output": { "message": "KeyRelease", "hex": hex(&release.to_bytes()) },
+            "slot_after": slot,
+        }));
+        let recovered = state.finish(&release).unwrap();
+        self.push(json!({
+            "actor": "client", "rng": role, "call": "AwaitingKeyRelease::finish",
+            "inputs": { "message": hex(&release.to_bytes()) },
+            "output": { "backup_key": hex(recovered.backup_key.expose_secret()) },
+        }));
+
+        // Negative: what this client refuses instead of the genuine answers.
+        for (what, msg) in tampered_ke2s(&ke2) {
+            let (mut rng, state) = self.recovery_client(seed, code);
+            let err = refused(state.finish(&mut rng, &msg));
+            self.negative.push(json!({
+                "actor": "client", "rng": role, "call": "AwaitingRecoveryResponse::finish",
+                "state": "this recovery's client, after its KE1",
+                "case": what, "input": hex(&msg.to_bytes()), "error": client_error(&err),
+            }));
+        }
+        let mut other = release.clone();
+        other.session_id.0[0] ^= 1;
+        let mut flipped = release.clone();
+        flipped.sealed[63] ^= 1;
+        for (what, msg) in [("session id changed", other), ("tag bit flipped", flipped)] {
+            let err = self.release_client(seed, code, &ke2).finish(&msg);
+            let err = refused(err);
+            self.negative.push(json!({
+                "actor": "client", "rng": role, "call": "AwaitingKeyRelease::finish",
+                "state": "this recovery's client, after its KE3",
+                "case": what, "input": hex(&msg.to_bytes()), "error": client_error(&err),
+            }));
+        }
+        RecoveryOutcome {
+            release: Some(release),
+            ke2: Some(ke2),
+        }
+    }
+
+    fn release_client(&self, seed: u64, code: &[u8], ke2: &RecoveryResponse) -> AwaitingKeyRelease {
+        let (mut rng, state) = self.recovery_client(seed, code);
+        state.finish(&mut rng, ke2).unwrap().0
+    }
+
+    /// The relay answers a KE2 it holds with a KE3 of its own.
+    pub fn attacker_ke3(&mut self, session_id: SessionId) {
+        let ke3 = RecoveryFinish {
+            record_id: self.record_id,
+            session_id,
+            ke3: [0x5A; wire::KE3_LEN],
+        };
+        let err = self.vault.recovery_finish(self.now, &ke3).unwrap_err();
+        let commits = self.commits();
+        let slot = self.slot();
+        self.push(json!({
+            "actor": "relay", "call": "Vault::recovery_finish", "now_ms": self.now,
+            "input": hex(&ke3.to_bytes()),
+            "commits": commits,
+            "output": vault_error(&err),
+            "slot_after": slot,
+        }));
+    }
+
+    pub fn finish(mut self) -> Value {
+        let policy = &self.policy;
+        let slot = self.slot();
+        let mut out = json!({
+            "flow": self.name,
+            "description": self.description,
+            "spec": "SPEC.md §12",
+            "generator": GENERATOR,
+            "rng": RNG,
+            "seeds": Value::Object(std::mem::take(&mut self.seeds)),
+            "vault_policy": {
+                "max_attempts": policy.max_attempts,
+                "session_ttl_ms": policy.session_ttl_ms,
+                "stretching_floor": params(&policy.stretching_floor),
+                "unknown_record_stretching": params(&policy.unknown_record_stretching),
+            },
+            "client_config": {
+                "constructor": "ClientConfig::insecure_test_only",
+                "stretching": params(&StretchingParams::INSECURE_TEST_ONLY),
+                "floor": params(&StretchingParams::INSECURE_TEST_ONLY),
+                "ceiling": params(&StretchingParams::DEFAULT_CEILING),
+            },
+            "record_id": hex(self.record_id.as_bytes()),
+            "fleet": self.fleet_json.clone(),
+            "steps": Value::Array(std::mem::take(&mut self.steps)),
+            "final_slot": slot,
+        });
+        if !self.negative.is_empty() {
+            out["negative"] = Value::Array(std::mem::take(&mut self.negative));
+        }
+        out
+    }
+}
+
+/// The error of a call that must fail (client states have no `Debug`).
+fn refused<T, E>(result: Result<T, E>) -> E {
+    match result {
+        Ok(_) => panic!("a tampered answer was accepted"),
+        Err(e) => e,
+    }
+}
+
+fn params(p: &StretchingParams) -> Value {
+    json!({ "m_cost": p.m_cost, "t_cost": p.t_cost, "p_cost": p.p_cost, "encoding": hex(&p.to_bytes()) })
+}
+
+/// RFC 9497 `DeriveKeyPair(seed, "OPAQUE-DeriveKeyPair")`, mode OPRF, for
+/// ristretto255-SHA512: the record's OPRF private key (little-endian).
+pub fn oprf_key(seed: &[u8]) -> [u8; 32] {
+    voprf::derive_key::<voprf::Ristretto255>(seed, b"OPAQUE-DeriveKeyPair", voprf::Mode::Oprf)
+        .unwrap()
+        .to_bytes()
+}
+
+fn tampered_responses(r: &RegistrationResponse) -> Vec<(&'static str, RegistrationResponse)> {
+    let mut sid = r.clone();
+    sid.session_id.0[15] ^= 0x80;
+    let mut body = r.clone();
+    body.sealed[0] ^= 1;
+    let mut tag = r.clone();
+    tag.sealed[79] ^= 1;
+    vec![
+        ("session id changed (replayed into another session)", sid),
+        ("ciphertext bit flipped", body),
+        ("tag bit flipped", tag),
+    ]
+}
+
+fn tampered_ke2s(r: &RecoveryResponse) -> Vec<(&'static str, RecoveryResponse)> {
+    let mut evaluated = r.clone();
+    evaluated.ke2[0] ^= 1;
+    let mut mac = r.clone();
+    mac.ke2[319] ^= 1;
+    let mut masked = r.clone();
+    masked.ke2[64] ^= 1;
+    let mut invalid_point = r.clone();
+    invalid_point.ke2[..32].fill(0xFF);
+    let mut above = r.clone();
+    above.stretching = StretchingParams {
+        m_cost: StretchingParams::DEFAULT_CEILING.m_cost + 8,
+        ..StretchingParams::INSECURE_TEST_ONLY
+    };
+    let mut other_params = r.clone();
+    other_params.stretching = StretchingParams {
+        m_cost: 16,
+        ..StretchingParams::INSECURE_TEST_ONLY
+    };
+    vec![
+        ("evaluated element bit flipped", evaluated),
+        ("masked response bit flipped", masked),
+        ("server MAC bit flipped", mac),
+        ("evaluated element not a valid encoding", invalid_point),
+        ("Argon2 memory above the client's ceiling", above),
+        (
+            "other (valid) Argon2 parameters than the record's",
+            other_params,
+        ),
+    ]
+}
+
+// ----- The flows ----------------------------------------------------------
+
+const CODE: &[u8] = b"4F7K-9QXD";
+const WRONG: &[u8] = b"4F7K-9QXE";
+const KEY: [u8; 32] = [0xB7; 32];
+
+// The seeds: ASCII tags, so every flow's streams differ.
+const FLEET: u64 = 0x6276_6b2d_666c_6565; // "bvk-flee"
+const VAULT: u64 = 0x6276_6b2d_7661_756c; // "bvk-vaul"
+const REG_CLIENT: u64 = 0x6276_6b2d_7265_6731; // "bvk-reg1"
+const REC_CLIENT: u64 = 0x6276_6b2d_7265_6331; // "bvk-rec1"
+
+pub fn registration() -> Value {
+    let mut f = Flow::new(
+        "registration",
+        "A first registration (mode 0) of a record: request sealed with HPKE, sealed response, sealed upload, sealed confirmation; the Register command committed.",
+        FLEET,
+        VAULT,
+        VaultPolicy::insecure_test_only(),
+    );
+    f.register("registration client", REG_CLIENT, CODE, KEY);
+    f.finish()
+}
+
+pub fn recovery_success() -> Value {
+    let mut f = Flow::new(
+        "recovery-success",
+        "Registration, then a recovery with the right code: the charge committed before KE2, the reset committed before the key release; the backup key comes back.",
+        FLEET,
+        VAULT,
+        VaultPolicy::insecure_test_only(),
+    );
+    f.register("registration client", REG_CLIENT, CODE, KEY);
+    f.recover("recovery client", REC_CLIENT, CODE, false);
+    f.finish()
+}
+
+pub fn recovery_wrong_code() -> Value {
+    let mut f = Flow::new(
+        "recovery-wrong-code",
+        "Registration, then a recovery with a wrong code: the attempt is charged, the client fails at KE2 (RecoveryFailed) and sends no KE3; then the right code recovers and resets the count.",
+        FLEET,
+        0x6276_6b2d_7661_7532,
+        VaultPolicy::insecure_test_only(),
+    );
+    f.register("registration client", REG_CLIENT, CODE, KEY);
+    f.recover("wrong-code client", 0x6276_6b2d_7772_6f31, WRONG, false);
+    f.recover("recovery client", REC_CLIENT, CODE, false);
+    f.finish()
+}
+
+pub fn lockout() -> Value {
+    let mut f = Flow::new(
+        "lockout",
+        "max_attempts = 3. Three wrong-code KE1s count the attempts down to 0; a fourth KE1 while the last session is pending is refused (AttemptsExhausted); the relay's KE3 for that last session fails and erases the record; the right code then gets a fake-path KE2 and fails (RecoveryFailed); the slot stays a tombstone.",
+        FLEET,
+        0x6276_6b2d_7661_7533,
+        VaultPolicy {
+            max_attempts: 3,
+            ..VaultPolicy::insecure_test_only()
+        },
+    );
+    f.register("registration client", REG_CLIENT, CODE, KEY);
+    f.recover("wrong-code client 1", 0x6276_6b2d_7772_6f31, WRONG, false);
+    f.recover("wrong-code client 2", 0x6276_6b2d_7772_6f32, WRONG, false);
+    let last = f.recover("wrong-code client 3", 0x6276_6b2d_7772_6f33, WRONG, false);
+    f.recover("wrong-code client 4", 0x6276_6b2d_7772_6f34, WRONG, false);
+    let sid = last.ke2.expect("a KE2 for the last attempt").session_id;
+    f.attacker_ke3(sid);
+    f.recover("recovery client", REC_CLIENT, CODE, false);
+    f.finish()
+}
+
+// ----- Negative vectors: decoders and the vault's byte entry point --------
+
+fn decode_case<T>(
+    decoder: &str,
+    case: &str,
+    input: &[u8],
+    decode: impl Fn(&[u8]) -> Result<T, WireError>,
+) -> Value {
+    let err = decode(input)
+        .err()
+        .unwrap_or_else(|| panic!("{decoder}: {case} must fail"));
+    json!({ "decoder": decoder, "case": case, "input": hex(input), "error": wire_error(&err) })
+}
+
+fn header_cases<T>(
+    decoder: &str,
+    valid: &[u8],
+    other_type: u8,
+    decode: impl Fn(&[u8]) -> Result<T, WireError> + Copy,
+) -> Vec<Value> {
+    assert!(
+        decode(valid).is_ok(),
+        "{decoder}: the base message is valid"
+    );
+    let with = |i: usize, b: u8| {
+        let mut v = valid.to_vec();
+        v[i] = b;
+        v
+    };
+    let mut long = valid.to_vec();
+    long.push(0);
+    vec![
+        decode_case(decoder, "empty", &[], decode),
+        decode_case(decoder, "type byte only", &valid[..1], decode),
+        decode_case(decoder, "type 0x00", &with(0, 0), decode),
+        decode_case(decoder, "type 0xee (unknown)", &with(0, 0xEE), decode),
+        decode_case(decoder, "version 0", &with(1, 0), decode),
+        decode_case(decoder, "version 2", &with(1, 2), decode),
+        decode_case(
+            decoder,
+            "another message's type",
+            &with(0, other_type),
+            decode,
+        ),
+        decode_case(decoder, "one byte short", &valid[..valid.len() - 1], decode),
+        decode_case(decoder, "one trailing byte", &long, decode),
+    ]
+}
+
+pub fn negative() -> Value {
+    // Valid messages to corrupt: those of the recovery-success flow.
+    let flow = recovery_success();
+    let msg = |call: &str| -> Vec<u8> {
+        let step = flow["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["call"] == call && s["output"]["hex"].is_string())
+            .unwrap();
+        from_hex(step["output"]["hex"].as_str().unwrap())
+    };
+    let mut decoders = Vec::new();
+    macro_rules! wire {
+        ($ty:ident, $bytes:expr, $other:expr) => {
+            decoders.extend(header_cases(stringify!($ty), &$bytes, $other, |b| {
+                $ty::from_bytes(b)
+            }));
+        };
+    }
+    let request = msg("Registration::start");
+    let response = msg("Vault::registration_request");
+    let upload = msg("AwaitingRegistrationResponse::finish");
+    let confirmation = msg("Vault::registration_upload");
+    let ke1 = msg("Recovery::start");
+    let ke2 = msg("Vault::recovery_start");
+    let ke3 = msg("AwaitingRecoveryResponse::finish");
+    let release = msg("Vault::recovery_finish");
+    let rejection = Rejection {
+        code: wire::RejectionCode::Busy,
+    }
+    .to_bytes();
+    wire!(RegistrationRequest, request, 0x03);
+    wire!(RegistrationResponse, response, 0x01);
+    wire!(RegistrationUpload, upload, 0x01);
+    wire!(RegistrationConfirmation, confirmation, 0x08);
+    wire!(RecoveryStart, ke1, 0x07);
+    wire!(RecoveryResponse, ke2, 0x05);
+    wire!(RecoveryFinish, ke3, 0x05);
+    wire!(KeyRelease, release, 0x04);
+    wire!(Rejection, rejection, 0x08);
+    let mut bad = ke2.clone();
+    bad[2 + 16 + 1 + 8..2 + 16 + 1 + 12].fill(0);
+    decoders.push(decode_case(
+        "RecoveryResponse",
+        "p_cost = 0",
+        &bad,
+        RecoveryResponse::from_bytes,
+    ));
+    let mut bad = ke2.clone();
+    bad[2 + 16 + 1 + 4..2 + 16 + 1 + 8].fill(0);
+    decoders.push(decode_case(
+        "RecoveryResponse",
+        "t_cost = 0",
+        &bad,
+        RecoveryResponse::from_bytes,
+    ));
+    let mut bad = ke2.clone();
+    bad[2 + 16 + 1..2 + 16 + 1 + 4].copy_from_slice(&7u32.to_be_bytes());
+    decoders.push(decode_case(
+        "RecoveryResponse",
+        "m_cost = 7 (< 8)",
+        &bad,
+        RecoveryResponse::from_bytes,
+    ));
+    for code in [0u8, 0xFF] {
+        decoders.push(decode_case(
+            "Rejection",
+            &format!("code {code}"),
+            &[0x09, 0x01, code],
+            Rejection::from_bytes,
+        ));
+    }
+
+    // Command (§8.2) and RecordSlot (§8.4), from the flow's Register.
+    let register = from_hex(flow["steps"][3]["commits"][0]["command"].as_str().unwrap());
+    let charge = from_hex(flow["steps"][6]["commits"][0]["command"].as_str().unwrap());
+    let with = |base: &[u8], i: usize, b: &[u8]| {
+        let mut v = base.to_vec();
+        v[i..i + b.len()].copy_from_slice(b);
+        v
+    };
+    let payload = 43;
+    let cmd = |case: &str, input: &[u8]| decode_case("Command", case, input, Command::from_bytes);
+    decoders.extend([
+        cmd("empty", &[]),
+        cmd("version 2", &with(&charge, 0, &[2])),
+        cmd("version only", &charge[..1]),
+        cmd("tag 0", &with(&charge, 1, &[0])),
+        cmd("tag 6 (unknown)", &with(&charge, 1, &[6])),
+        cmd("ChargeAttempt one byte short", &charge[..charge.len() - 1]),
+        cmd(
+            "Register one trailing byte",
+            &[&register[..], &[0]].concat(),
+        ),
+        cmd(
+            "replaces flag 0 with generation 1",
+            &with(&register, 35, &1u64.to_be_bytes()),
+        ),
+        cmd(
+            "replaces flag 1 with generation 0",
+            &with(&register, 34, &[1]),
+        ),
+        cmd("replaces flag 2", &with(&register, 34, &[2])),
+        cmd(
+            "payload p_cost = 0",
+            &with(&register, payload + 32 + 192 + 48 + 8, &[0; 4]),
+        ),
+        cmd(
+            "payload max_attempts = 0",
+            &with(&register, register.len() - 1, &[0]),
+        ),
+    ]);
+    let live = from_hex(flow["final_slot"]["encoding"].as_str().unwrap());
+    let slot_case =
+        |case: &str, input: &[u8]| decode_case("RecordSlot", case, input, RecordSlot::from_bytes);
+    let used_at = 2 + 285;
+    decoders.extend([
+        slot_case("empty", &[]),
+        slot_case("version 2", &with(&live, 0, &[2])),
+        slot_case("tag 3 (unknown)", &with(&live, 1, &[3])),
+        slot_case("live, one byte short", &live[..live.len() - 1]),
+        slot_case("tombstone, one byte short", &[1, 2, 0, 0, 0, 0, 0, 0, 1]),
+        slot_case("attempts used above max", &with(&live, used_at, &[11])),
+        slot_case("generation 0", &with(&live, used_at + 1, &[0; 8])),
+    ]);
+    let secrets = from_hex(flow["fleet"]["secrets"].as_str().unwrap());
+    let fleet_case = |case: &str, input: &[u8]| {
+        decode_case("FleetSecrets", case, input, |b| {
+            FleetSecrets::from_bytes(b).map(|_| ())
+        })
+    };
+    decoders.extend([
+        fleet_case("empty", &[]),
+        fleet_case("one byte short", &secrets[..128]),
+        fleet_case("version 2", &with(&secrets, 0, &[2])),
+        fleet_case("key-exchange key zero", &with(&secrets, 65, &[0; 32])),
+        fleet_case(
+            "key-exchange key not canonical (all 0xff)",
+            &with(&secrets, 65, &[0xFF; 32]),
+        ),
+    ]);
+
+    // The vault's byte entry point on a fresh vault (no records).
+    let fleet = FleetSecrets::from_bytes(&secrets).unwrap();
+    let mut vault = Vault::new(
+        &fleet,
+        VaultPolicy::insecure_test_only(),
+        MemoryStore::new(),
+    )
+    .unwrap();
+    let mut rng = Recorder::new(VAULT);
+    let mut vault_cases = Vec::new();
+    let mut ask = |case: &str, request: &[u8]| {
+        let answer = vault.handle(&mut rng, 1_700_000_000_000, request);
+        assert!(
+            rng.take().is_empty(),
+            "{case}: a rejected request draws nothing"
+        );
+        let typed = typed_vault_error(&mut vault, request);
+        assert_eq!(hex(&answer), typed["rejection"].as_str().unwrap());
+        vault_cases.push(json!({ "case": case, "request": hex(request), "error": typed, "answer": hex(&answer) }));
+    };
+    ask("empty", &[]);
+    ask(
+        "a vault-to-client message (RegistrationResponse)",
+        &response,
+    );
+    ask(
+        "KE1 whose blinded element is not a valid encoding",
+        &with(&ke1, 34, &[0xFF; 32]),
+    );
+    ask("KE3 for no pending session", &ke3);
+    ask("upload for no pending registration", &upload);
+    ask(
+        "registration request whose HPKE seal was altered",
+        &with(&request, 70, &[request[70] ^ 1]),
+    );
+    ask(
+        "registration request with another record id (HPKE info and aad differ)",
+        &with(&request, 2, &[0x43]),
+    );
+    ask(
+        "registration request with an all-zero enc",
+        &with(&request, 34, &[0; 32]),
+    );
+
+    json!({
+        "flow": "negative",
+        "description": "Malformed inputs and the exact error each produces. `decoders`: each decoder (SPEC.md §5, §8.2, §8.4, §4.1) on corrupted copies of the recovery-success flow's bytes. `vault`: requests to a fresh vault (fleet of the recovery-success flow, no records, policy insecure_test_only) through its byte entry point (§5.9): the typed error and the Rejection bytes. Client-side rejections are in each flow's `negative` list.",
+        "spec": "SPEC.md §12",
+        "generator": GENERATOR,
+        "decoders": decoders,
+        "vault": vault_cases,
+    })
+}
+
+fn typed_vault_error(vault: &mut Vault<MemoryStore>, request: &[u8]) -> Value {
+    let mut rng = Recorder::new(0);
+    let err = match wire::MessageType::of(request) {
+        Err(e) => VaultError::Wire(e),
+        Ok(wire::MessageType::RegistrationRequest) => RegistrationRequest::from_bytes(request)
+            .map_err(VaultError::from)
+            .and_then(|m| {
+                vault
+                    .registration_request(&mut rng, 1_700_000_000_000, &m)
+                    .map(|_| ())
+            })
+            .unwrap_err(),
+        Ok(wire::MessageType::RegistrationUpload) => RegistrationUpload::from_bytes(request)
+            .map_err(VaultError::from)
+            .and_then(|m| vault.registration_upload(1_700_000_000_000, &m).map(|_| ()))
+            .unwrap_err(),
+        Ok(wire::MessageType::RecoveryStart) => RecoveryStart::from_bytes(request)
+            .map_err(VaultError::from)
+            .and_then(|m| {
+                vault
+                    .recovery_start(&mut rng, 1_700_000_000_000, &m)
+                    .map(|_| ())
+            })
+            .unwrap_err(),
+        Ok(wire::MessageType::RecoveryFinish) => RecoveryFinish::from_bytes(request)
+            .map_err(VaultError::from)
+            .and_then(|m| vault.recovery_finish(1_700_000_000_000, &m).map(|_| ()))
+            .unwrap_err(),
+        Ok(other) => VaultError::Wire(WireError::WrongType {
+            expected: wire::MessageType::RecoveryStart as u8,
+            found: other as u8,
+        }),
+    };
+    vault_error(&err)
+}
+
+pub fn from_hex(s: &str) -> Vec<u8> {
+    assert!(s.len() % 2 == 0, "hex of even length");
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digits"))
+        .collect()
+}
+
+/// Every flow, by file name.
+pub fn all() -> Vec<(&'static str, Value)> {
+    vec![
+        ("registration", registration()),
+        ("recovery-success", recovery_success()),
+        ("recovery-wrong-code", recovery_wrong_code()),
+        ("lockout", lockout()),
+        ("negative", negative()),
+    ]
+}
+
+/// A file's text: pretty JSON and a final newline.
+pub fn render(value: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(value).expect("JSON");
+    s.push('\n');
+    s
+}

@@ -1,0 +1,131 @@
+//! Decoder targets: each decoder, given any bytes, returns an error or a
+//! value that re-encodes to exactly those bytes (SPEC.md §5, §8.2, §8.4,
+//! §4.1: every format has one encoding per value, no trailing bytes).
+//!
+//! To cover a new format (bundles, checkpoints, proofs, fleet messages):
+//! add a function here, a name to [`super::TARGETS`] and [`super::run`], a
+//! target file under `fuzz_targets/` and seeds under `corpus/<target>/`.
+
+use backup_key_vault::bundle::{Checkpoint, FleetKeyArtifact, ValidationBundle};
+use backup_key_vault::vault::{Command, RecordSlot};
+use backup_key_vault::wire::{
+    BundleRequest, BundleResponse, KeyRelease, MessageType, RecoveryFinish, RecoveryResponse,
+    RecoveryResponseWithBundle, RecoveryStart, RegistrationConfirmation, RegistrationRequest,
+    RegistrationResponse, RegistrationUpload, Rejection,
+};
+use backup_key_vault::FleetSecrets;
+
+/// Checks one decoder's result against the bytes it was given.
+fn check<T, E: AsRef<[u8]>, Error>(
+    data: &[u8],
+    decoded: Result<T, Error>,
+    encode: impl Fn(&T) -> E,
+) -> Option<T> {
+    let value = decoded.ok()?;
+    assert_eq!(
+        encode(&value).as_ref(),
+        data,
+        "a decoded value must re-encode to the bytes it came from"
+    );
+    Some(value)
+}
+
+macro_rules! wire_message {
+    ($fn:ident, $ty:ident) => {
+        #[doc = concat!("[`", stringify!($ty), "`]: round trip, and the error agrees with the header.")]
+        pub fn $fn(data: &[u8]) {
+            let decoded = $ty::from_bytes(data);
+            // The header rules of SPEC.md §5 come first, in order: an input
+            // whose header is bad fails with the header's error.
+            if let Err(header) = MessageType::of(data) {
+                assert_eq!(decoded.as_ref().err(), Some(&header));
+            } else if decoded.is_ok() {
+                assert_eq!(data.len(), $ty::ENCODED_LEN);
+            }
+            check(data, decoded, |m| m.to_bytes());
+        }
+    };
+}
+
+wire_message!(registration_request, RegistrationRequest);
+wire_message!(registration_response, RegistrationResponse);
+wire_message!(registration_upload, RegistrationUpload);
+wire_message!(registration_confirmation, RegistrationConfirmation);
+wire_message!(recovery_start, RecoveryStart);
+wire_message!(recovery_response, RecoveryResponse);
+wire_message!(recovery_finish, RecoveryFinish);
+wire_message!(key_release, KeyRelease);
+wire_message!(rejection, Rejection);
+wire_message!(bundle_request, BundleRequest);
+
+macro_rules! variable_wire_message {
+    ($fn:ident, $ty:ident) => {
+        #[doc = concat!("[`", stringify!($ty), "`] (variable length): round trip, and the error agrees with the header.")]
+        pub fn $fn(data: &[u8]) {
+            let decoded = $ty::from_bytes(data);
+            if let Err(header) = MessageType::of(data) {
+                assert_eq!(decoded.as_ref().err(), Some(&header));
+            }
+            check(data, decoded, |m| m.to_bytes());
+        }
+    };
+}
+
+variable_wire_message!(bundle_response, BundleResponse);
+variable_wire_message!(recovery_response_with_bundle, RecoveryResponseWithBundle);
+
+/// [`ValidationBundle`] (SPEC.md §16): round trip; whatever decodes encodes.
+pub fn validation_bundle(data: &[u8]) {
+    check(data, ValidationBundle::from_bytes(data), |b| {
+        b.to_bytes().expect("a decoded bundle encodes")
+    });
+}
+
+/// [`FleetKeyArtifact`] (SPEC.md §14): only the canonical form decodes.
+pub fn fleet_key_artifact(data: &[u8]) {
+    check(data, FleetKeyArtifact::from_bytes(data), |a| {
+        a.to_bytes().expect("a decoded artifact encodes")
+    });
+}
+
+/// [`Checkpoint`] notes (SPEC.md §15): the parsed body is exactly the text
+/// the note's signatures cover, at its start.
+pub fn checkpoint(data: &[u8]) {
+    if let Ok((checkpoint, _signatures)) = Checkpoint::parse_note(data) {
+        let body = checkpoint.body();
+        assert!(
+            data.starts_with(body.as_bytes()),
+            "the body is the note's start"
+        );
+        let reparsed = Checkpoint::parse_note(data).map(|(c, _)| c);
+        assert_eq!(
+            reparsed.as_ref(),
+            Ok(&checkpoint),
+            "parsing is deterministic"
+        );
+    }
+}
+
+/// [`Command`] (SPEC.md §8.2): round trip, and the record id is the bytes'.
+pub fn command(data: &[u8]) {
+    if let Some(c) = check(data, Command::from_bytes(data), |c| c.to_bytes()) {
+        assert_eq!(data.get(2..34), Some(&c.record_id().0[..]));
+    }
+}
+
+/// [`RecordSlot`] (SPEC.md §8.4): round trip, and a live record's counters
+/// are consistent.
+pub fn record_slot(data: &[u8]) {
+    if let Some(RecordSlot::Live(r)) = check(data, RecordSlot::from_bytes(data), |s| s.to_bytes()) {
+        assert!(r.attempts_used <= r.payload.max_attempts);
+        assert!(r.generation >= 1);
+    }
+}
+
+/// [`FleetSecrets`] (SPEC.md §4.1): round trip.
+pub fn fleet_secrets(data: &[u8]) {
+    if let Some(s) = check(data, FleetSecrets::from_bytes(data), |s| s.to_bytes()) {
+        // Accepted secrets are usable: their public keys can be computed.
+        let _ = s.public_keys();
+    }
+}

@@ -1,0 +1,597 @@
+//! The conformance vectors in `vectors/*.json` (SPEC.md §12).
+//!
+//! Two kinds of check:
+//!
+//! 1. **The implementation reproduces every byte.** Each flow is run again
+//!    from its seeds (the generator's code, `examples/gen-vectors/flows.rs`,
+//!    driving the real client and vault) and must give the committed file
+//!    exactly. A difference names the first JSON path that differs and says
+//!    to rerun the generator if the change is intended.
+//! 2. **The files are right by the SPEC, independently of that code.** From
+//!    the files alone, with the primitives (HKDF-SHA512, ChaCha20-Poly1305,
+//!    HPKE, ristretto255, RFC 9497's `DeriveKeyPair`) and the labels written
+//!    out here as the SPEC spells them: every derived key, every sealed
+//!    field and every committed command is what SPEC.md §4–§8 says it is.
+//!    This is what another implementation does with the files.
+
+#[path = "../examples/gen-vectors/flows.rs"]
+mod flows;
+
+use std::sync::OnceLock;
+
+use backup_key_vault::vault::{Command, MemoryStore, RecordSlot, Vault, VaultPolicy};
+use backup_key_vault::wire::{self, RecoveryResponse, RegistrationRequest, Rejection};
+use backup_key_vault::{FleetSecrets, WireError};
+use curve25519_dalek::ristretto::CompressedRistretto;
+use curve25519_dalek::{MontgomeryPoint, RistrettoPoint, Scalar};
+use flows::{from_hex, hex, open};
+use hkdf::Hkdf;
+use serde_json::Value;
+use sha2::Sha512;
+
+const REGENERATE: &str = "if the change is intended, rerun `cargo run -p backup-key-vault --example gen-vectors` and review the diff";
+
+fn generated() -> &'static Vec<(&'static str, Value)> {
+    static ALL: OnceLock<Vec<(&'static str, Value)>> = OnceLock::new();
+    ALL.get_or_init(flows::all)
+}
+
+fn path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("vectors")
+        .join(format!("{name}.json"))
+}
+
+fn file(name: &str) -> Value {
+    let p = path(name);
+    let text = std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}; {REGENERATE}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The first path at which two JSON values differ.
+fn first_difference(a: &Value, b: &Value, at: &str) -> Option<String> {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for key in x.keys().chain(y.keys()) {
+                let here = format!("{at}.{key}");
+                match (x.get(key), y.get(key)) {
+                    (Some(u), Some(v)) => {
+                        if let Some(d) = first_difference(u, v, &here) {
+                            return Some(d);
+                        }
+                    }
+                    (u, v) => return Some(format!("{here}: file has {u:?}, code gives {v:?}")),
+                }
+            }
+            None
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                if let Some(d) = first_difference(u, v, &format!("{at}[{i}]")) {
+                    return Some(d);
+                }
+            }
+            (x.len() != y.len())
+                .then(|| format!("{at}: file has {} entries, code gives {}", x.len(), y.len()))
+        }
+        _ => (a != b).then(|| format!("{at}: file has {a}, code gives {b}")),
+    }
+}
+
+#[test]
+fn every_flow_file_is_reproduced_byte_for_byte() {
+    for (name, value) in generated() {
+        let p = path(name);
+        let text = std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}; {REGENERATE}", p.display()));
+        if text != flows::render(value) {
+            let in_file: Value = serde_json::from_str(&text).expect("JSON");
+            let at = first_difference(&in_file, value, "$")
+                .unwrap_or_else(|| "formatting only".to_string());
+            panic!("vectors/{name}.json disagrees with the implementation at {at}; {REGENERATE}");
+        }
+    }
+}
+
+#[test]
+fn no_stray_vector_files() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("vectors/")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".json").map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    let mut expected: Vec<String> = flows::FLOWS.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(
+        names, expected,
+        "vectors/*.json must be exactly the generator's flows"
+    );
+}
+
+#[test]
+fn the_difference_finder_names_the_path() {
+    // The reproduction test relies on this to point at the first mismatch.
+    let a: Value = serde_json::json!({ "steps": [{ "hex": "00" }, { "hex": "01" }] });
+    let b: Value = serde_json::json!({ "steps": [{ "hex": "00" }, { "hex": "02" }] });
+    assert_eq!(
+        first_difference(&a, &b, "$").as_deref(),
+        Some("$.steps[1].hex: file has \"01\", code gives \"02\"")
+    );
+    assert_eq!(first_difference(&a, &a, "$"), None);
+}
+
+// ----- Independent checks, from the files alone ---------------------------
+
+fn b(v: &Value) -> Vec<u8> {
+    from_hex(v.as_str().unwrap_or_else(|| panic!("hex string, got {v}")))
+}
+
+fn hkdf(ikm: &[u8], info: &[&[u8]], len: usize) -> Vec<u8> {
+    let mut out = vec![0; len];
+    Hkdf::<Sha512>::new(None, ikm)
+        .expand_multi_info(info, &mut out)
+        .expect("length");
+    out
+}
+
+const P: &str = "backup-key-vault/v1/";
+
+fn label(name: &str) -> Vec<u8> {
+    format!("{P}{name}").into_bytes()
+}
+
+fn step<'a>(flow: &'a Value, call: &str, nth: usize) -> &'a Value {
+    flow["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter(|s| s["call"] == call)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("step {call} #{nth}"))
+}
+
+fn draw(step: &Value, i: usize) -> Vec<u8> {
+    b(&step["rng_draws"][i]["hex"])
+}
+
+/// SPEC.md §4.1: the fleet's keys.
+fn check_fleet(flow: &Value) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let f = &flow["fleet"];
+    let (seed, ke_sk, tr_sk) = (b(&f["oprf_seed"]), b(&f["ke_sk"]), b(&f["tr_sk"]));
+    assert_eq!(
+        b(&f["secrets"]),
+        [&[1u8][..], &seed, &ke_sk, &tr_sk].concat(),
+        "FleetSecrets encoding"
+    );
+    let sk = Scalar::from_canonical_bytes(ke_sk.clone().try_into().expect("32")).unwrap();
+    assert_eq!(
+        b(&f["ke_pk"]),
+        RistrettoPoint::mul_base(&sk).compress().to_bytes()
+    );
+    assert_eq!(
+        b(&f["tr_pk"]),
+        MontgomeryPoint::mul_base_clamped(tr_sk.clone().try_into().expect("32")).to_bytes()
+    );
+    let wide = hkdf(&seed, &[&label("dummy-key")], 64);
+    assert_eq!(b(&f["dummy_key_wide"]), wide);
+    let d = Scalar::from_bytes_mod_order_wide(&wide.try_into().expect("64"));
+    let dummy_pk = RistrettoPoint::mul_base(&d).compress().to_bytes();
+    assert_eq!(b(&f["dummy_pk"]), dummy_pk);
+    assert_eq!(
+        b(&f["server_setup"]),
+        [&seed[..], &ke_sk, &dummy_pk].concat()
+    );
+    assert_eq!(
+        b(&f["K_unknown"]),
+        hkdf(&seed, &[&label("unknown-record-nonce-key")], 32)
+    );
+    (seed, tr_sk, b(&f["ke_pk"]))
+}
+
+struct Registration {
+    record: Vec<u8>,
+    wrapped: Vec<u8>,
+    nonce: Vec<u8>,
+    backup_key: Vec<u8>,
+}
+
+/// SPEC.md §5.1–§5.4, §6.1, §7.1: one registration, from its four steps.
+fn check_registration(flow: &Value, seed: &[u8], tr_sk: &[u8], ke_pk: &[u8]) -> Registration {
+    let rid = b(&flow["record_id"]);
+    let start = step(flow, "Registration::start", 0);
+    let request = b(&start["output"]["hex"]);
+    assert_eq!(request.len(), 147);
+    assert_eq!(request[..2], [0x01, 0x01]);
+    assert_eq!(request[2..34], rid[..]);
+    let v = &start["values"];
+    let info = [label("registration"), rid.clone()].concat();
+    assert_eq!(b(&v["hpke_info"]), info);
+    assert_eq!(b(&v["hpke_aad"]), request[..66]);
+
+    // HPKE base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
+    // ChaCha20-Poly1305, with the transport private key.
+    use hpke::{Deserializable, Kem as _};
+    type Kem = hpke::kem::X25519HkdfSha256;
+    let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(tr_sk).unwrap();
+    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&request[34..66]).unwrap();
+    let mut ctx = hpke::setup_receiver::<hpke::aead::ChaCha20Poly1305, hpke::kdf::HkdfSha256, Kem>(
+        &hpke::OpModeR::Base,
+        &sk,
+        &enc,
+        &info,
+    )
+    .unwrap();
+    let plaintext = ctx.open(&request[66..], &request[..66]).unwrap();
+    assert_eq!(b(&v["sealed_plaintext"]), plaintext);
+    assert_eq!(plaintext[32..], [0u8; 33], "mode 0, zero token");
+    assert_eq!(b(&v["opaque_registration_request"]), plaintext[..32]);
+    let export = |name: &str| {
+        let mut k = [0u8; 32];
+        ctx.export(&label(name), &mut k).unwrap();
+        k.to_vec()
+    };
+    let k_resp = export("registration-response");
+    let k_upload = export("registration-upload");
+    let k_confirm = export("registration-confirm");
+    assert_eq!(b(&v["K_resp"]), k_resp);
+    assert_eq!(b(&v["K_upload"]), k_upload);
+    assert_eq!(b(&v["K_confirm"]), k_confirm);
+    let _ = Kem::sk_to_pk(&sk);
+
+    // The vault's response: the OPRF evaluated under the per-registration
+    // key of SPEC §4.1/§4.3.
+    let vstep = step(flow, "Vault::registration_request", 0);
+    let response = b(&vstep["output"]["hex"]);
+    let (nonce, sid) = (draw(vstep, 0), draw(vstep, 1));
+    assert_eq!(response[..2], [0x02, 0x01]);
+    assert_eq!(response[2..18], sid[..], "session id = the vault's draw");
+    let v = &vstep["values"];
+    let cid = [&rid[..], &nonce].concat();
+    assert_eq!(b(&v["credential_identifier"]), cid);
+    let mut key_seed = [0u8; 32];
+    Hkdf::<Sha512>::from_prk(seed)
+        .unwrap()
+        .expand_multi_info(&[&cid, b"OprfKey"], &mut key_seed)
+        .unwrap();
+    assert_eq!(b(&v["oprf_key_seed"]), key_seed);
+    let k = voprf::derive_key::<voprf::Ristretto255>(
+        &key_seed,
+        b"OPAQUE-DeriveKeyPair",
+        voprf::Mode::Oprf,
+    )
+    .unwrap();
+    assert_eq!(b(&v["oprf_key"]), k.to_bytes());
+    let aad = [label("aad/registration-response"), rid.clone(), sid.clone()].concat();
+    assert_eq!(b(&v["response_aad"]), aad);
+    let opaque_response = open(&k_resp, &aad, &response[18..]).expect("K_resp opens §5.2");
+    assert_eq!(b(&v["opaque_registration_response"]), opaque_response);
+    let blinded = CompressedRistretto::from_slice(&plaintext[..32])
+        .unwrap()
+        .decompress()
+        .unwrap();
+    assert_eq!(
+        opaque_response[..32],
+        (blinded * k).compress().to_bytes(),
+        "evaluated element = oprf_key · blinded element"
+    );
+    assert_eq!(
+        opaque_response[32..],
+        ke_pk[..],
+        "the fleet's key-exchange key"
+    );
+
+    // The upload.
+    let cstep = step(flow, "AwaitingRegistrationResponse::finish", 0);
+    let upload = b(&cstep["output"]["hex"]);
+    assert_eq!(upload[..2], [0x03, 0x01]);
+    assert_eq!(upload[2..34], rid[..]);
+    assert_eq!(upload[34..50], sid[..]);
+    let v = &cstep["values"];
+    let export_key = b(&v["export_key"]);
+    let k_wrap = hkdf(&export_key, &[&label("wrap-key"), &rid], 32);
+    assert_eq!(b(&v["K_wrap"]), k_wrap);
+    let wrap_aad = [label("aad/wrapped-key"), rid.clone()].concat();
+    assert_eq!(b(&v["wrap_aad"]), wrap_aad);
+    let wrapped = b(&v["wrapped_key"]);
+    let backup_key = b(&cstep["inputs"]["backup_key"]);
+    assert_eq!(
+        open(&k_wrap, &wrap_aad, &wrapped).expect("K_wrap opens the wrapped key"),
+        backup_key
+    );
+    let aad = [label("aad/registration-upload"), rid.clone(), sid.clone()].concat();
+    assert_eq!(b(&v["upload_aad"]), aad);
+    let pt = open(&k_upload, &aad, &upload[50..]).expect("K_upload opens §5.3");
+    assert_eq!(b(&v["upload_plaintext"]), pt);
+    let record = b(&v["registration_record"]);
+    assert_eq!(pt[..192], record[..]);
+    assert_eq!(pt[192..204], from_hex("000000080000000100000001"));
+    assert_eq!(pt[204..], wrapped[..]);
+    assert_eq!(
+        record[96..128],
+        draw(cstep, 0)[..],
+        "envelope nonce = the client's draw"
+    );
+
+    // The confirmation and the committed Register (§8.2).
+    let ustep = step(flow, "Vault::registration_upload", 0);
+    let confirmation = b(&ustep["output"]["hex"]);
+    let aad = [label("aad/registration-confirm"), rid.clone(), sid.clone()].concat();
+    assert_eq!(b(&ustep["values"]["confirm_aad"]), aad);
+    let generation = open(&k_confirm, &aad, &confirmation[18..]).expect("K_confirm opens §5.4");
+    assert_eq!(b(&ustep["values"]["confirm_plaintext"]), generation);
+    let commit = &ustep["commits"][0];
+    assert_eq!(commit["applied"]["result"], "Registered");
+    assert_eq!(
+        u64::from_be_bytes(generation.try_into().unwrap()),
+        commit["applied"]["generation"].as_u64().unwrap()
+    );
+    let max = flow["vault_policy"]["max_attempts"].as_u64().unwrap() as u8;
+    let command = [
+        &[1u8, 1][..],
+        &rid,
+        &[0; 9],
+        &nonce,
+        &record,
+        &wrapped,
+        &from_hex("000000080000000100000001"),
+        &[max],
+    ]
+    .concat();
+    assert_eq!(b(&commit["command"]), command, "Register command bytes");
+    Registration {
+        record,
+        wrapped,
+        nonce,
+        backup_key,
+    }
+}
+
+/// SPEC.md §5.5–§5.8, §6.2, §7.2–§7.3: every complete recovery in a flow.
+fn check_recoveries(flow: &Value, reg: &Registration) -> usize {
+    let rid = b(&flow["record_id"]);
+    let steps = flow["steps"].as_array().unwrap();
+    let mut complete = 0;
+    for (i, s) in steps.iter().enumerate() {
+        if s["call"] != "Vault::recovery_start" || s["output"]["message"].is_null() {
+            continue;
+        }
+        let ke1 = b(&steps[i - 1]["output"]["hex"]);
+        assert_eq!(b(&s["input"]), ke1);
+        let ke2 = b(&s["output"]["hex"]);
+        let msg = RecoveryResponse::from_bytes(&ke2).unwrap();
+        assert_eq!(
+            msg.session_id.0[..],
+            draw(s, 4)[..],
+            "session id = the vault's draw"
+        );
+        assert_eq!(
+            msg.ke2[32..64],
+            draw(s, 1)[..],
+            "masking nonce = the vault's draw"
+        );
+        assert_eq!(
+            msg.ke2[192..224],
+            draw(s, 3)[..],
+            "server nonce = the vault's draw"
+        );
+        assert_eq!(
+            b(&s["values"]["opaque_context"]),
+            [label("recovery"), rid.clone()].concat()
+        );
+        match s["commits"].as_array().unwrap().as_slice() {
+            [charge] => {
+                assert_eq!(charge["applied"]["result"], "Charged");
+                assert_eq!(
+                    charge["applied"]["attempts_remaining"].as_u64().unwrap(),
+                    u64::from(msg.attempts_remaining)
+                );
+                assert_eq!(b(&charge["command"])[..2], [1, 2], "ChargeAttempt");
+            }
+            [] => {
+                // The fake path (§7.2 step 6) commits nothing and reports a
+                // fresh record's count and the unknown-record parameters.
+                let max = flow["vault_policy"]["max_attempts"].as_u64().unwrap();
+                assert_eq!(u64::from(msg.attempts_remaining), max - 1);
+            }
+            other => panic!("unexpected commits {other:?}"),
+        }
+        let client = &steps[i + 1];
+        if client["output"]["message"] != "RecoveryFinish" {
+            continue;
+        }
+        let v = &client["values"];
+        let sid = msg.session_id.0.to_vec();
+        let session_key = b(&v["session_key"]);
+        let export_key = b(&v["export_key"]);
+        let k_release = hkdf(&session_key, &[&label("release-key"), &rid, &sid], 32);
+        assert_eq!(b(&v["K_release"]), k_release);
+        let k_wrap = hkdf(&export_key, &[&label("wrap-key"), &rid], 32);
+        assert_eq!(b(&v["K_wrap"]), k_wrap);
+        assert_eq!(
+            b(&v["rekey_token"]),
+            hkdf(&session_key, &[&label("rekey-token"), &rid, &sid], 32)
+        );
+        let aad = [label("aad/key-release"), rid.clone(), sid.clone()].concat();
+        assert_eq!(b(&v["release_aad"]), aad);
+        let vault = &steps[i + 2];
+        if vault["output"]["message"] != "KeyRelease" {
+            continue;
+        }
+        assert_eq!(
+            b(&vault["commits"][0]["command"])[..2],
+            [1, 3],
+            "ResetAttempts"
+        );
+        let release = b(&vault["output"]["hex"]);
+        assert_eq!(release[2..18], sid[..]);
+        let wrapped = open(&k_release, &aad, &release[18..]).expect("K_release opens §5.8");
+        assert_eq!(
+            wrapped, reg.wrapped,
+            "the release carries the stored wrapped key"
+        );
+        let wrap_aad = [label("aad/wrapped-key"), rid.clone()].concat();
+        let key = open(&k_wrap, &wrap_aad, &wrapped).expect("K_wrap opens");
+        assert_eq!(key, reg.backup_key);
+        assert_eq!(b(&steps[i + 3]["output"]["backup_key"]), reg.backup_key);
+        complete += 1;
+    }
+    complete
+}
+
+/// §8.4 / the versioned slot encoding: the final slot decodes to what the
+/// flow says.
+fn check_final_slot(flow: &Value, reg: &Registration) {
+    let slot = RecordSlot::from_bytes(&b(&flow["final_slot"]["encoding"])).unwrap();
+    match (&slot, flow["final_slot"]["state"].as_str().unwrap()) {
+        (RecordSlot::Live(r), "live") => {
+            assert_eq!(r.payload.registration[..], reg.record[..]);
+            assert_eq!(r.payload.wrapped_key[..], reg.wrapped[..]);
+            assert_eq!(r.payload.oprf_nonce[..], reg.nonce[..]);
+            assert_eq!(
+                u64::from(r.attempts_used),
+                flow["final_slot"]["attempts_used"].as_u64().unwrap()
+            );
+        }
+        (RecordSlot::Erased { .. }, "erased") => {}
+        (s, state) => panic!("final slot {s:?} is not {state}"),
+    }
+}
+
+#[test]
+fn registration_vectors_follow_the_spec() {
+    let flow = file("registration");
+    let (seed, tr_sk, ke_pk) = check_fleet(&flow);
+    let reg = check_registration(&flow, &seed, &tr_sk, &ke_pk);
+    check_final_slot(&flow, &reg);
+    assert!(!flow["negative"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn recovery_success_vectors_follow_the_spec() {
+    let flow = file("recovery-success");
+    let (seed, tr_sk, ke_pk) = check_fleet(&flow);
+    let reg = check_registration(&flow, &seed, &tr_sk, &ke_pk);
+    assert_eq!(check_recoveries(&flow, &reg), 1);
+    check_final_slot(&flow, &reg);
+    assert_eq!(flow["final_slot"]["attempts_used"], 0, "the success reset");
+}
+
+#[test]
+fn recovery_wrong_code_vectors_follow_the_spec() {
+    let flow = file("recovery-wrong-code");
+    let (seed, tr_sk, ke_pk) = check_fleet(&flow);
+    let reg = check_registration(&flow, &seed, &tr_sk, &ke_pk);
+    let wrong = step(&flow, "AwaitingRecoveryResponse::finish", 0);
+    assert_eq!(wrong["output"]["error"], "RecoveryFailed");
+    let charged = step(&flow, "Vault::recovery_start", 0);
+    assert_eq!(charged["slot_after"]["attempts_used"], 1);
+    assert_eq!(
+        check_recoveries(&flow, &reg),
+        1,
+        "the right code still works"
+    );
+    assert_eq!(flow["final_slot"]["attempts_used"], 0);
+}
+
+#[test]
+fn lockout_vectors_follow_the_spec() {
+    let flow = file("lockout");
+    let (seed, tr_sk, ke_pk) = check_fleet(&flow);
+    let reg = check_registration(&flow, &seed, &tr_sk, &ke_pk);
+    assert_eq!(check_recoveries(&flow, &reg), 0);
+    let remaining: Vec<u64> = (0..3)
+        .map(|i| {
+            step(&flow, "Vault::recovery_start", i)["commits"][0]["applied"]["attempts_remaining"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(remaining, [2, 1, 0]);
+    let refused = step(&flow, "Vault::recovery_start", 3);
+    assert_eq!(refused["output"]["error"], "AttemptsExhausted");
+    assert_eq!(refused["output"]["rejection"], "090105");
+    let relay = step(&flow, "Vault::recovery_finish", 0);
+    assert_eq!(relay["actor"], "relay");
+    assert_eq!(relay["output"]["error"], "AuthenticationFailed");
+    assert_eq!(relay["commits"][0]["applied"]["result"], "Erased");
+    assert_eq!(b(&relay["commits"][0]["command"])[..2], [1, 4], "Erase");
+    let fake = step(&flow, "Vault::recovery_start", 4);
+    assert_eq!(
+        fake["commits"],
+        serde_json::json!([]),
+        "the fake path commits nothing"
+    );
+    assert_eq!(
+        b(&fake["values"]["unknown_record_nonce"]),
+        hkdf(
+            &b(&flow["fleet"]["K_unknown"]),
+            &[&label("unknown-record-nonce"), &b(&flow["record_id"])],
+            32
+        )
+    );
+    let last = step(&flow, "AwaitingRecoveryResponse::finish", 3);
+    assert_eq!(
+        last["output"]["error"], "RecoveryFailed",
+        "the right code fails after erasure"
+    );
+    assert_eq!(flow["final_slot"]["state"], "erased");
+    check_final_slot(&flow, &reg);
+}
+
+/// Negative vectors: each decoder, given the file's input, fails with the
+/// file's error; the vault's byte entry point answers the file's bytes.
+#[test]
+fn negative_vectors_produce_their_errors() {
+    let flow = file("negative");
+    let cases = flow["decoders"].as_array().unwrap();
+    assert!(cases.len() > 80, "every decoder has its cases");
+    for case in cases {
+        let input = b(&case["input"]);
+        let decoder = case["decoder"].as_str().unwrap();
+        let err: WireError = match decoder {
+            "RegistrationRequest" => RegistrationRequest::from_bytes(&input).err(),
+            "RegistrationResponse" => wire::RegistrationResponse::from_bytes(&input).err(),
+            "RegistrationUpload" => wire::RegistrationUpload::from_bytes(&input).err(),
+            "RegistrationConfirmation" => wire::RegistrationConfirmation::from_bytes(&input).err(),
+            "RecoveryStart" => wire::RecoveryStart::from_bytes(&input).err(),
+            "RecoveryResponse" => RecoveryResponse::from_bytes(&input).err(),
+            "RecoveryFinish" => wire::RecoveryFinish::from_bytes(&input).err(),
+            "KeyRelease" => wire::KeyRelease::from_bytes(&input).err(),
+            "Rejection" => Rejection::from_bytes(&input).err(),
+            "Command" => Command::from_bytes(&input).err(),
+            "RecordSlot" => RecordSlot::from_bytes(&input).err(),
+            "FleetSecrets" => FleetSecrets::from_bytes(&input).err(),
+            other => panic!("unknown decoder {other}"),
+        }
+        .unwrap_or_else(|| panic!("{decoder}: {} was accepted", case["case"]));
+        assert_eq!(
+            flows::wire_error(&err),
+            case["error"],
+            "{decoder}: {}",
+            case["case"]
+        );
+    }
+    let secrets = b(&file("recovery-success")["fleet"]["secrets"]);
+    let fleet = FleetSecrets::from_bytes(&secrets).unwrap();
+    let mut vault = Vault::new(
+        &fleet,
+        VaultPolicy::insecure_test_only(),
+        MemoryStore::new(),
+    )
+    .unwrap();
+    let mut rng = flows::Recorder::new(0);
+    for case in flow["vault"].as_array().unwrap() {
+        let answer = vault.handle(&mut rng, 1_700_000_000_000, &b(&case["request"]));
+        assert_eq!(hex(&answer), case["answer"], "{}", case["case"]);
+        assert_eq!(case["answer"], case["error"]["rejection"]);
+    }
+    assert!(
+        rng.take().is_empty(),
+        "rejected requests draw no randomness"
+    );
+}
