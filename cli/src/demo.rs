@@ -4,10 +4,19 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use backup_key_vault::bundle::{
+    artifact, artifact_digest, EncodedBundle, FleetKeyArtifact, OperatorSigningKey, TrustAnchors,
+    DEFAULT_NAMESPACE,
+};
 use backup_key_vault::client::{ClientConfig, Recovered, Recovery, Registered, Registration};
 use backup_key_vault::vault::{MemoryStore, RecordSlot, RecordStore, Vault, VaultPolicy};
 use backup_key_vault::wire::{self, Rejection};
+use backup_key_vault::wire::{BundleRequest, BundleResponse};
 use backup_key_vault::{ClientError, FleetSecrets, RecordId, RecoveryCode, StretchingParams};
+use bkv_auditor::export::{proofs_from_entries, verify_namespace, Pins};
+use bkv_auditor::Auditor;
 use clap::Args;
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
@@ -299,5 +308,169 @@ fn story(args: &DemoArgs) -> Step<()> {
         "session expired; record erased (tombstone only); right code now fails",
         (),
     );
+    over_the_air(args, &mut demo.step)
+}
+
+/// Turns an error into a failed step named `what`.
+fn context(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> Misbehaved {
+    move |e| Misbehaved(format!("{what}: {e}"))
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A new fleet published through the auditor (in-process, temporary
+/// directory), counter-signed by the operator, and learned over the air by
+/// a client that pins only the auditor's and the operator's keys (SPEC.md
+/// §14–§18).
+fn over_the_air(args: &DemoArgs, step: &mut usize) -> Step<()> {
+    let m = context;
+    println!("\nFleet keys over the air: a new fleet, an auditor, and a client that pins only the auditor's and the operator's keys\n");
+    let t = Instant::now();
+    let dir = tempfile::tempdir().map_err(|e| m("temp dir")(&e))?;
+    let mut auditor = Auditor::open(dir.path()).map_err(|e| m("auditor")(&e))?;
+    let operator = OperatorSigningKey::generate(&mut OsRng);
+    let secrets = FleetSecrets::generate(&mut OsRng);
+    let now = unix_ms();
+    let artifact = FleetKeyArtifact::for_fleet(
+        DEFAULT_NAMESPACE,
+        "demo-fleet-2",
+        1,
+        &secrets.public_keys(),
+        now.saturating_sub(60_000),
+        now.saturating_add(30 * 24 * 3_600_000),
+    )
+    .to_bytes()
+    .map_err(|e| m("artifact")(&e))?;
+    auditor
+        .register_namespace(DEFAULT_NAMESPACE, 1, artifact_digest(&artifact))
+        .map_err(|e| m("register namespace")(&e))?;
+    let mut bundle = auditor
+        .publish(DEFAULT_NAMESPACE, 1, &artifact, None, now)
+        .map_err(|e| m("publish")(&e))?;
+    let mut demo_step = |t: Instant, line: String| {
+        *step += 1;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        println!("[{:>2}] {:<72} {:>9.1} ms", *step, line, ms);
+    };
+    demo_step(
+        t,
+        format!(
+            "auditor signed epoch 1 (digest {}…) and checkpoint 1",
+            &artifact::to_hex(&bundle.digest)[..8]
+        ),
+    );
+
+    let t = Instant::now();
+    bundle.countersign(&operator);
+    if let Some(counter) = bundle.counter_signature {
+        auditor
+            .add_counter_signature(DEFAULT_NAMESPACE, 1, counter)
+            .map_err(|e| m("counter-signature")(&e))?;
+    }
+    let (policy, insecure) = if args.insecure_fast {
+        (VaultPolicy::insecure_test_only(), true)
+    } else {
+        (VaultPolicy::default(), false)
+    };
+    let mut vault = Vault::new(&secrets, policy, MemoryStore::new()).map_err(|e| m("vault")(&e))?;
+    drop(secrets);
+    let encoded = EncodedBundle::new(bundle).map_err(|e| m("bundle")(&e))?;
+    vault
+        .set_bundle(encoded)
+        .map_err(|e| m("vault refused the bundle")(&e))?;
+    demo_step(
+        t,
+        "operator counter-signed in the HSM; the vault hands the bundle out".into(),
+    );
+
+    let t = Instant::now();
+    let anchors = TrustAnchors::new(&[auditor.public_key()], &[operator.public_key()]);
+    let mut stored_epoch: Option<u64> = None;
+    let answer = vault.handle(&mut OsRng, 0, &BundleRequest {}.to_bytes());
+    let response = BundleResponse::from_bytes(&answer).map_err(|e| m("bundle response")(&e))?;
+    let fleet = anchors
+        .verify(response.bundle.bundle(), unix_ms(), stored_epoch)
+        .map_err(|e| m("bundle verification")(&e))?;
+    stored_epoch = Some(fleet.epoch_to_store());
+    let keys = fleet.public_keys();
+    demo_step(
+        t,
+        format!(
+            "client verified bundle and log proof; learned keys {}…/{}…",
+            &fingerprint(&keys.key_exchange)[..8],
+            &fingerprint(&keys.transport)[..8]
+        ),
+    );
+
+    let config = if insecure {
+        ClientConfig::insecure_test_only_from_verified_fleet(&fleet)
+    } else {
+        ClientConfig::from_verified_fleet(&fleet)
+    };
+    let mut demo = Demo {
+        vault,
+        config,
+        now: 0,
+        step: *step,
+    };
+    let record_id = RecordId(Sha256::digest(b"demo account +1 555 0199").into());
+    let right = code("learned-over-the-air")?;
+    let t = Instant::now();
+    let registered = demo.register(record_id, &right)?;
+    demo.report(
+        t,
+        "registered with the learned fleet (sealed to its transport key)",
+        (),
+    );
+
+    let t = Instant::now();
+    let (state, ke1) = Recovery::start(&mut OsRng, &demo.config, record_id, &right)
+        .map_err(|e| m("recovery start")(&e))?;
+    let ke2 = demo.exchange(
+        &ke1.to_bytes(),
+        wire::RecoveryResponseWithBundle::from_bytes,
+    )?;
+    let (state, ke3, again) = state
+        .finish_with_bundle(&mut OsRng, &ke2, &anchors, unix_ms(), stored_epoch)
+        .map_err(|e| m("KE2 with bundle")(&e))?;
+    let release = demo.exchange(&ke3.to_bytes(), wire::KeyRelease::from_bytes)?;
+    let recovered = state.finish(&release).map_err(|e| m("release")(&e))?;
+    if recovered.backup_key != registered.backup_key {
+        return fail("recovery over the air returned another key");
+    }
+    demo.report(
+        t,
+        format!(
+            "recovered: KE2 carried the bundle (epoch {}), same backup key",
+            again.epoch_to_store()
+        ),
+        (),
+    );
+
+    let t = Instant::now();
+    let export = auditor
+        .export(DEFAULT_NAMESPACE)
+        .map_err(|e| m("export")(&e))?;
+    let pins = Pins {
+        auditor_keys: vec![auditor.public_key()],
+        operator_keys: vec![operator.public_key()],
+    };
+    let report = verify_namespace(&export, &pins, &mut proofs_from_entries(&export))
+        .map_err(|e| m("monitor")(&e))?;
+    demo.report(
+        t,
+        format!(
+            "monitor verified the namespace: {} entry, {} checkpoint",
+            report.log_size, report.checkpoints
+        ),
+        (),
+    );
+    *step = demo.step;
     Ok(())
 }
