@@ -110,6 +110,14 @@ pub fn checkpoint(data: &[u8]) {
 pub fn command(data: &[u8]) {
     if let Some(c) = check(data, Command::from_bytes(data), |c| c.to_bytes()) {
         assert_eq!(data.get(2..34), Some(&c.record_id().0[..]));
+        if let Command::Register {
+            replaces, payload, ..
+        } = &c
+        {
+            // §8.2: flag and generation are (0, 0) or (1, >= 1).
+            assert_ne!(*replaces, Some(0), "a replaced generation is at least 1");
+            assert!(payload.max_attempts >= 1 && payload.stretching.is_valid());
+        }
     }
 }
 
