@@ -221,7 +221,9 @@ impl Model {
         }
     }
 
-    /// Sends a KE1, counting the KE2 if it was built from a live record.
+    /// Sends a KE1. Every KE2 answered while the record stayed live in the
+    /// same generation was built from it: it is counted, and it must come
+    /// with exactly one committed charge (SPEC.md §8.3: charge, then KE2).
     fn send_ke1(
         &mut self,
         rec: u8,
@@ -234,7 +236,17 @@ impl Model {
             .ok()?;
         let after = self.live(rec);
         if let (Some((used_before, g)), Some((used_after, g2))) = (before, after) {
-            if g == g2 && used_after > used_before {
+            if g == g2 {
+                assert_eq!(
+                    used_after,
+                    used_before + 1,
+                    "a KE2 built from a record without exactly one charge"
+                );
+                assert_eq!(
+                    ke2.attempts_remaining,
+                    MAX - used_after,
+                    "KE2 reports the committed count"
+                );
                 self.issued[rec as usize] += 1;
             }
         }
