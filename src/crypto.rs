@@ -41,6 +41,11 @@ pub(crate) mod label {
     pub const UNKNOWN_NONCE_KEY: &[u8] = b"backup-key-vault/v1/unknown-record-nonce-key";
     /// HKDF info: that key -> an unknown record's OPRF nonce (with the id).
     pub const UNKNOWN_NONCE: &[u8] = b"backup-key-vault/v1/unknown-record-nonce";
+    /// HKDF info: OPRF seed -> the fleet's inter-node transport key (SPEC.md §21).
+    pub const FLEET_TRANSPORT_KEY: &[u8] = b"backup-key-vault/v1/fleet-transport-key";
+    /// HKDF info prefix: fleet transport key -> one sender boot's key for one
+    /// link (followed by from, to, incarnation, boot nonce; SPEC.md §21).
+    pub const FLEET_LINK_KEY: &[u8] = b"backup-key-vault/v1/fleet-link-key";
     /// AEAD associated-data prefixes, one per encrypted field.
     pub const AAD_RESPONSE: &[u8] = b"backup-key-vault/v1/aad/registration-response";
     pub const AAD_UPLOAD: &[u8] = b"backup-key-vault/v1/aad/registration-upload";

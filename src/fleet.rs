@@ -147,9 +147,62 @@ impl FleetSecrets {
         crate::crypto::derive_key(&self.oprf_seed, label::UNKNOWN_NONCE_KEY, &[])
     }
 
+    /// The key fleet members authenticate and encrypt their messages to each
+    /// other with (SPEC.md §21): `HKDF(oprf_seed, FLEET_TRANSPORT_KEY, 32)`.
+    /// Only HSMs of this fleet can derive it; the host relaying the messages
+    /// cannot.
+    pub fn fleet_transport_key(&self) -> FleetTransportKey {
+        FleetTransportKey(
+            crate::crypto::derive_key(&self.oprf_seed, label::FLEET_TRANSPORT_KEY, &[]).0,
+        )
+    }
+
     /// The HPKE transport private key.
     pub(crate) fn transport_key(&self) -> Option<<HpkeKem as hpke::Kem>::PrivateKey> {
         <HpkeKem as hpke::Kem>::PrivateKey::from_bytes(&self.transport_private).ok()
+    }
+}
+
+/// The fleet's inter-node transport key (SPEC.md §21), derived from the
+/// fleet secrets. Zeroized on drop; never shown by `Debug`.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct FleetTransportKey([u8; 32]);
+
+impl FleetTransportKey {
+    /// The key bytes, for the fleet's message authentication only.
+    pub fn expose_secret(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The AEAD key of the messages one sender boot sends on one link
+    /// (SPEC.md §21): `HKDF(transport_key, FLEET_LINK_KEY || u64be(from) ||
+    /// u64be(to) || u64be(incarnation) || boot_nonce, 32)`. A fresh random
+    /// boot nonce per start makes every (key, sequence number) pair unique,
+    /// even if a rolled-back disk makes a node reuse an incarnation.
+    pub fn link_key(
+        &self,
+        from: u64,
+        to: u64,
+        incarnation: u64,
+        boot_nonce: &[u8; 16],
+    ) -> Zeroizing<[u8; 32]> {
+        let key = crate::crypto::derive_key(
+            &self.0,
+            label::FLEET_LINK_KEY,
+            &[
+                &from.to_be_bytes(),
+                &to.to_be_bytes(),
+                &incarnation.to_be_bytes(),
+                boot_nonce,
+            ],
+        );
+        Zeroizing::new(key.0)
+    }
+}
+
+impl fmt::Debug for FleetTransportKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FleetTransportKey(..)")
     }
 }
 
@@ -211,6 +264,25 @@ mod tests {
             setup.keypair().public().serialize().as_slice(),
             &s.public_keys().key_exchange
         );
+    }
+
+    #[test]
+    fn fleet_transport_key_is_derived_and_redacted() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
+        let s = FleetSecrets::generate(&mut rng);
+        let k = s.fleet_transport_key();
+        let again = FleetSecrets::from_bytes(&s.to_bytes()[..]).unwrap();
+        assert_eq!(
+            k.expose_secret(),
+            again.fleet_transport_key().expose_secret()
+        );
+        assert_ne!(k.expose_secret(), &s.oprf_seed[..32]);
+        let other = FleetSecrets::generate(&mut rng);
+        assert_ne!(
+            k.expose_secret(),
+            other.fleet_transport_key().expose_secret()
+        );
+        assert_eq!(format!("{k:?}"), "FleetTransportKey(..)");
     }
 
     #[test]

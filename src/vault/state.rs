@@ -270,6 +270,14 @@ impl RecordTable {
         self.slots.get(record_id)
     }
 
+    /// Puts a slot back as a snapshot recorded it. For a replica restoring
+    /// the table of one log position from its snapshot (SPEC.md §22), never a
+    /// state change of its own: every change still goes through
+    /// [`RecordTable::apply`].
+    pub fn restore(&mut self, record_id: RecordId, slot: RecordSlot) {
+        self.slots.insert(record_id, slot);
+    }
+
     /// Every slot, in id order.
     pub fn iter(&self) -> impl Iterator<Item = (&RecordId, &RecordSlot)> {
         self.slots.iter()

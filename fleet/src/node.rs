@@ -1,0 +1,1006 @@
+//! One fleet member: the vault, a raft-rs `RawNode`, redb storage and the
+//! authenticated link, as a pure deterministic core (SPEC.md §20–§23).
+//!
+//! The node has no threads, no clock and no randomness of its own: whoever
+//! drives it (the simulation, or the std runtime in [`crate::net`]) hands it
+//! peer messages, client requests, ticks, the time and an RNG, and carries
+//! away what it wants sent. The same code runs in both.
+//!
+//! The guess rule across the fleet: a request whose answer depends on a
+//! state change (a charge before KE2, a reset before the key) is suspended
+//! by the vault ([`Vault::begin`]); its command is proposed to Raft, batched
+//! with every other command that arrived in the same round; the answer is
+//! built ([`Vault::resume`]) only when this node applies the committed entry
+//! that carries it, with the result the replicated state machine computed at
+//! that log position. Without a majority, nothing commits: the request times
+//! out and the answer is `Unavailable`, with nothing released.
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use protobuf::Message as _;
+use raft::prelude::{ConfState, Entry, EntryType, Message, MessageType, Snapshot};
+use raft::{Config, RawNode, StateRole};
+use rand_core::{CryptoRng, RngCore};
+
+use backup_key_vault::vault::{
+    Answer, Applied, Command, RecordSlot, RecordStore, RecordTable, Step, Suspended, Vault,
+    VaultPolicy,
+};
+use backup_key_vault::wire::{Rejection, RejectionCode};
+use backup_key_vault::{FleetSecrets, RecordId, StoreError};
+
+use crate::codec::{self, PeerMessage, ProposalId};
+use crate::disk::{Disk, Write};
+use crate::error::FleetError;
+use crate::log::LogStore;
+use crate::transport::{Dropped, Link, TransportCounters};
+
+/// How a node runs. Every member of a fleet uses the same values except `id`
+/// (and, in the simulation, `election_tick`).
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node's id (non-zero).
+    pub id: u64,
+    /// Every member's id, this node's included.
+    pub members: Vec<u64>,
+    /// The vault policy (the same on every member).
+    pub policy: VaultPolicy,
+    /// Ticks without a leader before a follower campaigns.
+    pub election_tick: usize,
+    /// Ticks between a leader's heartbeats.
+    pub heartbeat_tick: usize,
+    /// Ticks a suspended request waits for its command to apply before the
+    /// answer is `Unavailable`.
+    pub request_timeout_ticks: u64,
+    /// Ticks between probe rounds while the node recovers (§22.3).
+    pub probe_interval_ticks: u64,
+    /// Applied entries between snapshots (log compaction).
+    pub snapshot_interval: u64,
+    /// Most commands in one Raft entry.
+    pub max_batch: usize,
+    /// Record [`Event`]s for a test oracle (the simulation); off in service.
+    pub record_events: bool,
+    /// **Test only**: answer KE2 as soon as the charge is proposed, without
+    /// waiting for it to commit. The simulation must catch it.
+    #[cfg(feature = "broken-rule")]
+    pub broken_rule: bool,
+}
+
+impl NodeConfig {
+    /// Defaults for a member of `members`: election after 10 ticks,
+    /// heartbeats every 2, requests time out after 50 ticks.
+    pub fn new(id: u64, members: Vec<u64>, policy: VaultPolicy) -> Self {
+        Self {
+            id,
+            members,
+            policy,
+            election_tick: 10,
+            heartbeat_tick: 2,
+            request_timeout_ticks: 50,
+            probe_interval_ticks: 3,
+            snapshot_interval: 1000,
+            max_batch: codec::MAX_BATCH,
+            record_events: false,
+            #[cfg(feature = "broken-rule")]
+            broken_rule: false,
+        }
+    }
+
+    fn majority(&self) -> usize {
+        self.members.len() / 2 + 1
+    }
+}
+
+/// What a node wants sent after a call.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Sealed messages for peers: `(to, bytes)`.
+    pub messages: Vec<(u64, Vec<u8>)>,
+    /// Answers for clients: `(client tag, wire bytes)`.
+    pub replies: Vec<(u64, Vec<u8>)>,
+}
+
+/// What the node did, for a test oracle (only with `record_events`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// An entry was applied at `index`; `digest` hashes its term and data.
+    Entry {
+        /// Log index.
+        index: u64,
+        /// FNV-1a of the term and the data.
+        digest: u64,
+    },
+    /// A command was applied at `index` with this result.
+    Command {
+        /// Log index.
+        index: u64,
+        /// The command.
+        command: Command,
+        /// What the state machine did.
+        applied: Applied,
+    },
+    /// A KE2 built from a record left this node, after the charge at
+    /// `index` (with the broken rule: the applied index when it left).
+    Ke2 {
+        /// The record.
+        record_id: RecordId,
+        /// Its generation.
+        generation: u64,
+        /// The log index of the charge.
+        index: u64,
+    },
+    /// A key release left this node, after the reset at `index`.
+    Release {
+        /// The record.
+        record_id: RecordId,
+        /// Its generation.
+        generation: u64,
+        /// The log index of the reset.
+        index: u64,
+    },
+}
+
+/// Counters an operator (or a test) can read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeCounters {
+    /// Inter-node messages received, by fate.
+    pub transport: TransportCounters,
+    /// Raft entries this node proposed (each a batch).
+    pub entries_proposed: u64,
+    /// Commands in those entries.
+    pub commands_proposed: u64,
+    /// Commands this node applied (from any proposer).
+    pub commands_applied: u64,
+    /// Requests answered `Unavailable` because their command did not apply
+    /// in time or could not be proposed.
+    pub requests_timed_out: u64,
+    /// Vote requests ignored while recovering (§22.3).
+    pub votes_withheld: u64,
+    /// Client requests refused while recovering.
+    pub refused_while_recovering: u64,
+    /// Times a peer showed this node it had run with a later incarnation
+    /// (its disk was rolled back or wiped).
+    pub rollbacks_detected: u64,
+    /// Snapshots taken or installed.
+    pub snapshots: u64,
+    /// Raft messages from a peer that named another sender or receiver.
+    pub inconsistent_messages: u64,
+}
+
+/// The vault's store on a node: the replicated table as this node has
+/// applied it. `load` reads it; `commit` always fails, because on a node
+/// every state change goes through consensus ([`Vault::begin`] /
+/// [`Vault::resume`]), never through the synchronous path.
+#[derive(Debug, Default)]
+pub struct AppliedTable {
+    table: RecordTable,
+}
+
+impl AppliedTable {
+    /// The table.
+    pub fn table(&self) -> &RecordTable {
+        &self.table
+    }
+}
+
+impl RecordStore for AppliedTable {
+    fn load(&self, record_id: &RecordId) -> Result<Option<RecordSlot>, StoreError> {
+        Ok(self.table.get(record_id).cloned())
+    }
+
+    fn commit(&mut self, _command: &Command) -> Result<Applied, StoreError> {
+        Err(StoreError)
+    }
+}
+
+/// Whether the node may vote and serve (§22.3).
+#[derive(Debug)]
+enum Gate {
+    /// Just started: neither serves clients nor votes for a candidate whose
+    /// log is behind `target`, nor campaigns until its own log reaches it.
+    Recovering {
+        round: u64,
+        round_started: u64,
+        answers: BTreeMap<u64, (u64, u64)>,
+        /// The highest (last term, last index) a majority of the others
+        /// reported in the latest complete round.
+        target: Option<(u64, u64)>,
+    },
+    /// Caught up.
+    Serving,
+}
+
+struct Waiting {
+    client: u64,
+    suspended: Suspended,
+    deadline: u64,
+}
+
+/// One fleet member.
+pub struct Node {
+    config: NodeConfig,
+    raw: RawNode<LogStore>,
+    vault: Vault<AppliedTable>,
+    disk: Disk,
+    link: Link,
+    transport_key: backup_key_vault::fleet::FleetTransportKey,
+    boot: [u8; 16],
+    next_proposal: u64,
+    batch: Vec<(ProposalId, Command)>,
+    waiting: BTreeMap<ProposalId, Waiting>,
+    applied: u64,
+    ticks: u64,
+    gate: Gate,
+    new_peer_incarnations: Vec<(u64, u64)>,
+    output: Output,
+    events: Vec<Event>,
+    counters: NodeCounters,
+    faulted: bool,
+}
+
+impl core::fmt::Debug for Node {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.config.id)
+            .field("applied", &self.applied)
+            .field("serving", &self.is_serving())
+            .field("faulted", &self.faulted)
+            .finish_non_exhaustive()
+    }
+}
+
+fn rejection(code: RejectionCode) -> Vec<u8> {
+    Rejection { code }.to_bytes()
+}
+
+/// FNV-1a over a term and bytes: the oracle's entry fingerprint.
+fn digest(term: u64, data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in term.to_be_bytes().iter().chain(data) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+impl Node {
+    /// Starts a node from its disk (empty on first start). Every start is a
+    /// new incarnation and begins in the recovering state (§22.3).
+    pub fn open<R: RngCore + CryptoRng>(
+        config: NodeConfig,
+        secrets: &FleetSecrets,
+        disk: Disk,
+        rng: &mut R,
+    ) -> Result<Self, FleetError> {
+        if config.id == 0 || !config.members.contains(&config.id) {
+            return Err(FleetError::Raft("node id must be a non-zero member".into()));
+        }
+        let loaded = disk.load()?;
+        let incarnation = loaded.incarnation.saturating_add(1);
+        disk.set_incarnation(incarnation)?;
+        let conf_state = match loaded.conf_state {
+            Some(c) => c,
+            None => {
+                let mut c = ConfState::default();
+                c.voters = config.members.clone();
+                disk.set_conf_state(&c)?;
+                c
+            }
+        };
+        let mut store = LogStore {
+            hard_state: loaded.hard_state,
+            conf_state,
+            ..LogStore::default()
+        };
+        let mut table = RecordTable::new();
+        if let Some((meta, snap_table)) = loaded.snapshot {
+            store.snapshot_data = codec::encode_table(&snap_table);
+            store.snapshot_meta = meta;
+            table = snap_table;
+        }
+        let applied = store.snapshot_meta.index;
+        store.append(&loaded.entries);
+        // A hard state whose commit is past the log (a torn copy) is
+        // clamped: commit is recomputed from the leader.
+        let last = store.snapshot_meta.index + store.entries.len() as u64;
+        if store.hard_state.commit > last {
+            store.hard_state.commit = last;
+        }
+        if store.hard_state.commit < applied {
+            store.hard_state.commit = applied;
+        }
+        let raft_config = Config {
+            id: config.id,
+            election_tick: config.election_tick,
+            heartbeat_tick: config.heartbeat_tick,
+            // raft-rs draws the randomized timeout from its own thread RNG;
+            // a range of one value keeps runs deterministic. The driver
+            // varies timeouts per node instead.
+            min_election_tick: config.election_tick,
+            max_election_tick: config.election_tick + 1,
+            applied,
+            check_quorum: true,
+            pre_vote: true,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            ..Config::default()
+        };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let raw = RawNode::new(&raft_config, store, &logger)?;
+        let vault = Vault::new(secrets, config.policy.clone(), AppliedTable { table })
+            .map_err(FleetError::Vault)?;
+        let mut boot = [0u8; 16];
+        rng.fill_bytes(&mut boot);
+        let transport_key = secrets.fleet_transport_key();
+        let link = Link::new(
+            transport_key.clone(),
+            config.id,
+            config.members.clone(),
+            incarnation,
+            boot,
+            loaded.peer_incarnations,
+        );
+        Ok(Self {
+            config,
+            raw,
+            vault,
+            disk,
+            link,
+            transport_key,
+            boot,
+            next_proposal: 0,
+            batch: Vec::new(),
+            waiting: BTreeMap::new(),
+            applied,
+            ticks: 0,
+            gate: Gate::Recovering {
+                round: 0,
+                round_started: 0,
+                answers: BTreeMap::new(),
+                target: None,
+            },
+            new_peer_incarnations: Vec::new(),
+            output: Output::default(),
+            events: Vec::new(),
+            counters: NodeCounters::default(),
+            faulted: false,
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> u64 {
+        self.config.id
+    }
+
+    /// Whether the node has caught up and serves clients (§22.3).
+    pub fn is_serving(&self) -> bool {
+        matches!(self.gate, Gate::Serving) && !self.faulted
+    }
+
+    /// Whether an internal invariant failed: the node stopped and must be
+    /// restarted from its disk.
+    pub fn is_faulted(&self) -> bool {
+        self.faulted
+    }
+
+    /// Whether this node is the Raft leader.
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    /// The leader this node knows of (0 if none).
+    pub fn leader(&self) -> u64 {
+        self.raw.raft.leader_id
+    }
+
+    /// The index of the last entry applied.
+    pub fn applied_index(&self) -> u64 {
+        self.applied
+    }
+
+    /// The term and index of the last log entry.
+    pub fn last_log(&self) -> (u64, u64) {
+        (
+            self.raw.raft.raft_log.last_term(),
+            self.raw.raft.raft_log.last_index(),
+        )
+    }
+
+    /// The record table as applied here.
+    pub fn table(&self) -> &RecordTable {
+        self.vault.store().table()
+    }
+
+    /// This boot's incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.link.incarnation()
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> NodeCounters {
+        NodeCounters {
+            transport: self.link.counters(),
+            ..self.counters
+        }
+    }
+
+    /// Requests waiting for their command to apply.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len() + usize::from(!self.batch.is_empty())
+    }
+
+    /// Takes the recorded events (with `record_events`).
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Takes what the node wants sent.
+    pub fn take_output(&mut self) -> Output {
+        std::mem::take(&mut self.output)
+    }
+
+    fn event(&mut self, e: Event) {
+        if self.config.record_events {
+            self.events.push(e);
+        }
+    }
+
+    fn fault(&mut self) {
+        self.faulted = true;
+        self.batch.clear();
+        // Nothing is answered: the client sees the connection fail, as
+        // after a crash.
+        self.waiting.clear();
+    }
+
+    /// Runs a raft-rs call; a panic inside the engine (an inconsistency it
+    /// refuses to continue with) stops the node instead of the process.
+    fn guarded<T>(&mut self, f: impl FnOnce(&mut RawNode<LogStore>) -> T) -> Option<T> {
+        if self.faulted {
+            return None;
+        }
+        match catch_unwind(AssertUnwindSafe(|| f(&mut self.raw))) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.fault();
+                None
+            }
+        }
+    }
+
+    // ----- Clients --------------------------------------------------------
+
+    /// A client's request (the vault's wire bytes), tagged by the caller so
+    /// the answer can find its way back. Returns the answer at once when
+    /// nothing has to be committed first; otherwise the answer comes out of
+    /// a later [`Node::drive`] or [`Node::tick`] as a reply with this tag.
+    pub fn client_request<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        now: u64,
+        client: u64,
+        request: &[u8],
+    ) -> Option<Vec<u8>> {
+        if self.faulted {
+            return Some(rejection(RejectionCode::Unavailable));
+        }
+        if !self.is_serving() {
+            self.counters.refused_while_recovering += 1;
+            return Some(rejection(RejectionCode::Unavailable));
+        }
+        match self.vault.begin(rng, now, request) {
+            Err(e) => Some(Rejection { code: e.into() }.to_bytes()),
+            Ok(Step::Answered(answer)) => Some(answer.to_bytes()),
+            Ok(Step::Commit(suspended)) => {
+                #[cfg(feature = "broken-rule")]
+                if self.config.broken_rule {
+                    if let Command::ChargeAttempt {
+                        record_id,
+                        generation,
+                    } = *suspended.command()
+                    {
+                        // The deliberately broken rule: charge a copy of the
+                        // local table and answer now, before consensus.
+                        let mut copy = self.table().clone();
+                        let applied = copy.apply(suspended.command());
+                        let command = suspended.command().clone();
+                        let answer = self.vault.resume(rng, now, suspended, Ok(applied));
+                        if let Ok(Answer::RecoveryResponse(_)) = &answer {
+                            self.event(Event::Ke2 {
+                                record_id,
+                                generation,
+                                index: self.applied,
+                            });
+                        }
+                        self.propose_command(client.wrapping_add(u64::MAX / 2), command, None);
+                        return Some(match answer {
+                            Ok(a) => a.to_bytes(),
+                            Err(e) => Rejection { code: e.into() }.to_bytes(),
+                        });
+                    }
+                }
+                let command = suspended.command().clone();
+                self.propose_command(client, command, Some(suspended));
+                None
+            }
+        }
+    }
+
+    fn propose_command(&mut self, client: u64, command: Command, suspended: Option<Suspended>) {
+        let id = ProposalId {
+            boot: self.boot,
+            seq: self.next_proposal,
+        };
+        self.next_proposal += 1;
+        self.batch.push((id, command));
+        if let Some(suspended) = suspended {
+            self.waiting.insert(
+                id,
+                Waiting {
+                    client,
+                    suspended,
+                    deadline: self.ticks + self.config.request_timeout_ticks,
+                },
+            );
+        }
+    }
+
+    /// Finishes a waiting request with the outcome of its command.
+    fn finish<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        now: u64,
+        waiting: Waiting,
+        outcome: Result<(u64, Applied), StoreError>,
+    ) {
+        let command = waiting.suspended.command().clone();
+        let index = outcome.as_ref().map(|(i, _)| *i).unwrap_or(0);
+        let answer = self.vault.resume(
+            rng,
+            now,
+            waiting.suspended,
+            outcome.map(|(_, applied)| applied),
+        );
+        let bytes = match &answer {
+            Ok(a) => a.to_bytes(),
+            Err(e) => Rejection { code: (*e).into() }.to_bytes(),
+        };
+        match (&command, &answer) {
+            (
+                Command::ChargeAttempt {
+                    record_id,
+                    generation,
+                },
+                Ok(Answer::RecoveryResponse(_) | Answer::RecoveryResponseWithBundle(_)),
+            ) => self.event(Event::Ke2 {
+                record_id: *record_id,
+                generation: *generation,
+                index,
+            }),
+            (
+                Command::ResetAttempts {
+                    record_id,
+                    generation,
+                },
+                Ok(Answer::KeyRelease(_)),
+            ) => self.event(Event::Release {
+                record_id: *record_id,
+                generation: *generation,
+                index,
+            }),
+            _ => {}
+        }
+        self.output.replies.push((waiting.client, bytes));
+    }
+
+    // ----- Peers ------------------------------------------------------------
+
+    fn send(&mut self, to: u64, message: &PeerMessage) {
+        let sealed = self.link.seal(to, &message.to_bytes());
+        self.output.messages.push((to, sealed));
+    }
+
+    fn send_raft(&mut self, messages: Vec<Message>) {
+        for m in messages {
+            if let Ok(bytes) = m.write_to_bytes() {
+                self.send(m.to, &PeerMessage::Raft(bytes));
+            }
+        }
+    }
+
+    /// A message from the host, claimed to come from a peer. Forged,
+    /// altered, misaddressed, replayed and stale messages are dropped and
+    /// counted ([`NodeCounters::transport`]).
+    pub fn receive<R: RngCore + CryptoRng>(&mut self, rng: &mut R, bytes: &[u8]) {
+        if self.faulted {
+            return;
+        }
+        let opened = match self.link.open(bytes) {
+            Ok(opened) => opened,
+            Err(Dropped::Stale { from }) => {
+                // The sender reuses an incarnation this node already saw:
+                // tell it (the envelope's acknowledgement does).
+                self.send(from, &PeerMessage::Nudge);
+                return;
+            }
+            Err(Dropped::Refused) => return,
+        };
+        let from = opened.from;
+        if opened.shows_rollback {
+            // A peer has seen this node at a later incarnation, or at this
+            // one with another boot: the disk this boot started from was
+            // rolled back (or wiped). Take an incarnation above every one
+            // the peers may have seen and start recovering again.
+            self.counters.rollbacks_detected += 1;
+            let seen = self.link.incarnation().max(opened.acknowledged_incarnation);
+            let incarnation = seen.saturating_add(1);
+            if self.disk.set_incarnation(incarnation).is_err() {
+                self.fault();
+                return;
+            }
+            rng.fill_bytes(&mut self.boot);
+            self.link = Link::new(
+                self.transport_key.clone(),
+                self.config.id,
+                self.config.members.clone(),
+                incarnation,
+                self.boot,
+                self.link.peer_incarnations().clone(),
+            );
+            self.gate = Gate::Recovering {
+                round: 0,
+                round_started: self.ticks,
+                answers: BTreeMap::new(),
+                target: None,
+            };
+            // The message itself was authentic and fresh; go on with it.
+        }
+        if opened.new_incarnation {
+            if let Some(inc) = self.link.peer_incarnations().get(&from) {
+                self.new_peer_incarnations.push((from, *inc));
+            }
+            self.forget_peer_progress(from);
+        }
+        let Ok(message) = PeerMessage::from_bytes(&opened.plaintext) else {
+            return;
+        };
+        match message {
+            PeerMessage::Raft(bytes) => {
+                let Ok(m) = Message::parse_from_bytes(&bytes) else {
+                    self.counters.inconsistent_messages += 1;
+                    return;
+                };
+                self.step(from, m);
+            }
+            PeerMessage::Nudge => {}
+            PeerMessage::Probe { round } => {
+                let (last_term, last_index) = self.last_log();
+                self.send(
+                    from,
+                    &PeerMessage::ProbeAnswer {
+                        round,
+                        last_term,
+                        last_index,
+                    },
+                );
+            }
+            PeerMessage::ProbeAnswer {
+                round: answered,
+                last_term,
+                last_index,
+            } => {
+                let need = self.config.majority();
+                if let Gate::Recovering {
+                    round,
+                    answers,
+                    target,
+                    ..
+                } = &mut self.gate
+                {
+                    if answered == *round {
+                        answers.insert(from, (last_term, last_index));
+                        if answers.len() >= need {
+                            *target = answers.values().max().copied();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A new boot of a peer may have lost log entries it acknowledged: if
+    /// this node leads, it forgets how far the peer's log matched and probes
+    /// again (§22.3). Lowering a match index can only delay commits.
+    fn forget_peer_progress(&mut self, peer: u64) {
+        if !self.is_leader() {
+            return;
+        }
+        let last = self.raw.raft.raft_log.last_index();
+        if let Some(pr) = self.raw.raft.mut_prs().get_mut(peer) {
+            pr.matched = 0;
+            pr.become_probe();
+            pr.next_idx = last + 1;
+        }
+    }
+
+    fn recovering_target(&self) -> Option<Option<(u64, u64)>> {
+        match &self.gate {
+            Gate::Recovering { target, .. } => Some(*target),
+            Gate::Serving => None,
+        }
+    }
+
+    fn step(&mut self, from: u64, mut m: Message) {
+        if m.from != from || m.to != self.config.id {
+            self.counters.inconsistent_messages += 1;
+            return;
+        }
+        let last_index = self.raw.raft.raft_log.last_index();
+        match m.get_msg_type() {
+            // A leader that remembers more of this node's log than a
+            // rolled-back disk holds would tell it to commit past its end;
+            // commit only what is here (the rest follows with the entries).
+            MessageType::MsgHeartbeat if m.commit > last_index => m.commit = last_index,
+            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote => {
+                if let Some(target) = self.recovering_target() {
+                    let ok = target.is_some_and(|t| (m.log_term, m.index) >= t);
+                    if !ok {
+                        self.counters.votes_withheld += 1;
+                        return;
+                    }
+                }
+            }
+            MessageType::MsgTimeoutNow if self.recovering_target().is_some() => return,
+            _ => {}
+        }
+        self.guarded(|raw| {
+            let _ = raw.step(m);
+        });
+    }
+
+    // ----- Time -------------------------------------------------------------
+
+    /// One tick of logical time: Raft's clock (elections, heartbeats), probe
+    /// rounds while recovering, and request timeouts.
+    pub fn tick<R: RngCore + CryptoRng>(&mut self, rng: &mut R, now: u64) {
+        if self.faulted {
+            return;
+        }
+        self.ticks += 1;
+        let ticks = self.ticks;
+        let own = self.last_log();
+        let mut probe = None;
+        let alone = self.config.members.len() == 1;
+        let may_campaign = match &mut self.gate {
+            Gate::Serving => true,
+            Gate::Recovering {
+                round,
+                round_started,
+                answers,
+                target,
+            } => {
+                if alone {
+                    *target = Some(own);
+                } else if *round == 0 || ticks >= *round_started + self.config.probe_interval_ticks
+                {
+                    *round += 1;
+                    *round_started = ticks;
+                    answers.clear();
+                    probe = Some(*round);
+                }
+                target.is_some_and(|t| own >= t)
+            }
+        };
+        if let Some(round) = probe {
+            let peers: Vec<u64> = self
+                .config
+                .members
+                .iter()
+                .copied()
+                .filter(|p| *p != self.config.id)
+                .collect();
+            for p in peers {
+                self.send(p, &PeerMessage::Probe { round });
+            }
+        }
+        if may_campaign {
+            self.guarded(|raw| {
+                raw.tick();
+            });
+        }
+        let expired: Vec<ProposalId> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.deadline <= ticks)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(w) = self.waiting.remove(&id) {
+                self.counters.requests_timed_out += 1;
+                self.finish(rng, now, w, Err(StoreError));
+            }
+        }
+        self.update_gate();
+    }
+
+    fn update_gate(&mut self) {
+        if let Gate::Recovering {
+            target: Some(t), ..
+        } = self.gate
+        {
+            if self.last_log() >= t && self.applied >= t.1 {
+                self.gate = Gate::Serving;
+            }
+        }
+    }
+
+    // ----- The Ready loop -----------------------------------------------------
+
+    /// Proposes the batch collected since the last call (one Raft entry),
+    /// then runs raft-rs's Ready loop: persist to redb, send, apply
+    /// committed entries, answer the requests they finish. Call after
+    /// every input.
+    pub fn drive<R: RngCore + CryptoRng>(&mut self, rng: &mut R, now: u64) {
+        if self.faulted {
+            return;
+        }
+        self.flush_batch(rng, now);
+        let mut rounds = 0;
+        while !self.faulted && self.raw.has_ready() && rounds < 64 {
+            rounds += 1;
+            if let Err(()) = self.ready_once(rng, now) {
+                self.fault();
+                return;
+            }
+        }
+        self.maybe_compact();
+        self.update_gate();
+    }
+
+    fn flush_batch<R: RngCore + CryptoRng>(&mut self, rng: &mut R, now: u64) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        for chunk in batch.chunks(self.config.max_batch.max(1)) {
+            let data = codec::encode_batch(chunk);
+            let proposed = self.guarded(|raw| raw.propose(vec![], data));
+            match proposed {
+                Some(Ok(())) => {
+                    self.counters.entries_proposed += 1;
+                    self.counters.commands_proposed += chunk.len() as u64;
+                }
+                _ => {
+                    // No leader known (or the engine refused): nothing was
+                    // proposed, so nothing can apply. Answer Unavailable now.
+                    for (id, _) in chunk {
+                        if let Some(w) = self.waiting.remove(id) {
+                            self.counters.requests_timed_out += 1;
+                            self.finish(rng, now, w, Err(StoreError));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn ready_once<R: RngCore + CryptoRng>(&mut self, rng: &mut R, now: u64) -> Result<(), ()> {
+        let Some(mut rd) = self.guarded(|raw| raw.ready()) else {
+            return Err(());
+        };
+        let immediate = rd.take_messages();
+        self.send_raft(immediate);
+
+        let snapshot = rd.snapshot().clone();
+        let snapshot_table = if snapshot.get_metadata().index > 0 {
+            Some(codec::decode_table(&snapshot.data).map_err(|_| ())?)
+        } else {
+            None
+        };
+        let entries = rd.take_entries();
+        let hard_state = rd.hs().cloned();
+        let peer_incarnations = std::mem::take(&mut self.new_peer_incarnations);
+        self.disk
+            .write(&Write {
+                snapshot: snapshot_table
+                    .as_ref()
+                    .map(|t| (snapshot.get_metadata(), t)),
+                entries: &entries,
+                hard_state: hard_state.as_ref(),
+                compact_to: snapshot_table.as_ref().map(|_| u64::MAX),
+                peer_incarnations: &peer_incarnations,
+            })
+            .map_err(|_| ())?;
+        if let Some(table) = snapshot_table {
+            self.install_snapshot(&snapshot, table);
+        }
+        let store = self.raw.mut_store();
+        store.append(&entries);
+        if let Some(hs) = hard_state {
+            store.hard_state = hs;
+        }
+
+        let committed = rd.take_committed_entries();
+        self.apply(rng, now, committed);
+        let persisted = rd.take_persisted_messages();
+        self.send_raft(persisted);
+
+        let Some(mut light) = self.guarded(|raw| raw.advance(rd)) else {
+            return Err(());
+        };
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().hard_state.commit = commit;
+        }
+        let messages = light.take_messages();
+        self.send_raft(messages);
+        let committed = light.take_committed_entries();
+        self.apply(rng, now, committed);
+        self.guarded(|raw| raw.advance_apply()).ok_or(())?;
+        Ok(())
+    }
+
+    fn install_snapshot(&mut self, snapshot: &Snapshot, table: RecordTable) {
+        let meta = snapshot.get_metadata().clone();
+        self.applied = meta.index;
+        *self.vault.store_mut() = AppliedTable { table };
+        self.raw.mut_store().install(meta, snapshot.data.to_vec());
+        self.counters.snapshots += 1;
+    }
+
+    fn apply<R: RngCore + CryptoRng>(&mut self, rng: &mut R, now: u64, entries: Vec<Entry>) {
+        for entry in entries {
+            if entry.index <= self.applied {
+                continue;
+            }
+            self.applied = entry.index;
+            self.event(Event::Entry {
+                index: entry.index,
+                digest: digest(entry.term, &entry.data),
+            });
+            if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
+                // Leader no-ops; membership is static (§20.4).
+                continue;
+            }
+            let Ok(batch) = codec::decode_batch(&entry.data) else {
+                continue;
+            };
+            for (id, command) in batch {
+                let applied = self.vault.store_mut().table.apply(&command);
+                self.counters.commands_applied += 1;
+                if self.config.record_events {
+                    self.event(Event::Command {
+                        index: entry.index,
+                        command: command.clone(),
+                        applied: applied.clone(),
+                    });
+                }
+                if let Some(w) = self.waiting.remove(&id) {
+                    self.finish(rng, now, w, Ok((entry.index, applied)));
+                }
+            }
+        }
+    }
+
+    fn maybe_compact(&mut self) {
+        let snap_index = self.raw.store().snapshot_meta.index;
+        if self.applied < snap_index + self.config.snapshot_interval.max(1) {
+            return;
+        }
+        let index = self.applied;
+        let data = codec::encode_table(self.table());
+        let Some(meta) = self.raw.mut_store().compact(index, data) else {
+            return;
+        };
+        let written = self.disk.write(&Write {
+            snapshot: Some((&meta, self.vault.store().table())),
+            compact_to: Some(index),
+            ..Write::default()
+        });
+        if written.is_err() {
+            self.fault();
+            return;
+        }
+        self.counters.snapshots += 1;
+    }
+}
