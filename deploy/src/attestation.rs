@@ -16,11 +16,11 @@
 use std::fmt;
 use std::time::Duration;
 
+use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use webpki::{EndEntityCert, KeyUsage};
 use x509_cert::der;
 use x509_cert::der::Decode as _;
 use x509_cert::der::Encode as _;
-use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
-use webpki::{EndEntityCert, KeyUsage};
 
 use crate::evidence::{sha256, Attestation};
 
@@ -29,13 +29,15 @@ use crate::evidence::{sha256, Attestation};
 pub const X509_STATEMENT_FORMAT: &str = "bkv-x509-statement/v1";
 
 /// Extended key usage every device certificate must carry: "HSM
-/// attestation" of this project, OID
-/// 2.25.124830220427138997262955191005351000477 (a UUID OID, ITU-T X.667).
+/// attestation", OID 1.3.6.1.4.1.32473.1.1, under the enterprise number
+/// IANA reserves for documentation (RFC 5612): this simulated format's
+/// placeholder, which a real vendor format replaces with the vendor's own.
 /// These are the DER content bytes of the OID.
-pub const EKU_HSM_ATTESTATION: &[u8] = &[
-    0x69, 0x81, 0xbb, 0xe9, 0xb6, 0xc2, 0xde, 0xe2, 0x92, 0xb7, 0x81, 0xb1, 0xf8, 0xd3, 0xb9,
-    0xca, 0xf0, 0xc0, 0xf3, 0x1d,
-];
+pub const EKU_HSM_ATTESTATION: &[u8] =
+    &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x81, 0xfd, 0x59, 0x01, 0x01];
+
+/// [`EKU_HSM_ATTESTATION`] as arcs.
+pub const EKU_HSM_ATTESTATION_ARCS: [u64; 9] = [1, 3, 6, 1, 4, 1, 32473, 1, 1];
 
 /// Statement signature algorithm names.
 pub const ALG_ECDSA_P256_SHA256: &str = "ecdsa-p256-sha256";
@@ -156,10 +158,8 @@ pub struct X509StatementVerifier {
     root: CertificateDer<'static>,
 }
 
-const CHAIN_ALGS: &[&dyn rustls_pki_types::SignatureVerificationAlgorithm] = &[
-    webpki::ring::ECDSA_P256_SHA256,
-    webpki::ring::ED25519,
-];
+const CHAIN_ALGS: &[&dyn rustls_pki_types::SignatureVerificationAlgorithm] =
+    &[webpki::ring::ECDSA_P256_SHA256, webpki::ring::ED25519];
 
 impl X509StatementVerifier {
     /// A verifier pinned to the vendor root certificate (DER).
@@ -212,6 +212,18 @@ fn subject_and_key(der: &[u8]) -> Result<(String, [u8; 32]), AttestationError> {
             }
         }
     }
+    let eku_oid = der::oid::ObjectIdentifier::from_bytes(EKU_HSM_ATTESTATION)
+        .map_err(|e| AttestationError::BadCertificate(e.to_string()))?;
+    let has_eku = tbs.extensions.iter().flatten().any(|ext| {
+        ext.extn_id == der::oid::db::rfc5280::ID_CE_EXT_KEY_USAGE
+            && x509_cert::ext::pkix::ExtendedKeyUsage::from_der(ext.extn_value.as_bytes())
+                .is_ok_and(|eku| eku.0.contains(&eku_oid))
+    });
+    if !has_eku {
+        return Err(AttestationError::InvalidChain(
+            "the device certificate does not carry the HSM attestation extended key usage".into(),
+        ));
+    }
     match names.as_slice() {
         [one] => Ok((one.clone(), sha256(&spki))),
         _ => Err(AttestationError::BadCertificate(
@@ -251,7 +263,9 @@ impl AttestationVerifier for X509StatementVerifier {
                 &anchors,
                 &intermediates,
                 unix_time(time.unix_ms),
-                KeyUsage::required(EKU_HSM_ATTESTATION),
+                // Required on the device certificate (checked below);
+                // CA certificates usually carry no EKU at all.
+                KeyUsage::required_if_present(EKU_HSM_ATTESTATION),
                 None,
                 None,
             );

@@ -14,8 +14,8 @@
 use std::fmt;
 
 use backup_key_vault::bundle::{
-    artifact_digest, CounterSignature, FleetKeyArtifact, KeyRole,
-    OperatorSigningKey, ValidationBundle,
+    artifact_digest, CounterSignature, FleetKeyArtifact, KeyRole, OperatorSigningKey,
+    ValidationBundle,
 };
 use backup_key_vault::FleetPublicKeys;
 use bkv_auditor::{Auditor, AuditorError};
@@ -95,9 +95,19 @@ pub trait Publisher {
     /// The epoch the next artifact of `namespace` must have.
     fn next_epoch(&mut self, namespace: &str) -> Result<u64, String>;
     /// Logs the artifact and returns its bundle (with the inclusion proof).
-    fn publish(&mut self, namespace: &str, epoch: u64, artifact: &[u8]) -> Result<ValidationBundle, String>;
+    fn publish(
+        &mut self,
+        namespace: &str,
+        epoch: u64,
+        artifact: &[u8],
+    ) -> Result<ValidationBundle, String>;
     /// Stores the operator's counter-signature of an epoch.
-    fn counter_sign(&mut self, namespace: &str, epoch: u64, counter: CounterSignature) -> Result<(), String>;
+    fn counter_sign(
+        &mut self,
+        namespace: &str,
+        epoch: u64,
+        counter: CounterSignature,
+    ) -> Result<(), String>;
 }
 
 impl Publisher for Auditor {
@@ -111,8 +121,16 @@ impl Publisher for Auditor {
         }
     }
 
-    fn publish(&mut self, namespace: &str, epoch: u64, artifact: &[u8]) -> Result<ValidationBundle, String> {
-        if matches!(self.namespace(namespace), Err(AuditorError::UnknownNamespace)) {
+    fn publish(
+        &mut self,
+        namespace: &str,
+        epoch: u64,
+        artifact: &[u8],
+    ) -> Result<ValidationBundle, String> {
+        if matches!(
+            self.namespace(namespace),
+            Err(AuditorError::UnknownNamespace)
+        ) {
             self.register_namespace(namespace, epoch, artifact_digest(artifact))
                 .map_err(|e| e.to_string())?;
         }
@@ -120,7 +138,12 @@ impl Publisher for Auditor {
             .map_err(|e| e.to_string())
     }
 
-    fn counter_sign(&mut self, namespace: &str, epoch: u64, counter: CounterSignature) -> Result<(), String> {
+    fn counter_sign(
+        &mut self,
+        namespace: &str,
+        epoch: u64,
+        counter: CounterSignature,
+    ) -> Result<(), String> {
         self.add_counter_signature(namespace, epoch, counter)
             .map_err(|e| e.to_string())
     }
@@ -224,16 +247,22 @@ pub fn run(
     operator: &OperatorSigningKey,
 ) -> Result<CeremonyOutcome, CeremonyError> {
     if hsms.is_empty() || participants.is_empty() {
-        return Err(CeremonyError::Plan("a ceremony needs HSMs and participants".into()));
+        return Err(CeremonyError::Plan(
+            "a ceremony needs HSMs and participants".into(),
+        ));
     }
     if !distinct(hsms.iter().map(|h| h.hsm.id().as_str())) {
         return Err(CeremonyError::Plan("two HSMs have the same id".into()));
     }
     if !distinct(participants.iter().map(|p| p.name().as_str())) {
-        return Err(CeremonyError::Plan("two participants have the same name".into()));
+        return Err(CeremonyError::Plan(
+            "two participants have the same name".into(),
+        ));
     }
     if plan.quorum.min_hsms == 0 || plan.quorum.min_sites == 0 {
-        return Err(CeremonyError::Plan("quorum minimums must be at least 1".into()));
+        return Err(CeremonyError::Plan(
+            "quorum minimums must be at least 1".into(),
+        ));
     }
 
     // No secrets go to an HSM whose device chain does not verify.
@@ -297,7 +326,12 @@ pub fn run(
             .map(|h| TranscriptHsm {
                 id: h.hsm.id().clone(),
                 site: h.site.clone(),
-                device_certificate: Hex(h.hsm.chain().first().map(|c| sha256(c)).unwrap_or([0; 32])),
+                device_certificate: Hex(h
+                    .hsm
+                    .chain()
+                    .first()
+                    .map(|c| sha256(c))
+                    .unwrap_or([0; 32])),
                 import_key: Hex(h.hsm.import_public_key()),
             })
             .collect(),
@@ -329,9 +363,10 @@ pub fn run(
             .first()
             .ok_or_else(|| CeremonyError::Plan("no HSM".into()))?;
         for h in hsms.iter() {
-            let blob = genesis
-                .hsm
-                .seal_for(&h.hsm.import_public_key(), &digest, h.hsm.id().as_str())?;
+            let blob =
+                genesis
+                    .hsm
+                    .seal_for(&h.hsm.import_public_key(), &digest, h.hsm.id().as_str())?;
             sealed.push((h.hsm.id().clone(), blob));
         }
     }

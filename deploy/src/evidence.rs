@@ -570,8 +570,16 @@ impl Evidence {
             }
         };
         within(t.hsms.len(), MAX_HSMS, "transcript hsms")?;
-        within(t.fleet_keys.len(), KeyRole::ALL.len(), "transcript fleet_keys")?;
-        within(t.participants.len(), MAX_PARTICIPANTS, "transcript participants")?;
+        within(
+            t.fleet_keys.len(),
+            KeyRole::ALL.len(),
+            "transcript fleet_keys",
+        )?;
+        within(
+            t.participants.len(),
+            MAX_PARTICIPANTS,
+            "transcript participants",
+        )?;
         within(
             self.transcript_signatures.len(),
             MAX_PARTICIPANTS,
@@ -579,7 +587,9 @@ impl Evidence {
         )?;
         within(self.attestations.len(), MAX_HSMS, "attestations")?;
         if t.quorum.min_hsms == 0 || t.quorum.min_sites == 0 {
-            return Err(EvidenceError::Invalid("quorum (minimums must be at least 1)"));
+            return Err(EvidenceError::Invalid(
+                "quorum (minimums must be at least 1)",
+            ));
         }
         for a in &self.attestations {
             if a.statement.version != STATEMENT_VERSION {
@@ -589,18 +599,16 @@ impl Evidence {
                 });
             }
             within(a.chain.len(), MAX_CHAIN_LEN, "attestation chain")?;
-            if a.chain.iter().any(|c| c.0.is_empty() || c.0.len() > MAX_CERT_LEN) {
+            if a.chain
+                .iter()
+                .any(|c| c.0.is_empty() || c.0.len() > MAX_CERT_LEN)
+            {
                 return Err(EvidenceError::Invalid("certificate length"));
             }
-            within(
-                a.statement.keys.len(),
-                KeyRole::ALL.len(),
-                "statement keys",
-            )?;
+            within(a.statement.keys.len(), KeyRole::ALL.len(), "statement keys")?;
         }
         if self.fleet_key_artifact.is_empty()
-            || self.fleet_key_artifact.len()
-                > backup_key_vault::bundle::artifact::MAX_ARTIFACT_LEN
+            || self.fleet_key_artifact.len() > backup_key_vault::bundle::artifact::MAX_ARTIFACT_LEN
         {
             return Err(EvidenceError::Invalid("fleet_key_artifact length"));
         }

@@ -200,7 +200,9 @@ pub fn measure(options: &MeasureOptions) -> Result<Measurement, MeasureError> {
         }
     };
     std::fs::create_dir_all(&target_dir).map_err(io("the target directory"))?;
-    let target_dir = target_dir.canonicalize().map_err(io("the target directory"))?;
+    let target_dir = target_dir
+        .canonicalize()
+        .map_err(io("the target directory"))?;
 
     let toolchain_env = |command: &mut Command| {
         scrub(command);

@@ -62,7 +62,10 @@ pub struct ImportKey([u8; 32]);
 impl fmt::Debug for ImportKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ImportKey")
-            .field("public_key", &backup_key_vault::bundle::artifact::to_hex(&self.public_key()))
+            .field(
+                "public_key",
+                &backup_key_vault::bundle::artifact::to_hex(&self.public_key()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -125,7 +128,8 @@ pub fn seal(
     transcript_digest: &[u8; 32],
     hsm_id: &str,
 ) -> Result<Vec<u8>, SealError> {
-    let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(import_key).map_err(|_| SealError::BadKey)?;
+    let pk =
+        <Kem as hpke::Kem>::PublicKey::from_bytes(import_key).map_err(|_| SealError::BadKey)?;
     let plaintext = secrets.to_bytes();
     let (enc, ciphertext) = hpke::single_shot_seal::<Aead, Kdf, Kem, _>(
         &OpModeS::Base,
@@ -159,7 +163,8 @@ pub fn open(
     }
     let (enc, ciphertext) = rest.split_first_chunk::<32>().ok_or(SealError::Malformed)?;
     let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|_| SealError::Malformed)?;
-    let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(&import_key.0).map_err(|_| SealError::BadKey)?;
+    let sk =
+        <Kem as hpke::Kem>::PrivateKey::from_bytes(&import_key.0).map_err(|_| SealError::BadKey)?;
     let plaintext = Zeroizing::new(
         hpke::single_shot_open::<Aead, Kdf, Kem>(
             &OpModeR::Base,

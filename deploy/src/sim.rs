@@ -11,20 +11,19 @@
 use std::fmt;
 use std::path::Path;
 
+use backup_key_vault::bundle::KeyRole;
 use backup_key_vault::vault::{MemoryStore, Vault, VaultPolicy};
 use backup_key_vault::{FleetPublicKeys, FleetSecrets, OsRng, VaultError};
-use backup_key_vault::bundle::KeyRole;
 use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, IsCa,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SigningKey as _, PKCS_ECDSA_P256_SHA256,
 };
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::attestation::{ALG_ECDSA_P256_SHA256, EKU_HSM_ATTESTATION, X509_STATEMENT_FORMAT};
+use crate::attestation::{ALG_ECDSA_P256_SHA256, EKU_HSM_ATTESTATION_ARCS, X509_STATEMENT_FORMAT};
 use crate::evidence::{
-    Attestation, AttestedKey, Base64Bytes, Hex, HexBytes, Name, Role, Statement,
-    STATEMENT_VERSION,
+    Attestation, AttestedKey, Base64Bytes, Hex, HexBytes, Name, Role, Statement, STATEMENT_VERSION,
 };
 use crate::seal::{self, ImportKey, SealError};
 
@@ -67,7 +66,8 @@ fn cert_error(e: rcgen::Error) -> SimError {
 
 fn offset_time(ms: u64) -> Result<time::OffsetDateTime, SimError> {
     let secs = i64::try_from(ms / 1000).map_err(|_| SimError::Certificate("time".into()))?;
-    time::OffsetDateTime::from_unix_timestamp(secs).map_err(|e| SimError::Certificate(e.to_string()))
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .map_err(|e| SimError::Certificate(e.to_string()))
 }
 
 fn name(common_name: &str) -> DistinguishedName {
@@ -76,7 +76,11 @@ fn name(common_name: &str) -> DistinguishedName {
     dn
 }
 
-fn ca_params(common_name: &str, not_before_ms: u64, not_after_ms: u64) -> Result<CertificateParams, SimError> {
+fn ca_params(
+    common_name: &str,
+    not_before_ms: u64,
+    not_after_ms: u64,
+) -> Result<CertificateParams, SimError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = name(common_name);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -84,13 +88,6 @@ fn ca_params(common_name: &str, not_before_ms: u64, not_after_ms: u64) -> Result
     params.not_before = offset_time(not_before_ms)?;
     params.not_after = offset_time(not_after_ms)?;
     Ok(params)
-}
-
-/// The extended key usage extension naming only HSM attestation.
-fn attestation_eku() -> CustomExtension {
-    let mut content = vec![0x30, 2 + EKU_HSM_ATTESTATION.len() as u8, 0x06, EKU_HSM_ATTESTATION.len() as u8];
-    content.extend_from_slice(EKU_HSM_ATTESTATION);
-    CustomExtension::from_oid_content(&[2, 5, 29, 37], content)
 }
 
 /// Validity of a simulated certificate, in milliseconds since the Unix
@@ -161,7 +158,9 @@ impl SimulatedVendor {
             validity.not_before_ms,
             validity.not_after_ms,
         )?;
-        let ca = ca_params.signed_by(&ca_key, &root_issuer).map_err(cert_error)?;
+        let ca = ca_params
+            .signed_by(&ca_key, &root_issuer)
+            .map_err(cert_error)?;
         Ok(Self {
             name: name.to_string(),
             root_der: root.der().to_vec(),
@@ -197,7 +196,9 @@ impl SimulatedVendor {
         params.distinguished_name = name(hsm_id);
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.custom_extensions = vec![attestation_eku()];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(
+            EKU_HSM_ATTESTATION_ARCS.to_vec(),
+        )];
         params.not_before = offset_time(validity.not_before_ms)?;
         params.not_after = offset_time(validity.not_after_ms)?;
         let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
@@ -221,17 +222,24 @@ impl SimulatedVendor {
             root_cert_pem: self.root_pem.clone(),
             ca_key_pem: self.ca_key.serialize_pem(),
             ca_cert_der: Base64Bytes(self.ca_der.clone()),
-            not_before_ms: u64::try_from(self.ca_params.not_before.unix_timestamp()).unwrap_or(0) * 1000,
-            not_after_ms: u64::try_from(self.ca_params.not_after.unix_timestamp()).unwrap_or(0) * 1000,
+            not_before_ms: u64::try_from(self.ca_params.not_before.unix_timestamp()).unwrap_or(0)
+                * 1000,
+            not_after_ms: u64::try_from(self.ca_params.not_after.unix_timestamp()).unwrap_or(0)
+                * 1000,
         };
-        let json = Zeroizing::new(serde_json::to_vec_pretty(&state).map_err(|e| SimError::State(e.to_string()))?);
+        let json = Zeroizing::new(
+            serde_json::to_vec_pretty(&state).map_err(|e| SimError::State(e.to_string()))?,
+        );
         write_private(path, &json)
     }
 
     /// Loads a vendor saved by [`Self::save`].
     pub fn load(path: &Path) -> Result<Self, SimError> {
-        let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| SimError::State(format!("{}: {e}", path.display())))?);
-        let state: VendorState = serde_json::from_slice(&bytes).map_err(|e| SimError::State(e.to_string()))?;
+        let bytes = Zeroizing::new(
+            std::fs::read(path).map_err(|e| SimError::State(format!("{}: {e}", path.display())))?,
+        );
+        let state: VendorState =
+            serde_json::from_slice(&bytes).map_err(|e| SimError::State(e.to_string()))?;
         let root_key = KeyPair::from_pem(&state.root_key_pem).map_err(cert_error)?;
         let ca_key = KeyPair::from_pem(&state.ca_key_pem).map_err(cert_error)?;
         let ca_params = ca_params(
@@ -240,9 +248,10 @@ impl SimulatedVendor {
             state.not_after_ms,
         )?;
         use rustls_pki_types::pem::PemObject as _;
-        let root_der = rustls_pki_types::CertificateDer::from_pem_slice(state.root_cert_pem.as_bytes())
-            .map_err(|e| SimError::State(e.to_string()))?
-            .to_vec();
+        let root_der =
+            rustls_pki_types::CertificateDer::from_pem_slice(state.root_cert_pem.as_bytes())
+                .map_err(|e| SimError::State(e.to_string()))?
+                .to_vec();
         Ok(Self {
             name: state.name,
             root_key,
@@ -368,15 +377,24 @@ impl SimulatedHsm {
         sealed: &[u8],
         transcript_digest: &[u8; 32],
     ) -> Result<FleetPublicKeys, SimError> {
-        let secrets = seal::open(sealed, &self.import_key, transcript_digest, self.id.as_str())
-            .map_err(SimError::Seal)?;
+        let secrets = seal::open(
+            sealed,
+            &self.import_key,
+            transcript_digest,
+            self.id.as_str(),
+        )
+        .map_err(SimError::Seal)?;
         let keys = secrets.public_keys();
         self.secrets = Some(secrets);
         Ok(keys)
     }
 
     /// The statement this HSM makes about its state for a ceremony.
-    pub fn statement(&self, fleet_id: &Name, transcript_digest: [u8; 32]) -> Result<Statement, SimError> {
+    pub fn statement(
+        &self,
+        fleet_id: &Name,
+        transcript_digest: [u8; 32],
+    ) -> Result<Statement, SimError> {
         let keys = self.public_keys().ok_or(SimError::NoSecrets)?;
         let key = |role: KeyRole, public_key: [u8; 32]| AttestedKey {
             role: Role(role),
@@ -399,7 +417,11 @@ impl SimulatedHsm {
 
     /// Attests its state for a ceremony: its chain and its statement,
     /// signed with the device key.
-    pub fn attest(&self, fleet_id: &Name, transcript_digest: [u8; 32]) -> Result<Attestation, SimError> {
+    pub fn attest(
+        &self,
+        fleet_id: &Name,
+        transcript_digest: [u8; 32],
+    ) -> Result<Attestation, SimError> {
         let statement = self.statement(fleet_id, transcript_digest)?;
         self.sign_statement(statement)
     }
@@ -438,15 +460,20 @@ impl SimulatedHsm {
             measurement: Hex(self.measurement),
             non_exportable: self.non_exportable,
         };
-        let json = Zeroizing::new(serde_json::to_vec_pretty(&state).map_err(|e| SimError::State(e.to_string()))?);
+        let json = Zeroizing::new(
+            serde_json::to_vec_pretty(&state).map_err(|e| SimError::State(e.to_string()))?,
+        );
         write_private(path, &json)
     }
 
     /// Loads an HSM saved by [`Self::save`] (it holds no secrets until it
     /// imports its sealed file).
     pub fn load(path: &Path) -> Result<Self, SimError> {
-        let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| SimError::State(format!("{}: {e}", path.display())))?);
-        let state: HsmState = serde_json::from_slice(&bytes).map_err(|e| SimError::State(e.to_string()))?;
+        let bytes = Zeroizing::new(
+            std::fs::read(path).map_err(|e| SimError::State(format!("{}: {e}", path.display())))?,
+        );
+        let state: HsmState =
+            serde_json::from_slice(&bytes).map_err(|e| SimError::State(e.to_string()))?;
         Ok(Self {
             id: state.id,
             chain: state.chain.into_iter().map(|c| c.0).collect(),

@@ -237,7 +237,11 @@ pub trait LogSource {
 
     /// Verifies the log as a whole, if the source can (an export is
     /// checked like `bkv audit verify-namespace` does); returns a summary.
-    fn verify_log(&mut self, _namespace: &str, _auditor_key: &[u8; 32]) -> Result<Option<String>, String> {
+    fn verify_log(
+        &mut self,
+        _namespace: &str,
+        _auditor_key: &[u8; 32],
+    ) -> Result<Option<String>, String> {
         Ok(None)
     }
 
@@ -245,7 +249,12 @@ pub trait LogSource {
     fn bundle(&mut self, namespace: &str, epoch: u64) -> Result<ValidationBundle, String>;
 
     /// A consistency proof between two tree sizes.
-    fn consistency(&mut self, namespace: &str, old: u64, new: u64) -> Result<ConsistencyProof, String>;
+    fn consistency(
+        &mut self,
+        namespace: &str,
+        old: u64,
+        new: u64,
+    ) -> Result<ConsistencyProof, String>;
 }
 
 /// A namespace export (`GET /namespaces/{ns}/export`, SPEC.md §18.3) as a
@@ -280,7 +289,11 @@ impl LogSource for ExportLog {
         format!("export of namespace {}", self.export.namespace)
     }
 
-    fn verify_log(&mut self, namespace: &str, auditor_key: &[u8; 32]) -> Result<Option<String>, String> {
+    fn verify_log(
+        &mut self,
+        namespace: &str,
+        auditor_key: &[u8; 32],
+    ) -> Result<Option<String>, String> {
         if self.export.namespace != namespace {
             return Err(format!(
                 "the export is of namespace {}, not {namespace}",
@@ -344,7 +357,12 @@ impl LogSource for ExportLog {
         })
     }
 
-    fn consistency(&mut self, _namespace: &str, old: u64, new: u64) -> Result<ConsistencyProof, String> {
+    fn consistency(
+        &mut self,
+        _namespace: &str,
+        old: u64,
+        new: u64,
+    ) -> Result<ConsistencyProof, String> {
         self.tree
             .prefix(new)
             .and_then(|t| t.prove_consistency(old))
@@ -521,7 +539,10 @@ impl Verifier {
                 }
             }
         }
-        report.record(StepId::TranscriptSignatures, self.transcript_signatures(evidence));
+        report.record(
+            StepId::TranscriptSignatures,
+            self.transcript_signatures(evidence),
+        );
         match &keys {
             Some(keys) => report.record(StepId::FleetKeyArtifact, artifact(evidence, keys)),
             None => {
@@ -534,7 +555,11 @@ impl Verifier {
         report.finish()
     }
 
-    fn step_chains<'a>(&'a self, evidence: &'a Evidence, report: &mut Report) -> Option<Vec<Attested<'a>>> {
+    fn step_chains<'a>(
+        &'a self,
+        evidence: &'a Evidence,
+        report: &mut Report,
+    ) -> Option<Vec<Attested<'a>>> {
         let times = [
             CheckTime {
                 name: "the ceremony time",
@@ -549,7 +574,10 @@ impl Verifier {
         let mut errors = Vec::new();
         for a in &evidence.attestations {
             let Some(verifier) = self.attestation.iter().find(|v| v.format() == a.format) else {
-                errors.push(format!("{}: unknown attestation format {:?}", a.hsm_id, a.format));
+                errors.push(format!(
+                    "{}: unknown attestation format {:?}",
+                    a.hsm_id, a.format
+                ));
                 continue;
             };
             match verifier.verify_chain(a, &times) {
@@ -620,7 +648,10 @@ impl Verifier {
         }
         for h in &t.hsms {
             if !attested.iter().any(|a| a.attestation.hsm_id == h.id) {
-                errors.push(format!("{}: listed in the transcript but not attested", h.id));
+                errors.push(format!(
+                    "{}: listed in the transcript but not attested",
+                    h.id
+                ));
             }
         }
         all_or_errors(
@@ -674,15 +705,21 @@ impl Verifier {
 
     fn quorum_hsms(&self, t: &Transcript, attested: &[Attested<'_>]) -> Result<String, String> {
         let required = t.quorum.min_hsms.max(self.min_hsms);
-        let devices: BTreeSet<[u8; 32]> = attested.iter().map(|a| a.device.key_fingerprint).collect();
-        let ids: BTreeSet<&str> = attested.iter().map(|a| a.device.device_id.as_str()).collect();
+        let devices: BTreeSet<[u8; 32]> =
+            attested.iter().map(|a| a.device.key_fingerprint).collect();
+        let ids: BTreeSet<&str> = attested
+            .iter()
+            .map(|a| a.device.device_id.as_str())
+            .collect();
         let count = devices.len().min(ids.len());
         if (count as u64) < u64::from(required) {
             Err(format!(
                 "too few HSMs: {count} distinct attested HSMs, the policy requires at least {required}"
             ))
         } else {
-            Ok(format!("{count} distinct attested HSMs (at least {required} required)"))
+            Ok(format!(
+                "{count} distinct attested HSMs (at least {required} required)"
+            ))
         }
     }
 
@@ -723,7 +760,10 @@ impl Verifier {
                 .filter(|s| s.participant == p.name)
                 .collect();
             match signatures.as_slice() {
-                [] => errors.push(format!("missing signature: participant {} did not sign", p.name)),
+                [] => errors.push(format!(
+                    "missing signature: participant {} did not sign",
+                    p.name
+                )),
                 [one] => {
                     if !verify_strict(&p.public_key.0, &message, &one.signature.0) {
                         errors.push(format!(
@@ -782,7 +822,9 @@ impl Verifier {
             ));
         }
         if ns != t.namespace.as_str() || epoch != t.epoch {
-            return Err("the log section names another namespace or epoch than the transcript".into());
+            return Err(
+                "the log section names another namespace or epoch than the transcript".into(),
+            );
         }
         let bundle = evidence
             .bundle()
@@ -803,9 +845,15 @@ impl Verifier {
             ));
         }
         if bundle.auditor_key != key {
-            return Err("the bundle is signed by another auditor key than the evidence declares".into());
+            return Err(
+                "the bundle is signed by another auditor key than the evidence declares".into(),
+            );
         }
-        if !verify_strict(&key, &bundle.statement().to_bytes(), &bundle.auditor_signature) {
+        if !verify_strict(
+            &key,
+            &bundle.statement().to_bytes(),
+            &bundle.auditor_signature,
+        ) {
             return Err("the auditor's signature over the statement does not verify".into());
         }
         if let Some(c) = &bundle.counter_signature {
@@ -851,8 +899,10 @@ impl Verifier {
         if live.auditor_key != key {
             return Err(format!("{source} is signed by another auditor key"));
         }
-        let live_checkpoint = Checkpoint::verify_note(&live.checkpoint, ns, &[key])
-            .map_err(|e| format!("{source}: the checkpoint is not signed by the auditor key: {e}"))?;
+        let live_checkpoint =
+            Checkpoint::verify_note(&live.checkpoint, ns, &[key]).map_err(|e| {
+                format!("{source}: the checkpoint is not signed by the auditor key: {e}")
+            })?;
         live.inclusion
             .verify(&entry(epoch, &digest), &live_checkpoint)
             .map_err(|e| format!("fleet key not in the log ({source}): {e}"))?;
@@ -866,9 +916,7 @@ impl Verifier {
             .consistency(ns, checkpoint.tree_size, live_checkpoint.tree_size)
             .map_err(|e| format!("{source}: no consistency proof: {e}"))?;
         proof.verify(&checkpoint, &live_checkpoint).map_err(|_| {
-            format!(
-                "{source}: the evidence's checkpoint is not consistent with the log (a fork)"
-            )
+            format!("{source}: the evidence's checkpoint is not consistent with the log (a fork)")
         })?;
         detail.push_str(&format!(
             "; {source} has it too, under its checkpoint of size {}, consistent with the evidence's",
@@ -974,9 +1022,15 @@ fn artifact(evidence: &Evidence, keys: &KeySet) -> Result<String, String> {
         || artifact.fleet_id != t.fleet_id.as_str()
         || artifact.epoch != t.epoch
     {
-        errors.push("the artifact names another namespace, fleet or epoch than the transcript".into());
+        errors.push(
+            "the artifact names another namespace, fleet or epoch than the transcript".into(),
+        );
     }
-    let listed: KeySet = artifact.keys.iter().map(|k| (k.role, k.public_key)).collect();
+    let listed: KeySet = artifact
+        .keys
+        .iter()
+        .map(|k| (k.role, k.public_key))
+        .collect();
     if &listed != keys || listed.len() != artifact.keys.len() {
         errors.push(format!(
             "the artifact lists {}, not the keys the HSMs attest ({})",
