@@ -4,6 +4,7 @@
 
 mod audit;
 mod demo;
+mod deploy;
 
 use std::process::ExitCode;
 
@@ -28,9 +29,22 @@ enum Command {
     /// The auditor of fleet keys (SPEC.md §18).
     #[command(subcommand)]
     Auditor(AuditorCommand),
-    /// Monitor an auditor's log (SPEC.md §18.3).
+    /// Monitor an auditor's log (SPEC.md §18.3), measure the vault's code
+    /// and verify deployment evidence (SPEC.md §30-§35).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Fleet deployment: the key ceremony (SPEC.md §31).
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+}
+
+#[derive(Subcommand)]
+enum FleetCommand {
+    /// Create a fleet in simulated HSMs: secrets generated in the first
+    /// HSM and sealed to each HSM, attestations, a transcript signed by the
+    /// participants, the fleet-key artifact logged by the auditor; writes
+    /// the evidence package and verifies it. Never prints a secret.
+    Ceremony(deploy::CeremonyArgs),
 }
 
 #[derive(Subcommand)]
@@ -47,13 +61,27 @@ enum AuditCommand {
     /// consistency of every pair of checkpoints, and list key changes.
     /// Exits non-zero on any failure, naming the epoch and the reason.
     VerifyNamespace(audit::VerifyArgs),
+    /// Rebuild the vault from a checkout by the reproducible recipe
+    /// (SPEC.md §30) and print its SHA-256 measurement.
+    Measure(deploy::MeasureArgs),
+    /// Verify a fleet's deployment evidence (SPEC.md §34): every step with
+    /// pass or fail; exits zero only when all pass.
+    VerifyDeployment(deploy::VerifyDeploymentArgs),
 }
 
 fn main() -> ExitCode {
+    // `bkv audit measure` runs cargo with this executable as the rustc
+    // wrapper that adds the recipe's path remapping (SPEC.md §30).
+    if let Some(code) = bkv_deploy::measure::rustc_wrapper_main() {
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Auditor(AuditorCommand::Serve(args)) => audit::serve(&args),
         Command::Audit(AuditCommand::VerifyNamespace(args)) => audit::verify(&args),
+        Command::Audit(AuditCommand::Measure(args)) => deploy::measure(&args),
+        Command::Audit(AuditCommand::VerifyDeployment(args)) => deploy::verify_deployment(&args),
+        Command::Fleet(FleetCommand::Ceremony(args)) => deploy::ceremony(&args),
     }
 }
