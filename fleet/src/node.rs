@@ -78,7 +78,7 @@ impl NodeConfig {
             election_tick: 10,
             heartbeat_tick: 2,
             request_timeout_ticks: 50,
-            probe_interval_ticks: 3,
+            probe_interval_ticks: 5,
             snapshot_interval: 1000,
             max_batch: codec::MAX_BATCH,
             record_events: false,
@@ -202,7 +202,9 @@ enum Gate {
     Recovering {
         round: u64,
         round_started: u64,
-        answers: BTreeMap<u64, (u64, u64)>,
+        /// Per peer: the round of its latest answer, and its (last term,
+        /// last index).
+        answers: BTreeMap<u64, (u64, (u64, u64))>,
         /// The highest (last term, last index) a majority of the others
         /// reported in the latest complete round.
         target: Option<(u64, u64)>,
@@ -210,6 +212,9 @@ enum Gate {
     /// Caught up.
     Serving,
 }
+
+/// Probe rounds whose answers still count towards the target.
+const RECENT_ROUNDS: u64 = 4;
 
 struct Waiting {
     client: u64,
@@ -392,6 +397,11 @@ impl Node {
     /// The leader this node knows of (0 if none).
     pub fn leader(&self) -> u64 {
         self.raw.raft.leader_id
+    }
+
+    /// The current Raft term.
+    pub fn term(&self) -> u64 {
+        self.raw.raft.term
     }
 
     /// The index of the last entry applied.
@@ -698,11 +708,21 @@ impl Node {
                     ..
                 } = &mut self.gate
                 {
-                    if answered == *round {
-                        answers.insert(from, (last_term, last_index));
-                        if answers.len() >= need {
-                            *target = answers.values().max().copied();
-                        }
+                    // Any round of this boot will do (each was sent after
+                    // the restart); the latest answer of each peer counts,
+                    // and only recent rounds, so that a peer that went down
+                    // since cannot hold the target up for ever.
+                    let newer = answers.get(&from).is_none_or(|(r, _)| *r < answered);
+                    if answered <= *round && newer {
+                        answers.insert(from, (answered, (last_term, last_index)));
+                    }
+                    let recent: Vec<(u64, u64)> = answers
+                        .values()
+                        .filter(|(r, _)| r + RECENT_ROUNDS > *round)
+                        .map(|(_, log)| *log)
+                        .collect();
+                    if recent.len() >= need {
+                        *target = recent.iter().max().copied();
                     }
                 }
             }
@@ -777,8 +797,8 @@ impl Node {
             Gate::Recovering {
                 round,
                 round_started,
-                answers,
                 target,
+                ..
             } => {
                 if alone {
                     *target = Some(own);
@@ -786,7 +806,6 @@ impl Node {
                 {
                     *round += 1;
                     *round_started = ticks;
-                    answers.clear();
                     probe = Some(*round);
                 }
                 target.is_some_and(|t| own >= t)

@@ -1,1 +1,1020 @@
-//! placeholder
+//! Deterministic simulation of a fleet (SPEC.md §24).
+//!
+//! N [`Node`]s run in one thread over simulated disks ([`SimDisk`], real
+//! redb over bytes in memory). One seeded RNG decides everything: which
+//! message is delivered next (so messages are delayed and reordered), which
+//! are dropped, duplicated, replayed or altered, when the network
+//! partitions and heals, when a node crashes, restarts, has its disk wiped
+//! or rolled back to an older copy, and what honest and attacking clients
+//! do. After every step an oracle checks the invariants; at the end the
+//! fleet is healed and every honest client must recover its key.
+//!
+//! A seed replays exactly: the nodes have no clocks, threads or randomness
+//! of their own, raft-rs's election timeout is pinned (see
+//! [`crate::node`]), and every map iterates in key order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+use backup_key_vault::client::{
+    AwaitingKeyRelease, AwaitingRecoveryResponse, AwaitingRegistrationConfirmation,
+    AwaitingRegistrationResponse, ClientConfig, Recovery, Registration,
+};
+use backup_key_vault::vault::{Applied, RecordSlot, RecordTable, VaultPolicy};
+use backup_key_vault::wire::{
+    KeyRelease, RecoveryResponse, RegistrationConfirmation, RegistrationResponse,
+};
+use backup_key_vault::{BackupKey, FleetSecrets, RecordId, RecoveryCode};
+
+use crate::disk::{Disk, SimDisk};
+use crate::node::{Event, Node, NodeConfig};
+
+/// What one simulated run looks like.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Fleet size (3 or 5 is typical).
+    pub nodes: usize,
+    /// Scheduler steps before the fleet is healed.
+    pub steps: usize,
+    /// Attempts per record (small, so records run out).
+    pub max_attempts: u8,
+    /// Honest clients, one record each.
+    pub honest: usize,
+    /// Whether crashes, restarts, partitions, wipes, rollbacks, replays and
+    /// forgeries happen (message loss, delay, duplication and reordering
+    /// always do).
+    pub faults: bool,
+    /// Applied entries between snapshots.
+    pub snapshot_interval: u64,
+    /// **Test only**: run every node with the broken rule (KE2 before the
+    /// charge commits).
+    #[cfg(feature = "broken-rule")]
+    pub broken_rule: bool,
+}
+
+impl SimConfig {
+    /// The configuration the CI seeds use, varied by seed: 3 or 5 nodes.
+    pub fn for_seed(seed: u64) -> Self {
+        Self {
+            nodes: if seed % 3 == 0 { 3 } else { 5 },
+            steps: 220,
+            max_attempts: 3,
+            honest: 2,
+            faults: std::env::var_os("BKV_SIM_NO_FAULTS").is_none(),
+            snapshot_interval: 8 + seed % 24,
+            #[cfg(feature = "broken-rule")]
+            broken_rule: false,
+        }
+    }
+}
+
+/// What a run did (for reports and for tests that check coverage).
+#[derive(Clone, Debug, Default)]
+pub struct SimReport {
+    /// KE2s built from records.
+    pub ke2s: u64,
+    /// Keys released.
+    pub releases: u64,
+    /// Registrations confirmed.
+    pub registrations: u64,
+    /// Records erased.
+    pub erasures: u64,
+    /// Crashes, wipes, rollbacks injected.
+    pub crashes: u64,
+    /// Wipes injected.
+    pub wipes: u64,
+    /// Rollbacks injected.
+    pub rollbacks: u64,
+    /// Forged or altered messages injected and dropped.
+    pub forgeries_dropped: u64,
+    /// Replayed messages injected and dropped.
+    pub replays_dropped: u64,
+    /// Commands proposed / entries proposed (batching).
+    pub commands_per_entry: f64,
+    /// Snapshots taken or installed.
+    pub snapshots: u64,
+}
+
+struct Honest {
+    record_id: RecordId,
+    code: String,
+    /// Backup key per confirmed generation.
+    keys: BTreeMap<u64, [u8; 32]>,
+    busy: bool,
+}
+
+#[allow(clippy::large_enum_variant)]
+enum Phase {
+    RegResponse(AwaitingRegistrationResponse),
+    RegConfirm(AwaitingRegistrationConfirmation),
+    Ke2(AwaitingRecoveryResponse),
+    Release(AwaitingKeyRelease),
+}
+
+struct Op {
+    /// `Some(i)`: honest client i; `None`: an attacker.
+    honest: Option<usize>,
+    node: usize,
+    incarnation: u64,
+    phase: Phase,
+    started: usize,
+}
+
+struct InFlight {
+    from: usize,
+    to: usize,
+    bytes: Vec<u8>,
+}
+
+/// The oracle's view, fed by the nodes' events.
+#[derive(Default)]
+struct Oracle {
+    entries: BTreeMap<u64, u64>,
+    /// (record, generation) -> reset indices.
+    resets: BTreeMap<(RecordId, u64), BTreeSet<u64>>,
+    /// (record, generation) -> indices of the charges behind KE2s issued.
+    ke2s: BTreeMap<(RecordId, u64), Vec<u64>>,
+    /// record -> (index, generation) of erasures.
+    erased: BTreeMap<RecordId, Vec<(u64, u64)>>,
+    releases: u64,
+}
+
+/// One simulated fleet.
+pub struct Sim {
+    seed: u64,
+    cfg: SimConfig,
+    rng: ChaCha20Rng,
+    secrets: FleetSecrets,
+    client: ClientConfig,
+    policy: VaultPolicy,
+    disks: Vec<SimDisk>,
+    images: Vec<Option<Vec<u8>>>,
+    nodes: Vec<Option<Node>>,
+    node_rngs: Vec<ChaCha20Rng>,
+    /// Starts of each node so far.
+    lives: Vec<u64>,
+    net: Vec<InFlight>,
+    delivered: Vec<(usize, Vec<u8>, u64)>,
+    partition: Option<Vec<bool>>,
+    damaged: Option<usize>,
+    honest: Vec<Honest>,
+    ops: BTreeMap<u64, Op>,
+    next_tag: u64,
+    now: u64,
+    step: usize,
+    oracle: Oracle,
+    report: SimReport,
+}
+
+type Check = Result<(), String>;
+
+impl Sim {
+    /// A fleet for `seed`, every node started on an empty disk.
+    pub fn new(seed: u64, cfg: SimConfig) -> Result<Self, String> {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let secrets = FleetSecrets::generate(&mut rng);
+        let client = ClientConfig::insecure_test_only(secrets.public_keys());
+        let policy = VaultPolicy {
+            max_attempts: cfg.max_attempts,
+            session_ttl_ms: 5_000,
+            ..VaultPolicy::insecure_test_only()
+        };
+        let honest = (0..cfg.honest)
+            .map(|i| Honest {
+                record_id: RecordId([i as u8 + 1; 32]),
+                code: format!("code-{i}-{seed}"),
+                keys: BTreeMap::new(),
+                busy: false,
+            })
+            .collect();
+        let mut sim = Self {
+            seed,
+            rng,
+            secrets,
+            client,
+            policy,
+            disks: (0..cfg.nodes).map(|_| SimDisk::new()).collect(),
+            images: vec![None; cfg.nodes],
+            nodes: (0..cfg.nodes).map(|_| None).collect(),
+            node_rngs: Vec::new(),
+            lives: vec![0; cfg.nodes],
+            net: Vec::new(),
+            delivered: Vec::new(),
+            partition: None,
+            damaged: None,
+            honest,
+            ops: BTreeMap::new(),
+            next_tag: 1,
+            now: 1_000,
+            step: 0,
+            oracle: Oracle::default(),
+            report: SimReport::default(),
+            cfg,
+        };
+        sim.node_rngs = (0..sim.cfg.nodes)
+            .map(|_| ChaCha20Rng::seed_from_u64(sim.rng.next_u64()))
+            .collect();
+        for i in 0..sim.cfg.nodes {
+            sim.start(i)?;
+        }
+        Ok(sim)
+    }
+
+    fn fail(&self, what: impl core::fmt::Display) -> String {
+        format!(
+            "seed {} failed at step {}: {what} (replay: BKV_SIM_SEED={} cargo test --release -p bkv-fleet --test simulation)",
+            self.seed, self.step, self.seed
+        )
+    }
+
+    fn pick(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.rng.next_u64() % n as u64) as usize
+        }
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.rng.next_u64() % 100 < percent
+    }
+
+    fn node_config(&self, i: usize) -> NodeConfig {
+        let members: Vec<u64> = (1..=self.cfg.nodes as u64).collect();
+        let mut c = NodeConfig::new(i as u64 + 1, members, self.policy.clone());
+        // Different election timeouts per node, fixed per seed.
+        c.election_tick = 8 + ((self.seed as usize + 3 * i) % 7);
+        c.heartbeat_tick = 2;
+        c.request_timeout_ticks = 40;
+        c.snapshot_interval = self.cfg.snapshot_interval;
+        c.record_events = true;
+        #[cfg(feature = "broken-rule")]
+        {
+            c.broken_rule = self.cfg.broken_rule;
+        }
+        c
+    }
+
+    fn start(&mut self, i: usize) -> Check {
+        let disk = Disk::open_backend(self.disks[i].clone()).map_err(|e| self.fail(e))?;
+        let config = self.node_config(i);
+        let node = Node::open(config, &self.secrets, disk, &mut self.node_rngs[i])
+            .map_err(|e| self.fail(e))?;
+        self.nodes[i] = Some(node);
+        self.lives[i] += 1;
+        Ok(())
+    }
+
+    fn connected(&self, a: usize, b: usize) -> bool {
+        match &self.partition {
+            None => true,
+            Some(side) => side.get(a) == side.get(b),
+        }
+    }
+
+    fn drive(&mut self, i: usize) -> Check {
+        let now = self.now;
+        let Some(node) = self.nodes[i].as_mut() else {
+            return Ok(());
+        };
+        node.drive(&mut self.node_rngs[i], now);
+        self.collect(i)
+    }
+
+    fn collect(&mut self, i: usize) -> Check {
+        let Some(node) = self.nodes[i].as_mut() else {
+            return Ok(());
+        };
+        if node.is_faulted() {
+            // The engine refused to go on: the node crashes; the host
+            // restarts it later from its disk.
+            self.nodes[i] = None;
+            return Ok(());
+        }
+        let out = node.take_output();
+        let events = node.take_events();
+        for (to, bytes) in out.messages {
+            self.net.push(InFlight {
+                from: i,
+                to: (to as usize).wrapping_sub(1),
+                bytes,
+            });
+        }
+        for e in events {
+            self.observe(e)?;
+        }
+        for (tag, bytes) in out.replies {
+            self.reply(tag, &bytes)?;
+        }
+        Ok(())
+    }
+
+    fn observe(&mut self, e: Event) -> Check {
+        match e {
+            Event::Entry { index, digest } => {
+                if let Some(d) = self.oracle.entries.insert(index, digest) {
+                    if d != digest {
+                        return Err(self.fail(format!("two different entries applied at index {index}")));
+                    }
+                }
+            }
+            Event::Command {
+                index,
+                command,
+                applied,
+            } => match applied {
+                Applied::Reset => {
+                    self.oracle
+                        .resets
+                        .entry((*command.record_id(), generation_of(&command)))
+                        .or_default()
+                        .insert(index);
+                }
+                Applied::Erased => {
+                    self.oracle
+                        .erased
+                        .entry(*command.record_id())
+                        .or_default()
+                        .push((index, generation_of(&command)));
+                    self.report.erasures += 1;
+                }
+                _ => {}
+            },
+            Event::Ke2 {
+                record_id,
+                generation,
+                index,
+            } => {
+                self.report.ke2s += 1;
+                self.oracle
+                    .ke2s
+                    .entry((record_id, generation))
+                    .or_default()
+                    .push(index);
+            }
+            Event::Release { .. } => {
+                self.oracle.releases += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// G2 across the fleet: for every record generation, the KE2s whose
+    /// charges lie between two consecutive resets in the log number at most
+    /// `max_attempts`, summed over all nodes.
+    fn check_guess_limit(&self) -> Check {
+        let empty = BTreeSet::new();
+        for (key, ke2s) in &self.oracle.ke2s {
+            let resets = self.oracle.resets.get(key).unwrap_or(&empty);
+            let mut per_epoch: BTreeMap<usize, usize> = BTreeMap::new();
+            for index in ke2s {
+                let epoch = resets.range(..*index).count();
+                let n = per_epoch.entry(epoch).or_default();
+                *n += 1;
+                if *n > usize::from(self.cfg.max_attempts) {
+                    return Err(self.fail(format!(
+                        "guess limit broken: {n} KE2s for record {:02x?}.. generation {} since its last success (max {})",
+                        &key.0 .0[..2],
+                        key.1,
+                        self.cfg.max_attempts
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An erased record never comes back: a node that has applied the erase
+    /// never again shows that generation live.
+    fn check_erased(&self) -> Check {
+        for node in self.nodes.iter().flatten() {
+            for (record, erasures) in &self.oracle.erased {
+                for (index, generation) in erasures {
+                    if node.applied_index() >= *index {
+                        if let Some(RecordSlot::Live(r)) = node.table().get(record) {
+                            if r.generation <= *generation {
+                                return Err(self.fail(format!(
+                                    "node {} shows generation {} of an erased record live",
+                                    node.id(),
+                                    r.generation
+                                )));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send_request(&mut self, op: Op, request: &[u8]) -> Check {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let i = op.node;
+        let now = self.now;
+        let Some(node) = self.nodes[i].as_mut() else {
+            self.abandon(op);
+            return Ok(());
+        };
+        let answer = node.client_request(&mut self.node_rngs[i], now, tag, request);
+        self.ops.insert(tag, op);
+        if let Some(bytes) = answer {
+            self.reply(tag, &bytes)?;
+        }
+        self.drive(i)
+    }
+
+    fn abandon(&mut self, op: Op) {
+        self.release_client(op.honest);
+    }
+
+    fn release_client(&mut self, honest: Option<usize>) {
+        if let Some(h) = honest {
+            if let Some(c) = self.honest.get_mut(h) {
+                c.busy = false;
+            }
+        }
+    }
+
+    fn reply(&mut self, tag: u64, bytes: &[u8]) -> Check {
+        let Some(op) = self.ops.remove(&tag) else {
+            return Ok(());
+        };
+        let honest = op.honest;
+        let node = op.node;
+        let incarnation = op.incarnation;
+        let started = op.started;
+        let next = |phase| Op {
+            honest,
+            node,
+            incarnation,
+            phase,
+            started,
+        };
+        match op.phase {
+            Phase::RegResponse(state) => {
+                let Ok(response) = RegistrationResponse::from_bytes(bytes) else {
+                    self.release_client(honest);
+                    return Ok(());
+                };
+                let (state, upload) = state
+                    .finish(&mut self.rng, &response, None)
+                    .map_err(|e| self.fail(format!("client refused a registration response: {e}")))?;
+                self.send_request(next(Phase::RegConfirm(state)), &upload.to_bytes())
+            }
+            Phase::RegConfirm(state) => {
+                let Ok(confirmation) = RegistrationConfirmation::from_bytes(bytes) else {
+                    self.release_client(honest);
+                    return Ok(());
+                };
+                let registered = state
+                    .finish(&confirmation)
+                    .map_err(|e| self.fail(format!("confirmation refused: {e}")))?;
+                self.report.registrations += 1;
+                if let Some(h) = honest.and_then(|h| self.honest.get_mut(h)) {
+                    h.keys
+                        .insert(registered.generation, *registered.backup_key.expose_secret());
+                    h.busy = false;
+                }
+                Ok(())
+            }
+            Phase::Ke2(state) => {
+                let Ok(ke2) = RecoveryResponse::from_bytes(bytes) else {
+                    self.release_client(honest);
+                    return Ok(());
+                };
+                match state.finish(&mut self.rng, &ke2) {
+                    Ok((state, ke3)) => {
+                        self.send_request(next(Phase::Release(state)), &ke3.to_bytes())
+                    }
+                    // A wrong code (an attacker) already fails here.
+                    Err(_) => {
+                        self.release_client(honest);
+                        Ok(())
+                    }
+                }
+            }
+            Phase::Release(state) => {
+                let Ok(release) = KeyRelease::from_bytes(bytes) else {
+                    self.release_client(honest);
+                    return Ok(());
+                };
+                let Some(h) = honest else {
+                    return Err(self.fail("an attacker recovered a key"));
+                };
+                let recovered = state
+                    .finish(&release)
+                    .map_err(|e| self.fail(format!("release refused: {e}")))?;
+                self.report.releases += 1;
+                let known = self.honest.get(h).map(|c| {
+                    c.keys
+                        .values()
+                        .any(|k| k == recovered.backup_key.expose_secret())
+                });
+                if known != Some(true) {
+                    return Err(self.fail("recovered a key that was never registered"));
+                }
+                if let Some(c) = self.honest.get_mut(h) {
+                    c.busy = false;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn live_nodes(&self) -> Vec<usize> {
+        (0..self.cfg.nodes)
+            .filter(|i| self.nodes[*i].is_some())
+            .collect()
+    }
+
+    fn start_client(&mut self) -> Check {
+        let live = self.live_nodes();
+        if live.is_empty() {
+            return Ok(());
+        }
+        let node = live[self.pick(live.len())];
+        let incarnation = self.nodes[node].as_ref().map_or(0, Node::incarnation);
+        if self.chance(45) && !self.honest.is_empty() {
+            let h = self.pick(self.honest.len());
+            if self.honest[h].busy {
+                return Ok(());
+            }
+            self.honest[h].busy = true;
+            let record_id = self.honest[h].record_id;
+            let code = RecoveryCode::new(self.honest[h].code.as_bytes())
+                .map_err(|e| self.fail(e))?;
+            if self.honest[h].keys.is_empty() || self.chance(10) {
+                let (state, request) =
+                    Registration::start(&mut self.rng, &self.client, record_id, &code, None)
+                        .map_err(|e| self.fail(e))?;
+                let op = Op {
+                    honest: Some(h),
+                    node,
+                    incarnation,
+                    phase: Phase::RegResponse(state),
+                    started: self.step,
+                };
+                self.send_request(op, &request.to_bytes())
+            } else {
+                let (state, ke1) = Recovery::start(&mut self.rng, &self.client, record_id, &code)
+                    .map_err(|e| self.fail(e))?;
+                let op = Op {
+                    honest: Some(h),
+                    node,
+                    incarnation,
+                    phase: Phase::Ke2(state),
+                    started: self.step,
+                };
+                self.send_request(op, &ke1.to_bytes())
+            }
+        } else {
+            // An attacker: a burst of guesses at one record, through one or
+            // several nodes.
+            let burst = 1 + self.pick(4);
+            let target = if self.honest.is_empty() {
+                RecordId([0xEE; 32])
+            } else {
+                let h = self.pick(self.honest.len());
+                self.honest[h].record_id
+            };
+            for _ in 0..burst {
+                let live = self.live_nodes();
+                if live.is_empty() {
+                    break;
+                }
+                let node = live[self.pick(live.len())];
+                let guess = format!("guess-{}", self.rng.next_u64());
+                let code = RecoveryCode::new(guess.as_bytes()).map_err(|e| self.fail(e))?;
+                let (state, ke1) = Recovery::start(&mut self.rng, &self.client, target, &code)
+                    .map_err(|e| self.fail(e))?;
+                let op = Op {
+                    honest: None,
+                    node,
+                    incarnation,
+                    phase: Phase::Ke2(state),
+                    started: self.step,
+                };
+                self.send_request(op, &ke1.to_bytes())?;
+            }
+            Ok(())
+        }
+    }
+
+    fn deliver(&mut self, index: usize, keep_copy: bool) -> Check {
+        if index >= self.net.len() {
+            return Ok(());
+        }
+        let m = if keep_copy {
+            let m = &self.net[index];
+            InFlight {
+                from: m.from,
+                to: m.to,
+                bytes: m.bytes.clone(),
+            }
+        } else {
+            self.net.swap_remove(index)
+        };
+        if !self.connected(m.from, m.to) {
+            return Ok(());
+        }
+        let Some(node) = self.nodes.get_mut(m.to).and_then(Option::as_mut) else {
+            return Ok(());
+        };
+        // The window the message met: a replay counts only against it.
+        let inc = self.lives[m.to] * 1_000_000 + node.incarnation();
+        node.receive(&mut self.node_rngs[m.to], &m.bytes);
+        if self.delivered.len() >= 64 {
+            let at = self.pick(64);
+            self.delivered[at] = (m.to, m.bytes, inc);
+        } else {
+            self.delivered.push((m.to, m.bytes, inc));
+        }
+        self.drive(m.to)
+    }
+
+    /// Injects a message the receiver must drop, and checks it did.
+    fn inject(&mut self, to: usize, bytes: &[u8], replay_of: Option<u64>) -> Check {
+        let Some(node) = self.nodes.get_mut(to).and_then(Option::as_mut) else {
+            return Ok(());
+        };
+        // A replay to a node restarted since the original delivery meets a
+        // fresh window and may be accepted (harmless to Raft, §21.3).
+        if replay_of.is_some_and(|inc| inc != self.lives[to] * 1_000_000 + node.incarnation()) {
+            return Ok(());
+        }
+        let before = node.counters();
+        node.receive(&mut self.node_rngs[to], bytes);
+        let after = node.counters();
+        let dropped = |c: crate::transport::TransportCounters| {
+            c.forged + c.replayed + c.stale + c.misaddressed
+        };
+        if after.transport.accepted != before.transport.accepted
+            || dropped(after.transport) != dropped(before.transport) + 1
+        {
+            return Err(self.fail(format!(
+                "node {} did not drop and count an injected {} message ({:?} -> {:?})",
+                to + 1,
+                if replay_of.is_some() { "replayed" } else { "altered" },
+                before.transport,
+                after.transport
+            )));
+        }
+        if replay_of.is_some() {
+            self.report.replays_dropped += 1;
+        } else {
+            self.report.forgeries_dropped += 1;
+        }
+        self.drive(to)
+    }
+
+    fn tick_all(&mut self) -> Check {
+        self.now += 10;
+        for i in 0..self.cfg.nodes {
+            let now = self.now;
+            if let Some(node) = self.nodes[i].as_mut() {
+                node.tick(&mut self.node_rngs[i], now);
+            }
+            self.drive(i)?;
+        }
+        // Ops whose node crashed never hear back.
+        let step = self.step;
+        let stale: Vec<u64> = self
+            .ops
+            .iter()
+            .filter(|(_, op)| {
+                step > op.started + 400
+                    || self.nodes[op.node]
+                        .as_ref()
+                        .is_none_or(|n| n.incarnation() != op.incarnation)
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        for t in stale {
+            if let Some(op) = self.ops.remove(&t) {
+                self.abandon(op);
+            }
+        }
+        Ok(())
+    }
+
+    fn fault(&mut self) -> Check {
+        let n = self.cfg.nodes;
+        match self.pick(9) {
+            0 => {
+                // Partition into two sides, or heal.
+                if self.partition.is_some() {
+                    self.partition = None;
+                } else {
+                    let side: Vec<bool> = (0..n).map(|_| self.chance(50)).collect();
+                    self.partition = Some(side);
+                }
+            }
+            1 | 2 => {
+                let i = self.pick(n);
+                if self.nodes[i].is_some() {
+                    self.nodes[i] = None;
+                    self.report.crashes += 1;
+                }
+            }
+            3 | 4 => {
+                let i = self.pick(n);
+                if self.nodes[i].is_none() {
+                    self.start(i)?;
+                    self.drive(i)?;
+                }
+            }
+            5 => {
+                // Keep a copy of a disk, to roll back to later.
+                let i = self.pick(n);
+                self.images[i] = Some(self.disks[i].image());
+            }
+            6 => {
+                // Wipe or roll back a crashed node's disk, one at a time.
+                let i = self.pick(n);
+                if self.nodes[i].is_none() && self.damaged.is_none() {
+                    if let (true, Some(image)) = (self.chance(50), self.images[i].clone()) {
+                        self.disks[i].restore(image);
+                        self.report.rollbacks += 1;
+                    } else {
+                        self.disks[i].restore(Vec::new());
+                        self.report.wipes += 1;
+                    }
+                    self.damaged = Some(i);
+                }
+            }
+            7 => {
+                if !self.delivered.is_empty() {
+                    let at = self.pick(self.delivered.len());
+                    let (to, bytes, inc) = self.delivered[at].clone();
+                    self.inject(to, &bytes, Some(inc))?;
+                }
+            }
+            _ => {
+                if !self.net.is_empty() {
+                    let at = self.pick(self.net.len());
+                    let mut bytes = self.net[at].bytes.clone();
+                    let to = self.net[at].to;
+                    if !bytes.is_empty() {
+                        let pos = self.pick(bytes.len());
+                        bytes[pos] ^= 1 << self.pick(8);
+                        self.inject(to, &bytes, None)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One scheduler step.
+    pub fn step(&mut self) -> Check {
+        self.step += 1;
+        let roll = self.pick(100);
+        match roll {
+            0..=44 => {
+                // Deliver a few messages, each picked at random (reordering,
+                // delay); some are duplicated.
+                for _ in 0..1 + self.pick(24) {
+                    if self.net.is_empty() {
+                        break;
+                    }
+                    let at = self.pick(self.net.len());
+                    let dup = self.chance(3);
+                    self.deliver(at, dup)?;
+                }
+            }
+            45..=49 => {
+                if !self.net.is_empty() {
+                    let at = self.pick(self.net.len());
+                    self.net.swap_remove(at);
+                }
+            }
+            50..=74 => self.tick_all()?,
+            75..=89 => self.start_client()?,
+            _ => {
+                if self.cfg.faults {
+                    self.fault()?;
+                } else {
+                    self.tick_all()?;
+                }
+            }
+        }
+        if let Some(d) = self.damaged {
+            if self.nodes[d].as_ref().is_some_and(Node::is_serving) {
+                self.damaged = None;
+            }
+        }
+        self.check_guess_limit()?;
+        self.check_erased()
+    }
+
+    /// Heals everything and runs until the fleet is quiet: every node up,
+    /// serving and caught up with the leader.
+    fn heal(&mut self) -> Check {
+        self.partition = None;
+        for i in 0..self.cfg.nodes {
+            if self.nodes[i].is_none() {
+                self.start(i)?;
+            }
+        }
+        for round in 0..3000 {
+            while !self.net.is_empty() {
+                let at = self.pick(self.net.len());
+                self.deliver(at, false)?;
+            }
+            if round % 2 == 0 {
+                self.tick_all()?;
+            }
+            for i in 0..self.cfg.nodes {
+                if self.nodes[i].is_none() {
+                    self.start(i)?;
+                }
+            }
+            let leader = self
+                .nodes
+                .iter()
+                .flatten()
+                .find(|n| n.is_leader())
+                .map(|n| n.applied_index());
+            let quiet = leader.is_some_and(|applied| {
+                self.nodes.iter().all(|n| {
+                    n.as_ref()
+                        .is_some_and(|n| n.is_serving() && n.applied_index() == applied)
+                })
+            }) && self.ops.is_empty();
+            if quiet && round > 10 {
+                return Ok(());
+            }
+            if std::env::var_os("BKV_SIM_TRACE").is_some() && round % 100 == 0 {
+                let states: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .flatten()
+                    .map(|n| {
+                        format!(
+                            "{}{}{}@{} log {:?} leader {} {:?} term {}",
+                            n.id(),
+                            if n.is_leader() { "L" } else { "" },
+                            if n.is_serving() { "S" } else { "R" },
+                            n.applied_index(),
+                            n.last_log(),
+                            n.leader(),
+                            n.counters(),
+                            n.term()
+                        )
+                    })
+                    .collect();
+                eprintln!("heal {round} ops {} {states:?}", self.ops.len());
+            }
+        }
+        Err(self.fail("the healed fleet did not settle (no leader, or nodes not caught up)"))
+    }
+
+    fn leader_table(&self) -> Option<RecordTable> {
+        self.nodes
+            .iter()
+            .flatten()
+            .find(|n| n.is_leader())
+            .map(|n| n.table().clone())
+    }
+
+    /// After healing: every node holds the same table; every confirmed
+    /// registration is still there; the right code recovers the key of
+    /// every record that has attempts left.
+    fn final_checks(&mut self) -> Check {
+        let Some(table) = self.leader_table() else {
+            return Err(self.fail("no leader after healing"));
+        };
+        for n in self.nodes.iter().flatten() {
+            if n.table() != &table {
+                return Err(self.fail(format!("node {} diverged from the leader", n.id())));
+            }
+        }
+        for h in 0..self.honest.len() {
+            let record_id = self.honest[h].record_id;
+            let Some(&confirmed) = self.honest[h].keys.keys().max() else {
+                continue;
+            };
+            let slot = table.get(&record_id).cloned();
+            let generation = slot.as_ref().map_or(0, RecordSlot::generation);
+            if generation < confirmed {
+                return Err(self.fail(format!(
+                    "a confirmed registration was lost: generation {confirmed} confirmed, {generation} held"
+                )));
+            }
+            let Some(RecordSlot::Live(record)) = slot else {
+                continue;
+            };
+            if record.attempts_used >= record.payload.max_attempts {
+                continue;
+            }
+            let Some(expected) = self.honest[h].keys.get(&record.generation).copied() else {
+                // Registered by a confirmation the client never saw.
+                continue;
+            };
+            self.recover_after_heal(h, expected)?;
+        }
+        self.check_guess_limit()?;
+        self.check_erased()
+    }
+
+    fn recover_after_heal(&mut self, h: usize, expected: [u8; 32]) -> Check {
+        let releases = self.report.releases;
+        self.honest[h].busy = true;
+        let node = self.pick(self.cfg.nodes);
+        let incarnation = self.nodes[node].as_ref().map_or(0, Node::incarnation);
+        let record_id = self.honest[h].record_id;
+        let code = RecoveryCode::new(self.honest[h].code.as_bytes()).map_err(|e| self.fail(e))?;
+        let (state, ke1) = Recovery::start(&mut self.rng, &self.client, record_id, &code)
+            .map_err(|e| self.fail(e))?;
+        let op = Op {
+            honest: Some(h),
+            node,
+            incarnation,
+            phase: Phase::Ke2(state),
+            started: self.step,
+        };
+        self.send_request(op, &ke1.to_bytes())?;
+        for _ in 0..400 {
+            if !self.honest[h].busy {
+                break;
+            }
+            while !self.net.is_empty() {
+                let at = self.pick(self.net.len());
+                self.deliver(at, false)?;
+            }
+            self.tick_all()?;
+        }
+        if self.report.releases != releases + 1 {
+            return Err(self.fail(format!(
+                "the right code did not recover record {h}'s key with a majority up and connected"
+            )));
+        }
+        let _ = BackupKey::from_bytes(expected);
+        Ok(())
+    }
+
+    /// Runs the seed: the faulty phase, healing, the final checks.
+    pub fn run(mut self) -> Result<SimReport, String> {
+        let trace = std::env::var_os("BKV_SIM_TRACE").is_some();
+        for _ in 0..self.cfg.steps {
+            self.step()?;
+            if trace {
+                let states: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .map(|n| match n {
+                        None => "down".to_string(),
+                        Some(n) => format!(
+                            "{}{}@{}",
+                            if n.is_leader() { "L" } else { "" },
+                            if n.is_serving() { "S" } else { "R" },
+                            n.applied_index()
+                        ),
+                    })
+                    .collect();
+                eprintln!(
+                    "step {} net {} ops {} nodes {:?} report {:?}",
+                    self.step,
+                    self.net.len(),
+                    self.ops.len(),
+                    states,
+                    self.report
+                );
+            }
+        }
+        self.heal()?;
+        self.final_checks()?;
+        let mut proposed = (0u64, 0u64);
+        for n in self.nodes.iter().flatten() {
+            let c = n.counters();
+            proposed.0 += c.commands_proposed;
+            proposed.1 += c.entries_proposed;
+            self.report.snapshots += c.snapshots;
+        }
+        self.report.commands_per_entry = if proposed.1 == 0 {
+            0.0
+        } else {
+            proposed.0 as f64 / proposed.1 as f64
+        };
+        Ok(self.report)
+    }
+}
+
+fn generation_of(command: &backup_key_vault::vault::Command) -> u64 {
+    use backup_key_vault::vault::Command as C;
+    match command {
+        C::ChargeAttempt { generation, .. }
+        | C::ResetAttempts { generation, .. }
+        | C::Erase { generation, .. } => *generation,
+        C::Register { replaces, .. } => replaces.map_or(0, |g| g + 1),
+        C::Delete { .. } => 0,
+    }
+}
+
+/// Runs one seed with its default configuration.
+pub fn run_seed(seed: u64) -> Result<SimReport, String> {
+    Sim::new(seed, SimConfig::for_seed(seed))?.run()
+}

@@ -176,8 +176,15 @@ impl Link {
     pub fn seal(&mut self, to: u64, plaintext: &[u8]) -> Vec<u8> {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
-        let ack = self.peer_incarnations.get(&to).copied().unwrap_or(0);
-        let ack_boot = self.peer_boots.get(&to).copied().unwrap_or([0; 16]);
+        // Acknowledge only a boot this link accepted itself (an incarnation
+        // remembered from disk comes without its boot nonce).
+        let (ack, ack_boot) = match self.peer_boots.get(&to) {
+            Some(boot) => (
+                self.windows.get(&to).map_or(0, |w| w.incarnation),
+                *boot,
+            ),
+            None => (0, [0; 16]),
+        };
         let mut header = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
         header.push(ENVELOPE_VERSION);
         header.extend_from_slice(&self.me.to_be_bytes());
