@@ -595,3 +595,95 @@ fn negative_vectors_produce_their_errors() {
         "rejected requests draw no randomness"
     );
 }
+
+/// SPEC.md §14–§17, from `vectors/bundle.json` alone: the digest, both
+/// Ed25519 signatures, the RFC 6962 Merkle hashes of the log, the inclusion
+/// and consistency proofs; and a client's verification of the bundle and of
+/// each refused variant.
+#[test]
+fn bundle_vectors_follow_the_spec() {
+    use backup_key_vault::bundle::TrustAnchors;
+    use ed25519_dalek::{Signature, SigningKey, Verifier};
+    use sha2::{Digest, Sha256};
+
+    let v = file("bundle");
+    let artifact = b(&v["artifact"]);
+    assert_eq!(artifact, v["artifact_text"].as_str().unwrap().as_bytes());
+    let digest = Sha256::digest(&artifact).to_vec();
+    assert_eq!(b(&v["digest"]), digest, "digest = SHA-256(artifact)");
+
+    let key = |seed: &Value| {
+        SigningKey::from_bytes(&b(seed).try_into().expect("32-byte seed")).verifying_key()
+    };
+    let auditor = key(&v["inputs"]["auditor_seed"]);
+    let operator = key(&v["inputs"]["operator_seed"]);
+    assert_eq!(b(&v["keys"]["auditor_public_key"]), auditor.to_bytes());
+    assert_eq!(b(&v["keys"]["operator_public_key"]), operator.to_bytes());
+    let statement = b(&v["statement"]);
+    assert!(statement.ends_with(&[&[0x2a, 0x20][..], &digest].concat()));
+    let signature = b(&v["auditor_signature"]);
+    let sig = Signature::from_slice(&signature).unwrap();
+    auditor
+        .verify(&statement, &sig)
+        .expect("auditor signs the statement");
+    let counter = Signature::from_slice(&b(&v["counter_signature"])).unwrap();
+    operator
+        .verify(&signature, &counter)
+        .expect("operator signs the auditor's signature");
+
+    // RFC 6962 hashes.
+    let leaf = |e: &[u8]| Sha256::digest([&[0u8][..], e].concat()).to_vec();
+    let node = |l: &[u8], r: &[u8]| Sha256::digest([&[1u8][..], l, r].concat()).to_vec();
+    let log = &v["log"];
+    let entries: Vec<Vec<u8>> = log["entries"].as_array().unwrap().iter().map(b).collect();
+    assert_eq!(entries[1][8..], digest[..], "the entry carries the digest");
+    assert_eq!(entries[1][..8], 1u64.to_be_bytes(), "and the epoch");
+    let root = node(&leaf(&entries[0]), &leaf(&entries[1]));
+    assert_eq!(b(&log["root_hash"]), root);
+    assert_eq!(log["inclusion"]["leaf_index"], 1);
+    assert_eq!(b(&log["inclusion"]["hashes"][0]), leaf(&entries[0]));
+    let later = b(&log["later_entry"]);
+    assert_eq!(b(&log["later_root_hash"]), node(&root, &leaf(&later)));
+    assert_eq!(b(&log["consistency_2_to_3"][0]), leaf(&later));
+    let body = log["checkpoint_body"].as_str().unwrap();
+    assert!(b(&log["checkpoint_note"]).starts_with(body.as_bytes()));
+    assert_eq!(
+        body.lines().take(2).collect::<Vec<_>>(),
+        [v["inputs"]["namespace"].as_str().unwrap(), "2"]
+    );
+
+    // A client's verification (SPEC.md §17) of the bundle and its variants.
+    let bundle = b(&v["bundle"]);
+    assert_eq!(b(&v["bundle_response"])[6..], bundle[..]);
+    let anchors = TrustAnchors::new(&[auditor.to_bytes()], &[operator.to_bytes()]);
+    let now = v["inputs"]["now_ms"].as_u64().unwrap();
+    let fleet = anchors.verify_bytes(&bundle, now, None).expect("verifies");
+    assert_eq!(
+        hex(&fleet.public_keys().key_exchange),
+        v["verified"]["ke_pk"]
+    );
+    assert_eq!(hex(&fleet.public_keys().transport), v["verified"]["tr_pk"]);
+    let keys = |k: &Value| -> Vec<[u8; 32]> {
+        k.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| b(x).try_into().unwrap())
+            .collect()
+    };
+    let cases = v["negative"].as_array().unwrap();
+    assert!(cases.len() >= 12);
+    for case in cases {
+        let anchors =
+            TrustAnchors::new(&keys(&case["auditor_keys"]), &keys(&case["operator_keys"]))
+                .with_namespace(case["namespace"].as_str().unwrap());
+        let err = anchors
+            .verify_bytes(
+                &b(&case["bundle"]),
+                case["now_ms"].as_u64().unwrap(),
+                case["stored_epoch"].as_u64(),
+            )
+            .err()
+            .unwrap_or_else(|| panic!("{} was accepted", case["case"]));
+        assert_eq!(format!("{err:?}"), case["error"], "{}", case["case"]);
+    }
+}

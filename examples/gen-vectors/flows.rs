@@ -50,6 +50,7 @@ pub const FLOWS: &[&str] = &[
     "recovery-wrong-code",
     "lockout",
     "negative",
+    "bundle",
 ];
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -1296,6 +1297,7 @@ pub fn all() -> Vec<(&'static str, Value)> {
         ("recovery-wrong-code", recovery_wrong_code()),
         ("lockout", lockout()),
         ("negative", negative()),
+        ("bundle", bundle()),
     ]
 }
 
@@ -1304,4 +1306,242 @@ pub fn render(value: &Value) -> String {
     let mut s = serde_json::to_string_pretty(value).expect("JSON");
     s.push('\n');
     s
+}
+
+// ----- Bundle verification, checkpoints and proofs (SPEC.md §14–§17) -------
+
+/// The auditor's and the operator's Ed25519 seeds in the bundle vectors.
+pub const AUDITOR_SEED: [u8; 32] = [0xA7; 32];
+pub const OPERATOR_SEED: [u8; 32] = [0x0B; 32];
+
+pub fn bundle() -> Value {
+    use backup_key_vault::bundle::{
+        artifact_digest, log, AuditorSigningKey, FleetKey, FleetKeyArtifact, KeyRole, MerkleLog,
+        OperatorSigningKey, TrustAnchors, ValidationBundle, DEFAULT_NAMESPACE,
+    };
+
+    let fleet = FleetSecrets::generate(&mut Recorder::new(FLEET));
+    let public = fleet.public_keys();
+    let artifact = FleetKeyArtifact {
+        namespace: DEFAULT_NAMESPACE.to_string(),
+        fleet_id: "vectors".to_string(),
+        epoch: 1,
+        not_before_ms: 1_700_000_000_000,
+        not_after_ms: 1_800_000_000_000,
+        keys: vec![
+            FleetKey {
+                role: KeyRole::OpaqueKeyExchange,
+                public_key: public.key_exchange,
+            },
+            FleetKey {
+                role: KeyRole::HpkeTransport,
+                public_key: public.transport,
+            },
+        ],
+    };
+    let artifact_bytes = artifact.to_bytes().expect("a valid artifact");
+    let digest = artifact_digest(&artifact_bytes);
+    let auditor = AuditorSigningKey::from_bytes(&AUDITOR_SEED);
+    let operator = OperatorSigningKey::from_bytes(&OPERATOR_SEED);
+
+    // The namespace's log: an earlier fleet's entry at epoch 0, this one at
+    // epoch 1; later an epoch-2 entry, for a consistency proof.
+    let earlier = log::entry(0, &[0x11; 32]);
+    let this = log::entry(1, &digest);
+    let later = log::entry(2, &[0x22; 32]);
+    let mut merkle = MerkleLog::new();
+    merkle.push(earlier);
+    merkle.push(this);
+    let checkpoint = merkle.checkpoint(DEFAULT_NAMESPACE);
+    let note = checkpoint.sign(&auditor);
+    let inclusion = merkle.prove_inclusion(1).expect("entry 1");
+    let mut grown = merkle.clone();
+    grown.push(later);
+    let checkpoint3 = grown.checkpoint(DEFAULT_NAMESPACE);
+    let consistency = grown.prove_consistency(2).expect("size 2 of 3");
+    consistency
+        .verify(&checkpoint, &checkpoint3)
+        .expect("a consistent log");
+
+    let mut bundle = ValidationBundle {
+        namespace: DEFAULT_NAMESPACE.to_string(),
+        epoch: 1,
+        timestamp_ms: 1_700_000_000_000,
+        digest,
+        auditor_key: auditor.public_key(),
+        auditor_signature: [0; 64],
+        counter_signature: None,
+        artifact: artifact_bytes.clone(),
+        inclusion: inclusion.clone(),
+        checkpoint: note.clone(),
+    };
+    let statement = bundle.statement().to_bytes();
+    bundle.auditor_signature = auditor.sign_statement(&bundle.statement());
+    let uncountersigned = bundle.clone();
+    bundle.countersign(&operator);
+    let encoded = bundle.to_bytes().expect("a valid bundle");
+
+    let anchors = TrustAnchors::new(&[auditor.public_key()], &[operator.public_key()]);
+    let now = 1_750_000_000_000u64;
+    let verified = anchors
+        .verify_bytes(&encoded, now, None)
+        .expect("the bundle verifies");
+    assert_eq!(verified.public_keys(), public);
+
+    // What a client refuses, each with the error of SPEC.md §17's step.
+    let mut negative = Vec::new();
+    let pinned_auditor = [auditor.public_key()];
+    let pinned_operator = [operator.public_key()];
+    let other = [AuditorSigningKey::from_bytes(&[0xC3; 32]).public_key()];
+    let mut refuse = |case: &str,
+                      bundle: &[u8],
+                      (auditors, operators, namespace): (&[[u8; 32]], &[[u8; 32]], &str),
+                      now_ms: u64,
+                      stored_epoch: Option<u64>| {
+        let anchors = TrustAnchors::new(auditors, operators).with_namespace(namespace);
+        let err = match anchors.verify_bytes(bundle, now_ms, stored_epoch) {
+            Ok(_) => panic!("{case}: the bundle must be refused"),
+            Err(e) => e,
+        };
+        negative.push(json!({
+            "case": case,
+            "bundle": hex(bundle),
+            "namespace": namespace,
+            "auditor_keys": auditors.iter().map(|k| hex(k)).collect::<Vec<_>>(),
+            "operator_keys": operators.iter().map(|k| hex(k)).collect::<Vec<_>>(),
+            "now_ms": now_ms,
+            "stored_epoch": stored_epoch,
+            "error": format!("{err:?}"),
+        }));
+    };
+    let pins = (&pinned_auditor[..], &pinned_operator[..], DEFAULT_NAMESPACE);
+    let edit = |f: &dyn Fn(&mut ValidationBundle)| {
+        let mut b = bundle.clone();
+        f(&mut b);
+        b.to_bytes().expect("still encodes")
+    };
+    refuse(
+        "auditor key not pinned",
+        &encoded,
+        (&other, &pinned_operator, DEFAULT_NAMESPACE),
+        now,
+        None,
+    );
+    refuse(
+        "operator key not pinned",
+        &encoded,
+        (&pinned_auditor, &other, DEFAULT_NAMESPACE),
+        now,
+        None,
+    );
+    refuse(
+        "artifact changed after signing",
+        &edit(&|b| b.artifact[20] ^= 1),
+        pins,
+        now,
+        None,
+    );
+    refuse(
+        "auditor signature bit flipped",
+        &edit(&|b| b.auditor_signature[0] ^= 1),
+        pins,
+        now,
+        None,
+    );
+    refuse(
+        "no counter-signature",
+        &uncountersigned.to_bytes().expect("encodes"),
+        pins,
+        now,
+        None,
+    );
+    refuse(
+        "counter-signature bit flipped",
+        &edit(&|b| {
+            if let Some(c) = b.counter_signature.as_mut() {
+                c.signature[0] ^= 1;
+            }
+        }),
+        pins,
+        now,
+        None,
+    );
+    refuse(
+        "another namespace pinned",
+        &encoded,
+        (&pinned_auditor, &pinned_operator, "example.org/other"),
+        now,
+        None,
+    );
+    refuse(
+        "inclusion proof hash changed",
+        &edit(&|b| b.inclusion.hashes[0][0] ^= 1),
+        pins,
+        now,
+        None,
+    );
+    refuse(
+        "checkpoint signature bit flipped",
+        &edit(&|b| {
+            let i = b.checkpoint.len() - 5;
+            b.checkpoint[i] = if b.checkpoint[i] == b'A' { b'B' } else { b'A' };
+        }),
+        pins,
+        now,
+        None,
+    );
+    refuse("before not_before", &encoded, pins, 1_600_000_000_000, None);
+    refuse("at not_after", &encoded, pins, 1_800_000_000_000, None);
+    refuse("rollback to an older epoch", &encoded, pins, now, Some(2));
+
+    json!({
+        "flow": "bundle",
+        "description": "A fleet-key artifact, its auditor statement, the operator's counter-signature, the namespace's Merkle log with an inclusion proof to a signed checkpoint, and the validation bundle a client verifies (SPEC.md §14-§17); then a consistency proof from that checkpoint to a later one; `negative` lists bundles or pins a client refuses, with the error.",
+        "spec": "SPEC.md §12",
+        "generator": GENERATOR,
+        "inputs": {
+            "auditor_seed": hex(&AUDITOR_SEED),
+            "operator_seed": hex(&OPERATOR_SEED),
+            "fleet_seed": FLEET,
+            "namespace": DEFAULT_NAMESPACE,
+            "fleet_id": artifact.fleet_id,
+            "epoch": artifact.epoch,
+            "not_before_ms": artifact.not_before_ms,
+            "not_after_ms": artifact.not_after_ms,
+            "timestamp_ms": bundle.timestamp_ms,
+            "now_ms": now,
+        },
+        "keys": {
+            "auditor_public_key": hex(&auditor.public_key()),
+            "operator_public_key": hex(&operator.public_key()),
+            "ke_pk": hex(&public.key_exchange),
+            "tr_pk": hex(&public.transport),
+        },
+        "artifact": hex(&artifact_bytes),
+        "artifact_text": String::from_utf8(artifact_bytes.clone()).expect("JSON text"),
+        "digest": hex(&digest),
+        "statement": hex(&statement),
+        "auditor_signature": hex(&bundle.auditor_signature),
+        "counter_signature": hex(&bundle.counter_signature.expect("countersigned").signature),
+        "log": {
+            "entries": [hex(&earlier), hex(&this)],
+            "root_hash": hex(&checkpoint.root_hash),
+            "checkpoint_body": checkpoint.body(),
+            "checkpoint_note": hex(&note),
+            "inclusion": { "leaf_index": inclusion.leaf_index, "hashes": inclusion.hashes.iter().map(|h| hex(h)).collect::<Vec<_>>() },
+            "later_entry": hex(&later),
+            "later_root_hash": hex(&checkpoint3.root_hash),
+            "consistency_2_to_3": consistency.hashes.iter().map(|h| hex(h)).collect::<Vec<_>>(),
+        },
+        "bundle": hex(&encoded),
+        "bundle_response": hex(&wire::BundleResponse {
+            bundle: backup_key_vault::bundle::EncodedBundle::from_bytes(&encoded).expect("decodes"),
+        }.to_bytes()),
+        "verified": {
+            "ke_pk": hex(&verified.public_keys().key_exchange),
+            "tr_pk": hex(&verified.public_keys().transport),
+            "epoch_to_store": verified.epoch_to_store(),
+        },
+        "negative": negative,
+    })
 }
