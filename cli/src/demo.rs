@@ -166,9 +166,14 @@ fn story(args: &DemoArgs) -> Step<()> {
         max
     );
 
+    // The fleet comes from a key ceremony whose evidence is verified before
+    // the client trusts its keys (SPEC.md §31-§34).
     let t = Instant::now();
-    let secrets = FleetSecrets::generate(&mut OsRng);
-    let keys = secrets.public_keys();
+    let fleet =
+        crate::deploy::demo_ceremony().map_err(|e| Misbehaved(format!("key ceremony: {e}")))?;
+    let keys = fleet.keys;
+    let ceremony_ms = t.elapsed();
+    let t = Instant::now();
     let mut policy = VaultPolicy {
         max_attempts: max,
         ..VaultPolicy::default()
@@ -182,19 +187,31 @@ fn story(args: &DemoArgs) -> Step<()> {
     } else {
         ClientConfig::new(keys)
     };
-    let vault = Vault::new(&secrets, policy, MemoryStore::new())
+    let vault = fleet
+        .hsm
+        .start_vault(policy)
         .map_err(|e| Misbehaved(format!("vault: {e}")))?;
-    drop(secrets);
     let mut demo = Demo {
         vault,
         config,
         now: 0,
         step: 0,
     };
+    demo.step += 1;
+    println!(
+        "[{:>2}] {:<72} {:>9.1} ms",
+        demo.step,
+        format!(
+            "key ceremony: {}; evidence verified ({} steps)",
+            fleet.summary,
+            fleet.report.steps.len()
+        ),
+        ceremony_ms.as_secs_f64() * 1e3
+    );
     demo.report(
         t,
         format!(
-            "fleet created: key-exchange key {}…, transport key {}…",
+            "vault on hsm-1; client trusts keys {}…/{}… from the evidence",
             &fingerprint(&keys.key_exchange)[..8],
             &fingerprint(&keys.transport)[..8]
         ),

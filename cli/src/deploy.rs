@@ -443,10 +443,13 @@ impl LogSource for HttpLog {
     }
 }
 
+/// The verifier, the log source and the evidence bytes.
+type VerifySetup = (Verifier, Option<Box<dyn LogSource>>, Vec<u8>);
+
 /// Verifies an evidence package and prints every step; exit status zero
 /// only if all pass.
 pub fn verify_deployment(args: &VerifyDeploymentArgs) -> ExitCode {
-    let setup = || -> Result<(Verifier, Option<Box<dyn LogSource>>, Vec<u8>), String> {
+    let setup = || -> Result<VerifySetup, String> {
         let pem = std::fs::read(&args.vendor_root)
             .map_err(|e| format!("{}: {e}", args.vendor_root.display()))?;
         let root = X509StatementVerifier::from_pem(&pem).map_err(|e| e.to_string())?;
@@ -512,4 +515,113 @@ pub fn verify_deployment(args: &VerifyDeploymentArgs) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The demo's fleet: made by a key ceremony, its evidence verified as an
+/// outsider would, before anyone trusts its keys.
+pub struct DemoFleet {
+    /// The HSM the demo's vault runs on (it holds the secrets, sealed to
+    /// it by the ceremony and imported).
+    pub hsm: SimulatedHsm,
+    /// The fleet's keys, as the verified evidence's artifact lists them.
+    pub keys: backup_key_vault::FleetPublicKeys,
+    /// HSMs, sites and participants of the ceremony.
+    pub summary: String,
+    /// The verifier's report.
+    pub report: Report,
+}
+
+/// Runs a ceremony with three simulated HSMs at three sites (an in-process
+/// auditor in a temporary directory) and verifies its evidence; fails
+/// unless every step passes.
+pub fn demo_ceremony() -> Result<DemoFleet, String> {
+    let now = bkv_deploy::now_ms();
+    // The demo does not rebuild the vault (that takes minutes, `bkv audit
+    // measure`): its simulated HSMs run a declared placeholder measurement.
+    let measurement = bkv_deploy::evidence::sha256(b"bkv demo: placeholder code measurement");
+    let vendor = SimulatedVendor::new("Demo HSM vendor", Validity::around(now, 20))
+        .map_err(|e| e.to_string())?;
+    let mut hsms = Vec::new();
+    for (id, site) in [
+        ("hsm-1", "eu-west-a"),
+        ("hsm-2", "eu-west-b"),
+        ("hsm-3", "eu-central"),
+    ] {
+        let hsm = vendor
+            .manufacture(id, Validity::around(now, 10), measurement)
+            .map_err(|e| e.to_string())?;
+        hsms.push((hsm, name(site, "site")?));
+    }
+    let participants = ["alice", "bob"]
+        .iter()
+        .map(|p| name(p, "participant").map(ParticipantKey::generate))
+        .collect::<Result<Vec<_>, _>>()?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut auditor = Auditor::open(dir.path()).map_err(|e| e.to_string())?;
+    let root = X509StatementVerifier::new(vendor.root_der().to_vec()).map_err(|e| e.to_string())?;
+    let plan = CeremonyPlan {
+        fleet_id: name("demo-fleet-1", "fleet id")?,
+        namespace: name("backup-key-vault.demo_fleet_keys.v1", "namespace")?,
+        time_ms: now,
+        not_before_ms: now.saturating_sub(60_000),
+        not_after_ms: now.saturating_add(30 * DAY_MS),
+        measurement,
+        quorum: QuorumPolicy {
+            min_hsms: 3,
+            min_sites: 2,
+        },
+    };
+    let mut taking_part: Vec<CeremonyHsm<'_>> = hsms
+        .iter_mut()
+        .map(|(hsm, site)| CeremonyHsm {
+            hsm,
+            site: site.clone(),
+        })
+        .collect();
+    let operator = OperatorSigningKey::generate(&mut rand::rngs::OsRng);
+    let outcome = ceremony::run(
+        &plan,
+        &mut taking_part,
+        &participants,
+        &root,
+        &mut auditor,
+        &operator,
+    )
+    .map_err(|e| e.to_string())?;
+    drop(taking_part);
+
+    // The verifier reads the evidence file, pins the vendor root and the
+    // auditor key, and checks the log through the auditor's export.
+    let export = auditor
+        .export(plan.namespace.as_str())
+        .map_err(|e| e.to_string())?;
+    let verifier = Verifier::new(
+        X509StatementVerifier::from_pem(vendor.root_pem().as_bytes()).map_err(|e| e.to_string())?,
+        bkv_deploy::now_ms(),
+    )
+    .pin_auditor_key(auditor.public_key())
+    .expect_measurement(measurement);
+    let report = verifier.verify_bytes(
+        &outcome.evidence.to_json(),
+        Some(&mut ExportLog::new(export)),
+    );
+    if !report.passed() {
+        return Err(format!(
+            "the ceremony's evidence does not verify:\n{}",
+            report.to_text()
+        ));
+    }
+    // The client trusts the keys the verified artifact lists.
+    let keys = backup_key_vault::bundle::FleetKeyArtifact::from_bytes(
+        outcome.evidence.fleet_key_artifact.as_bytes(),
+    )
+    .and_then(|a| a.fleet_public_keys())
+    .map_err(|e| e.to_string())?;
+    let (hsm, _) = hsms.into_iter().next().ok_or("no HSM")?;
+    Ok(DemoFleet {
+        hsm,
+        keys,
+        summary: "3 HSMs, 3 sites, 2 signers".into(),
+        report,
+    })
 }
