@@ -203,3 +203,70 @@ fn a_ceremony_below_its_own_policy_fails_its_own_verification() {
     assert_eq!(verify.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&verify.stdout).contains("[FAIL] quorum-sites"));
 }
+
+#[test]
+fn verify_deployment_against_the_live_auditor() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fleet");
+    let run = ceremony(
+        &out,
+        &["hsm-1@eu-west-a", "hsm-2@eu-west-b", "hsm-3@eu-central"],
+        &[],
+    );
+    assert!(run.status.success());
+    // The ceremony's auditor database, served over HTTP on loopback.
+    let mut server = Command::new(env!("CARGO_BIN_EXE_bkv"))
+        .args([
+            "auditor",
+            "serve",
+            "--data",
+            out.join("auditor").to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--token",
+            "0123456789abcdef0123",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let url = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .trim_start_matches("listening on ")
+        .to_string();
+    let key = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .trim_start_matches("auditor key ")
+        .to_string();
+    let args = |log: &str| {
+        bkv(&[
+            "audit",
+            "verify-deployment",
+            out.join("evidence.json").to_str().unwrap(),
+            "--vendor-root",
+            out.join("vendor-root.pem").to_str().unwrap(),
+            "--log",
+            log,
+            "--auditor-key",
+            &key,
+        ])
+    };
+    let live = args(&url);
+    let text = String::from_utf8_lossy(&live.stdout).into_owned();
+    // A namespace the live log does not have: the entry is not there.
+    let missing = args(&format!("{url}/nowhere"));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(live.status.success(), "{text}");
+    assert!(text.contains("the auditor at http://127.0.0.1"), "{text}");
+    assert!(!text.contains("warning"), "{text}");
+    let text = String::from_utf8_lossy(&missing.stdout);
+    assert_eq!(missing.status.code(), Some(1), "{text}");
+    assert!(text.contains("[FAIL] auditor-log"), "{text}");
+    assert!(text.contains("fleet key not in the log"), "{text}");
+}
