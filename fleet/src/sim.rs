@@ -735,7 +735,7 @@ impl Sim {
                 // Wipe or roll back a crashed node's disk, one at a time.
                 let i = self.pick(n);
                 if self.nodes[i].is_none() && self.damaged.is_none() {
-                    if let (true, Some(image)) = (self.chance(50), self.images[i].clone()) {
+                    if let (true, Some(image)) = (self.chance(70), self.images[i].clone()) {
                         self.disks[i].restore(image);
                         self.report.rollbacks += 1;
                     } else {

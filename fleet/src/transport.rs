@@ -176,14 +176,14 @@ impl Link {
     pub fn seal(&mut self, to: u64, plaintext: &[u8]) -> Vec<u8> {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
-        // Acknowledge only a boot this link accepted itself (an incarnation
-        // remembered from disk comes without its boot nonce).
-        let (ack, ack_boot) = match self.peer_boots.get(&to) {
-            Some(boot) => (
-                self.windows.get(&to).map_or(0, |w| w.incarnation),
-                *boot,
+        // The boot nonce is known only for a boot this link accepted itself;
+        // an incarnation remembered from disk comes without one (zero).
+        let (ack, ack_boot) = match (self.windows.get(&to), self.peer_boots.get(&to)) {
+            (Some(w), Some(boot)) => (w.incarnation, *boot),
+            _ => (
+                self.peer_incarnations.get(&to).copied().unwrap_or(0),
+                [0; 16],
             ),
-            None => (0, [0; 16]),
         };
         let mut header = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
         header.push(ENVELOPE_VERSION);
@@ -293,7 +293,7 @@ impl Link {
         self.counters.accepted += 1;
         let shows_rollback = header.acknowledged > self.incarnation
             || (header.acknowledged == self.incarnation
-                && header.acknowledged != 0
+                && header.acknowledged_boot != [0; 16]
                 && header.acknowledged_boot != self.boot);
         Ok(Opened {
             from: header.from,
