@@ -316,7 +316,9 @@ impl Sim {
             Event::Entry { index, digest } => {
                 if let Some(d) = self.oracle.entries.insert(index, digest) {
                     if d != digest {
-                        return Err(self.fail(format!("two different entries applied at index {index}")));
+                        return Err(
+                            self.fail(format!("two different entries applied at index {index}"))
+                        );
                     }
                 }
             }
@@ -459,9 +461,10 @@ impl Sim {
                     self.release_client(honest);
                     return Ok(());
                 };
-                let (state, upload) = state
-                    .finish(&mut self.rng, &response, None)
-                    .map_err(|e| self.fail(format!("client refused a registration response: {e}")))?;
+                let (state, upload) =
+                    state.finish(&mut self.rng, &response, None).map_err(|e| {
+                        self.fail(format!("client refused a registration response: {e}"))
+                    })?;
                 self.send_request(next(Phase::RegConfirm(state)), &upload.to_bytes())
             }
             Phase::RegConfirm(state) => {
@@ -474,8 +477,10 @@ impl Sim {
                     .map_err(|e| self.fail(format!("confirmation refused: {e}")))?;
                 self.report.registrations += 1;
                 if let Some(h) = honest.and_then(|h| self.honest.get_mut(h)) {
-                    h.keys
-                        .insert(registered.generation, *registered.backup_key.expose_secret());
+                    h.keys.insert(
+                        registered.generation,
+                        *registered.backup_key.expose_secret(),
+                    );
                     h.busy = false;
                 }
                 Ok(())
@@ -544,8 +549,8 @@ impl Sim {
             }
             self.honest[h].busy = true;
             let record_id = self.honest[h].record_id;
-            let code = RecoveryCode::new(self.honest[h].code.as_bytes())
-                .map_err(|e| self.fail(e))?;
+            let code =
+                RecoveryCode::new(self.honest[h].code.as_bytes()).map_err(|e| self.fail(e))?;
             if self.honest[h].keys.is_empty() || self.chance(10) {
                 let (state, request) =
                     Registration::start(&mut self.rng, &self.client, record_id, &code, None)
@@ -657,7 +662,11 @@ impl Sim {
             return Err(self.fail(format!(
                 "node {} did not drop and count an injected {} message ({:?} -> {:?})",
                 to + 1,
-                if replay_of.is_some() { "replayed" } else { "altered" },
+                if replay_of.is_some() {
+                    "replayed"
+                } else {
+                    "altered"
+                },
                 before.transport,
                 after.transport
             )));

@@ -13,7 +13,9 @@ fn env(name: &str) -> Option<u64> {
 }
 
 fn run_range(first: u64, count: u64) -> (Vec<String>, bkv_fleet::sim::SimReport) {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4) as u64;
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(4) as u64;
     let results: Vec<(Vec<String>, bkv_fleet::sim::SimReport)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -98,7 +100,11 @@ fn simulation_seeds_hold_every_invariant() {
     for f in &failures {
         eprintln!("{f}");
     }
-    assert!(failures.is_empty(), "{} of {count} seeds failed", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {count} seeds failed",
+        failures.len()
+    );
     // The runs exercised what they claim to.
     assert!(total.ke2s > 0 && total.releases > 0 && total.erasures > 0);
     assert!(total.crashes > 0 && total.wipes > 0 && total.rollbacks > 0);
