@@ -145,12 +145,15 @@ fn accept_ke2(bytes: &[u8]) -> Option<(AwaitingKeyRelease, RecoveryResponse)> {
 }
 
 /// Feeds a key release; if the client returns a key, checks the whole
-/// exchange was genuine.
-fn accept_release(state: AwaitingKeyRelease, ke2: &RecoveryResponse, bytes: &[u8]) {
+/// exchange was genuine. Whether it returned one.
+fn accept_release(state: AwaitingKeyRelease, ke2: &RecoveryResponse, bytes: &[u8]) -> bool {
     let Ok(release) = KeyRelease::from_bytes(bytes) else {
-        return;
+        return false;
     };
-    if let Ok(recovered) = state.finish(&release) {
+    let Ok(recovered) = state.finish(&release) else {
+        return false;
+    };
+    {
         let g = genuine();
         assert_eq!(
             release.to_bytes(),
@@ -161,56 +164,60 @@ fn accept_release(state: AwaitingKeyRelease, ke2: &RecoveryResponse, bytes: &[u8
         assert_eq!(ke2.session_id, real.session_id);
         assert_eq!(recovered.backup_key.expose_secret(), &BACKUP_KEY);
     }
+    true
 }
 
 /// The libFuzzer entry. Byte 0 picks the step the fuzzer answers (the
 /// earlier steps get their genuine answers); the rest is the answer:
 /// 0 registration response, 1 registration confirmation, 2 KE2, 3 key
-/// release, 4 a KE2 (its exact length) followed by a key release.
-pub fn fuzz(data: &[u8]) {
+/// release, 4 a KE2 (its exact length) followed by a key release. Returns
+/// whether the client accepted the fuzzed answer(s).
+pub fn fuzz(data: &[u8]) -> bool {
     let Some((&mode, rest)) = data.split_first() else {
-        return;
+        return false;
     };
     match mode % 5 {
         0 => {
             let Ok(response) = RegistrationResponse::from_bytes(rest) else {
-                return;
+                return false;
             };
             let (mut rng, state, _) = registration_client();
-            if state
+            let accepted = state
                 .finish(&mut rng, &response, Some(BackupKey::from_bytes(BACKUP_KEY)))
-                .is_ok()
-            {
+                .is_ok();
+            if accepted {
                 assert_eq!(
                     rest,
                     &genuine().registration_response[..],
                     "the client accepted a registration response the vault did not send"
                 );
             }
+            accepted
         }
         1 => {
             let Ok(confirmation) = RegistrationConfirmation::from_bytes(rest) else {
-                return;
+                return false;
             };
-            if awaiting_confirmation().finish(&confirmation).is_ok() {
+            let accepted = awaiting_confirmation().finish(&confirmation).is_ok();
+            if accepted {
                 assert_eq!(
                     rest,
                     &genuine().registration_confirmation[..],
                     "the client believed a registration the vault did not confirm"
                 );
             }
+            accepted
         }
-        2 => {
-            accept_ke2(rest);
-        }
+        2 => accept_ke2(rest).is_some(),
         3 => {
             let (state, ke2) = accept_ke2(&genuine().recovery_response).expect("genuine KE2");
-            accept_release(state, &ke2, rest);
+            accept_release(state, &ke2, rest)
         }
         _ => {
             let (ke2, release) = rest.split_at(rest.len().min(RecoveryResponse::ENCODED_LEN));
-            if let Some((state, ke2)) = accept_ke2(ke2) {
-                accept_release(state, &ke2, release);
+            match accept_ke2(ke2) {
+                Some((state, ke2)) => accept_release(state, &ke2, release),
+                None => false,
             }
         }
     }

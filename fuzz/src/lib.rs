@@ -57,7 +57,9 @@ pub fn run(target: &str, data: &[u8]) -> bool {
         "decode_checkpoint" => roundtrip::checkpoint(data),
         "vault_handle" => vault_handle::fuzz(data),
         "vault_guess_limit" => guess_limit::fuzz(data),
-        "client_responses" => client::fuzz(data),
+        "client_responses" => {
+            client::fuzz(data);
+        }
         _ => return false,
     }
     true
