@@ -5,6 +5,7 @@
 mod audit;
 mod demo;
 mod deploy;
+mod fleet_node;
 
 use std::process::ExitCode;
 
@@ -33,9 +34,17 @@ enum Command {
     /// and verify deployment evidence (SPEC.md §30-§35).
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Fleet deployment: the key ceremony (SPEC.md §31).
+    /// Fleet deployment: the key ceremony (SPEC.md §31); a local fleet on
+    /// loopback (SPEC.md §23).
     #[command(subcommand)]
     Fleet(FleetCommand),
+    /// Run one fleet member on loopback: the vault replicated by Raft, its
+    /// state in redb, an HTTP API for clients (SPEC.md §23).
+    Node(fleet_node::NodeArgs),
+    /// Register a recovery code with a loopback fleet; prints the backup key.
+    Register(fleet_node::ClientArgs),
+    /// Recover the backup key from a loopback fleet.
+    Recover(fleet_node::ClientArgs),
 }
 
 #[derive(Subcommand)]
@@ -45,6 +54,10 @@ enum FleetCommand {
     /// participants, the fleet-key artifact logged by the auditor; writes
     /// the evidence package and verifies it. Never prints a secret.
     Ceremony(deploy::CeremonyArgs),
+    /// Start a local fleet of `bkv node` processes on loopback, with a
+    /// generated secrets file (for trying the fleet out; the ceremony seals
+    /// secrets per HSM instead).
+    Up(fleet_node::UpArgs),
 }
 
 #[derive(Subcommand)]
@@ -83,5 +96,9 @@ fn main() -> ExitCode {
         Command::Audit(AuditCommand::Measure(args)) => deploy::measure(&args),
         Command::Audit(AuditCommand::VerifyDeployment(args)) => deploy::verify_deployment(&args),
         Command::Fleet(FleetCommand::Ceremony(args)) => deploy::ceremony(&args),
+        Command::Fleet(FleetCommand::Up(args)) => fleet_node::up(&args),
+        Command::Node(args) => fleet_node::node(&args),
+        Command::Register(args) => fleet_node::register(&args),
+        Command::Recover(args) => fleet_node::recover(&args),
     }
 }
