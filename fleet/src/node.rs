@@ -20,7 +20,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use protobuf::Message as _;
 use raft::prelude::{ConfState, Entry, EntryType, Message, MessageType, Snapshot};
-use raft::{Config, RawNode, StateRole};
+use raft::{Config, RawNode, SnapshotStatus, StateRole};
 use rand_core::{CryptoRng, RngCore};
 
 use backup_key_vault::vault::{
@@ -238,6 +238,7 @@ pub struct Node {
     ticks: u64,
     gate: Gate,
     new_peer_incarnations: Vec<(u64, u64)>,
+    snapshots_sent: Vec<u64>,
     output: Output,
     events: Vec<Event>,
     counters: NodeCounters,
@@ -366,6 +367,7 @@ impl Node {
                 target: None,
             },
             new_peer_incarnations: Vec::new(),
+            snapshots_sent: Vec::new(),
             output: Output::default(),
             events: Vec::new(),
             counters: NodeCounters::default(),
@@ -456,7 +458,10 @@ impl Node {
         }
     }
 
-    fn fault(&mut self) {
+    fn fault(&mut self, why: &str) {
+        if std::env::var_os("BKV_SIM_TRACE").is_some() {
+            eprintln!("node {} faulted: {why}", self.config.id);
+        }
         self.faulted = true;
         self.batch.clear();
         // Nothing is answered: the client sees the connection fail, as
@@ -473,7 +478,7 @@ impl Node {
         match catch_unwind(AssertUnwindSafe(|| f(&mut self.raw))) {
             Ok(v) => Some(v),
             Err(_) => {
-                self.fault();
+                self.fault("site 1");
                 None
             }
         }
@@ -613,6 +618,9 @@ impl Node {
 
     fn send_raft(&mut self, messages: Vec<Message>) {
         for m in messages {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                self.snapshots_sent.push(m.to);
+            }
             if let Ok(bytes) = m.write_to_bytes() {
                 self.send(m.to, &PeerMessage::Raft(bytes));
             }
@@ -646,7 +654,7 @@ impl Node {
             let seen = self.link.incarnation().max(opened.acknowledged_incarnation);
             let incarnation = seen.saturating_add(1);
             if self.disk.set_incarnation(incarnation).is_err() {
-                self.fault();
+                self.fault("site 2");
                 return;
             }
             rng.fill_bytes(&mut self.boot);
@@ -869,7 +877,7 @@ impl Node {
         while !self.faulted && self.raw.has_ready() && rounds < 64 {
             rounds += 1;
             if let Err(()) = self.ready_once(rng, now) {
-                self.fault();
+                self.fault("site 3");
                 return;
             }
         }
@@ -913,24 +921,41 @@ impl Node {
 
         let snapshot = rd.snapshot().clone();
         let snapshot_table = if snapshot.get_metadata().index > 0 {
-            Some(codec::decode_table(&snapshot.data).map_err(|_| ())?)
+            match codec::decode_table(&snapshot.data) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    if std::env::var_os("BKV_SIM_TRACE").is_some() {
+                        eprintln!(
+                            "node {} snapshot refused: {e} ({} bytes, index {})",
+                            self.config.id,
+                            snapshot.data.len(),
+                            snapshot.get_metadata().index
+                        );
+                    }
+                    return Err(());
+                }
+            }
         } else {
             None
         };
         let entries = rd.take_entries();
         let hard_state = rd.hs().cloned();
         let peer_incarnations = std::mem::take(&mut self.new_peer_incarnations);
-        self.disk
-            .write(&Write {
-                snapshot: snapshot_table
-                    .as_ref()
-                    .map(|t| (snapshot.get_metadata(), t)),
-                entries: &entries,
-                hard_state: hard_state.as_ref(),
-                compact_to: snapshot_table.as_ref().map(|_| u64::MAX),
-                peer_incarnations: &peer_incarnations,
-            })
-            .map_err(|_| ())?;
+        let written = self.disk.write(&Write {
+            snapshot: snapshot_table
+                .as_ref()
+                .map(|t| (snapshot.get_metadata(), t)),
+            entries: &entries,
+            hard_state: hard_state.as_ref(),
+            compact_to: snapshot_table.as_ref().map(|_| u64::MAX),
+            peer_incarnations: &peer_incarnations,
+        });
+        if let Err(e) = written {
+            if std::env::var_os("BKV_SIM_TRACE").is_some() {
+                eprintln!("node {} disk write failed: {e}", self.config.id);
+            }
+            return Err(());
+        }
         if let Some(table) = snapshot_table {
             self.install_snapshot(&snapshot, table);
         }
@@ -956,6 +981,13 @@ impl Node {
         let committed = light.take_committed_entries();
         self.apply(rng, now, committed);
         self.guarded(|raw| raw.advance_apply()).ok_or(())?;
+        // A snapshot is sent like any message, and may be lost like one:
+        // report it sent, so the leader probes the follower again instead
+        // of waiting for it for ever (a lost one is sent again).
+        for to in std::mem::take(&mut self.snapshots_sent) {
+            self.guarded(|raw| raw.report_snapshot(to, SnapshotStatus::Finish))
+                .ok_or(())?;
+        }
         Ok(())
     }
 
@@ -1017,7 +1049,7 @@ impl Node {
             ..Write::default()
         });
         if written.is_err() {
-            self.fault();
+            self.fault("site 4");
             return;
         }
         self.counters.snapshots += 1;

@@ -486,6 +486,13 @@ impl Sim {
                 Ok(())
             }
             Phase::Ke2(state) => {
+                if std::env::var_os("BKV_SIM_TRACE").is_some() && honest.is_some() {
+                    eprintln!(
+                        "honest {honest:?} KE1 answered by node {}: {:?}",
+                        node + 1,
+                        backup_key_vault::wire::Rejection::from_bytes(bytes).map(|r| r.code)
+                    );
+                }
                 let Ok(ke2) = RecoveryResponse::from_bytes(bytes) else {
                     self.release_client(honest);
                     return Ok(());
@@ -502,6 +509,13 @@ impl Sim {
                 }
             }
             Phase::Release(state) => {
+                if std::env::var_os("BKV_SIM_TRACE").is_some() && honest.is_some() {
+                    eprintln!(
+                        "honest {honest:?} KE3 answered by node {}: {:?}",
+                        node + 1,
+                        backup_key_vault::wire::Rejection::from_bytes(bytes).map(|r| r.code)
+                    );
+                }
                 let Ok(release) = KeyRelease::from_bytes(bytes) else {
                     self.release_client(honest);
                     return Ok(());
@@ -929,7 +943,28 @@ impl Sim {
         self.check_erased()
     }
 
+    /// The right code recovers the key, as a client would: retrying (at
+    /// most three times) after an `Unavailable` answer (a timed-out commit,
+    /// e.g. across a leader change), while the record has attempts left.
     fn recover_after_heal(&mut self, h: usize, expected: [u8; 32]) -> Check {
+        let mut last = Ok(());
+        for _ in 0..3 {
+            last = self.try_recover_after_heal(h, expected);
+            if last.is_ok() {
+                return Ok(());
+            }
+            let record_id = self.honest[h].record_id;
+            let live_with_attempts = self.leader_table().is_some_and(|t| {
+                matches!(t.get(&record_id), Some(RecordSlot::Live(r)) if r.attempts_used < r.payload.max_attempts)
+            });
+            if !live_with_attempts {
+                return Ok(());
+            }
+        }
+        last
+    }
+
+    fn try_recover_after_heal(&mut self, h: usize, expected: [u8; 32]) -> Check {
         let releases = self.report.releases;
         self.honest[h].busy = true;
         let node = self.pick(self.cfg.nodes);
