@@ -268,8 +268,10 @@ impl AwaitingRegistrationResponse {
         backup_key: Option<BackupKey>,
     ) -> Result<(AwaitingRegistrationConfirmation, RegistrationUpload), ClientError> {
         let session_id = response.session_id;
+        // The exported secrets, bound to the session the vault named.
+        let keys = self.keys.for_session(&session_id);
         let opened: Zeroizing<[u8; wire::OPAQUE_REGISTRATION_RESPONSE_LEN]> = crypto::open(
-            &self.keys.response,
+            &keys.response,
             &crypto::aad(label::AAD_RESPONSE, &self.record_id, &session_id),
             &response.sealed,
         )
@@ -303,7 +305,7 @@ impl AwaitingRegistrationResponse {
         params.copy_from_slice(&self.config.stretching.to_bytes());
         wrapped_out.copy_from_slice(&wrapped);
         let sealed = crypto::seal(
-            &self.keys.upload,
+            &keys.upload,
             &crypto::aad(label::AAD_UPLOAD, &self.record_id, &session_id),
             &plaintext,
         );
@@ -311,7 +313,7 @@ impl AwaitingRegistrationResponse {
             AwaitingRegistrationConfirmation {
                 record_id: self.record_id,
                 session_id,
-                confirm_key: self.keys.confirm.clone(),
+                confirm_key: keys.confirm.clone(),
                 backup_key,
             },
             RegistrationUpload {

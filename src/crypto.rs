@@ -27,6 +27,9 @@ pub(crate) mod label {
     pub const EXPORT_UPLOAD: &[u8] = b"backup-key-vault/v1/registration-upload";
     /// HPKE exporter context for the registration confirmation key.
     pub const EXPORT_CONFIRM: &[u8] = b"backup-key-vault/v1/registration-confirm";
+    /// HKDF info: an exported registration secret -> that secret's key for
+    /// one vault answer (followed by the session id).
+    pub const REGISTRATION_SESSION_KEY: &[u8] = b"backup-key-vault/v1/registration-session-key";
     /// HKDF info: export key -> backup-key wrapping key.
     pub const WRAP_KEY: &[u8] = b"backup-key-vault/v1/wrap-key";
     /// HKDF info: session key -> key-release key.
@@ -174,7 +177,9 @@ impl<R: rand_core::RngCore> rand_core_09::RngCore for HpkeRng<'_, R> {
 
 impl<R: rand_core::RngCore + rand_core::CryptoRng> rand_core_09::CryptoRng for HpkeRng<'_, R> {}
 
-/// The three keys both ends export from the registration's HPKE context.
+/// The three registration keys: exported from the registration's HPKE
+/// context, then bound to the session the vault opened for its answer
+/// ([`RegistrationKeys::for_session`]).
 pub(crate) struct RegistrationKeys {
     pub response: Secret32,
     pub upload: Secret32,
@@ -195,6 +200,29 @@ where
         upload: take(label::EXPORT_UPLOAD)?,
         confirm: take(label::EXPORT_CONFIRM)?,
     })
+}
+
+impl RegistrationKeys {
+    /// The keys for one vault answer: `HKDF(secret, REGISTRATION_SESSION_KEY
+    /// || session_id)` for each exported secret. HPKE's receiver context is a
+    /// function of the request alone, so a relay that replays one request
+    /// gets the same exported secrets every time; the vault's fresh random
+    /// session id makes every answer's keys new, so no key ever seals twice
+    /// under the fixed zero nonce (SPEC.md §4.2).
+    pub(crate) fn for_session(&self, session_id: &SessionId) -> Self {
+        let bind = |secret: &Secret32| {
+            derive_key(
+                &secret.0,
+                label::REGISTRATION_SESSION_KEY,
+                &[session_id.as_bytes()],
+            )
+        };
+        Self {
+            response: bind(&self.response),
+            upload: bind(&self.upload),
+            confirm: bind(&self.confirm),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub const LABELS: &[(&str, &[u8])] = &[
     ("EXPORT_RESPONSE", label::EXPORT_RESPONSE),
     ("EXPORT_UPLOAD", label::EXPORT_UPLOAD),
     ("EXPORT_CONFIRM", label::EXPORT_CONFIRM),
+    ("REGISTRATION_SESSION_KEY", label::REGISTRATION_SESSION_KEY),
     ("WRAP_KEY", label::WRAP_KEY),
     ("RELEASE_KEY", label::RELEASE_KEY),
     ("REKEY_TOKEN", label::REKEY_TOKEN),
@@ -197,14 +198,15 @@ pub fn wrap_aad(record_id: &RecordId) -> Vec<u8> {
     crypto::bound_to_record(label::AAD_WRAP, record_id)
 }
 
-/// The three keys both ends export from a registration's HPKE context
-/// (§4.2): `K_resp`, `K_upload`, `K_confirm`.
+/// The three registration keys of one vault answer (§4.2): `K_resp`,
+/// `K_upload`, `K_confirm`, each `HKDF(Export(ctx, EXPORT_x, 32),
+/// REGISTRATION_SESSION_KEY || session_id)`.
 pub struct RegistrationKeys {
-    /// `Export(ctx, EXPORT_RESPONSE, 32)`: seals §5.2.
+    /// From `Export(ctx, EXPORT_RESPONSE, 32)`: seals §5.2.
     pub response: Zeroizing<[u8; 32]>,
-    /// `Export(ctx, EXPORT_UPLOAD, 32)`: seals §5.3.
+    /// From `Export(ctx, EXPORT_UPLOAD, 32)`: seals §5.3.
     pub upload: Zeroizing<[u8; 32]>,
-    /// `Export(ctx, EXPORT_CONFIRM, 32)`: seals §5.4.
+    /// From `Export(ctx, EXPORT_CONFIRM, 32)`: seals §5.4.
     pub confirm: Zeroizing<[u8; 32]>,
 }
 
@@ -214,14 +216,27 @@ impl core::fmt::Debug for RegistrationKeys {
     }
 }
 
-/// The registration keys as the vault derives them: HPKE base-mode
-/// receiver with the fleet's transport private key `tr_sk`, the request's
-/// `enc` and `info = HPKE_INFO || record_id`. `None` if HPKE refuses `enc`.
-pub fn registration_keys(
+/// The three secrets exported from a registration's HPKE context, before
+/// they are bound to a session: `Export(ctx, EXPORT_x, 32)`. Same arguments
+/// as [`registration_keys`], without the session.
+pub fn registration_exports(
     transport_private: &[u8; 32],
     encapsulated_key: &[u8; wire::ENCAPSULATED_KEY_LEN],
     record_id: &RecordId,
 ) -> Option<RegistrationKeys> {
+    let keys = exported(transport_private, encapsulated_key, record_id)?;
+    Some(RegistrationKeys {
+        response: Zeroizing::new(keys.response.0),
+        upload: Zeroizing::new(keys.upload.0),
+        confirm: Zeroizing::new(keys.confirm.0),
+    })
+}
+
+fn exported(
+    transport_private: &[u8; 32],
+    encapsulated_key: &[u8; wire::ENCAPSULATED_KEY_LEN],
+    record_id: &RecordId,
+) -> Option<crypto::RegistrationKeys> {
     let sk = <HpkeKem as hpke::Kem>::PrivateKey::from_bytes(transport_private).ok()?;
     let enc = <HpkeKem as hpke::Kem>::EncappedKey::from_bytes(encapsulated_key).ok()?;
     let ctx = hpke::setup_receiver::<HpkeAead, HpkeKdf, HpkeKem>(
@@ -231,7 +246,20 @@ pub fn registration_keys(
         &hpke_info(record_id),
     )
     .ok()?;
-    let keys = crypto::export_registration_keys(|l, out| ctx.export(l, out))?;
+    crypto::export_registration_keys(|l, out| ctx.export(l, out))
+}
+
+/// The registration keys as the vault derives them: HPKE base-mode
+/// receiver with the fleet's transport private key `tr_sk`, the request's
+/// `enc` and `info = HPKE_INFO || record_id`, bound to the `session_id` of
+/// the vault's answer. `None` if HPKE refuses `enc`.
+pub fn registration_keys(
+    transport_private: &[u8; 32],
+    encapsulated_key: &[u8; wire::ENCAPSULATED_KEY_LEN],
+    record_id: &RecordId,
+    session_id: &crate::types::SessionId,
+) -> Option<RegistrationKeys> {
+    let keys = exported(transport_private, encapsulated_key, record_id)?.for_session(session_id);
     Some(RegistrationKeys {
         response: Zeroizing::new(keys.response.0),
         upload: Zeroizing::new(keys.upload.0),

@@ -348,3 +348,42 @@ fn a_rekey_whose_commit_failed_can_be_retried() {
     );
     assert!(w.recover(id(1), "newer").is_ok());
 }
+
+#[test]
+fn a_replayed_registration_request_never_reuses_a_response_key() {
+    // HPKE's receiver context is a function of the request alone, so a relay
+    // that sends one request twice gets the same exported secrets twice. Were
+    // they used directly, two answers would seal two different OPRF
+    // evaluations under one key and the zero nonce: the relay could recover
+    // the Poly1305 key and forge an answer that makes the client register a
+    // record no recovery can open. Each answer's keys are bound to its own
+    // session, so each answer opens only under its own session.
+    let mut w = World::new(32);
+    let (state, request) =
+        Registration::start(&mut w.rng, &w.config, id(1), &code("c"), None).unwrap();
+    let first = w
+        .vault
+        .registration_request(&mut w.rng, w.now, &request)
+        .unwrap();
+    let second = w
+        .vault
+        .registration_request(&mut w.rng, w.now, &request)
+        .unwrap();
+    assert_ne!(first.session_id, second.session_id);
+    // Same plaintext position, different keystream: the ciphertexts of the
+    // server-key half (identical plaintext) differ.
+    assert_ne!(
+        first.sealed[32..64],
+        second.sealed[32..64],
+        "a response key was reused"
+    );
+    // Splicing one answer's ciphertext under the other's session fails.
+    let spliced = backup_key_vault::wire::RegistrationResponse {
+        session_id: second.session_id,
+        sealed: first.sealed,
+    };
+    assert_eq!(
+        state.finish(&mut w.rng, &spliced, None).err(),
+        Some(ClientError::RegistrationResponseNotAuthentic)
+    );
+}

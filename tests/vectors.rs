@@ -235,12 +235,12 @@ fn check_registration(flow: &Value, seed: &[u8], tr_sk: &[u8], ke_pk: &[u8]) -> 
         ctx.export(&label(name), &mut k).unwrap();
         k.to_vec()
     };
-    let k_resp = export("registration-response");
-    let k_upload = export("registration-upload");
-    let k_confirm = export("registration-confirm");
-    assert_eq!(b(&v["K_resp"]), k_resp);
-    assert_eq!(b(&v["K_upload"]), k_upload);
-    assert_eq!(b(&v["K_confirm"]), k_confirm);
+    let x_resp = export("registration-response");
+    let x_upload = export("registration-upload");
+    let x_confirm = export("registration-confirm");
+    assert_eq!(b(&v["export_response"]), x_resp);
+    assert_eq!(b(&v["export_upload"]), x_upload);
+    assert_eq!(b(&v["export_confirm"]), x_confirm);
     let _ = Kem::sk_to_pk(&sk);
 
     // The vault's response: the OPRF evaluated under the per-registration
@@ -268,6 +268,19 @@ fn check_registration(flow: &Value, seed: &[u8], tr_sk: &[u8], ke_pk: &[u8]) -> 
     assert_eq!(b(&v["oprf_key"]), k.to_bytes());
     let aad = [label("aad/registration-response"), rid.clone(), sid.clone()].concat();
     assert_eq!(b(&v["response_aad"]), aad);
+    // Each exported secret is bound to the session of the vault's answer:
+    // HKDF-SHA512(ikm = secret, salt = none, info = label || session_id).
+    let bind = |secret: &[u8]| {
+        let mut k = [0u8; 32];
+        Hkdf::<Sha512>::new(None, secret)
+            .expand_multi_info(&[&label("registration-session-key")[..], &sid[..]], &mut k)
+            .unwrap();
+        k.to_vec()
+    };
+    let (k_resp, k_upload, k_confirm) = (bind(&x_resp), bind(&x_upload), bind(&x_confirm));
+    assert_eq!(b(&v["K_resp"]), k_resp);
+    assert_eq!(b(&v["K_upload"]), k_upload);
+    assert_eq!(b(&v["K_confirm"]), k_confirm);
     let opaque_response = open(&k_resp, &aad, &response[18..]).expect("K_resp opens §5.2");
     assert_eq!(b(&v["opaque_registration_response"]), opaque_response);
     let blinded = CompressedRistretto::from_slice(&plaintext[..32])

@@ -426,8 +426,9 @@ impl Flow {
         let (state, request) =
             Registration::start(&mut rng, &self.config, record_id, &code_value, None).unwrap();
         let start_draws = rng.take();
-        let keys = derive::registration_keys(&self.tr_sk(), &request.encapsulated_key, &record_id)
-            .unwrap();
+        let exports =
+            derive::registration_exports(&self.tr_sk(), &request.encapsulated_key, &record_id)
+                .unwrap();
         let opaque_request =
             ClientRegistration::<Suite>::start(&mut Replay::new(&start_draws[..1]), code).unwrap();
         let plaintext = [&opaque_request.message.serialize()[..], &[0u8], &[0u8; 32]].concat();
@@ -446,9 +447,9 @@ impl Flow {
                 "sealed_plaintext": hex(&plaintext),
                 "hpke_info": hex(&derive::hpke_info(&record_id)),
                 "hpke_aad": hex(&derive::registration_request_aad(&record_id, &request.encapsulated_key)),
-                "K_resp": hex(&keys.response[..]),
-                "K_upload": hex(&keys.upload[..]),
-                "K_confirm": hex(&keys.confirm[..]),
+                "export_response": hex(&exports.response[..]),
+                "export_upload": hex(&exports.upload[..]),
+                "export_confirm": hex(&exports.confirm[..]),
             },
         }));
 
@@ -460,6 +461,13 @@ impl Flow {
         let oprf_nonce: [u8; 32] = draws[0].clone().try_into().unwrap();
         let cid = derive::credential_identifier(&record_id, &oprf_nonce);
         let oprf_key_seed = derive::oprf_key_seed(&self.oprf_seed(), &cid);
+        let keys = derive::registration_keys(
+            &self.tr_sk(),
+            &request.encapsulated_key,
+            &record_id,
+            &response.session_id,
+        )
+        .unwrap();
         let response_aad = derive::response_aad(&record_id, &response.session_id);
         let opaque_response = open(&keys.response[..], &response_aad, &response.sealed).unwrap();
         let commits = self.commits();
@@ -476,6 +484,9 @@ impl Flow {
                 "oprf_key": hex(&oprf_key(&oprf_key_seed[..])),
                 "opaque_registration_response": hex(&opaque_response),
                 "response_aad": hex(&response_aad),
+                "K_resp": hex(&keys.response[..]),
+                "K_upload": hex(&keys.upload[..]),
+                "K_confirm": hex(&keys.confirm[..]),
             },
         }));
 

@@ -595,7 +595,7 @@ impl<S: RecordStore> Vault<S> {
             (_, None) => None,
         };
 
-        let keys = crypto::export_registration_keys(|l, out| ctx.export(l, out))
+        let exported = crypto::export_registration_keys(|l, out| ctx.export(l, out))
             .ok_or(VaultError::Internal)?;
         // A fresh OPRF key for this registration: OPRF answers anyone got for
         // this id before (it had no record, or another one) are worthless
@@ -611,6 +611,7 @@ impl<S: RecordStore> Vault<S> {
         let mut response_bytes = Zeroizing::new([0u8; wire::OPAQUE_REGISTRATION_RESPONSE_LEN]);
         response_bytes.copy_from_slice(&response.message.serialize());
         let session_id = SessionId::random(rng);
+        let keys = exported.for_session(&session_id);
         let sealed = crypto::seal(
             &keys.response,
             &crypto::aad(label::AAD_RESPONSE, &record_id, &session_id),
