@@ -64,9 +64,11 @@ impl LogStore {
         let term = self.term(index).ok()?;
         let drop = (index - self.snapshot_meta.index) as usize;
         self.entries.drain(..drop.min(self.entries.len()));
-        let mut meta = SnapshotMetadata::default();
-        meta.index = index;
-        meta.term = term;
+        let mut meta = SnapshotMetadata {
+            index,
+            term,
+            ..SnapshotMetadata::default()
+        };
         meta.set_conf_state(self.conf_state.clone());
         self.snapshot_meta = meta.clone();
         self.snapshot_data = data;

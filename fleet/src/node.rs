@@ -102,6 +102,8 @@ pub struct Output {
 }
 
 /// What the node did, for a test oracle (only with `record_events`).
+// Events exist only in simulations, briefly, between a call and the oracle.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// An entry was applied at `index`; `digest` hashes its term and data.
@@ -243,6 +245,7 @@ pub struct Node {
     events: Vec<Event>,
     counters: NodeCounters,
     faulted: bool,
+    fault_reason: Option<&'static str>,
 }
 
 impl core::fmt::Debug for Node {
@@ -288,8 +291,10 @@ impl Node {
         let conf_state = match loaded.conf_state {
             Some(c) => c,
             None => {
-                let mut c = ConfState::default();
-                c.voters = config.members.clone();
+                let c = ConfState {
+                    voters: config.members.clone(),
+                    ..ConfState::default()
+                };
                 disk.set_conf_state(&c)?;
                 c
             }
@@ -372,6 +377,7 @@ impl Node {
             events: Vec::new(),
             counters: NodeCounters::default(),
             faulted: false,
+            fault_reason: None,
         })
     }
 
@@ -389,6 +395,11 @@ impl Node {
     /// restarted from its disk.
     pub fn is_faulted(&self) -> bool {
         self.faulted
+    }
+
+    /// Why the node faulted, if it did.
+    pub fn fault_reason(&self) -> Option<&'static str> {
+        self.fault_reason
     }
 
     /// Whether this node is the Raft leader.
@@ -458,10 +469,8 @@ impl Node {
         }
     }
 
-    fn fault(&mut self, why: &str) {
-        if std::env::var_os("BKV_SIM_TRACE").is_some() {
-            eprintln!("node {} faulted: {why}", self.config.id);
-        }
+    fn fault(&mut self, why: &'static str) {
+        self.fault_reason.get_or_insert(why);
         self.faulted = true;
         self.batch.clear();
         // Nothing is answered: the client sees the connection fail, as
@@ -478,7 +487,7 @@ impl Node {
         match catch_unwind(AssertUnwindSafe(|| f(&mut self.raw))) {
             Ok(v) => Some(v),
             Err(_) => {
-                self.fault("site 1");
+                self.fault("the raft engine panicked");
                 None
             }
         }
@@ -654,7 +663,7 @@ impl Node {
             let seen = self.link.incarnation().max(opened.acknowledged_incarnation);
             let incarnation = seen.saturating_add(1);
             if self.disk.set_incarnation(incarnation).is_err() {
-                self.fault("site 2");
+                self.fault("could not persist a new incarnation");
                 return;
             }
             rng.fill_bytes(&mut self.boot);
@@ -720,7 +729,7 @@ impl Node {
                     // the restart); the latest answer of each peer counts,
                     // and only recent rounds, so that a peer that went down
                     // since cannot hold the target up for ever.
-                    let newer = answers.get(&from).is_none_or(|(r, _)| *r < answered);
+                    let newer = answers.get(&from).map_or(true, |(r, _)| *r < answered);
                     if answered <= *round && newer {
                         answers.insert(from, (answered, (last_term, last_index)));
                     }
@@ -835,6 +844,14 @@ impl Node {
             self.guarded(|raw| {
                 raw.tick();
             });
+        } else {
+            // Let time pass for the leader lease (a follower that has heard
+            // from no leader for an election timeout grants votes again),
+            // without ever reaching the point where raft-rs campaigns: a
+            // campaign happens only inside `tick`.
+            let timeout = self.raw.raft.election_timeout();
+            let elapsed = &mut self.raw.raft.election_elapsed;
+            *elapsed = (*elapsed + 1).min(timeout);
         }
         let expired: Vec<ProposalId> = self
             .waiting
@@ -877,7 +894,7 @@ impl Node {
         while !self.faulted && self.raw.has_ready() && rounds < 64 {
             rounds += 1;
             if let Err(()) = self.ready_once(rng, now) {
-                self.fault("site 3");
+                self.fault("a Ready could not be persisted or applied");
                 return;
             }
         }
@@ -921,20 +938,7 @@ impl Node {
 
         let snapshot = rd.snapshot().clone();
         let snapshot_table = if snapshot.get_metadata().index > 0 {
-            match codec::decode_table(&snapshot.data) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    if std::env::var_os("BKV_SIM_TRACE").is_some() {
-                        eprintln!(
-                            "node {} snapshot refused: {e} ({} bytes, index {})",
-                            self.config.id,
-                            snapshot.data.len(),
-                            snapshot.get_metadata().index
-                        );
-                    }
-                    return Err(());
-                }
-            }
+            Some(codec::decode_table(&snapshot.data).map_err(|_| ())?)
         } else {
             None
         };
@@ -950,10 +954,7 @@ impl Node {
             compact_to: snapshot_table.as_ref().map(|_| u64::MAX),
             peer_incarnations: &peer_incarnations,
         });
-        if let Err(e) = written {
-            if std::env::var_os("BKV_SIM_TRACE").is_some() {
-                eprintln!("node {} disk write failed: {e}", self.config.id);
-            }
+        if written.is_err() {
             return Err(());
         }
         if let Some(table) = snapshot_table {
@@ -1023,7 +1024,7 @@ impl Node {
                     self.event(Event::Command {
                         index: entry.index,
                         command: command.clone(),
-                        applied: applied.clone(),
+                        applied,
                     });
                 }
                 if let Some(w) = self.waiting.remove(&id) {
@@ -1049,7 +1050,7 @@ impl Node {
             ..Write::default()
         });
         if written.is_err() {
-            self.fault("site 4");
+            self.fault("a snapshot could not be persisted");
             return;
         }
         self.counters.snapshots += 1;
