@@ -340,9 +340,78 @@ fn client_paths(c: &mut Criterion) {
     }
 }
 
+/// Bundle verification (SPEC.md §17) beside its floor: two strict Ed25519
+/// verifications (auditor statement, operator counter-signature) plus the
+/// artifact hash and the inclusion proof's hashing. Our path also verifies
+/// the checkpoint's signature, a third Ed25519 verification.
+fn bundle_paths(c: &mut Criterion) {
+    use backup_key_vault::bundle::log::entry;
+    use backup_key_vault::bundle::{
+        artifact_digest, AuditorSigningKey, FleetKeyArtifact, MerkleLog, OperatorSigningKey,
+        TrustAnchors, ValidationBundle, DEFAULT_NAMESPACE,
+    };
+    use sha2::{Digest, Sha256};
+
+    let mut rng = rng();
+    let secrets = FleetSecrets::generate(&mut rng);
+    let auditor = AuditorSigningKey::from_bytes(&[1; 32]);
+    let operator = OperatorSigningKey::from_bytes(&[2; 32]);
+    // A log of 1,000 epochs: the proof has 10 hashes.
+    let mut log = MerkleLog::new();
+    for e in 1..1000u64 {
+        log.push(entry(e, &artifact_digest(&e.to_be_bytes())));
+    }
+    let epoch = 1000;
+    let artifact = FleetKeyArtifact::for_fleet(DEFAULT_NAMESPACE, "fleet-a", epoch, &secrets.public_keys(), 0, u64::MAX)
+        .to_bytes()
+        .unwrap();
+    let digest = artifact_digest(&artifact);
+    log.push(entry(epoch, &digest));
+    let mut bundle = ValidationBundle {
+        namespace: DEFAULT_NAMESPACE.into(),
+        epoch,
+        timestamp_ms: 1,
+        digest,
+        auditor_key: auditor.public_key(),
+        auditor_signature: [0; 64],
+        counter_signature: None,
+        artifact: artifact.clone(),
+        inclusion: log.prove_inclusion(log.len() - 1).unwrap(),
+        checkpoint: log.checkpoint(DEFAULT_NAMESPACE).sign(&auditor),
+    };
+    bundle.auditor_signature = auditor.sign_statement(&bundle.statement());
+    bundle.countersign(&operator);
+    let bytes = bundle.to_bytes().unwrap();
+    let anchors = TrustAnchors::new(&[auditor.public_key()], &[operator.public_key()]);
+    assert!(anchors.verify_bytes(&bytes, 10, None).is_ok());
+
+    // The floor's inputs, made independently with ed25519-dalek.
+    let statement = bundle.statement().to_bytes();
+    let auditor_vk = ed25519_dalek::VerifyingKey::from_bytes(&auditor.public_key()).unwrap();
+    let operator_vk = ed25519_dalek::VerifyingKey::from_bytes(&operator.public_key()).unwrap();
+    let sig_a = ed25519_dalek::Signature::from_bytes(&bundle.auditor_signature);
+    let sig_o = ed25519_dalek::Signature::from_bytes(&bundle.counter_signature.as_ref().unwrap().signature);
+    let depth = 10;
+
+    let mut g = c.benchmark_group("bundle");
+    g.bench_function("verify", |b| b.iter(|| anchors.verify_bytes(black_box(&bytes), 10, None).unwrap()));
+    g.bench_function("two_ed25519_verify_strict", |b| {
+        b.iter(|| {
+            auditor_vk.verify_strict(black_box(&statement), &sig_a).unwrap();
+            operator_vk.verify_strict(black_box(&bundle.auditor_signature), &sig_o).unwrap();
+            let mut h = Sha256::digest(black_box(&artifact));
+            for _ in 0..=depth {
+                h = Sha256::new().chain_update([1u8]).chain_update(h).chain_update(h).finalize();
+            }
+            h
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
-    targets = vault_paths, baselines, group_ops, client_paths
+    targets = vault_paths, baselines, group_ops, client_paths, bundle_paths
 }
 criterion_main!(benches);
