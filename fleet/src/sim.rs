@@ -274,6 +274,13 @@ impl Sim {
         Ok(())
     }
 
+    /// Which life of node `i` this is: a restart, and a new incarnation
+    /// after a detected rollback, are new lives (ops of an old life never
+    /// hear back).
+    fn life(&self, i: usize) -> u64 {
+        self.lives[i] * 1_000_000 + self.nodes[i].as_ref().map_or(0, Node::incarnation)
+    }
+
     fn connected(&self, a: usize, b: usize) -> bool {
         match &self.partition {
             None => true,
@@ -571,7 +578,7 @@ impl Sim {
             return Ok(());
         }
         let node = live[self.pick(live.len())];
-        let incarnation = self.nodes[node].as_ref().map_or(0, Node::incarnation);
+        let incarnation = self.life(node);
         if self.chance(45) && !self.honest.is_empty() {
             let h = self.pick(self.honest.len());
             if self.honest[h].busy {
@@ -628,7 +635,7 @@ impl Sim {
                 let op = Op {
                     honest: None,
                     node,
-                    incarnation,
+                    incarnation: self.life(node),
                     phase: Phase::Ke2(state),
                     started: self.step,
                 };
@@ -725,9 +732,9 @@ impl Sim {
             .iter()
             .filter(|(_, op)| {
                 step > op.started + 400
-                    || self.nodes[op.node]
-                        .as_ref()
-                        .map_or(true, |n| n.incarnation() != op.incarnation)
+                    || self.nodes[op.node].as_ref().map_or(true, |n| {
+                        self.lives[op.node] * 1_000_000 + n.incarnation() != op.incarnation
+                    })
             })
             .map(|(t, _)| *t)
             .collect();
@@ -905,7 +912,20 @@ impl Sim {
                         )
                     })
                     .collect();
-                eprintln!("heal {round} ops {} {states:?}", self.ops.len());
+                let ops: Vec<String> = self
+                    .ops
+                    .iter()
+                    .map(|(t, o)| {
+                        format!(
+                            "tag {t} node {} inc {} started {} honest {:?}",
+                            o.node + 1,
+                            o.incarnation,
+                            o.started,
+                            o.honest
+                        )
+                    })
+                    .collect();
+                eprintln!("heal {round} ops {ops:?} {states:?}");
             }
         }
         Err(self.fail("the healed fleet did not settle (no leader, or nodes not caught up)"))
@@ -984,7 +1004,7 @@ impl Sim {
         let releases = self.report.releases;
         self.honest[h].busy = true;
         let node = self.pick(self.cfg.nodes);
-        let incarnation = self.nodes[node].as_ref().map_or(0, Node::incarnation);
+        let incarnation = self.life(node);
         let record_id = self.honest[h].record_id;
         let code = RecoveryCode::new(self.honest[h].code.as_bytes()).map_err(|e| self.fail(e))?;
         let (state, ke1) = Recovery::start(&mut self.rng, &self.client, record_id, &code)
