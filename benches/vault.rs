@@ -362,9 +362,16 @@ fn bundle_paths(c: &mut Criterion) {
         log.push(entry(e, &artifact_digest(&e.to_be_bytes())));
     }
     let epoch = 1000;
-    let artifact = FleetKeyArtifact::for_fleet(DEFAULT_NAMESPACE, "fleet-a", epoch, &secrets.public_keys(), 0, u64::MAX)
-        .to_bytes()
-        .unwrap();
+    let artifact = FleetKeyArtifact::for_fleet(
+        DEFAULT_NAMESPACE,
+        "fleet-a",
+        epoch,
+        &secrets.public_keys(),
+        0,
+        u64::MAX,
+    )
+    .to_bytes()
+    .unwrap();
     let digest = artifact_digest(&artifact);
     log.push(entry(epoch, &digest));
     let mut bundle = ValidationBundle {
@@ -390,18 +397,29 @@ fn bundle_paths(c: &mut Criterion) {
     let auditor_vk = ed25519_dalek::VerifyingKey::from_bytes(&auditor.public_key()).unwrap();
     let operator_vk = ed25519_dalek::VerifyingKey::from_bytes(&operator.public_key()).unwrap();
     let sig_a = ed25519_dalek::Signature::from_bytes(&bundle.auditor_signature);
-    let sig_o = ed25519_dalek::Signature::from_bytes(&bundle.counter_signature.as_ref().unwrap().signature);
+    let sig_o =
+        ed25519_dalek::Signature::from_bytes(&bundle.counter_signature.as_ref().unwrap().signature);
     let depth = 10;
 
     let mut g = c.benchmark_group("bundle");
-    g.bench_function("verify", |b| b.iter(|| anchors.verify_bytes(black_box(&bytes), 10, None).unwrap()));
+    g.bench_function("verify", |b| {
+        b.iter(|| anchors.verify_bytes(black_box(&bytes), 10, None).unwrap())
+    });
     g.bench_function("two_ed25519_verify_strict", |b| {
         b.iter(|| {
-            auditor_vk.verify_strict(black_box(&statement), &sig_a).unwrap();
-            operator_vk.verify_strict(black_box(&bundle.auditor_signature), &sig_o).unwrap();
+            auditor_vk
+                .verify_strict(black_box(&statement), &sig_a)
+                .unwrap();
+            operator_vk
+                .verify_strict(black_box(&bundle.auditor_signature), &sig_o)
+                .unwrap();
             let mut h = Sha256::digest(black_box(&artifact));
             for _ in 0..=depth {
-                h = Sha256::new().chain_update([1u8]).chain_update(h).chain_update(h).finalize();
+                h = Sha256::new()
+                    .chain_update([1u8])
+                    .chain_update(h)
+                    .chain_update(h)
+                    .finalize();
             }
             h
         })
