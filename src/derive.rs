@@ -275,7 +275,7 @@ mod tests {
     fn labels_have_the_specified_lengths_and_prefix() {
         // SPEC.md §4.2's "Len" column, in table order.
         let lens = [
-            32, 41, 39, 40, 28, 31, 31, 28, 29, 44, 40, 45, 43, 44, 35, 35,
+            32, 41, 39, 40, 44, 28, 31, 31, 28, 29, 44, 40, 45, 43, 44, 35, 35,
         ];
         assert_eq!(LABELS.len(), lens.len());
         for ((name, bytes), len) in LABELS.iter().zip(lens) {
