@@ -1017,7 +1017,9 @@ impl<S: RecordStore> Vault<S> {
                     Ok(_) => return Err(VaultError::RegistrationRefused),
                     Err(_) => {
                         if let Some(grant) = grant {
-                            self.rekey_grants.insert(record_id, grant);
+                            // Never over a grant earned since (a newer
+                            // recovery's): restoring is only a retry aid.
+                            self.rekey_grants.entry(record_id).or_insert(grant);
                         }
                         return Err(VaultError::Unavailable);
                     }
