@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use backup_key_vault::bundle::artifact::to_hex;
+use backup_key_vault::bundle::ed25519::PinnedKey;
 use backup_key_vault::bundle::log::entry;
 use backup_key_vault::bundle::statement::verify_strict;
 use backup_key_vault::bundle::{
@@ -230,9 +231,10 @@ pub fn verify_namespace(
     }
 
     // Checkpoints: signed by the auditor, for this log, sizes rising.
+    let pinned = [PinnedKey::new(auditor_key)];
     let mut checkpoints: Vec<Checkpoint> = Vec::new();
     for note in &export.checkpoints {
-        let cp = Checkpoint::verify_note(note.as_bytes(), ns, &[auditor_key])
+        let cp = Checkpoint::verify_note(note.as_bytes(), ns, &pinned)
             .or_else(|e| fail(None, format!("checkpoint: {e}")))?;
         if checkpoints
             .last()

@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 
 use backup_key_vault::bundle::artifact::to_hex;
+use backup_key_vault::bundle::ed25519::PinnedKey;
 use backup_key_vault::bundle::log::entry;
 use backup_key_vault::bundle::{
     artifact_digest, AuditorSigningKey, Checkpoint, FleetKeyArtifact, MerkleLog,
@@ -235,7 +236,7 @@ fn checkpoints_interoperate_with_signed_note_both_ways() {
     let a = auditor_with(dir.path(), 2, &operator);
     // The auditor's note (made with signed_note) verifies with ours...
     let note = a.checkpoint(NS).unwrap();
-    let ours = Checkpoint::verify_note(&note, NS, &[a.public_key()]).unwrap();
+    let ours = Checkpoint::verify_note(&note, NS, &[PinnedKey::new(a.public_key())]).unwrap();
     // ...and ours, made by the core, is the same bytes and verifies with
     // signed_note's verifier.
     let key = AuditorSigningKey::from_bytes(&[9; 32]);

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use backup_key_vault::bundle::artifact::to_hex;
+use backup_key_vault::bundle::ed25519::PinnedKey;
 use backup_key_vault::bundle::log::entry;
 use backup_key_vault::bundle::statement::verify_strict;
 use backup_key_vault::bundle::{
@@ -861,7 +862,7 @@ impl Verifier {
                 return Err("the operator's counter-signature does not verify".into());
             }
         }
-        let checkpoint = Checkpoint::verify_note(&bundle.checkpoint, ns, &[key])
+        let checkpoint = Checkpoint::verify_note(&bundle.checkpoint, ns, &[PinnedKey::new(key)])
             .map_err(|e| format!("the checkpoint is not signed by the auditor key: {e}"))?;
         bundle
             .inclusion
@@ -899,8 +900,8 @@ impl Verifier {
         if live.auditor_key != key {
             return Err(format!("{source} is signed by another auditor key"));
         }
-        let live_checkpoint =
-            Checkpoint::verify_note(&live.checkpoint, ns, &[key]).map_err(|e| {
+        let live_checkpoint = Checkpoint::verify_note(&live.checkpoint, ns, &[PinnedKey::new(key)])
+            .map_err(|e| {
                 format!("{source}: the checkpoint is not signed by the auditor key: {e}")
             })?;
         live.inclusion

@@ -17,7 +17,8 @@ use ct_merkle::{ConsistencyProof as CtConsistency, InclusionProof as CtInclusion
 use sha2::{Digest, Sha256};
 
 use super::artifact::DIGEST_LEN;
-use super::statement::{verify_strict, AuditorSigningKey, PUBLIC_KEY_LEN, SIGNATURE_LEN};
+use super::ed25519::{PinnedKey, PUBLIC_KEY_LEN, SIGNATURE_LEN};
+use super::statement::AuditorSigningKey;
 use crate::error::BundleError;
 
 /// The log's hash, SHA-256 (through the digest 0.11 traits ct-merkle uses).
@@ -169,7 +170,7 @@ impl Checkpoint {
     pub fn verify_note(
         note: &[u8],
         origin: &str,
-        auditor_keys: &[[u8; PUBLIC_KEY_LEN]],
+        auditor_keys: &[PinnedKey],
     ) -> Result<Self, BundleError> {
         let (checkpoint, signatures) = Self::parse_note(note)?;
         if checkpoint.origin != origin {
@@ -179,12 +180,12 @@ impl Checkpoint {
         let signed = signatures.iter().any(|line| {
             line.name == origin
                 && auditor_keys.iter().any(|key| {
-                    note_key_id(origin, key) == line.key_id
+                    note_key_id(origin, key.as_bytes()) == line.key_id
                         && line
                             .signature
                             .as_slice()
                             .try_into()
-                            .is_ok_and(|sig| verify_strict(key, body.as_bytes(), sig))
+                            .is_ok_and(|sig| key.verify_strict(body.as_bytes(), sig))
                 })
         });
         if signed {
@@ -432,7 +433,7 @@ mod tests {
             let cp = l.checkpoint("ns");
             let note = cp.sign(&key);
             assert_eq!(
-                Checkpoint::verify_note(&note, "ns", &[key.public_key()]).unwrap(),
+                Checkpoint::verify_note(&note, "ns", &[PinnedKey::new(key.public_key())]).unwrap(),
                 cp
             );
             for i in 0..n {
@@ -484,13 +485,13 @@ mod tests {
         let other = AuditorSigningKey::from_bytes(&[6; 32]);
         let cp = log(3).checkpoint("ns");
         let note = cp.sign(&key);
-        let pinned = [key.public_key()];
+        let pinned = [PinnedKey::new(key.public_key())];
         assert_eq!(
             Checkpoint::verify_note(&note, "other", &pinned),
             Err(BundleError::CheckpointOriginMismatch)
         );
         assert_eq!(
-            Checkpoint::verify_note(&note, "ns", &[other.public_key()]),
+            Checkpoint::verify_note(&note, "ns", &[PinnedKey::new(other.public_key())]),
             Err(BundleError::CheckpointSignatureInvalid)
         );
         let text = core::str::from_utf8(&note).unwrap();

@@ -10,18 +10,16 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
 
 use super::artifact::DIGEST_LEN;
 
+pub use super::ed25519::{verify_strict, PUBLIC_KEY_LEN, SIGNATURE_LEN};
+
 /// plexi's ciphersuite 0x0001: protobuf encoding, Ed25519 signature.
 pub const CIPHERSUITE_PROTOBUF_ED25519: u32 = 0x0001;
-/// Length of an Ed25519 public key.
-pub const PUBLIC_KEY_LEN: usize = 32;
-/// Length of an Ed25519 signature.
-pub const SIGNATURE_LEN: usize = 64;
 
 /// What the auditor signs for one logged artifact: plexi's
 /// `SignatureMessage { ciphersuite = 1, namespace, timestamp (ms), epoch,
@@ -74,21 +72,6 @@ fn varint(out: &mut Vec<u8>, mut value: u64) {
         value >>= 7;
     }
     out.push(value as u8);
-}
-
-/// Strict Ed25519 verification (RFC 8032 with ed25519-dalek's
-/// `verify_strict`): `false` for a malformed key or signature too.
-pub fn verify_strict(
-    public_key: &[u8; PUBLIC_KEY_LEN],
-    message: &[u8],
-    signature: &[u8; SIGNATURE_LEN],
-) -> bool {
-    VerifyingKey::from_bytes(public_key)
-        .map(|key| {
-            key.verify_strict(message, &Signature::from_bytes(signature))
-                .is_ok()
-        })
-        .unwrap_or(false)
 }
 
 macro_rules! signing_key {
