@@ -10,6 +10,8 @@ every number comes from the same `cargo bench` run) and prints
   cannot avoid (4 variable-base multiplications, 1 basepoint-table
   multiplication, 5 compressions),
 - the client against raw Argon2 with the same parameters,
+- bundle verification against two strict Ed25519 verifications plus its
+  hashing (the target), and its parts against theirs,
 - and the stored record's size.
 """
 import json
@@ -75,7 +77,17 @@ for params in ("test", "default", "default_parallel"):
 bundle = median_ns("bundle", "verify")
 two_ed = median_ns("bundle", "two_ed25519_verify_strict")
 if bundle is not None:
+    b = lambda n: median_ns("bundle", n)
+    ed, hashing = b("ed25519_verify_strict"), b("artifact_and_proof_hashes")
     ratio("bundle verification / (2 strict Ed25519 + hashing)", bundle, two_ed, 1.2)
+    if None not in (ed, hashing):
+        ratio("bundle verification / (3 strict Ed25519 + hashing)", bundle, 3 * ed + hashing)
+    ratio("pinned-key strict verification / ed25519-dalek verify_strict", b("pinned_verify_strict"), ed)
+    ratio("checkpoint note (parse + 1 pinned verification) / 1 verify_strict", b("checkpoint_note"), ed)
+    ratio("inclusion proof (1,000-entry log) / artifact + proof hashes", b("inclusion_proof"), hashing)
+    pin = b("pin_key")
+    if pin is not None:
+        rows.append(("pinning one key (PinnedKey::new, once per key)", fmt(pin), "", "", ""))
 
 width = max(len(r[0]) for r in rows)
 print(f"{'path':<{width}}  {'ours':>11}  {'baseline':>11}  {'ratio':>7}")

@@ -343,12 +343,17 @@ fn client_paths(c: &mut Criterion) {
 /// Bundle verification (SPEC.md §17) beside its floor: two strict Ed25519
 /// verifications (auditor statement, operator counter-signature) plus the
 /// artifact hash and the inclusion proof's hashing. Our path also verifies
-/// the checkpoint's signature, a third Ed25519 verification.
+/// the checkpoint's signature, a third Ed25519 verification, each with a
+/// pinned key (`PinnedKey`, SPEC.md §15.5). The parts are measured too: one
+/// pinned verification against ed25519-dalek's `verify_strict`, the
+/// checkpoint note, the inclusion proof against its hashes, and the cost of
+/// pinning a key.
 fn bundle_paths(c: &mut Criterion) {
+    use backup_key_vault::bundle::ed25519::PinnedKey;
     use backup_key_vault::bundle::log::entry;
     use backup_key_vault::bundle::{
-        artifact_digest, AuditorSigningKey, FleetKeyArtifact, MerkleLog, OperatorSigningKey,
-        TrustAnchors, ValidationBundle, DEFAULT_NAMESPACE,
+        artifact_digest, AuditorSigningKey, Checkpoint, FleetKeyArtifact, MerkleLog,
+        OperatorSigningKey, TrustAnchors, ValidationBundle, DEFAULT_NAMESPACE,
     };
     use sha2::{Digest, Sha256};
 
@@ -401,9 +406,65 @@ fn bundle_paths(c: &mut Criterion) {
         ed25519_dalek::Signature::from_bytes(&bundle.counter_signature.as_ref().unwrap().signature);
     let depth = 10;
 
+    let hashes = |artifact: &[u8]| {
+        let mut h = Sha256::digest(artifact);
+        for _ in 0..=depth {
+            h = Sha256::new()
+                .chain_update([1u8])
+                .chain_update(h)
+                .chain_update(h)
+                .finalize();
+        }
+        h
+    };
+    let pinned_auditor = PinnedKey::new(auditor.public_key());
+    let checkpoint = Checkpoint::verify_note(
+        &bundle.checkpoint,
+        DEFAULT_NAMESPACE,
+        core::slice::from_ref(&pinned_auditor),
+    )
+    .unwrap();
+    let leaf = entry(epoch, &digest);
+
     let mut g = c.benchmark_group("bundle");
     g.bench_function("verify", |b| {
         b.iter(|| anchors.verify_bytes(black_box(&bytes), 10, None).unwrap())
+    });
+    g.bench_function("ed25519_verify_strict", |b| {
+        b.iter(|| {
+            auditor_vk
+                .verify_strict(black_box(&statement), &sig_a)
+                .unwrap()
+        })
+    });
+    g.bench_function("pinned_verify_strict", |b| {
+        b.iter(|| {
+            assert!(pinned_auditor.verify_strict(black_box(&statement), &bundle.auditor_signature))
+        })
+    });
+    g.bench_function("pin_key", |b| {
+        b.iter(|| PinnedKey::new(black_box(auditor.public_key())))
+    });
+    g.bench_function("checkpoint_note", |b| {
+        b.iter(|| {
+            Checkpoint::verify_note(
+                black_box(&bundle.checkpoint),
+                DEFAULT_NAMESPACE,
+                core::slice::from_ref(&pinned_auditor),
+            )
+            .unwrap()
+        })
+    });
+    g.bench_function("inclusion_proof", |b| {
+        b.iter(|| {
+            bundle
+                .inclusion
+                .verify(black_box(&leaf), &checkpoint)
+                .unwrap()
+        })
+    });
+    g.bench_function("artifact_and_proof_hashes", |b| {
+        b.iter(|| hashes(black_box(&artifact)))
     });
     g.bench_function("two_ed25519_verify_strict", |b| {
         b.iter(|| {
@@ -413,15 +474,7 @@ fn bundle_paths(c: &mut Criterion) {
             operator_vk
                 .verify_strict(black_box(&bundle.auditor_signature), &sig_o)
                 .unwrap();
-            let mut h = Sha256::digest(black_box(&artifact));
-            for _ in 0..=depth {
-                h = Sha256::new()
-                    .chain_update([1u8])
-                    .chain_update(h)
-                    .chain_update(h)
-                    .finalize();
-            }
-            h
+            hashes(black_box(&artifact))
         })
     });
     g.finish();
