@@ -30,6 +30,7 @@ fn main() {
         let command = Command::Register {
             record_id: RecordId(id),
             replaces: None,
+            generation: 1,
             payload: RecordPayload {
                 oprf_nonce: [1; 32],
                 registration: [2; 192],

@@ -65,15 +65,19 @@ impl Fixture {
     }
 
     fn reset(&mut self) {
-        let generation = match self.vault.store().load(&ID).unwrap() {
-            Some(RecordSlot::Live(r)) => r.generation,
+        let (generation, charge) = match self.vault.store().load(&ID).unwrap() {
+            Some(RecordSlot::Live(r)) => (r.generation, r.charges),
             _ => panic!("no record"),
         };
+        if charge == 0 {
+            return;
+        }
         self.vault
             .store_mut()
             .commit(&Command::ResetAttempts {
                 record_id: ID,
                 generation,
+                charge,
             })
             .unwrap();
     }

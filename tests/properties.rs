@@ -70,7 +70,7 @@ impl Model {
 
     fn used(&self, rec: u8) -> Option<(u8, u64)> {
         match self.slot(rec) {
-            Some(RecordSlot::Live(r)) => Some((r.attempts_used, r.generation)),
+            Some(RecordSlot::Live(r)) => Some((r.attempts_used(), r.generation)),
             _ => None,
         }
     }
@@ -243,7 +243,7 @@ impl Model {
             match self.slot(rec) {
                 Some(RecordSlot::Live(r)) => {
                     assert!(!self.erased[i], "record {rec} came back after erasure");
-                    assert!(r.attempts_used <= MAX);
+                    assert!(r.attempts_used() <= MAX);
                 }
                 Some(RecordSlot::Erased { .. }) => self.erased[i] = true,
                 None => panic!("record {rec} vanished without a tombstone"),

@@ -13,7 +13,7 @@ const WRONG: &str = "wrong code";
 
 fn attempts_used<S: RecordStore>(w: &World<S>, n: u8) -> Option<u8> {
     match w.vault.store().load(&id(n)).unwrap() {
-        Some(RecordSlot::Live(r)) => Some(r.attempts_used),
+        Some(RecordSlot::Live(r)) => Some(r.attempts_used()),
         _ => None,
     }
 }
@@ -546,4 +546,80 @@ fn inconsistent_policies_are_refused() {
         );
     }
     assert!(Vault::new(&secrets, VaultPolicy::default(), MemoryStore::new()).is_ok());
+}
+
+/// A store that keeps every command it is asked to commit, so a test can
+/// replay one later, as a store that retried a commit of unknown outcome
+/// would (SPEC.md §8.3).
+struct Recording {
+    inner: MemoryStore,
+    log: Vec<backup_key_vault::vault::Command>,
+}
+
+impl RecordStore for Recording {
+    fn load(
+        &self,
+        record_id: &backup_key_vault::RecordId,
+    ) -> Result<Option<RecordSlot>, backup_key_vault::StoreError> {
+        self.inner.load(record_id)
+    }
+
+    fn commit(
+        &mut self,
+        command: &backup_key_vault::vault::Command,
+    ) -> Result<backup_key_vault::vault::Applied, backup_key_vault::StoreError> {
+        self.log.push(command.clone());
+        self.inner.commit(command)
+    }
+}
+
+#[test]
+fn commands_applied_twice_give_no_fresh_attempts() {
+    use backup_key_vault::vault::{Applied, Command, Refusal};
+    let store = Recording {
+        inner: MemoryStore::new(),
+        log: Vec::new(),
+    };
+    let mut w = World::with_store(31, store);
+    w.register(id(1), RIGHT).unwrap();
+    w.recover(id(1), RIGHT).unwrap();
+    let register = w.vault.store().log[0].clone();
+    let reset = w.vault.store().log.last().cloned().unwrap();
+    assert!(matches!(register, Command::Register { generation: 1, .. }));
+    assert!(matches!(reset, Command::ResetAttempts { charge: 1, .. }));
+
+    // A guesser spends every attempt.
+    let max = w.vault.policy().max_attempts;
+    for _ in 0..max {
+        assert_eq!(
+            w.recover(id(1), WRONG).err(),
+            Some(Failure::Client(ClientError::RecoveryFailed))
+        );
+    }
+    assert_eq!(attempts_used(&w, 1), Some(max));
+    // The success's reset, applied again: no attempt comes back.
+    assert_eq!(w.vault.store_mut().commit(&reset), Ok(Applied::Reset));
+    assert_eq!(attempts_used(&w, 1), Some(max));
+    assert!(w.recover(id(1), RIGHT).is_err());
+    // When the last guess's session has expired, the next KE1 erases it.
+    w.now += w.vault.policy().session_ttl_ms + 1;
+    assert!(w.recover(id(1), RIGHT).is_err());
+
+    // Once the record is erased, the first registration, applied again,
+    // does not bring it back.
+    assert_eq!(attempts_used(&w, 1), None, "erased");
+    assert_eq!(
+        w.vault.store_mut().commit(&register),
+        Ok(Applied::Refused(Refusal::GenerationMismatch))
+    );
+    assert!(matches!(
+        w.vault.store().load(&id(1)).unwrap(),
+        Some(RecordSlot::Erased { generation: 1 })
+    ));
+    // A new registration takes the next generation.
+    w.register(id(1), RIGHT).unwrap();
+    assert!(matches!(
+        w.vault.store().log.last(),
+        Some(Command::Register { generation: 2, .. })
+    ));
 }

@@ -340,14 +340,17 @@ fn check_registration(flow: &Value, seed: &[u8], tr_sk: &[u8], ke_pk: &[u8]) -> 
     let commit = &ustep["commits"][0];
     assert_eq!(commit["applied"]["result"], "Registered");
     assert_eq!(
-        u64::from_be_bytes(generation.try_into().unwrap()),
+        u64::from_be_bytes(generation.clone().try_into().unwrap()),
         commit["applied"]["generation"].as_u64().unwrap()
     );
     let max = flow["vault_policy"]["max_attempts"].as_u64().unwrap() as u8;
+    // Version 2; a first registration (flag 0, replaced 0) names the
+    // generation it creates.
     let command = [
-        &[1u8, 1][..],
+        &[2u8, 1][..],
         &rid,
         &[0; 9],
+        &generation,
         &nonce,
         &record,
         &wrapped,
@@ -369,6 +372,7 @@ fn check_recoveries(flow: &Value, reg: &Registration) -> usize {
     let rid = b(&flow["record_id"]);
     let steps = flow["steps"].as_array().unwrap();
     let mut complete = 0;
+    let mut last_charge = None;
     for (i, s) in steps.iter().enumerate() {
         if s["call"] != "Vault::recovery_start" || s["output"]["message"].is_null() {
             continue;
@@ -403,7 +407,12 @@ fn check_recoveries(flow: &Value, reg: &Registration) -> usize {
                     charge["applied"]["attempts_remaining"].as_u64().unwrap(),
                     u64::from(msg.attempts_remaining)
                 );
-                assert_eq!(b(&charge["command"])[..2], [1, 2], "ChargeAttempt");
+                assert_eq!(b(&charge["command"])[..2], [2, 2], "ChargeAttempt");
+                last_charge = charge["applied"]["charge"].as_u64();
+                assert!(
+                    last_charge.is_some_and(|c| c >= 1),
+                    "charges are numbered from 1"
+                );
             }
             [] => {
                 // The fake path (§7.2 step 6) commits nothing and reports a
@@ -435,10 +444,13 @@ fn check_recoveries(flow: &Value, reg: &Registration) -> usize {
         if vault["output"]["message"] != "KeyRelease" {
             continue;
         }
+        let reset = b(&vault["commits"][0]["command"]);
+        assert_eq!(reset[..2], [2, 3], "ResetAttempts");
+        assert_eq!(reset.len(), 50, "ResetAttempts names its charge");
         assert_eq!(
-            b(&vault["commits"][0]["command"])[..2],
-            [1, 3],
-            "ResetAttempts"
+            Some(u64::from_be_bytes(reset[42..50].try_into().unwrap())),
+            last_charge,
+            "the reset forgives through this session's own charge"
         );
         let release = b(&vault["output"]["hex"]);
         assert_eq!(release[2..18], sid[..]);
@@ -466,7 +478,7 @@ fn check_final_slot(flow: &Value, reg: &Registration) {
             assert_eq!(r.payload.wrapped_key[..], reg.wrapped[..]);
             assert_eq!(r.payload.oprf_nonce[..], reg.nonce[..]);
             assert_eq!(
-                u64::from(r.attempts_used),
+                u64::from(r.attempts_used()),
                 flow["final_slot"]["attempts_used"].as_u64().unwrap()
             );
         }
@@ -532,7 +544,7 @@ fn lockout_vectors_follow_the_spec() {
     assert_eq!(relay["actor"], "relay");
     assert_eq!(relay["output"]["error"], "AuthenticationFailed");
     assert_eq!(relay["commits"][0]["applied"]["result"], "Erased");
-    assert_eq!(b(&relay["commits"][0]["command"])[..2], [1, 4], "Erase");
+    assert_eq!(b(&relay["commits"][0]["command"])[..2], [2, 4], "Erase");
     let fake = step(&flow, "Vault::recovery_start", 4);
     assert_eq!(
         fake["commits"],

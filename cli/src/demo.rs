@@ -121,7 +121,7 @@ impl Demo {
 
     fn attempts_used(&self, record_id: &RecordId) -> Option<u8> {
         match self.vault.store().load(record_id) {
-            Ok(Some(RecordSlot::Live(r))) => Some(r.attempts_used),
+            Ok(Some(RecordSlot::Live(r))) => Some(r.attempts_used()),
             _ => None,
         }
     }

@@ -244,8 +244,11 @@ fn applied(a: &Result<Applied, StoreError>) -> Value {
         Ok(Applied::Registered { generation }) => {
             json!({ "result": "Registered", "generation": generation })
         }
-        Ok(Applied::Charged { attempts_remaining }) => {
-            json!({ "result": "Charged", "attempts_remaining": attempts_remaining })
+        Ok(Applied::Charged {
+            attempts_remaining,
+            charge,
+        }) => {
+            json!({ "result": "Charged", "attempts_remaining": attempts_remaining, "charge": charge })
         }
         Ok(Applied::Refused(r)) => json!({ "result": "Refused", "refusal": format!("{r:?}") }),
         Ok(other) => json!({ "result": format!("{other:?}") }),
@@ -257,14 +260,21 @@ fn slot(s: Option<RecordSlot>) -> Value {
     match s {
         None => json!({ "state": "absent" }),
         Some(s) => {
-            let (state, used) = match &s {
-                RecordSlot::Live(r) => ("live", json!(r.attempts_used)),
-                RecordSlot::Erased { .. } => ("erased", Value::Null),
+            let (state, used, charges, forgiven) = match &s {
+                RecordSlot::Live(r) => (
+                    "live",
+                    json!(r.attempts_used()),
+                    json!(r.charges),
+                    json!(r.forgiven_through),
+                ),
+                RecordSlot::Erased { .. } => ("erased", Value::Null, Value::Null, Value::Null),
             };
             json!({
                 "state": state,
                 "generation": s.generation(),
                 "attempts_used": used,
+                "charges": charges,
+                "forgiven_through": forgiven,
                 "encoding": hex(&s.to_bytes()),
             })
         }
@@ -1141,28 +1151,40 @@ pub fn negative() -> Value {
         v[i..i + b.len()].copy_from_slice(b);
         v
     };
-    let payload = 43;
+    let payload = 51;
+    let reset = [&with(&charge, 1, &[3])[..], &[0; 8]].concat();
     let cmd = |case: &str, input: &[u8]| decode_case("Command", case, input, Command::from_bytes);
     decoders.extend([
         cmd("empty", &[]),
-        cmd("version 2", &with(&charge, 0, &[2])),
+        cmd("version 1 (retired)", &with(&charge, 0, &[1])),
+        cmd("version 3", &with(&charge, 0, &[3])),
         cmd("version only", &charge[..1]),
         cmd("tag 0", &with(&charge, 1, &[0])),
         cmd("tag 6 (unknown)", &with(&charge, 1, &[6])),
         cmd("ChargeAttempt one byte short", &charge[..charge.len() - 1]),
+        cmd("ResetAttempts without its charge", &with(&charge, 1, &[3])),
+        cmd("ResetAttempts charge 0", &reset),
         cmd(
             "Register one trailing byte",
             &[&register[..], &[0]].concat(),
         ),
         cmd(
-            "replaces flag 0 with generation 1",
+            "replaces flag 0 with replaced generation 1",
             &with(&register, 35, &1u64.to_be_bytes()),
         ),
         cmd(
-            "replaces flag 1 with generation 0",
+            "replaces flag 1 with replaced generation 0",
             &with(&register, 34, &[1]),
         ),
         cmd("replaces flag 2", &with(&register, 34, &[2])),
+        cmd(
+            "creates generation 0",
+            &with(&register, 43, &0u64.to_be_bytes()),
+        ),
+        cmd(
+            "replaces generation 1 but creates 1",
+            &with(&with(&register, 34, &[1]), 35, &1u64.to_be_bytes()),
+        ),
         cmd(
             "payload p_cost = 0",
             &with(&register, payload + 32 + 192 + 48 + 8, &[0; 4]),
@@ -1175,15 +1197,25 @@ pub fn negative() -> Value {
     let live = from_hex(flow["final_slot"]["encoding"].as_str().unwrap());
     let slot_case =
         |case: &str, input: &[u8]| decode_case("RecordSlot", case, input, RecordSlot::from_bytes);
-    let used_at = 2 + 285;
+    let counters_at = 2 + 285;
+    let counters =
+        |charges: u64, forgiven: u64| [charges.to_be_bytes(), forgiven.to_be_bytes()].concat();
     decoders.extend([
         slot_case("empty", &[]),
-        slot_case("version 2", &with(&live, 0, &[2])),
+        slot_case("version 1 (retired)", &with(&live, 0, &[1])),
+        slot_case("version 3", &with(&live, 0, &[3])),
         slot_case("tag 3 (unknown)", &with(&live, 1, &[3])),
         slot_case("live, one byte short", &live[..live.len() - 1]),
-        slot_case("tombstone, one byte short", &[1, 2, 0, 0, 0, 0, 0, 0, 1]),
-        slot_case("attempts used above max", &with(&live, used_at, &[11])),
-        slot_case("generation 0", &with(&live, used_at + 1, &[0; 8])),
+        slot_case("tombstone, one byte short", &[2, 2, 0, 0, 0, 0, 0, 0, 1]),
+        slot_case(
+            "attempts used above max",
+            &with(&live, counters_at, &counters(11, 0)),
+        ),
+        slot_case(
+            "forgiven beyond the charges",
+            &with(&live, counters_at, &counters(3, 4)),
+        ),
+        slot_case("generation 0", &with(&live, counters_at + 16, &[0; 8])),
     ]);
     let secrets = from_hex(flow["fleet"]["secrets"].as_str().unwrap());
     let fleet_case = |case: &str, input: &[u8]| {

@@ -606,6 +606,7 @@ impl Node {
                 Command::ResetAttempts {
                     record_id,
                     generation,
+                    ..
                 },
                 Ok(Answer::KeyRelease(_)),
             ) => self.event(Event::Release {

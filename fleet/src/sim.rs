@@ -966,7 +966,7 @@ impl Sim {
             let Some(RecordSlot::Live(record)) = slot else {
                 continue;
             };
-            if record.attempts_used >= record.payload.max_attempts {
+            if record.attempts_used() >= record.payload.max_attempts {
                 continue;
             }
             let Some(expected) = self.honest[h].keys.get(&record.generation).copied() else {
@@ -991,7 +991,7 @@ impl Sim {
             }
             let record_id = self.honest[h].record_id;
             let live_with_attempts = self.leader_table().is_some_and(|t| {
-                matches!(t.get(&record_id), Some(RecordSlot::Live(r)) if r.attempts_used < r.payload.max_attempts)
+                matches!(t.get(&record_id), Some(RecordSlot::Live(r)) if r.attempts_used() < r.payload.max_attempts)
             });
             if !live_with_attempts {
                 return Ok(());
@@ -1089,7 +1089,7 @@ fn generation_of(command: &backup_key_vault::vault::Command) -> u64 {
         C::ChargeAttempt { generation, .. }
         | C::ResetAttempts { generation, .. }
         | C::Erase { generation, .. } => *generation,
-        C::Register { replaces, .. } => replaces.map_or(0, |g| g + 1),
+        C::Register { generation, .. } => *generation,
         C::Delete { .. } => 0,
     }
 }

@@ -198,7 +198,7 @@ impl Model {
 
     fn live(&self, rec: u8) -> Option<(u8, u64)> {
         match self.slot(rec) {
-            Some(RecordSlot::Live(r)) => Some((r.attempts_used, r.generation)),
+            Some(RecordSlot::Live(r)) => Some((r.attempts_used(), r.generation)),
             _ => None,
         }
     }
@@ -436,7 +436,7 @@ impl Model {
             );
             match self.slot(rec) {
                 Some(RecordSlot::Live(r)) => {
-                    assert!(r.attempts_used <= r.payload.max_attempts);
+                    assert!(r.attempts_used() <= r.payload.max_attempts);
                     assert!(
                         r.generation >= self.generation[i],
                         "record {rec}: generation went backwards"

@@ -110,13 +110,24 @@ pub fn checkpoint(data: &[u8]) {
 pub fn command(data: &[u8]) {
     if let Some(c) = check(data, Command::from_bytes(data), |c| c.to_bytes()) {
         assert_eq!(data.get(2..34), Some(&c.record_id().0[..]));
-        if let Command::Register {
-            replaces, payload, ..
-        } = &c
-        {
-            // §8.2: flag and generation are (0, 0) or (1, >= 1).
-            assert_ne!(*replaces, Some(0), "a replaced generation is at least 1");
-            assert!(payload.max_attempts >= 1 && payload.stretching.is_valid());
+        match &c {
+            Command::Register {
+                replaces,
+                generation,
+                payload,
+                ..
+            } => {
+                // §8.2: flag and replaced generation are (0, 0) or (1, >= 1);
+                // the created generation is >= 1 and follows the replaced one.
+                assert_ne!(*replaces, Some(0), "a replaced generation is at least 1");
+                assert!(*generation >= 1);
+                if let Some(g) = replaces {
+                    assert_eq!(g.checked_add(1), Some(*generation));
+                }
+                assert!(payload.max_attempts >= 1 && payload.stretching.is_valid());
+            }
+            Command::ResetAttempts { charge, .. } => assert!(*charge >= 1),
+            _ => {}
         }
     }
 }
@@ -125,7 +136,8 @@ pub fn command(data: &[u8]) {
 /// are consistent.
 pub fn record_slot(data: &[u8]) {
     if let Some(RecordSlot::Live(r)) = check(data, RecordSlot::from_bytes(data), |s| s.to_bytes()) {
-        assert!(r.attempts_used <= r.payload.max_attempts);
+        assert!(r.forgiven_through <= r.charges);
+        assert!(r.attempts_used() <= r.payload.max_attempts);
         assert!(r.generation >= 1);
     }
 }

@@ -126,6 +126,9 @@ struct PendingRecovery {
 #[derive(Zeroize, ZeroizeOnDrop)]
 struct PendingRecord {
     generation: u64,
+    /// The charge this session was built on: its success forgives the
+    /// attempts through it (`ResetAttempts` names it).
+    charge: u64,
     /// Whether this session holds the record's last attempt: only its
     /// failure may erase the record (every earlier session's attempt was
     /// charged before it, so when it fails none can remain).
@@ -137,6 +140,9 @@ struct PendingRecord {
 struct PendingRegistration {
     oprf_nonce: [u8; OPRF_NONCE_LEN],
     replaces: Option<u64>,
+    /// The generation the `Register` will create (the slot's plus one, as
+    /// this vault saw it): a `Register` applied twice is refused.
+    creates: u64,
     rekey_token: Option<Secret32>,
     upload_key: Secret32,
     confirm_key: Secret32,
@@ -429,9 +435,13 @@ impl<S: RecordStore> Vault<S> {
             } => {
                 let applied = outcome.map_err(|_| VaultError::Unavailable)?;
                 let live = match (live, applied) {
-                    (Some(record), Applied::Charged { attempts_remaining }) => {
-                        Some((record, attempts_remaining))
-                    }
+                    (
+                        Some(record),
+                        Applied::Charged {
+                            attempts_remaining,
+                            charge,
+                        },
+                    ) => Some((record, attempts_remaining, charge)),
                     (Some(_), Applied::Refused(Refusal::Exhausted)) => {
                         return Err(VaultError::AttemptsExhausted)
                     }
@@ -582,7 +592,8 @@ impl<S: RecordStore> Vault<S> {
         if !self.registrations.make_room(now, &record_id) {
             return Err(VaultError::Busy);
         }
-        let replaces = match (self.load(&record_id)?, &rekey_token) {
+        let slot = self.load(&record_id)?;
+        let replaces = match (&slot, &rekey_token) {
             (Some(RecordSlot::Live(record)), Some(token)) => {
                 if !self.grant_matches(&record_id, record.generation, token, now) {
                     return Err(VaultError::RegistrationRefused);
@@ -594,6 +605,11 @@ impl<S: RecordStore> Vault<S> {
             }
             (_, None) => None,
         };
+        let creates = slot
+            .as_ref()
+            .map_or(0, RecordSlot::generation)
+            .checked_add(1)
+            .ok_or(VaultError::RegistrationRefused)?;
 
         let exported = crypto::export_registration_keys(|l, out| ctx.export(l, out))
             .ok_or(VaultError::Internal)?;
@@ -624,6 +640,7 @@ impl<S: RecordStore> Vault<S> {
             PendingRegistration {
                 oprf_nonce,
                 replaces,
+                creates,
                 rekey_token,
                 upload_key: keys.upload,
                 confirm_key: keys.confirm,
@@ -696,6 +713,7 @@ impl<S: RecordStore> Vault<S> {
             command: Command::Register {
                 record_id,
                 replaces: pending.replaces,
+                generation: pending.creates,
                 payload,
             },
             then: Then::Confirm {
@@ -767,7 +785,7 @@ impl<S: RecordStore> Vault<S> {
             }
         };
         let generation = record.generation;
-        if record.attempts_used < record.payload.max_attempts {
+        if record.attempts_used() < record.payload.max_attempts {
             // The charge is durable before KE2 exists.
             return Ok(Step::Commit(Suspended {
                 command: Command::ChargeAttempt {
@@ -810,16 +828,17 @@ impl<S: RecordStore> Vault<S> {
         now: u64,
         record_id: RecordId,
         ke1: CredentialRequest<Suite>,
-        live: Option<(LiveRecord, u8)>,
+        live: Option<(LiveRecord, u8, u64)>,
         with_bundle: bool,
     ) -> Result<Answer, VaultError> {
         let (registration, oprf_nonce, pending_record, attempts_remaining, stretching) = match live
         {
-            Some((record, remaining)) => {
+            Some((record, remaining, charge)) => {
                 let registration = ServerRegistration::<Suite>::deserialize(&record.registration)
                     .map_err(|_| VaultError::Internal)?;
                 let pending = PendingRecord {
                     generation: record.generation,
+                    charge,
                     last_attempt: remaining == 0,
                     wrapped_key: record.wrapped_key,
                 };
@@ -930,6 +949,7 @@ impl<S: RecordStore> Vault<S> {
                     command: Command::ResetAttempts {
                         record_id,
                         generation: record.generation,
+                        charge: record.charge,
                     },
                     then: Then::Release {
                         record_id,

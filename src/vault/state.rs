@@ -50,12 +50,22 @@ impl fmt::Debug for RecordPayload {
 }
 
 /// A live record as stored.
+///
+/// The attempt counter is two monotone counters: `charges` counts every
+/// attempt ever charged to this generation (charge `n` is the `n`-th), and a
+/// success forgives the charges up to and including its own
+/// (`forgiven_through`). The attempts in use are the difference. Because
+/// both only rise, and a reset names the charge it forgives through, applying
+/// a reset twice, or late, forgives nothing more (SPEC.md §8.1).
 #[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
 pub struct StoredRecord {
     /// What was registered.
     pub payload: RecordPayload,
-    /// Attempts charged since the last success.
-    pub attempts_used: u8,
+    /// Attempts ever charged to this generation.
+    pub charges: u64,
+    /// The last charge a success forgave (0: none). At most `charges`, and
+    /// `charges - forgiven_through` is at most `payload.max_attempts`.
+    pub forgiven_through: u64,
     /// Starts at 1 and rises with every registration under this id, across
     /// erasures, so a stale command can never act on a newer record.
     pub generation: u64,
@@ -65,16 +75,35 @@ impl fmt::Debug for StoredRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoredRecord")
             .field("payload", &self.payload)
-            .field("attempts_used", &self.attempts_used)
+            .field("charges", &self.charges)
+            .field("forgiven_through", &self.forgiven_through)
             .field("generation", &self.generation)
             .finish()
     }
 }
 
 impl StoredRecord {
+    /// A record as registered: no attempt charged.
+    pub fn new(payload: RecordPayload, generation: u64) -> Self {
+        Self {
+            payload,
+            charges: 0,
+            forgiven_through: 0,
+            generation,
+        }
+    }
+
+    /// Attempts charged since the last success (saturating at 255; the
+    /// decoder and [`RecordTable::apply`] keep it at most `max_attempts`).
+    pub fn attempts_used(&self) -> u8 {
+        u8::try_from(self.charges.saturating_sub(self.forgiven_through)).unwrap_or(u8::MAX)
+    }
+
     /// Attempts left before the record is erased.
     pub fn attempts_remaining(&self) -> u8 {
-        self.payload.max_attempts.saturating_sub(self.attempts_used)
+        self.payload
+            .max_attempts
+            .saturating_sub(self.attempts_used())
     }
 }
 
@@ -124,15 +153,20 @@ impl RecordSlot {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Store a new record. Applies only if the slot's state matches
-    /// `replaces`: `None` means no live record may exist; `Some(g)` means the
-    /// live record of generation `g` is replaced (re-registration after a
-    /// proven recovery).
+    /// Store a new record as `generation`. Applies only if the slot's state
+    /// matches `replaces`: `None` means no live record may exist; `Some(g)`
+    /// means the live record of generation `g` is replaced (re-registration
+    /// after a proven recovery). And only if `generation` is the slot's
+    /// generation plus one, so a `Register` applied a second time (after the
+    /// record it created was erased or deleted) is refused instead of
+    /// bringing the record back with fresh attempts.
     Register {
         /// The record id.
         record_id: RecordId,
         /// The generation this registration replaces, if any.
         replaces: Option<u64>,
+        /// The generation it creates: one more than the slot's.
+        generation: u64,
         /// What to store.
         payload: RecordPayload,
     },
@@ -144,13 +178,18 @@ pub enum Command {
         /// The generation charged.
         generation: u64,
     },
-    /// Reset the attempts of the live record of this generation after a
-    /// successful recovery.
+    /// Forgive the attempts of the live record of this generation up to and
+    /// including `charge`, the charge of the session that succeeded. Charges
+    /// made after it stay counted; applied again, or after a later success,
+    /// it forgives nothing more.
     ResetAttempts {
         /// The record id.
         record_id: RecordId,
         /// The generation reset.
         generation: u64,
+        /// The charge (as [`Applied::Charged`] numbered it) of the session
+        /// whose success this is.
+        charge: u64,
     },
     /// Erase the live record of this generation, if all its attempts are
     /// spent.
@@ -173,11 +212,13 @@ impl fmt::Debug for Command {
             Self::Register {
                 record_id,
                 replaces,
+                generation,
                 ..
             } => f
                 .debug_struct("Register")
                 .field("record_id", record_id)
                 .field("replaces", replaces)
+                .field("generation", generation)
                 .finish_non_exhaustive(),
             Self::ChargeAttempt {
                 record_id,
@@ -190,10 +231,12 @@ impl fmt::Debug for Command {
             Self::ResetAttempts {
                 record_id,
                 generation,
+                charge,
             } => f
                 .debug_struct("ResetAttempts")
                 .field("record_id", record_id)
                 .field("generation", generation)
+                .field("charge", charge)
                 .finish(),
             Self::Erase {
                 record_id,
@@ -223,8 +266,12 @@ pub enum Applied {
     Charged {
         /// Attempts left after the charge.
         attempts_remaining: u8,
+        /// The charge's number in its generation (1 for the first): what a
+        /// `ResetAttempts` after this session's success names.
+        charge: u64,
     },
-    /// The attempts were reset to the maximum.
+    /// The attempts up to the named charge are forgiven (if a later success
+    /// had not forgiven them already).
     Reset,
     /// The record was erased.
     Erased,
@@ -251,6 +298,8 @@ pub enum Refusal {
     InvalidPayload,
     /// The id has used every generation number (2^64 registrations).
     GenerationExhausted,
+    /// A reset names a charge that was never made.
+    UnknownCharge,
 }
 
 /// All records, keyed by id. The deterministic state machine.
@@ -300,6 +349,7 @@ impl RecordTable {
             Command::Register {
                 record_id,
                 replaces,
+                generation,
                 payload,
             } => {
                 if payload.max_attempts == 0 || !payload.stretching.is_valid() {
@@ -318,42 +368,51 @@ impl RecordTable {
                     }
                     (_, Some(_)) => return Applied::Refused(Refusal::NoLiveRecord),
                 };
-                let Some(generation) = base.checked_add(1) else {
+                let Some(next) = base.checked_add(1) else {
                     return Applied::Refused(Refusal::GenerationExhausted);
                 };
+                if *generation != next {
+                    // Applied a second time, or proposed on a stale view.
+                    return Applied::Refused(Refusal::GenerationMismatch);
+                }
                 // Inserting drops (and so zeroizes) any replaced record.
                 self.slots.insert(
                     *record_id,
-                    RecordSlot::Live(StoredRecord {
-                        payload: payload.clone(),
-                        attempts_used: 0,
-                        generation,
-                    }),
+                    RecordSlot::Live(StoredRecord::new(payload.clone(), next)),
                 );
-                Applied::Registered { generation }
+                Applied::Registered { generation: next }
             }
             Command::ChargeAttempt {
                 record_id,
                 generation,
             } => match self.live_mut(record_id, *generation) {
                 Err(refusal) => Applied::Refused(refusal),
-                Ok(record) if record.attempts_used >= record.payload.max_attempts => {
+                Ok(record) if record.attempts_used() >= record.payload.max_attempts => {
                     Applied::Refused(Refusal::Exhausted)
                 }
-                Ok(record) => {
-                    record.attempts_used += 1;
-                    Applied::Charged {
-                        attempts_remaining: record.attempts_remaining(),
+                Ok(record) => match record.charges.checked_add(1) {
+                    // 2^64 charges cannot be made; refuse rather than wrap.
+                    None => Applied::Refused(Refusal::Exhausted),
+                    Some(charge) => {
+                        record.charges = charge;
+                        Applied::Charged {
+                            attempts_remaining: record.attempts_remaining(),
+                            charge,
+                        }
                     }
-                }
+                },
             },
             Command::ResetAttempts {
                 record_id,
                 generation,
+                charge,
             } => match self.live_mut(record_id, *generation) {
                 Err(refusal) => Applied::Refused(refusal),
+                Ok(record) if *charge == 0 || *charge > record.charges => {
+                    Applied::Refused(Refusal::UnknownCharge)
+                }
                 Ok(record) => {
-                    record.attempts_used = 0;
+                    record.forgiven_through = record.forgiven_through.max(*charge);
                     Applied::Reset
                 }
             },
@@ -362,7 +421,7 @@ impl RecordTable {
                 generation,
             } => match self.live_mut(record_id, *generation) {
                 Err(refusal) => Applied::Refused(refusal),
-                Ok(record) if record.attempts_used < record.payload.max_attempts => {
+                Ok(record) if record.attempts_used() < record.payload.max_attempts => {
                     Applied::Refused(Refusal::NotExhausted)
                 }
                 Ok(_) => {
@@ -401,8 +460,9 @@ impl RecordTable {
     }
 }
 
-/// Version byte of the [`Command`] encoding.
-pub const COMMAND_VERSION: u8 = 1;
+/// Version byte of the [`Command`] encoding. Version 2: `Register` names
+/// the generation it creates, `ResetAttempts` the charge it forgives through.
+pub const COMMAND_VERSION: u8 = 2;
 
 const TAG_REGISTER: u8 = 1;
 const TAG_CHARGE: u8 = 2;
@@ -416,8 +476,9 @@ pub const PAYLOAD_LEN: usize = OPRF_NONCE_LEN
     + WRAPPED_KEY_LEN
     + StretchingParams::ENCODED_LEN
     + 1;
-/// Encoded length of a [`StoredRecord`]: payload, attempts used, generation.
-pub const STORED_RECORD_LEN: usize = PAYLOAD_LEN + 1 + 8;
+/// Encoded length of a [`StoredRecord`]: payload, charges, forgiven
+/// through, generation.
+pub const STORED_RECORD_LEN: usize = PAYLOAD_LEN + 8 + 8 + 8;
 
 // The size budget (issue 7, BENCHMARKS.md): a persisted live slot, version
 // and tag included, takes at most 320 bytes. Checked at compile time.
@@ -453,15 +514,16 @@ impl RecordPayload {
     }
 }
 
-/// Version byte of the [`RecordSlot`] encoding.
-pub const SLOT_VERSION: u8 = 1;
+/// Version byte of the [`RecordSlot`] encoding. Version 2: a live record
+/// keeps two monotone counters instead of the attempts used.
+pub const SLOT_VERSION: u8 = 2;
 const SLOT_LIVE: u8 = 1;
 const SLOT_ERASED: u8 = 2;
 
 impl RecordSlot {
     /// Encodes the slot as a store persists it (SPEC.md §8.4):
-    /// `version || 1 || payload || attempts_used || generation` for a live
-    /// record, `version || 2 || generation` for a tombstone.
+    /// `version || 1 || payload || charges || forgiven_through || generation`
+    /// for a live record, `version || 2 || generation` for a tombstone.
     pub fn to_bytes(&self) -> zeroize::Zeroizing<alloc::vec::Vec<u8>> {
         let mut out =
             zeroize::Zeroizing::new(alloc::vec::Vec::with_capacity(2 + STORED_RECORD_LEN));
@@ -470,7 +532,8 @@ impl RecordSlot {
             Self::Live(record) => {
                 out.push(SLOT_LIVE);
                 record.payload.encode_into(&mut out);
-                out.push(record.attempts_used);
+                out.extend_from_slice(&record.charges.to_be_bytes());
+                out.extend_from_slice(&record.forgiven_through.to_be_bytes());
                 out.extend_from_slice(&record.generation.to_be_bytes());
             }
             Self::Erased { generation } => {
@@ -504,17 +567,20 @@ impl RecordSlot {
             SLOT_LIVE => {
                 exact(STORED_RECORD_LEN)?;
                 let payload = RecordPayload::decode(&r.take()?)?;
-                let [attempts_used] = r.take()?;
+                let charges = u64::from_be_bytes(r.take()?);
+                let forgiven_through = u64::from_be_bytes(r.take()?);
                 let generation = u64::from_be_bytes(r.take()?);
-                if attempts_used > payload.max_attempts {
-                    return Err(WireError::InvalidField("attempts used"));
+                match charges.checked_sub(forgiven_through) {
+                    Some(used) if used <= u64::from(payload.max_attempts) => {}
+                    _ => return Err(WireError::InvalidField("attempts used")),
                 }
                 if generation == 0 {
                     return Err(WireError::InvalidField("generation"));
                 }
                 Self::Live(StoredRecord {
                     payload,
-                    attempts_used,
+                    charges,
+                    forgiven_through,
                     generation,
                 })
             }
@@ -552,6 +618,7 @@ impl Command {
             Self::Register {
                 record_id,
                 replaces,
+                generation,
                 payload,
             } => {
                 out.push(TAG_REGISTER);
@@ -563,13 +630,20 @@ impl Command {
                         out.extend_from_slice(&g.to_be_bytes());
                     }
                 }
+                out.extend_from_slice(&generation.to_be_bytes());
                 payload.encode_into(&mut out);
             }
-            Self::ChargeAttempt {
+            Self::ResetAttempts {
                 record_id,
                 generation,
+                charge,
+            } => {
+                out.push(TAG_RESET);
+                out.extend_from_slice(record_id.as_bytes());
+                out.extend_from_slice(&generation.to_be_bytes());
+                out.extend_from_slice(&charge.to_be_bytes());
             }
-            | Self::ResetAttempts {
+            Self::ChargeAttempt {
                 record_id,
                 generation,
             }
@@ -579,7 +653,6 @@ impl Command {
             } => {
                 out.push(match self {
                     Self::ChargeAttempt { .. } => TAG_CHARGE,
-                    Self::ResetAttempts { .. } => TAG_RESET,
                     _ => TAG_ERASE,
                 });
                 out.extend_from_slice(record_id.as_bytes());
@@ -613,40 +686,62 @@ impl Command {
         let mut r = Fields(body);
         let command = match tag {
             TAG_REGISTER => {
-                expect(RECORD_ID_LEN + 9 + PAYLOAD_LEN)?;
+                expect(RECORD_ID_LEN + 17 + PAYLOAD_LEN)?;
                 let record_id = RecordId(r.take()?);
                 let [flag] = r.take()?;
-                let generation = u64::from_be_bytes(r.take()?);
-                let replaces = match (flag, generation) {
+                let replaced = u64::from_be_bytes(r.take()?);
+                let replaces = match (flag, replaced) {
                     (0, 0) => None,
                     // Generations start at 1: `Some(0)` names no record.
                     (1, g) if g >= 1 => Some(g),
                     _ => return Err(WireError::InvalidField("replaces")),
                 };
+                let generation = u64::from_be_bytes(r.take()?);
+                // The created generation follows the replaced one; a fresh
+                // registration creates at least generation 1.
+                let follows = match replaces {
+                    Some(g) => g.checked_add(1) == Some(generation),
+                    None => generation >= 1,
+                };
+                if !follows {
+                    return Err(WireError::InvalidField("generation"));
+                }
                 let payload = RecordPayload::decode(&r.take()?)?;
                 Self::Register {
                     record_id,
                     replaces,
+                    generation,
                     payload,
                 }
             }
-            TAG_CHARGE | TAG_RESET | TAG_ERASE => {
+            TAG_RESET => {
+                expect(RECORD_ID_LEN + 16)?;
+                let record_id = RecordId(r.take()?);
+                let generation = u64::from_be_bytes(r.take()?);
+                let charge = u64::from_be_bytes(r.take()?);
+                if charge == 0 {
+                    return Err(WireError::InvalidField("charge"));
+                }
+                Self::ResetAttempts {
+                    record_id,
+                    generation,
+                    charge,
+                }
+            }
+            TAG_CHARGE | TAG_ERASE => {
                 expect(RECORD_ID_LEN + 8)?;
                 let record_id = RecordId(r.take()?);
                 let generation = u64::from_be_bytes(r.take()?);
-                match tag {
-                    TAG_CHARGE => Self::ChargeAttempt {
+                if tag == TAG_CHARGE {
+                    Self::ChargeAttempt {
                         record_id,
                         generation,
-                    },
-                    TAG_RESET => Self::ResetAttempts {
+                    }
+                } else {
+                    Self::Erase {
                         record_id,
                         generation,
-                    },
-                    _ => Self::Erase {
-                        record_id,
-                        generation,
-                    },
+                    }
                 }
             }
             TAG_DELETE => {
@@ -696,12 +791,22 @@ mod tests {
 
     const ID: RecordId = RecordId([5; 32]);
 
-    fn register(table: &mut RecordTable, replaces: Option<u64>, max: u8) -> Applied {
-        table.apply(&Command::Register {
+    fn register_command(replaces: Option<u64>, generation: u64, max: u8) -> Command {
+        Command::Register {
             record_id: ID,
             replaces,
+            generation,
             payload: payload(max),
-        })
+        }
+    }
+
+    fn register(
+        table: &mut RecordTable,
+        replaces: Option<u64>,
+        generation: u64,
+        max: u8,
+    ) -> Applied {
+        table.apply(&register_command(replaces, generation, max))
     }
 
     fn charge(table: &mut RecordTable, generation: u64) -> Applied {
@@ -711,31 +816,38 @@ mod tests {
         })
     }
 
+    fn reset(table: &mut RecordTable, generation: u64, charge: u64) -> Applied {
+        table.apply(&Command::ResetAttempts {
+            record_id: ID,
+            generation,
+            charge,
+        })
+    }
+
+    fn used(table: &RecordTable) -> Option<u8> {
+        match table.get(&ID) {
+            Some(RecordSlot::Live(r)) => Some(r.attempts_used()),
+            _ => None,
+        }
+    }
+
+    fn charged(attempts_remaining: u8, charge: u64) -> Applied {
+        Applied::Charged {
+            attempts_remaining,
+            charge,
+        }
+    }
+
     #[test]
-    fn charge_counts_down_and_stops_at_zero() {
+    fn charge_counts_down_numbers_charges_and_stops_at_zero() {
         let mut t = RecordTable::new();
         assert_eq!(
-            register(&mut t, None, 3),
+            register(&mut t, None, 1, 3),
             Applied::Registered { generation: 1 }
         );
-        assert_eq!(
-            charge(&mut t, 1),
-            Applied::Charged {
-                attempts_remaining: 2
-            }
-        );
-        assert_eq!(
-            charge(&mut t, 1),
-            Applied::Charged {
-                attempts_remaining: 1
-            }
-        );
-        assert_eq!(
-            charge(&mut t, 1),
-            Applied::Charged {
-                attempts_remaining: 0
-            }
-        );
+        assert_eq!(charge(&mut t, 1), charged(2, 1));
+        assert_eq!(charge(&mut t, 1), charged(1, 2));
+        assert_eq!(charge(&mut t, 1), charged(0, 3));
         assert_eq!(charge(&mut t, 1), Applied::Refused(Refusal::Exhausted));
         assert_eq!(
             charge(&mut t, 2),
@@ -744,30 +856,101 @@ mod tests {
     }
 
     #[test]
-    fn reset_restores_the_maximum() {
+    fn reset_forgives_through_its_own_charge_only() {
         let mut t = RecordTable::new();
-        register(&mut t, None, 3);
+        register(&mut t, None, 1, 3);
         charge(&mut t, 1);
         charge(&mut t, 1);
+        charge(&mut t, 1);
+        // The session of charge 2 succeeded; charge 3 (another session,
+        // perhaps a guesser's) stays counted.
+        assert_eq!(reset(&mut t, 1, 2), Applied::Reset);
+        assert_eq!(used(&t), Some(1));
+        assert_eq!(charge(&mut t, 1), charged(1, 4));
+        // The success of charge 4 forgives everything so far.
+        assert_eq!(reset(&mut t, 1, 4), Applied::Reset);
+        assert_eq!(used(&t), Some(0));
+        // A reset for a charge not made, or charge 0, is refused.
         assert_eq!(
-            t.apply(&Command::ResetAttempts {
-                record_id: ID,
-                generation: 1
-            }),
-            Applied::Reset
+            reset(&mut t, 1, 5),
+            Applied::Refused(Refusal::UnknownCharge)
         );
         assert_eq!(
-            charge(&mut t, 1),
-            Applied::Charged {
-                attempts_remaining: 2
-            }
+            reset(&mut t, 1, 0),
+            Applied::Refused(Refusal::UnknownCharge)
+        );
+        assert_eq!(
+            reset(&mut t, 2, 1),
+            Applied::Refused(Refusal::GenerationMismatch)
+        );
+    }
+
+    #[test]
+    fn a_reset_applied_twice_or_late_gives_no_fresh_attempts() {
+        // SPEC.md §8.3: a duplicated ResetAttempts once zeroed the counter
+        // with no success behind it. Now it forgives nothing more.
+        let mut t = RecordTable::new();
+        register(&mut t, None, 1, 3);
+        assert_eq!(charge(&mut t, 1), charged(2, 1));
+        assert_eq!(reset(&mut t, 1, 1), Applied::Reset);
+        // A guesser spends every attempt.
+        for _ in 0..3 {
+            assert!(matches!(charge(&mut t, 1), Applied::Charged { .. }));
+        }
+        assert_eq!(charge(&mut t, 1), Applied::Refused(Refusal::Exhausted));
+        // The earlier reset, applied again: acknowledged, but no attempt
+        // comes back.
+        assert_eq!(reset(&mut t, 1, 1), Applied::Reset);
+        assert_eq!(used(&t), Some(3));
+        assert_eq!(charge(&mut t, 1), Applied::Refused(Refusal::Exhausted));
+    }
+
+    #[test]
+    fn a_register_applied_twice_never_revives_an_erased_record() {
+        // SPEC.md §8.3: a duplicated Register { replaces: None } applied
+        // after erasure once brought the record back with fresh attempts.
+        let mut t = RecordTable::new();
+        let first = register_command(None, 1, 1);
+        assert_eq!(t.apply(&first), Applied::Registered { generation: 1 });
+        assert_eq!(t.apply(&first), Applied::Refused(Refusal::RecordExists));
+        charge(&mut t, 1);
+        let erase = Command::Erase {
+            record_id: ID,
+            generation: 1,
+        };
+        assert_eq!(t.apply(&erase), Applied::Erased);
+        assert_eq!(
+            t.apply(&first),
+            Applied::Refused(Refusal::GenerationMismatch)
+        );
+        assert_eq!(t.get(&ID), Some(&RecordSlot::Erased { generation: 1 }));
+        // The same after an operator deletion.
+        assert_eq!(
+            register(&mut t, None, 2, 1),
+            Applied::Registered { generation: 2 }
+        );
+        t.apply(&Command::Delete { record_id: ID });
+        assert_eq!(
+            register(&mut t, None, 2, 1),
+            Applied::Refused(Refusal::GenerationMismatch)
+        );
+        assert_eq!(t.get(&ID), Some(&RecordSlot::Erased { generation: 2 }));
+        // A registration proposed for the next generation applies; one
+        // that skips ahead does not.
+        assert_eq!(
+            register(&mut t, None, 4, 1),
+            Applied::Refused(Refusal::GenerationMismatch)
+        );
+        assert_eq!(
+            register(&mut t, None, 3, 1),
+            Applied::Registered { generation: 3 }
         );
     }
 
     #[test]
     fn erase_only_when_exhausted_and_leaves_no_secret() {
         let mut t = RecordTable::new();
-        register(&mut t, None, 1);
+        register(&mut t, None, 1, 1);
         let erase = Command::Erase {
             record_id: ID,
             generation: 1,
@@ -779,16 +962,10 @@ mod tests {
         // Erased records never come back: every command on the old
         // generation is refused.
         assert_eq!(charge(&mut t, 1), Applied::Refused(Refusal::NoLiveRecord));
-        assert_eq!(
-            t.apply(&Command::ResetAttempts {
-                record_id: ID,
-                generation: 1
-            }),
-            Applied::Refused(Refusal::NoLiveRecord)
-        );
+        assert_eq!(reset(&mut t, 1, 1), Applied::Refused(Refusal::NoLiveRecord));
         // A new registration continues the generation count.
         assert_eq!(
-            register(&mut t, None, 1),
+            register(&mut t, None, 2, 1),
             Applied::Registered { generation: 2 }
         );
     }
@@ -796,37 +973,35 @@ mod tests {
     #[test]
     fn register_over_live_record_needs_its_generation() {
         let mut t = RecordTable::new();
-        register(&mut t, None, 3);
+        register(&mut t, None, 1, 3);
         assert_eq!(
-            register(&mut t, None, 3),
+            register(&mut t, None, 2, 3),
             Applied::Refused(Refusal::RecordExists)
         );
         assert_eq!(
-            register(&mut t, Some(7), 3),
+            register(&mut t, Some(7), 8, 3),
             Applied::Refused(Refusal::GenerationMismatch)
         );
+        let replace = register_command(Some(1), 2, 3);
+        assert_eq!(t.apply(&replace), Applied::Registered { generation: 2 });
         assert_eq!(
-            register(&mut t, Some(1), 3),
-            Applied::Registered { generation: 2 }
+            t.apply(&replace),
+            Applied::Refused(Refusal::GenerationMismatch)
         );
         let mut empty = RecordTable::new();
         assert_eq!(
-            register(&mut empty, Some(1), 3),
+            register(&mut empty, Some(1), 2, 3),
             Applied::Refused(Refusal::NoLiveRecord)
         );
         assert_eq!(
-            register(&mut empty, None, 0),
+            register(&mut empty, None, 1, 0),
             Applied::Refused(Refusal::InvalidPayload)
         );
     }
 
     #[test]
     fn stored_record_zeroize_clears_secrets() {
-        let mut r = StoredRecord {
-            payload: payload(3),
-            attempts_used: 1,
-            generation: 1,
-        };
+        let mut r = StoredRecord::new(payload(3), 1);
         r.zeroize();
         assert_eq!(r.payload.registration, [0; OPAQUE_REGISTRATION_RECORD_LEN]);
         assert_eq!(r.payload.wrapped_key, [0; WRAPPED_KEY_LEN]);
@@ -836,16 +1011,9 @@ mod tests {
     #[test]
     fn command_codec_round_trips_and_is_strict() {
         let commands = [
-            Command::Register {
-                record_id: ID,
-                replaces: None,
-                payload: payload(10),
-            },
-            Command::Register {
-                record_id: ID,
-                replaces: Some(4),
-                payload: payload(10),
-            },
+            register_command(None, 1, 10),
+            register_command(None, 6, 10),
+            register_command(Some(4), 5, 10),
             Command::ChargeAttempt {
                 record_id: ID,
                 generation: 9,
@@ -853,6 +1021,7 @@ mod tests {
             Command::ResetAttempts {
                 record_id: ID,
                 generation: 9,
+                charge: 3,
             },
             Command::Erase {
                 record_id: ID,
@@ -869,49 +1038,66 @@ mod tests {
             assert!(Command::from_bytes(&long).is_err());
         }
         assert_eq!(
-            Command::from_bytes(&[2, 2]),
-            Err(WireError::UnsupportedVersion(2))
+            Command::from_bytes(&[1, 2]),
+            Err(WireError::UnsupportedVersion(1))
         );
-        assert_eq!(Command::from_bytes(&[1, 9]), Err(WireError::UnknownType(9)));
+        assert_eq!(Command::from_bytes(&[2, 9]), Err(WireError::UnknownType(9)));
         // SPEC.md §8.2: the replaced generation is 0 with flag 0, >= 1 with
-        // flag 1; anything else is invalid.
-        let replaces_zero = Command::Register {
+        // flag 1; the created one is >= 1, and the replaced one plus one.
+        for (replaces, generation, field) in [
+            (Some(0), 1, "replaces"),
+            (None, 0, "generation"),
+            (Some(4), 4, "generation"),
+            (Some(4), 6, "generation"),
+            (Some(u64::MAX), 0, "generation"),
+        ] {
+            assert_eq!(
+                Command::from_bytes(&register_command(replaces, generation, 10).to_bytes()),
+                Err(WireError::InvalidField(field)),
+                "{replaces:?} -> {generation}"
+            );
+        }
+        let reset_zero = Command::ResetAttempts {
             record_id: ID,
-            replaces: Some(0),
-            payload: payload(10),
+            generation: 1,
+            charge: 0,
         };
         assert_eq!(
-            Command::from_bytes(&replaces_zero.to_bytes()),
-            Err(WireError::InvalidField("replaces"))
+            Command::from_bytes(&reset_zero.to_bytes()),
+            Err(WireError::InvalidField("charge"))
         );
     }
 
     #[test]
     fn slot_codec_round_trips_and_is_strict() {
-        let live = RecordSlot::Live(StoredRecord {
-            payload: payload(10),
-            attempts_used: 3,
-            generation: 2,
-        });
+        let mut record = StoredRecord::new(payload(10), 2);
+        record.charges = 40;
+        record.forgiven_through = 33;
+        let live = RecordSlot::Live(record);
         let bytes = live.to_bytes();
         assert_eq!(bytes.len(), 2 + STORED_RECORD_LEN);
         assert_eq!(RecordSlot::from_bytes(&bytes), Ok(live.clone()));
-        let mut over = bytes.to_vec();
-        over[2 + PAYLOAD_LEN] = 11;
-        assert_eq!(
-            RecordSlot::from_bytes(&over),
-            Err(WireError::InvalidField("attempts used"))
-        );
+        let counters = 2 + PAYLOAD_LEN;
+        // More attempts in use than allowed, or more forgiven than charged.
+        for (charges, forgiven) in [(44u64, 33u64), (33, 40)] {
+            let mut bad = bytes.to_vec();
+            bad[counters..counters + 8].copy_from_slice(&charges.to_be_bytes());
+            bad[counters + 8..counters + 16].copy_from_slice(&forgiven.to_be_bytes());
+            assert_eq!(
+                RecordSlot::from_bytes(&bad),
+                Err(WireError::InvalidField("attempts used"))
+            );
+        }
         let erased = RecordSlot::Erased { generation: 7 };
         let bytes = erased.to_bytes();
         assert_eq!(bytes.len(), 10);
         assert_eq!(RecordSlot::from_bytes(&bytes), Ok(erased));
         assert!(RecordSlot::from_bytes(&bytes[..9]).is_err());
-        let mut v2 = bytes.to_vec();
-        v2[0] = 2;
+        let mut v1 = bytes.to_vec();
+        v1[0] = 1;
         assert_eq!(
-            RecordSlot::from_bytes(&v2),
-            Err(WireError::UnsupportedVersion(2))
+            RecordSlot::from_bytes(&v1),
+            Err(WireError::UnsupportedVersion(1))
         );
     }
 }

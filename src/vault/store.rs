@@ -12,7 +12,9 @@ use crate::vault::state::{Applied, Command, RecordSlot, RecordTable};
 /// durable (on disk, in NVRAM, or committed by a majority of the fleet). If
 /// it returns `Err`, the command may or may not have been applied; the vault
 /// then releases nothing that depends on it. `load` returns the state as of
-/// the last durable commit.
+/// the last durable commit. A store may retry a commit whose outcome it lost
+/// by applying the command again: every command is safe to apply twice
+/// (SPEC.md §8.3 item 5), though a retried charge spends one more attempt.
 pub trait RecordStore {
     /// The slot for a record id, if any.
     fn load(&self, record_id: &RecordId) -> Result<Option<RecordSlot>, StoreError>;
