@@ -55,12 +55,34 @@ fn main() {
         "in memory: {} bytes per StoredRecord value",
         std::mem::size_of_val(&slot)
     );
-    match (before, after) {
-        (Some(b), Some(a)) => println!(
-            "vault with {RECORDS} records: peak RSS grew by {:.1} MiB ({:.0} bytes per record)",
-            (a - b) as f64 / (1024.0 * 1024.0),
-            (a - b) as f64 / f64::from(RECORDS)
-        ),
-        _ => println!("peak RSS: not available on this platform (/proc/self/status)"),
+    let growth = match (before, after) {
+        (Some(b), Some(a)) => {
+            println!(
+                "vault with {RECORDS} records: peak RSS grew by {:.1} MiB ({:.0} bytes per record)",
+                (a - b) as f64 / (1024.0 * 1024.0),
+                (a - b) as f64 / f64::from(RECORDS)
+            );
+            Some(a - b)
+        }
+        _ => {
+            println!("peak RSS: not available on this platform (/proc/self/status)");
+            None
+        }
+    };
+    // For benches/report.py, beside criterion's own results.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("..")
+        .join("criterion")
+        .join("memory");
+    let json = format!(
+        "{{\"record_bytes\": {}, \"value_bytes\": {}, \"records\": {RECORDS}, \"peak_rss_growth_bytes\": {}}}\n",
+        slot.to_bytes().len(),
+        std::mem::size_of_val(&slot),
+        growth.map_or("null".to_string(), |g| g.to_string())
+    );
+    if let Err(e) =
+        std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join("memory.json"), json))
+    {
+        println!("(could not write {}: {e})", dir.display());
     }
 }

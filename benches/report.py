@@ -12,7 +12,8 @@ every number comes from the same `cargo bench` run) and prints
 - the client against raw Argon2 with the same parameters,
 - bundle verification against two strict Ed25519 verifications plus its
   hashing (the target), and its parts against theirs,
-- and the stored record's size.
+- and the stored record's size and the vault's peak memory under 100,000
+  records, from `cargo bench --bench memory` (target/criterion/memory/).
 """
 import json
 import os
@@ -103,6 +104,20 @@ width = max(len(r[0]) for r in rows)
 print(f"{'path':<{width}}  {'ours':>11}  {'baseline':>11}  {'ratio':>7}")
 for label, a, b, r, verdict in rows:
     print(f"{label:<{width}}  {a:>11}  {b:>11}  {r:>7}  {verdict}")
+
+print()
+try:
+    with open(os.path.join(root, "memory", "memory.json")) as f:
+        mem = json.load(f)
+    verdict = "meets target" if mem["record_bytes"] <= 320 else "MISSES target 320"
+    print(f"stored record: {mem['record_bytes']} bytes (target <= 320: {verdict}); "
+          f"{mem['value_bytes']} bytes per value in memory")
+    if mem["peak_rss_growth_bytes"] is not None:
+        g = mem["peak_rss_growth_bytes"]
+        print(f"vault with {mem['records']} records: peak RSS grew by {g / 2**20:.1f} MiB "
+              f"({g / mem['records']:.0f} bytes per record)")
+except FileNotFoundError:
+    print("stored record: run `cargo bench --bench memory` first")
 
 print()
 print("group operations (medians):")
