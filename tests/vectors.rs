@@ -544,7 +544,13 @@ fn lockout_vectors_follow_the_spec() {
     assert_eq!(relay["actor"], "relay");
     assert_eq!(relay["output"]["error"], "AuthenticationFailed");
     assert_eq!(relay["commits"][0]["applied"]["result"], "Erased");
-    assert_eq!(b(&relay["commits"][0]["command"])[..2], [2, 4], "Erase");
+    let erase = b(&relay["commits"][0]["command"]);
+    assert_eq!(erase[..2], [2, 4], "Erase");
+    assert_eq!(
+        u64::from_be_bytes(erase[42..50].try_into().unwrap()),
+        3,
+        "the Erase names the failed session's charge, the third"
+    );
     let fake = step(&flow, "Vault::recovery_start", 4);
     assert_eq!(
         fake["commits"],

@@ -1164,6 +1164,8 @@ pub fn negative() -> Value {
         cmd("ChargeAttempt one byte short", &charge[..charge.len() - 1]),
         cmd("ResetAttempts without its charge", &with(&charge, 1, &[3])),
         cmd("ResetAttempts charge 0", &reset),
+        cmd("Erase without its charge", &with(&charge, 1, &[4])),
+        cmd("Erase charge 0", &with(&reset, 1, &[4])),
         cmd(
             "Register one trailing byte",
             &[&register[..], &[0]].concat(),

@@ -810,6 +810,7 @@ impl<S: RecordStore> Vault<S> {
             command: Command::Erase {
                 record_id,
                 generation,
+                charge: record.charges,
             },
             then: Then::Ke2 {
                 record_id,
@@ -965,6 +966,7 @@ impl<S: RecordStore> Vault<S> {
                     command: Command::Erase {
                         record_id,
                         generation: record.generation,
+                        charge: record.charge,
                     },
                     then: Then::Refuse,
                 }))

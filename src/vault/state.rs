@@ -192,12 +192,17 @@ pub enum Command {
         charge: u64,
     },
     /// Erase the live record of this generation, if all its attempts are
-    /// spent.
+    /// spent and `charge` is its latest charge: the session of a later
+    /// charge, which holds the last attempt now, may still succeed.
     Erase {
         /// The record id.
         record_id: RecordId,
         /// The generation erased.
         generation: u64,
+        /// The latest charge as the proposer saw it: the charge of the
+        /// session that failed on the last attempt, or the record's
+        /// `charges` when no session of it is pending.
+        charge: u64,
     },
     /// Delete the record whatever its state (the operator's account removal).
     Delete {
@@ -241,10 +246,12 @@ impl fmt::Debug for Command {
             Self::Erase {
                 record_id,
                 generation,
+                charge,
             } => f
                 .debug_struct("Erase")
                 .field("record_id", record_id)
                 .field("generation", generation)
+                .field("charge", charge)
                 .finish(),
             Self::Delete { record_id } => f
                 .debug_struct("Delete")
@@ -292,7 +299,8 @@ pub enum Refusal {
     RecordExists,
     /// Every attempt is already spent.
     Exhausted,
-    /// Attempts remain, so the record may not be erased.
+    /// Attempts remain, or a charge later than the one the `Erase` named
+    /// holds the last attempt, so the record may not be erased.
     NotExhausted,
     /// The payload is invalid (zero attempts, invalid parameters).
     InvalidPayload,
@@ -419,9 +427,18 @@ impl RecordTable {
             Command::Erase {
                 record_id,
                 generation,
+                charge,
             } => match self.live_mut(record_id, *generation) {
                 Err(refusal) => Applied::Refused(refusal),
-                Ok(record) if record.attempts_used() < record.payload.max_attempts => {
+                Ok(record) if *charge == 0 || *charge > record.charges => {
+                    Applied::Refused(Refusal::UnknownCharge)
+                }
+                // Attempts remain, or a later charge's session holds the
+                // last one now.
+                Ok(record)
+                    if record.attempts_used() < record.payload.max_attempts
+                        || *charge < record.charges =>
+                {
                     Applied::Refused(Refusal::NotExhausted)
                 }
                 Ok(_) => {
@@ -637,8 +654,16 @@ impl Command {
                 record_id,
                 generation,
                 charge,
+            }
+            | Self::Erase {
+                record_id,
+                generation,
+                charge,
             } => {
-                out.push(TAG_RESET);
+                out.push(match self {
+                    Self::ResetAttempts { .. } => TAG_RESET,
+                    _ => TAG_ERASE,
+                });
                 out.extend_from_slice(record_id.as_bytes());
                 out.extend_from_slice(&generation.to_be_bytes());
                 out.extend_from_slice(&charge.to_be_bytes());
@@ -646,15 +671,8 @@ impl Command {
             Self::ChargeAttempt {
                 record_id,
                 generation,
-            }
-            | Self::Erase {
-                record_id,
-                generation,
             } => {
-                out.push(match self {
-                    Self::ChargeAttempt { .. } => TAG_CHARGE,
-                    _ => TAG_ERASE,
-                });
+                out.push(TAG_CHARGE);
                 out.extend_from_slice(record_id.as_bytes());
                 out.extend_from_slice(&generation.to_be_bytes());
             }
@@ -714,7 +732,7 @@ impl Command {
                     payload,
                 }
             }
-            TAG_RESET => {
+            TAG_RESET | TAG_ERASE => {
                 expect(RECORD_ID_LEN + 16)?;
                 let record_id = RecordId(r.take()?);
                 let generation = u64::from_be_bytes(r.take()?);
@@ -722,26 +740,25 @@ impl Command {
                 if charge == 0 {
                     return Err(WireError::InvalidField("charge"));
                 }
-                Self::ResetAttempts {
-                    record_id,
-                    generation,
-                    charge,
-                }
-            }
-            TAG_CHARGE | TAG_ERASE => {
-                expect(RECORD_ID_LEN + 8)?;
-                let record_id = RecordId(r.take()?);
-                let generation = u64::from_be_bytes(r.take()?);
-                if tag == TAG_CHARGE {
-                    Self::ChargeAttempt {
+                if tag == TAG_RESET {
+                    Self::ResetAttempts {
                         record_id,
                         generation,
+                        charge,
                     }
                 } else {
                     Self::Erase {
                         record_id,
                         generation,
+                        charge,
                     }
+                }
+            }
+            TAG_CHARGE => {
+                expect(RECORD_ID_LEN + 8)?;
+                Self::ChargeAttempt {
+                    record_id: RecordId(r.take()?),
+                    generation: u64::from_be_bytes(r.take()?),
                 }
             }
             TAG_DELETE => {
@@ -906,6 +923,32 @@ mod tests {
     }
 
     #[test]
+    fn only_the_latest_charge_may_erase() {
+        // The session of charge 3 held the last attempt when it was
+        // charged; then the success of charge 1 forgave one attempt and
+        // charge 4 took the last one. The failure of charge 3 must not erase
+        // the record while charge 4's session may still succeed.
+        let mut t = RecordTable::new();
+        register(&mut t, None, 1, 3);
+        for _ in 0..3 {
+            charge(&mut t, 1);
+        }
+        assert_eq!(reset(&mut t, 1, 1), Applied::Reset);
+        assert_eq!(charge(&mut t, 1), charged(0, 4));
+        let erase = |charge| Command::Erase {
+            record_id: ID,
+            generation: 1,
+            charge,
+        };
+        assert_eq!(t.apply(&erase(3)), Applied::Refused(Refusal::NotExhausted));
+        assert_eq!(t.apply(&erase(5)), Applied::Refused(Refusal::UnknownCharge));
+        assert_eq!(t.apply(&erase(0)), Applied::Refused(Refusal::UnknownCharge));
+        assert_eq!(used(&t), Some(3));
+        // Charge 4's failure does.
+        assert_eq!(t.apply(&erase(4)), Applied::Erased);
+    }
+
+    #[test]
     fn a_register_applied_twice_never_revives_an_erased_record() {
         // SPEC.md §8.3: a duplicated Register { replaces: None } applied
         // after erasure once brought the record back with fresh attempts.
@@ -917,6 +960,7 @@ mod tests {
         let erase = Command::Erase {
             record_id: ID,
             generation: 1,
+            charge: 1,
         };
         assert_eq!(t.apply(&erase), Applied::Erased);
         assert_eq!(
@@ -954,8 +998,9 @@ mod tests {
         let erase = Command::Erase {
             record_id: ID,
             generation: 1,
+            charge: 1,
         };
-        assert_eq!(t.apply(&erase), Applied::Refused(Refusal::NotExhausted));
+        assert_eq!(t.apply(&erase), Applied::Refused(Refusal::UnknownCharge));
         charge(&mut t, 1);
         assert_eq!(t.apply(&erase), Applied::Erased);
         assert_eq!(t.get(&ID), Some(&RecordSlot::Erased { generation: 1 }));
@@ -1026,6 +1071,7 @@ mod tests {
             Command::Erase {
                 record_id: ID,
                 generation: 9,
+                charge: 12,
             },
             Command::Delete { record_id: ID },
         ];
@@ -1057,15 +1103,23 @@ mod tests {
                 "{replaces:?} -> {generation}"
             );
         }
-        let reset_zero = Command::ResetAttempts {
-            record_id: ID,
-            generation: 1,
-            charge: 0,
-        };
-        assert_eq!(
-            Command::from_bytes(&reset_zero.to_bytes()),
-            Err(WireError::InvalidField("charge"))
-        );
+        for zero in [
+            Command::ResetAttempts {
+                record_id: ID,
+                generation: 1,
+                charge: 0,
+            },
+            Command::Erase {
+                record_id: ID,
+                generation: 1,
+                charge: 0,
+            },
+        ] {
+            assert_eq!(
+                Command::from_bytes(&zero.to_bytes()),
+                Err(WireError::InvalidField("charge"))
+            );
+        }
     }
 
     #[test]
