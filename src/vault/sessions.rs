@@ -67,6 +67,23 @@ impl<T> Sessions<T> {
         });
     }
 
+    /// Removes the session that expires first (among equals, the one with
+    /// the smallest session id). Linear, and only reached when the table is
+    /// full.
+    fn evict_earliest(&mut self) {
+        let earliest = self
+            .by_id
+            .iter()
+            .min_by_key(|(_, p)| p.expires_at)
+            .map(|(id, p)| (*id, p.record_id));
+        if let Some((id, record_id)) = earliest {
+            self.by_id.remove(&id);
+            if self.by_record.get(&record_id) == Some(&id) {
+                self.by_record.remove(&record_id);
+            }
+        }
+    }
+
     /// Whether the record has a session that has not expired.
     pub(crate) fn has_live(&self, record_id: &RecordId, now: u64) -> bool {
         self.by_record
@@ -76,7 +93,10 @@ impl<T> Sessions<T> {
     }
 
     /// Inserts a session, superseding (and returning) the record's previous
-    /// one. The caller checked [`Self::make_room`] first.
+    /// one. The caller checked [`Self::make_room`] first; if the table
+    /// filled up since (other requests were in flight between a vault's
+    /// `begin` and `resume`), the session that expires first gives way, so
+    /// the bound holds whatever the order of events.
     pub(crate) fn insert(
         &mut self,
         id: SessionId,
@@ -89,6 +109,9 @@ impl<T> Sessions<T> {
             .insert(record_id, id)
             .and_then(|old| self.by_id.remove(&old))
             .map(|p| p.state);
+        if superseded.is_none() && self.by_id.len() >= self.capacity {
+            self.evict_earliest();
+        }
         self.by_id.insert(
             id,
             Pending {
@@ -174,5 +197,28 @@ mod tests {
         assert!(!s.has_live(&A, 10));
         assert_eq!(s.take(&SessionId([2; 16]), &A, 10), Err(Missing::Expired));
         assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn the_bound_holds_when_inserts_outrun_make_room() {
+        // Three two-phase requests all found room at `begin`; their
+        // sessions arrive at `resume`. The table never exceeds its bound:
+        // the session that expires first gives way.
+        let mut s = Sessions::new(2);
+        let c = RecordId([3; 32]);
+        for r in [&A, &B, &c] {
+            assert!(s.make_room(0, r));
+        }
+        s.insert(SessionId([1; 16]), A, 30, "a");
+        s.insert(SessionId([2; 16]), B, 20, "b");
+        s.insert(SessionId([3; 16]), c, 40, "c");
+        assert_eq!(s.len(), 2);
+        assert!(!s.has_live(&B, 0), "B's session expired first: evicted");
+        assert!(s.has_live(&A, 0) && s.has_live(&c, 0));
+        assert_eq!(s.take(&SessionId([2; 16]), &B, 0), Err(Missing::Unknown));
+        // Superseding a record's own session never evicts another.
+        s.insert(SessionId([4; 16]), A, 50, "a2");
+        assert_eq!(s.len(), 2);
+        assert!(s.has_live(&c, 0));
     }
 }
