@@ -117,8 +117,9 @@ struct Model {
     config: ClientConfig,
     now: u64,
     sessions: Vec<Session>,
-    /// KE2s built from each record's live generation since its last reset.
-    issued: [u8; RECORDS as usize],
+    /// The charge number of every KE2 built from each record's live
+    /// generation (SPEC.md §8.1 numbers charges from 1).
+    issued: [Vec<u64>; RECORDS as usize],
     /// Each record's live generation as last seen.
     generation: [u64; RECORDS as usize],
     fault: Fault,
@@ -155,7 +156,7 @@ impl Model {
             config,
             now: 1_000,
             sessions: Vec::new(),
-            issued: [0; RECORDS as usize],
+            issued: core::array::from_fn(|_| Vec::new()),
             generation: [0; RECORDS as usize],
             fault: Fault::None,
         };
@@ -207,17 +208,13 @@ impl Model {
     fn observe(&mut self, rec: u8) {
         let i = rec as usize;
         match self.live(rec) {
-            Some((used, generation)) => {
+            Some((_, generation)) => {
                 if generation != self.generation[i] {
                     self.generation[i] = generation;
-                    self.issued[i] = 0;
-                } else if used == 0 {
-                    // A committed reset (even one whose acknowledgement was
-                    // lost) follows a proven success: the count restarts.
-                    self.issued[i] = 0;
+                    self.issued[i].clear();
                 }
             }
-            None => self.issued[i] = 0,
+            None => self.issued[i].clear(),
         }
     }
 
@@ -247,7 +244,13 @@ impl Model {
                     MAX - used_after,
                     "KE2 reports the committed count"
                 );
-                self.issued[rec as usize] += 1;
+                if let Some(RecordSlot::Live(r)) = self.slot(rec) {
+                    assert!(
+                        !self.issued[rec as usize].contains(&r.charges),
+                        "two KE2s from one charge"
+                    );
+                    self.issued[rec as usize].push(r.charges);
+                }
             }
         }
         Some(ke2)
@@ -429,14 +432,23 @@ impl Model {
     fn check(&mut self) {
         for rec in 0..RECORDS {
             let i = rec as usize;
-            assert!(
-                self.issued[i] <= MAX,
-                "record {rec}: {} KE2s since the last success",
-                self.issued[i]
-            );
             match self.slot(rec) {
                 Some(RecordSlot::Live(r)) => {
                     assert!(r.attempts_used() <= r.payload.max_attempts);
+                    // SPEC.md §8.3's claim: KE2s built from charges above
+                    // the last one a success forgave number at most the
+                    // limit (a reset whose acknowledgement was lost counts:
+                    // it followed a proven success).
+                    if r.generation == self.generation[i] {
+                        let unforgiven = self.issued[i]
+                            .iter()
+                            .filter(|&&c| c > r.forgiven_through)
+                            .count();
+                        assert!(
+                            unforgiven <= usize::from(MAX),
+                            "record {rec}: {unforgiven} KE2s from charges no success forgave"
+                        );
+                    }
                     assert!(
                         r.generation >= self.generation[i],
                         "record {rec}: generation went backwards"
