@@ -850,11 +850,9 @@ impl Verifier {
                 "the bundle is signed by another auditor key than the evidence declares".into(),
             );
         }
-        if !verify_strict(
-            &key,
-            &bundle.statement().to_bytes(),
-            &bundle.auditor_signature,
-        ) {
+        // Prepared once: it verifies the statement and both checkpoints.
+        let auditor = PinnedKey::new(key);
+        if !auditor.verify_strict(&bundle.statement().to_bytes(), &bundle.auditor_signature) {
             return Err("the auditor's signature over the statement does not verify".into());
         }
         if let Some(c) = &bundle.counter_signature {
@@ -862,8 +860,9 @@ impl Verifier {
                 return Err("the operator's counter-signature does not verify".into());
             }
         }
-        let checkpoint = Checkpoint::verify_note(&bundle.checkpoint, ns, &[PinnedKey::new(key)])
-            .map_err(|e| format!("the checkpoint is not signed by the auditor key: {e}"))?;
+        let checkpoint =
+            Checkpoint::verify_note(&bundle.checkpoint, ns, std::slice::from_ref(&auditor))
+                .map_err(|e| format!("the checkpoint is not signed by the auditor key: {e}"))?;
         bundle
             .inclusion
             .verify(&entry(epoch, &digest), &checkpoint)
@@ -900,10 +899,10 @@ impl Verifier {
         if live.auditor_key != key {
             return Err(format!("{source} is signed by another auditor key"));
         }
-        let live_checkpoint = Checkpoint::verify_note(&live.checkpoint, ns, &[PinnedKey::new(key)])
-            .map_err(|e| {
-                format!("{source}: the checkpoint is not signed by the auditor key: {e}")
-            })?;
+        let live_checkpoint =
+            Checkpoint::verify_note(&live.checkpoint, ns, std::slice::from_ref(&auditor)).map_err(
+                |e| format!("{source}: the checkpoint is not signed by the auditor key: {e}"),
+            )?;
         live.inclusion
             .verify(&entry(epoch, &digest), &live_checkpoint)
             .map_err(|e| format!("fleet key not in the log ({source}): {e}"))?;

@@ -95,11 +95,10 @@ impl PinnedKey {
         let Some(table) = &self.table else {
             return false;
         };
-        let (r_bytes, s_bytes) = signature.split_at(32);
-        let Ok(s_bytes) = <[u8; 32]>::try_from(s_bytes) else {
-            return false;
-        };
-        let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else {
+        let signature = Signature::from_bytes(signature);
+        let r_bytes = signature.r_bytes();
+        let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(*signature.s_bytes()))
+        else {
             return false;
         };
         let hash = Sha512::new()
