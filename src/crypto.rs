@@ -49,6 +49,9 @@ pub(crate) mod label {
     /// HKDF info prefix: fleet transport key -> one sender boot's key for one
     /// link (followed by from, to, incarnation, boot nonce; SPEC.md §21).
     pub const FLEET_LINK_KEY: &[u8] = b"backup-key-vault/v1/fleet-link-key";
+    /// HKDF info prefix: fleet transport key -> one member's key for what
+    /// its host stores for it (followed by the member id; SPEC.md §22).
+    pub const FLEET_STORAGE_KEY: &[u8] = b"backup-key-vault/v1/fleet-storage-key";
     /// AEAD associated-data prefixes, one per encrypted field.
     pub const AAD_RESPONSE: &[u8] = b"backup-key-vault/v1/aad/registration-response";
     pub const AAD_UPLOAD: &[u8] = b"backup-key-vault/v1/aad/registration-upload";

@@ -198,6 +198,16 @@ impl FleetTransportKey {
         );
         Zeroizing::new(key.0)
     }
+
+    /// The key under which member `node` seals everything its untrusted
+    /// host stores for it (SPEC.md §22): `HKDF(transport_key,
+    /// FLEET_STORAGE_KEY || u64be(node))`. One key per member, so a row
+    /// copied from another member's disk does not open.
+    pub fn storage_key(&self, node: u64) -> Zeroizing<[u8; 32]> {
+        let key =
+            crate::crypto::derive_key(&self.0, label::FLEET_STORAGE_KEY, &[&node.to_be_bytes()]);
+        Zeroizing::new(key.0)
+    }
 }
 
 impl fmt::Debug for FleetTransportKey {

@@ -46,6 +46,12 @@ pub struct NodeArgs {
     /// Milliseconds per tick.
     #[arg(long, default_value_t = 20)]
     tick_ms: u64,
+    /// A file standing in for the HSM's tamper-proof NVRAM (SPEC.md §22.4).
+    /// NOT tamper-proof: whoever can write it can roll it back together
+    /// with the disk. Without it, every start goes through the recovery
+    /// gate of §22.3.
+    #[arg(long)]
+    nvram: Option<PathBuf>,
 }
 
 /// `bkv fleet up`.
@@ -149,7 +155,15 @@ pub fn node(args: &NodeArgs) -> ExitCode {
             data_dir: args.data.clone(),
             policy: policy(args.insecure_fast),
             tick: Duration::from_millis(args.tick_ms.max(1)),
+            nvram: args.nvram.clone(),
         };
+        if let Some(path) = &args.nvram {
+            eprintln!(
+                "node {}: NVRAM stand-in {} is an ordinary file, NOT tamper-proof (SPEC.md §22.4)",
+                args.id,
+                path.display()
+            );
+        }
         eprintln!("node {} serving clients on http://{}", args.id, args.listen);
         run_node(options, &secrets).map_err(|e| e.to_string())
     };

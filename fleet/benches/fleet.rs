@@ -1,7 +1,10 @@
 //! Recoveries per second: one vault, a 3-node and a 5-node fleet, in one
 //! process over a simulated network (no sleeps). Only the servers' work is
-//! timed (every node's: Raft, redb on an in-memory disk, message sealing,
-//! applying, OPAQUE); the clients' work is not. Run with
+//! timed (every node's: Raft, sealing and checking what the host stores,
+//! an in-memory host, message sealing, applying, OPAQUE); the clients'
+//! work is not. The 5-node fleet also runs with the host's rows in clear
+//! and unchecked (as before SPEC revision 5), in the same run, so the cost
+//! of authenticating the host's storage is printed as a ratio. Run with
 //! `cargo bench -p bkv-fleet`; `BKV_BENCH_CLIENTS` and `BKV_BENCH_ROUNDS`
 //! change the load.
 
@@ -11,7 +14,7 @@ use backup_key_vault::client::{AwaitingKeyRelease, ClientConfig, Recovery, Regis
 use backup_key_vault::vault::{MemoryStore, Vault, VaultPolicy};
 use backup_key_vault::wire::{KeyRelease, RecoveryResponse};
 use backup_key_vault::{FleetSecrets, RecordId, RecoveryCode};
-use bkv_fleet::disk::{Disk, SimDisk};
+use bkv_fleet::platform::{MemHost, MemNvram};
 use bkv_fleet::{Node, NodeConfig};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -33,7 +36,13 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn new(n: usize, secrets: &FleetSecrets, policy: &VaultPolicy) -> Self {
+    fn new(
+        n: usize,
+        secrets: &FleetSecrets,
+        policy: &VaultPolicy,
+        sealed: bool,
+        nvram: bool,
+    ) -> Self {
         let members: Vec<u64> = (1..=n as u64).collect();
         let mut rngs: Vec<ChaCha20Rng> = (0..n)
             .map(|i| ChaCha20Rng::seed_from_u64(100 + i as u64))
@@ -43,8 +52,10 @@ impl Fleet {
                 let mut c = NodeConfig::new(i as u64 + 1, members.clone(), policy.clone());
                 c.election_tick = 10 + 3 * i;
                 c.snapshot_interval = 10_000;
-                let disk = Disk::open_backend(SimDisk::new()).expect("disk");
-                Node::open(c, secrets, disk, &mut rngs[i]).expect("node")
+                c.unsealed_disk = !sealed;
+                let nvram =
+                    nvram.then(|| Box::new(MemNvram::new()) as Box<dyn bkv_fleet::platform::Nvram>);
+                Node::open(c, secrets, Box::new(MemHost::new()), nvram, &mut rngs[i]).expect("node")
             })
             .collect();
         let mut fleet = Self {
@@ -272,12 +283,36 @@ fn main() {
     );
     println!("{clients} concurrent clients, {rounds} recoveries each; server time only");
     println!("one vault (memory store):  {single:>8.0} recoveries/s");
-    for n in [3, 5] {
-        let fleet = Fleet::new(n, &secrets, &policy);
+    let mut five = (0.0, 0.0);
+    for (n, sealed, nvram, label) in [
+        (3, true, false, "sealed disk"),
+        (5, true, false, "sealed disk"),
+        (5, true, true, "sealed disk + NVRAM"),
+        (
+            5,
+            false,
+            false,
+            "disk in clear, unchecked (before revision 5)",
+        ),
+    ] {
+        let fleet = Fleet::new(n, &secrets, &policy, sealed, nvram);
         let (rate, batching) = measure(Server::Fleet(fleet), clients, rounds, 3, &secrets);
         println!(
-            "{n}-node fleet (all nodes' work, one thread): {rate:>8.0} recoveries/s = {:.0}% of one vault; {batching:.1} commands per Raft entry",
+            "{n}-node fleet, {label} (all nodes' work, one thread): {rate:>8.0} recoveries/s = {:.0}% of one vault; {batching:.1} commands per Raft entry",
             100.0 * rate / single
+        );
+        if n == 5 && !nvram {
+            if sealed {
+                five.0 = rate;
+            } else {
+                five.1 = rate;
+            }
+        }
+    }
+    if five.1 > 0.0 {
+        println!(
+            "authenticated storage keeps {:.1}% of the 5-node fleet's recoveries per second (target: at least 90%)",
+            100.0 * five.0 / five.1
         );
     }
 }

@@ -147,11 +147,16 @@ pub enum PeerMessage {
     Probe {
         /// The round this probe belongs to.
         round: u64,
+        /// Fresh from the prober's RNG for this round: the answer must echo
+        /// it, which binds the answer to the prober's current boot.
+        nonce: [u8; 16],
     },
     /// The answer: the last term and index of the answering node's log.
     ProbeAnswer {
         /// The round answered.
         round: u64,
+        /// The probe's nonce, echoed.
+        nonce: [u8; 16],
         /// The term of the answering node's last log entry.
         last_term: u64,
         /// The index of the answering node's last log entry.
@@ -160,8 +165,9 @@ pub enum PeerMessage {
 }
 
 impl PeerMessage {
-    /// `kind(1) || body`: 1 Raft (protobuf), 2 Probe (u64be round), 3
-    /// ProbeAnswer (u64be round, last term, last index), 4 Nudge (empty).
+    /// `kind(1) || body`: 1 Raft (protobuf), 2 Probe (u64be round, nonce
+    /// (16)), 3 ProbeAnswer (u64be round, nonce (16), u64be last term, u64be
+    /// last index), 4 Nudge (empty).
     pub fn to_bytes(&self) -> Vec<u8> {
         match self {
             Self::Raft(bytes) => {
@@ -171,18 +177,22 @@ impl PeerMessage {
                 out
             }
             Self::Nudge => vec![4],
-            Self::Probe { round } => {
+            Self::Probe { round, nonce } => {
                 let mut out = vec![2];
                 out.extend_from_slice(&round.to_be_bytes());
+                out.extend_from_slice(nonce);
                 out
             }
             Self::ProbeAnswer {
                 round,
+                nonce,
                 last_term,
                 last_index,
             } => {
                 let mut out = vec![3];
-                for v in [round, last_term, last_index] {
+                out.extend_from_slice(&round.to_be_bytes());
+                out.extend_from_slice(nonce);
+                for v in [last_term, last_index] {
                     out.extend_from_slice(&v.to_be_bytes());
                 }
                 out
@@ -195,9 +205,13 @@ impl PeerMessage {
         let mut r = Reader(bytes);
         let msg = match r.u8()? {
             1 => return Ok(Self::Raft(r.0.to_vec())),
-            2 => Self::Probe { round: r.u64()? },
+            2 => Self::Probe {
+                round: r.u64()?,
+                nonce: r.array()?,
+            },
             3 => Self::ProbeAnswer {
                 round: r.u64()?,
+                nonce: r.array()?,
                 last_term: r.u64()?,
                 last_index: r.u64()?,
             },
@@ -245,10 +259,14 @@ mod tests {
     fn peer_messages_round_trip() {
         for m in [
             PeerMessage::Raft(vec![1, 2, 3]),
-            PeerMessage::Probe { round: 7 },
+            PeerMessage::Probe {
+                round: 7,
+                nonce: [5; 16],
+            },
             PeerMessage::Nudge,
             PeerMessage::ProbeAnswer {
                 round: 7,
+                nonce: [5; 16],
                 last_term: 3,
                 last_index: 99,
             },
@@ -258,6 +276,16 @@ mod tests {
         assert!(PeerMessage::from_bytes(&[]).is_err());
         assert!(PeerMessage::from_bytes(&[9]).is_err());
         assert!(PeerMessage::from_bytes(&[2, 0]).is_err());
+        // A probe without its nonce, or an answer cut short.
+        assert!(PeerMessage::from_bytes(&[2, 0, 0, 0, 0, 0, 0, 0, 7]).is_err());
+        let answer = PeerMessage::ProbeAnswer {
+            round: 1,
+            nonce: [1; 16],
+            last_term: 2,
+            last_index: 3,
+        }
+        .to_bytes();
+        assert!(PeerMessage::from_bytes(&answer[..answer.len() - 1]).is_err());
     }
 
     #[test]

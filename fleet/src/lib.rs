@@ -10,7 +10,15 @@
 //!   from the fleet secrets, with sender, receiver, incarnation and sequence
 //!   number bound in; forged, altered and replayed messages are dropped and
 //!   counted.
-//! * [`disk`]: the Raft log, hard state and record-table snapshots in redb.
+//! * [`platform`]: what the node needs from its platform, as two small
+//!   traits: a host that keeps opaque rows ([`platform::HostStore`]) and,
+//!   optionally, tamper-proof NVRAM ([`platform::Nvram`]). The node does no
+//!   storage I/O of its own.
+//! * [`sealed`]: everything the host keeps for a node is encrypted and
+//!   authenticated by the node, under one manifest that commits to every
+//!   row; an edited, dropped, duplicated, reordered or spliced row, or a
+//!   row from another node, is detected when the node loads (SPEC.md §22).
+//! * [`disk`]: the host's side on a real disk: the rows in redb.
 //!
 //! The guess rule holds across the fleet: KE2 only after the charge is
 //! committed by a majority and applied on the answering node; the key only
@@ -40,6 +48,8 @@ pub mod error;
 pub mod log;
 pub mod net;
 pub mod node;
+pub mod platform;
+pub mod sealed;
 pub mod sim;
 pub mod transport;
 

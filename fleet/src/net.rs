@@ -21,9 +21,10 @@ use backup_key_vault::vault::VaultPolicy;
 use backup_key_vault::wire::{Rejection, RejectionCode};
 use backup_key_vault::{FleetSecrets, OsRng};
 
-use crate::disk::Disk;
+use crate::disk::RedbHost;
 use crate::error::FleetError;
 use crate::node::{Node, NodeConfig};
+use crate::platform::{FileNvram, Nvram};
 
 /// Largest frame a peer may send.
 pub const MAX_FRAME: usize = 16 << 20;
@@ -47,6 +48,10 @@ pub struct NodeOptions {
     pub policy: VaultPolicy,
     /// Wall-clock length of one tick.
     pub tick: Duration,
+    /// A file standing in for the HSM's NVRAM (§22.4). **Not tamper-proof**:
+    /// whoever can write it can roll it back with the disk. `None`: the
+    /// node runs without NVRAM and every start goes through the §22.3 gate.
+    pub nvram: Option<PathBuf>,
 }
 
 enum Input {
@@ -62,14 +67,18 @@ fn io_err(e: impl core::fmt::Display) -> FleetError {
 /// Runs a node until the process ends.
 pub fn run_node(options: NodeOptions, secrets: &FleetSecrets) -> Result<(), FleetError> {
     std::fs::create_dir_all(&options.data_dir).map_err(io_err)?;
-    let disk = Disk::open_path(&options.data_dir.join("node.redb"))?;
+    let host = RedbHost::open_path(&options.data_dir.join("node.redb"))?;
+    let nvram: Option<Box<dyn Nvram>> = options
+        .nvram
+        .as_deref()
+        .map(|p| Box::new(FileNvram::new(p)) as Box<dyn Nvram>);
     let members: Vec<u64> = options.peers.keys().copied().collect();
     let mut config = NodeConfig::new(options.id, members, options.policy.clone());
     // Ticks are wall-clock here: vary election timeouts per node.
     config.election_tick = 10 + 2 * (options.id as usize % 5);
     config.request_timeout_ticks = 150;
     let mut rng = OsRng;
-    let mut node = Node::open(config, secrets, disk, &mut rng)?;
+    let mut node = Node::open(config, secrets, Box::new(host), nvram, &mut rng)?;
 
     let own = options
         .peers
@@ -126,19 +135,26 @@ fn drive(
             Ok(Input::Status(reply)) => {
                 let c = node.counters();
                 let _ = reply.send(format!(
-                    "id {}\nserving {}\nleader {}\nterm {}\napplied {}\nincarnation {}\nforged {}\nreplayed {}\nstale {}\nmisaddressed {}\ncommands_proposed {}\nentries_proposed {}\n",
+                    "id {}\nserving {}\nleader {}\nterm {}\napplied {}\nincarnation {}\nnvram {}\naccepted {}\nforged {}\nreplayed {}\nstale {}\nmisaddressed {}\ncommands_proposed {}\nentries_proposed {}\ndisk_rejected {}\nrollbacks_detected {}\nanswers_refused {}\nvotes_withheld {}\nrefused_while_recovering {}\n",
                     node.id(),
                     node.is_serving(),
                     node.leader(),
                     node.term(),
                     node.applied_index(),
                     node.incarnation(),
+                    node.has_nvram(),
+                    c.transport.accepted,
                     c.transport.forged,
                     c.transport.replayed,
                     c.transport.stale,
                     c.transport.misaddressed,
                     c.commands_proposed,
                     c.entries_proposed,
+                    c.disk_rejected,
+                    c.rollbacks_detected,
+                    c.answers_refused,
+                    c.votes_withheld,
+                    c.refused_while_recovering,
                 ));
             }
             Err(RecvTimeoutError::Timeout) => {}

@@ -31,9 +31,10 @@ use backup_key_vault::wire::{Rejection, RejectionCode};
 use backup_key_vault::{FleetSecrets, RecordId, StoreError};
 
 use crate::codec::{self, PeerMessage, ProposalId};
-use crate::disk::{Disk, Write};
 use crate::error::FleetError;
 use crate::log::LogStore;
+use crate::platform::{HostStore, Nvram};
+use crate::sealed::{Boot, SealedStore, Write};
 use crate::transport::{Dropped, Link, TransportCounters};
 
 /// How a node runs. Every member of a fleet uses the same values except `id`
@@ -65,6 +66,16 @@ pub struct NodeConfig {
     /// waiting for it to commit. The simulation must catch it.
     #[cfg(feature = "broken-rule")]
     pub broken_rule: bool,
+    /// **Test only**: keep the host's rows in clear and unchecked, as before
+    /// SPEC revision 5, so a test can show the edited-disk attack works
+    /// without this defence.
+    #[cfg(feature = "broken-rule")]
+    pub unsealed_disk: bool,
+    /// **Test only**: accept answers (probe answers, Raft responses) that
+    /// are not bound to this boot, as before SPEC revision 5, so a test can
+    /// show the replayed-probe attack works without this defence.
+    #[cfg(feature = "broken-rule")]
+    pub unbound_answers: bool,
 }
 
 impl NodeConfig {
@@ -84,7 +95,27 @@ impl NodeConfig {
             record_events: false,
             #[cfg(feature = "broken-rule")]
             broken_rule: false,
+            #[cfg(feature = "broken-rule")]
+            unsealed_disk: false,
+            #[cfg(feature = "broken-rule")]
+            unbound_answers: false,
         }
+    }
+
+    fn sealing(&self) -> bool {
+        #[cfg(feature = "broken-rule")]
+        if self.unsealed_disk {
+            return false;
+        }
+        true
+    }
+
+    fn binds_answers(&self) -> bool {
+        #[cfg(feature = "broken-rule")]
+        if self.unbound_answers {
+            return false;
+        }
+        true
     }
 
     fn majority(&self) -> usize {
@@ -161,9 +192,18 @@ pub struct NodeCounters {
     pub votes_withheld: u64,
     /// Client requests refused while recovering.
     pub refused_while_recovering: u64,
-    /// Times a peer showed this node it had run with a later incarnation
-    /// (its disk was rolled back or wiped).
+    /// Times this node found its disk rolled back or wiped: a peer showed
+    /// it had run with a later incarnation, or NVRAM showed the disk older
+    /// than its latest state (§22.3, §22.4).
     pub rollbacks_detected: u64,
+    /// Starts at which the host's rows failed authentication (edited,
+    /// dropped, duplicated, reordered, spliced, or from another node): the
+    /// disk was discarded as if wiped (§22.1).
+    pub disk_rejected: u64,
+    /// Authentic answers that were not bound to this boot (a probe answer
+    /// without this boot's nonce, a Raft response naming an earlier boot
+    /// of this node), dropped (§21.3).
+    pub answers_refused: u64,
     /// Snapshots taken or installed.
     pub snapshots: u64,
     /// Raft messages from a peer that named another sender or receiver.
@@ -204,6 +244,11 @@ enum Gate {
     Recovering {
         round: u64,
         round_started: u64,
+        /// The nonce each recent probe round carried: an answer must echo
+        /// its round's nonce, so answers recorded in an earlier boot fail.
+        nonces: BTreeMap<u64, [u8; 16]>,
+        /// The target came from NVRAM: no probing needed.
+        fixed: bool,
         /// Per peer: the round of its latest answer, and its (last term,
         /// last index).
         answers: BTreeMap<u64, (u64, (u64, u64))>,
@@ -229,7 +274,7 @@ pub struct Node {
     config: NodeConfig,
     raw: RawNode<LogStore>,
     vault: Vault<AppliedTable>,
-    disk: Disk,
+    store: SealedStore,
     link: Link,
     transport_key: backup_key_vault::fleet::FleetTransportKey,
     boot: [u8; 16],
@@ -246,6 +291,7 @@ pub struct Node {
     counters: NodeCounters,
     faulted: bool,
     fault_reason: Option<&'static str>,
+    disk_rejection: Option<&'static str>,
 }
 
 impl core::fmt::Debug for Node {
@@ -274,20 +320,38 @@ fn digest(term: u64, data: &[u8]) -> u64 {
 }
 
 impl Node {
-    /// Starts a node from its disk (empty on first start). Every start is a
-    /// new incarnation and begins in the recovering state (§22.3).
+    /// Starts a node from what its host keeps for it (nothing on first
+    /// start), checked against the node's own key and, if there is one,
+    /// its NVRAM (§22). Every start is a new incarnation. Without NVRAM it
+    /// begins recovering (§22.3); with NVRAM it serves at once if NVRAM
+    /// vouches for the disk, and otherwise recovers towards the log
+    /// position NVRAM remembers (§22.4). A disk that fails authentication
+    /// is discarded as if wiped and counted (`disk_rejected`).
     pub fn open<R: RngCore + CryptoRng>(
         config: NodeConfig,
         secrets: &FleetSecrets,
-        disk: Disk,
+        host: Box<dyn HostStore>,
+        nvram: Option<Box<dyn Nvram>>,
         rng: &mut R,
     ) -> Result<Self, FleetError> {
         if config.id == 0 || !config.members.contains(&config.id) {
             return Err(FleetError::Raft("node id must be a non-zero member".into()));
         }
-        let loaded = disk.load()?;
+        let transport_key = secrets.fleet_transport_key();
+        let (mut sealed, loaded, boot) =
+            SealedStore::open(&transport_key, config.id, host, nvram, config.sealing())?;
+        let mut counters = NodeCounters::default();
+        let disk_rejection = match boot {
+            Boot::Rejected(why) => Some(why),
+            _ => None,
+        };
+        match boot {
+            Boot::Rejected(_) => counters.disk_rejected += 1,
+            Boot::RolledBack => counters.rollbacks_detected += 1,
+            Boot::Intact | Boot::Unvouched => {}
+        }
         let incarnation = loaded.incarnation.saturating_add(1);
-        disk.set_incarnation(incarnation)?;
+        sealed.set_incarnation(rng, incarnation)?;
         let conf_state = match loaded.conf_state {
             Some(c) => c,
             None => {
@@ -295,7 +359,7 @@ impl Node {
                     voters: config.members.clone(),
                     ..ConfState::default()
                 };
-                disk.set_conf_state(&c)?;
+                sealed.set_conf_state(rng, &c)?;
                 c
             }
         };
@@ -341,9 +405,37 @@ impl Node {
         let raw = RawNode::new(&raft_config, store, &logger)?;
         let vault = Vault::new(secrets, config.policy.clone(), AppliedTable { table })
             .map_err(FleetError::Vault)?;
-        let mut boot = [0u8; 16];
-        rng.fill_bytes(&mut boot);
-        let transport_key = secrets.fleet_transport_key();
+        let mut boot_nonce = [0u8; 16];
+        rng.fill_bytes(&mut boot_nonce);
+        // With NVRAM the node knows the highest log position it ever had;
+        // until its log is back there (after a discarded disk, or a crash
+        // right after a discard), it recovers towards it (§22.4).
+        let own = (
+            raw.raft.raft_log.last_term(),
+            raw.raft.raft_log.last_index(),
+        );
+        let high = loaded.target.or(sealed.nvram_high());
+        let gate = match (&boot, high) {
+            (Boot::Intact, None) => Gate::Serving,
+            (Boot::Intact, Some(high)) if own >= high => Gate::Serving,
+            (_, Some(target)) => Gate::Recovering {
+                round: 0,
+                round_started: 0,
+                nonces: BTreeMap::new(),
+                fixed: true,
+                answers: BTreeMap::new(),
+                target: Some(target),
+            },
+            _ => Gate::Recovering {
+                round: 0,
+                round_started: 0,
+                nonces: BTreeMap::new(),
+                fixed: false,
+                answers: BTreeMap::new(),
+                target: None,
+            },
+        };
+        let boot = boot_nonce;
         let link = Link::new(
             transport_key.clone(),
             config.id,
@@ -356,7 +448,7 @@ impl Node {
             config,
             raw,
             vault,
-            disk,
+            store: sealed,
             link,
             transport_key,
             boot,
@@ -365,19 +457,15 @@ impl Node {
             waiting: BTreeMap::new(),
             applied,
             ticks: 0,
-            gate: Gate::Recovering {
-                round: 0,
-                round_started: 0,
-                answers: BTreeMap::new(),
-                target: None,
-            },
+            gate,
             new_peer_incarnations: Vec::new(),
             snapshots_sent: Vec::new(),
             output: Output::default(),
             events: Vec::new(),
-            counters: NodeCounters::default(),
+            counters,
             faulted: false,
             fault_reason: None,
+            disk_rejection,
         })
     }
 
@@ -400,6 +488,11 @@ impl Node {
     /// Why the node faulted, if it did.
     pub fn fault_reason(&self) -> Option<&'static str> {
         self.fault_reason
+    }
+
+    /// Why the disk this node started from was refused, if it was (§22.1).
+    pub fn disk_rejection(&self) -> Option<&'static str> {
+        self.disk_rejection
     }
 
     /// Whether this node is the Raft leader.
@@ -663,7 +756,7 @@ impl Node {
             self.counters.rollbacks_detected += 1;
             let seen = self.link.incarnation().max(opened.acknowledged_incarnation);
             let incarnation = seen.saturating_add(1);
-            if self.disk.set_incarnation(incarnation).is_err() {
+            if self.store.set_incarnation(rng, incarnation).is_err() {
                 self.fault("could not persist a new incarnation");
                 return;
             }
@@ -676,14 +769,21 @@ impl Node {
                 self.boot,
                 self.link.peer_incarnations().clone(),
             );
+            let high = self.store.nvram_high();
             self.gate = Gate::Recovering {
                 round: 0,
                 round_started: self.ticks,
+                nonces: BTreeMap::new(),
+                fixed: high.is_some(),
                 answers: BTreeMap::new(),
-                target: None,
+                target: high,
             };
             // The message itself was authentic and fresh; go on with it.
         }
+        // Answers must answer something this boot asked: a copy recorded
+        // before this node restarted names an earlier boot of it (§21.3).
+        let bound = opened.acknowledged_incarnation == self.link.incarnation()
+            && opened.acknowledged_boot == self.boot;
         if opened.new_incarnation {
             if let Some(inc) = self.link.peer_incarnations().get(&from) {
                 self.new_peer_incarnations.push((from, *inc));
@@ -693,21 +793,34 @@ impl Node {
         let Ok(message) = PeerMessage::from_bytes(&opened.plaintext) else {
             return;
         };
+        let is_answer = match &message {
+            PeerMessage::Raft(_) | PeerMessage::Nudge | PeerMessage::Probe { .. } => false,
+            PeerMessage::ProbeAnswer { .. } => true,
+        };
+        if is_answer && !bound && self.config.binds_answers() {
+            self.counters.answers_refused += 1;
+            return;
+        }
         match message {
             PeerMessage::Raft(bytes) => {
                 let Ok(m) = Message::parse_from_bytes(&bytes) else {
                     self.counters.inconsistent_messages += 1;
                     return;
                 };
+                if is_bound_raft_type(m.get_msg_type()) && !bound && self.config.binds_answers() {
+                    self.counters.answers_refused += 1;
+                    return;
+                }
                 self.step(from, m);
             }
             PeerMessage::Nudge => {}
-            PeerMessage::Probe { round } => {
+            PeerMessage::Probe { round, nonce } => {
                 let (last_term, last_index) = self.last_log();
                 self.send(
                     from,
                     &PeerMessage::ProbeAnswer {
                         round,
+                        nonce,
                         last_term,
                         last_index,
                     },
@@ -715,21 +828,35 @@ impl Node {
             }
             PeerMessage::ProbeAnswer {
                 round: answered,
+                nonce,
                 last_term,
                 last_index,
             } => {
                 let need = self.config.majority();
+                let binds = self.config.binds_answers();
                 if let Gate::Recovering {
                     round,
+                    nonces,
                     answers,
                     target,
+                    fixed: false,
                     ..
                 } = &mut self.gate
                 {
-                    // Any round of this boot will do (each was sent after
-                    // the restart); the latest answer of each peer counts,
-                    // and only recent rounds, so that a peer that went down
-                    // since cannot hold the target up for ever.
+                    // The answer must echo the nonce of a round this boot
+                    // sent (§22.3): answers recorded in an earlier boot, whose
+                    // rounds had the same numbers, carry other nonces.
+                    let echoed = nonces.get(&answered).is_some_and(|n| {
+                        bool::from(subtle::ConstantTimeEq::ct_eq(&n[..], &nonce[..]))
+                    });
+                    if !echoed && binds {
+                        self.counters.answers_refused += 1;
+                        return;
+                    }
+                    // Any recent round of this boot will do; the latest
+                    // answer of each peer counts, and only recent rounds, so
+                    // that a peer that went down since cannot hold the
+                    // target up for ever.
                     let newer = answers.get(&from).map_or(true, |(r, _)| *r < answered);
                     if answered <= *round && newer {
                         answers.insert(from, (answered, (last_term, last_index)));
@@ -745,6 +872,11 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// The node's NVRAM-backed recovery target, if it has NVRAM.
+    pub fn has_nvram(&self) -> bool {
+        self.store.has_nvram()
     }
 
     /// A new boot of a peer may have lost log entries it acknowledged: if
@@ -815,21 +947,29 @@ impl Node {
             Gate::Recovering {
                 round,
                 round_started,
+                nonces,
+                fixed,
                 target,
                 ..
             } => {
-                if alone {
+                if alone && !*fixed {
                     *target = Some(own);
-                } else if *round == 0 || ticks >= *round_started + self.config.probe_interval_ticks
+                } else if !*fixed
+                    && (*round == 0 || ticks >= *round_started + self.config.probe_interval_ticks)
                 {
                     *round += 1;
                     *round_started = ticks;
-                    probe = Some(*round);
+                    let mut nonce = [0u8; 16];
+                    rng.fill_bytes(&mut nonce);
+                    nonces.insert(*round, nonce);
+                    let keep_from = round.saturating_sub(RECENT_ROUNDS);
+                    nonces.retain(|r, _| *r > keep_from);
+                    probe = Some((*round, nonce));
                 }
                 target.is_some_and(|t| own >= t)
             }
         };
-        if let Some(round) = probe {
+        if let Some((round, nonce)) = probe {
             let peers: Vec<u64> = self
                 .config
                 .members
@@ -838,7 +978,7 @@ impl Node {
                 .filter(|p| *p != self.config.id)
                 .collect();
             for p in peers {
-                self.send(p, &PeerMessage::Probe { round });
+                self.send(p, &PeerMessage::Probe { round, nonce });
             }
         }
         if may_campaign {
@@ -874,7 +1014,13 @@ impl Node {
             target: Some(t), ..
         } = self.gate
         {
-            if self.last_log() >= t && self.applied >= t.1 {
+            // Caught up: the log is at least as up to date as the target,
+            // and applied through it, or through everything committed once
+            // a later term's entries have replaced an uncommitted tail the
+            // target counted (the new leader's log may be shorter).
+            let own = self.last_log();
+            let committed = self.raw.raft.raft_log.committed;
+            if own >= t && (self.applied >= t.1 || (own.0 > t.0 && self.applied >= committed)) {
                 self.gate = Gate::Serving;
             }
         }
@@ -899,7 +1045,7 @@ impl Node {
                 return;
             }
         }
-        self.maybe_compact();
+        self.maybe_compact(rng);
         self.update_gate();
     }
 
@@ -946,15 +1092,18 @@ impl Node {
         let entries = rd.take_entries();
         let hard_state = rd.hs().cloned();
         let peer_incarnations = std::mem::take(&mut self.new_peer_incarnations);
-        let written = self.disk.write(&Write {
-            snapshot: snapshot_table
-                .as_ref()
-                .map(|t| (snapshot.get_metadata(), t)),
-            entries: &entries,
-            hard_state: hard_state.as_ref(),
-            compact_to: snapshot_table.as_ref().map(|_| u64::MAX),
-            peer_incarnations: &peer_incarnations,
-        });
+        let written = self.store.write(
+            rng,
+            &Write {
+                snapshot: snapshot_table
+                    .as_ref()
+                    .map(|t| (snapshot.get_metadata(), t)),
+                entries: &entries,
+                hard_state: hard_state.as_ref(),
+                compact_to: snapshot_table.as_ref().map(|_| u64::MAX),
+                peer_incarnations: &peer_incarnations,
+            },
+        );
         if written.is_err() {
             return Err(());
         }
@@ -1035,7 +1184,7 @@ impl Node {
         }
     }
 
-    fn maybe_compact(&mut self) {
+    fn maybe_compact<R: RngCore + CryptoRng>(&mut self, rng: &mut R) {
         let snap_index = self.raw.store().snapshot_meta.index;
         if self.applied < snap_index + self.config.snapshot_interval.max(1) {
             return;
@@ -1045,15 +1194,36 @@ impl Node {
         let Some(meta) = self.raw.mut_store().compact(index, data) else {
             return;
         };
-        let written = self.disk.write(&Write {
-            snapshot: Some((&meta, self.vault.store().table())),
-            compact_to: Some(index),
-            ..Write::default()
-        });
+        let written = self.store.write(
+            rng,
+            &Write {
+                snapshot: Some((&meta, self.vault.store().table())),
+                compact_to: Some(index),
+                ..Write::default()
+            },
+        );
         if written.is_err() {
             self.fault("a snapshot could not be persisted");
             return;
         }
         self.counters.snapshots += 1;
     }
+}
+
+/// Raft messages that answer (or are forwarded to) a node in its current
+/// boot, and so are accepted only if the envelope names that boot (§21.3).
+/// A copy recorded before the receiver restarted is dropped: a vote granted
+/// to an earlier boot must not elect this one, and an acknowledgement sent
+/// to an earlier boot must not count towards a commit now.
+fn is_bound_raft_type(t: MessageType) -> bool {
+    matches!(
+        t,
+        MessageType::MsgAppendResponse
+            | MessageType::MsgHeartbeatResponse
+            | MessageType::MsgRequestVoteResponse
+            | MessageType::MsgRequestPreVoteResponse
+            | MessageType::MsgReadIndexResp
+            | MessageType::MsgPropose
+            | MessageType::MsgReadIndex
+    )
 }

@@ -32,8 +32,8 @@ use backup_key_vault::wire::{
 };
 use backup_key_vault::{BackupKey, FleetSecrets, RecordId, RecoveryCode};
 
-use crate::disk::{Disk, SimDisk};
 use crate::node::{Event, Node, NodeConfig};
+use crate::platform::{HostStore, MemHost, MemImage, MemNvram, Nvram, Table};
 
 /// What one simulated run looks like.
 #[derive(Clone, Debug)]
@@ -52,6 +52,10 @@ pub struct SimConfig {
     pub faults: bool,
     /// Applied entries between snapshots.
     pub snapshot_interval: u64,
+    /// Whether every node has tamper-proof NVRAM (§22.4). With it, up to
+    /// ⌊N/2⌋ disks may be damaged at once; without it, one at a time
+    /// (§22.3).
+    pub nvram: bool,
     /// **Test only**: run every node with the broken rule (KE2 before the
     /// charge commits).
     #[cfg(feature = "broken-rule")]
@@ -59,8 +63,15 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// The configuration the CI seeds use, varied by seed: 3 or 5 nodes.
+    /// The configuration the CI seeds use, varied by seed: 3 or 5 nodes,
+    /// with NVRAM on even seeds (`BKV_SIM_NVRAM=on` or `off` sets it for
+    /// every seed).
     pub fn for_seed(seed: u64) -> Self {
+        let nvram = match std::env::var("BKV_SIM_NVRAM").as_deref() {
+            Ok("on") => true,
+            Ok("off") => false,
+            _ => seed % 2 == 0,
+        };
         Self {
             nodes: if seed % 3 == 0 { 3 } else { 5 },
             steps: 220,
@@ -68,6 +79,7 @@ impl SimConfig {
             honest: 2,
             faults: std::env::var_os("BKV_SIM_NO_FAULTS").is_none(),
             snapshot_interval: 8 + seed % 24,
+            nvram,
             #[cfg(feature = "broken-rule")]
             broken_rule: false,
         }
@@ -91,6 +103,12 @@ pub struct SimReport {
     pub wipes: u64,
     /// Rollbacks injected.
     pub rollbacks: u64,
+    /// Disks edited by the host (a byte changed, a row dropped,
+    /// duplicated, swapped, taken from an older copy or another node's
+    /// disk), each detected when the node next started.
+    pub edits_detected: u64,
+    /// Recorded messages delivered again later, across restarts.
+    pub late_replays: u64,
     /// Forged or altered messages injected and dropped.
     pub forgeries_dropped: u64,
     /// Replayed messages injected and dropped.
@@ -155,8 +173,20 @@ pub struct Sim {
     secrets: FleetSecrets,
     client: ClientConfig,
     policy: VaultPolicy,
-    disks: Vec<SimDisk>,
-    images: Vec<Option<Vec<u8>>>,
+    disks: Vec<MemHost>,
+    nvrams: Vec<MemNvram>,
+    /// Older copies of each disk (the newest last), to roll back to or to
+    /// take rows from.
+    images: Vec<Vec<MemImage>>,
+    /// Nodes whose disk the host edited since they last started: the next
+    /// start must detect it.
+    edited: Vec<Option<(usize, Table)>>,
+    /// Per node: its disk before the host's first edit since it last ran,
+    /// and whether a splice (whose outcome may be authentic) came since.
+    edit_base: Vec<Option<(MemImage, bool)>>,
+    /// Every kind of message ever sent, sampled: the host delivers any of
+    /// them again at any later time.
+    recorded: Vec<InFlight>,
     nodes: Vec<Option<Node>>,
     node_rngs: Vec<ChaCha20Rng>,
     /// Starts of each node so far.
@@ -164,7 +194,9 @@ pub struct Sim {
     net: Vec<InFlight>,
     delivered: Vec<(usize, Vec<u8>, u64)>,
     partition: Option<Vec<bool>>,
-    damaged: Option<usize>,
+    /// Nodes whose disk was damaged (wiped, rolled back or edited) and that
+    /// have not served since.
+    damaged: BTreeSet<usize>,
     honest: Vec<Honest>,
     ops: BTreeMap<u64, Op>,
     next_tag: u64,
@@ -202,15 +234,19 @@ impl Sim {
             secrets,
             client,
             policy,
-            disks: (0..cfg.nodes).map(|_| SimDisk::new()).collect(),
-            images: vec![None; cfg.nodes],
+            disks: (0..cfg.nodes).map(|_| MemHost::new()).collect(),
+            nvrams: (0..cfg.nodes).map(|_| MemNvram::new()).collect(),
+            images: vec![Vec::new(); cfg.nodes],
+            edited: vec![None; cfg.nodes],
+            edit_base: vec![None; cfg.nodes],
+            recorded: Vec::new(),
             nodes: (0..cfg.nodes).map(|_| None).collect(),
             node_rngs: Vec::new(),
             lives: vec![0; cfg.nodes],
             net: Vec::new(),
             delivered: Vec::new(),
             partition: None,
-            damaged: None,
+            damaged: BTreeSet::new(),
             honest,
             ops: BTreeMap::new(),
             next_tag: 1,
@@ -265,10 +301,27 @@ impl Sim {
     }
 
     fn start(&mut self, i: usize) -> Check {
-        let disk = Disk::open_backend(self.disks[i].clone()).map_err(|e| self.fail(e))?;
+        let host: Box<dyn HostStore> = Box::new(self.disks[i].clone());
+        let nvram = self
+            .cfg
+            .nvram
+            .then(|| Box::new(self.nvrams[i].clone()) as Box<dyn Nvram>);
         let config = self.node_config(i);
-        let node = Node::open(config, &self.secrets, disk, &mut self.node_rngs[i])
+        let node = Node::open(config, &self.secrets, host, nvram, &mut self.node_rngs[i])
             .map_err(|e| self.fail(e))?;
+        if let Some((kind, table)) = self.edited[i] {
+            // Every edit the host made to a stopped node's rows is caught
+            // when it starts (§22.1).
+            if node.counters().disk_rejected != 1 {
+                return Err(self.fail(format!(
+                    "node {} started from a disk its host edited (edit {kind} of {table:?}) without noticing",
+                    i + 1
+                )));
+            }
+            self.report.edits_detected += 1;
+        }
+        self.edited[i] = None;
+        self.edit_base[i] = None;
         self.nodes[i] = Some(node);
         self.lives[i] += 1;
         Ok(())
@@ -310,6 +363,22 @@ impl Sim {
         let out = node.take_output();
         let events = node.take_events();
         for (to, bytes) in out.messages {
+            // The host keeps a sample of everything sent, to deliver again
+            // whenever it likes.
+            if self.recorded.len() < 256 {
+                self.recorded.push(InFlight {
+                    from: i,
+                    to: (to as usize).wrapping_sub(1),
+                    bytes: bytes.clone(),
+                });
+            } else if self.rng.next_u64() % 8 == 0 {
+                let at = (self.rng.next_u64() % 256) as usize;
+                self.recorded[at] = InFlight {
+                    from: i,
+                    to: (to as usize).wrapping_sub(1),
+                    bytes: bytes.clone(),
+                };
+            }
             self.net.push(InFlight {
                 from: i,
                 to: (to as usize).wrapping_sub(1),
@@ -746,9 +815,26 @@ impl Sim {
         Ok(())
     }
 
+    /// How many disks may be damaged at once: one without NVRAM (§22.3),
+    /// a minority of the fleet with it (§22.4: more would lose committed
+    /// entries everywhere and stop the fleet for good, which is safe but
+    /// leaves nothing to check after healing).
+    fn damage_budget(&self) -> usize {
+        if self.cfg.nvram {
+            self.cfg.nodes / 2
+        } else {
+            1
+        }
+    }
+
+    fn may_damage(&self, i: usize) -> bool {
+        self.nodes[i].is_none()
+            && (self.damaged.contains(&i) || self.damaged.len() < self.damage_budget())
+    }
+
     fn fault(&mut self) -> Check {
         let n = self.cfg.nodes;
-        match self.pick(9) {
+        match self.pick(12) {
             0 => {
                 // Partition into two sides, or heal.
                 if self.partition.is_some() {
@@ -773,22 +859,39 @@ impl Sim {
                 }
             }
             5 => {
-                // Keep a copy of a disk, to roll back to later.
+                // Keep a copy of a disk, to roll back to or take rows from.
                 let i = self.pick(n);
-                self.images[i] = Some(self.disks[i].image());
+                let image = self.disks[i].image();
+                let copies = &mut self.images[i];
+                if copies.len() >= 3 {
+                    copies.remove(0);
+                }
+                copies.push(image);
             }
             6 => {
-                // Wipe or roll back a crashed node's disk, one at a time.
-                let i = self.pick(n);
-                if self.nodes[i].is_none() && self.damaged.is_none() {
-                    if let (true, Some(image)) = (self.chance(70), self.images[i].clone()) {
+                // Wipe or roll back crashed nodes' disks: one at a time
+                // without NVRAM, several together with it.
+                let first = self.pick(n);
+                let count = 1 + self.pick(self.damage_budget().max(1));
+                for k in 0..count {
+                    let i = (first + k) % n;
+                    if !self.may_damage(i) {
+                        continue;
+                    }
+                    let copies = self.images[i].len();
+                    if copies > 0 && self.chance(70) {
+                        let at = self.pick(copies);
+                        let image = self.images[i][at].clone();
                         self.disks[i].restore(image);
                         self.report.rollbacks += 1;
                     } else {
-                        self.disks[i].restore(Vec::new());
+                        self.disks[i].restore(MemImage::new());
                         self.report.wipes += 1;
                     }
-                    self.damaged = Some(i);
+                    // A rollback to an authentic copy is not an edit.
+                    self.edited[i] = None;
+                    self.edit_base[i] = None;
+                    self.damaged.insert(i);
                 }
             }
             7 => {
@@ -796,6 +899,25 @@ impl Sim {
                     let at = self.pick(self.delivered.len());
                     let (to, bytes, inc) = self.delivered[at].clone();
                     self.inject(to, &bytes, Some(inc))?;
+                }
+            }
+            8 => {
+                // Deliver a recorded message again, whenever: across
+                // restarts of its sender and its receiver.
+                if !self.recorded.is_empty() {
+                    let at = self.pick(self.recorded.len());
+                    let m = &self.recorded[at];
+                    let (from, to, bytes) = (m.from, m.to, m.bytes.clone());
+                    self.net.push(InFlight { from, to, bytes });
+                    let last = self.net.len() - 1;
+                    self.report.late_replays += 1;
+                    self.deliver(last, false)?;
+                }
+            }
+            9 | 10 => {
+                let i = self.pick(n);
+                if self.may_damage(i) {
+                    self.edit_disk(i);
                 }
             }
             _ => {
@@ -812,6 +934,112 @@ impl Sim {
             }
         }
         Ok(())
+    }
+
+    /// The host edits a stopped node's disk: changes a byte of a row or of
+    /// its key, drops a row, duplicates one under another key, swaps two,
+    /// takes rows from an older copy of this disk (a splice) or from
+    /// another node's disk. The node must notice when it next starts.
+    fn edit_disk(&mut self, i: usize) {
+        let before = self.disks[i].image();
+        let tables: Vec<Table> = Table::ALL
+            .into_iter()
+            .filter(|t| before.get(t).is_some_and(|rows| !rows.is_empty()))
+            .collect();
+        if tables.is_empty() {
+            return;
+        }
+        let table = tables[self.pick(tables.len())];
+        let kind = self.pick(7);
+        let older = if self.images[i].is_empty() {
+            None
+        } else {
+            let at = self.pick(self.images[i].len());
+            Some(self.images[i][at].clone())
+        };
+        let other = self.pick(self.cfg.nodes);
+        let foreign = (other != i).then(|| self.disks[other].image());
+        let r1 = self.rng.next_u64() as usize;
+        let r2 = self.rng.next_u64() as usize;
+        let bit = 1u8 << self.pick(8);
+        self.disks[i].edit(|image| {
+            let Some(rows) = image.get_mut(&table) else {
+                return;
+            };
+            let keys: Vec<Vec<u8>> = rows.keys().cloned().collect();
+            let key = keys[r1 % keys.len()].clone();
+            match kind {
+                0 => {
+                    if let Some(v) = rows.get_mut(&key) {
+                        if !v.is_empty() {
+                            let at = r2 % v.len();
+                            v[at] ^= bit;
+                        }
+                    }
+                }
+                1 => {
+                    if let Some(v) = rows.remove(&key) {
+                        let mut k = key.clone();
+                        if !k.is_empty() {
+                            let at = r2 % k.len();
+                            k[at] ^= bit;
+                        }
+                        rows.insert(k, v);
+                    }
+                }
+                2 => {
+                    rows.remove(&key);
+                }
+                3 => {
+                    // Duplicate under a neighbouring key.
+                    if let Some(v) = rows.get(&key).cloned() {
+                        let mut k = key.clone();
+                        if let Some(last) = k.last_mut() {
+                            *last = last.wrapping_add(1);
+                        }
+                        rows.insert(k, v);
+                    }
+                }
+                4 => {
+                    let other_key = keys[r2 % keys.len()].clone();
+                    let a = rows.get(&key).cloned();
+                    let b = rows.get(&other_key).cloned();
+                    if let (Some(a), Some(b)) = (a, b) {
+                        rows.insert(key, b);
+                        rows.insert(other_key, a);
+                    }
+                }
+                5 => {
+                    // Splice: from this key on, the older copy's rows.
+                    if let Some(old) = older.as_ref().and_then(|o| o.get(&table)) {
+                        rows.retain(|k, _| *k < key);
+                        for (k, v) in old.range(key.clone()..) {
+                            rows.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+                _ => {
+                    // A row from another node's disk, under its own key.
+                    if let Some(theirs) = foreign.as_ref().and_then(|f| f.get(&table)) {
+                        if let Some((k, v)) = theirs.iter().nth(r2 % theirs.len().max(1)) {
+                            rows.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+            }
+        });
+        let after = self.disks[i].image();
+        if after != before {
+            self.damaged.insert(i);
+            let base = self.edit_base[i].get_or_insert((before, false));
+            base.1 |= kind == 5;
+            // Every kind but the splice is caught for certain: a splice may
+            // put back rows with the very plaintext the manifest names
+            // (re-replicated entries); an emptied disk is a wipe; and edits
+            // that undo each other leave the authentic disk.
+            let empty = after.values().all(|rows| rows.is_empty());
+            self.edited[i] = (!base.1 && !empty && after != base.0).then_some((kind, table));
+        }
     }
 
     /// One scheduler step.
@@ -847,11 +1075,9 @@ impl Sim {
                 }
             }
         }
-        if let Some(d) = self.damaged {
-            if self.nodes[d].as_ref().is_some_and(Node::is_serving) {
-                self.damaged = None;
-            }
-        }
+        let nodes = &self.nodes;
+        self.damaged
+            .retain(|d| !nodes[*d].as_ref().is_some_and(Node::is_serving));
         self.check_guess_limit()?;
         self.check_erased()
     }

@@ -16,7 +16,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use zeroize::Zeroizing;
 
 /// Version byte of the envelope.
-pub const ENVELOPE_VERSION: u8 = 1;
+pub const ENVELOPE_VERSION: u8 = 2;
 /// Length of the clear header: version, from, to, incarnation, boot nonce,
 /// sequence number, and the receiver's incarnation and boot nonce as the
 /// sender last accepted them.
@@ -71,6 +71,9 @@ pub struct Opened {
     pub shows_rollback: bool,
     /// The receiver's incarnation as the sender last accepted it.
     pub acknowledged_incarnation: u64,
+    /// The receiver's boot nonce as the sender last accepted it (zero if
+    /// the sender knew only the incarnation).
+    pub acknowledged_boot: [u8; 16],
 }
 
 /// Why a message was dropped.
@@ -301,6 +304,7 @@ impl Link {
             new_incarnation,
             shows_rollback,
             acknowledged_incarnation: header.acknowledged,
+            acknowledged_boot: header.acknowledged_boot,
         })
     }
 }

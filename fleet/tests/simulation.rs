@@ -5,6 +5,8 @@
 //!   runs 2,000; the long mode is `BKV_SIM_SEEDS=10000`).
 //! * `BKV_SIM_SEED=S` replays one seed exactly (a failing seed prints it).
 //! * `BKV_SIM_FIRST=F` starts the range at F.
+//! * `BKV_SIM_NVRAM=on|off` gives every node NVRAM, or none (default: NVRAM
+//!   on even seeds).
 
 use bkv_fleet::sim::{run_seed, Sim, SimConfig};
 
@@ -33,6 +35,8 @@ fn run_range(first: u64, count: u64) -> (Vec<String>, bkv_fleet::sim::SimReport)
                                 total.crashes += r.crashes;
                                 total.wipes += r.wipes;
                                 total.rollbacks += r.rollbacks;
+                                total.edits_detected += r.edits_detected;
+                                total.late_replays += r.late_replays;
                                 total.forgeries_dropped += r.forgeries_dropped;
                                 total.replays_dropped += r.replays_dropped;
                                 total.snapshots += r.snapshots;
@@ -59,6 +63,8 @@ fn run_range(first: u64, count: u64) -> (Vec<String>, bkv_fleet::sim::SimReport)
         total.crashes += r.crashes;
         total.wipes += r.wipes;
         total.rollbacks += r.rollbacks;
+        total.edits_detected += r.edits_detected;
+        total.late_replays += r.late_replays;
         total.forgeries_dropped += r.forgeries_dropped;
         total.replays_dropped += r.replays_dropped;
         total.snapshots += r.snapshots;
@@ -83,7 +89,7 @@ fn simulation_seeds_hold_every_invariant() {
     let start = std::time::Instant::now();
     let (failures, total) = run_range(first, count);
     println!(
-        "{count} seeds from {first} in {:.1} s: {} KE2s, {} keys released, {} registrations, {} erasures, {} crashes, {} wipes, {} rollbacks, {} forged and {} replayed messages dropped, {} snapshots, {:.2} commands per entry on average",
+        "{count} seeds from {first} in {:.1} s: {} KE2s, {} keys released, {} registrations, {} erasures, {} crashes, {} wipes, {} rollbacks, {} disk edits detected, {} late replays, {} forged and {} replayed messages dropped, {} snapshots, {:.2} commands per entry on average",
         start.elapsed().as_secs_f64(),
         total.ke2s,
         total.releases,
@@ -92,6 +98,8 @@ fn simulation_seeds_hold_every_invariant() {
         total.crashes,
         total.wipes,
         total.rollbacks,
+        total.edits_detected,
+        total.late_replays,
         total.forgeries_dropped,
         total.replays_dropped,
         total.snapshots,
@@ -109,6 +117,7 @@ fn simulation_seeds_hold_every_invariant() {
     assert!(total.ke2s > 0 && total.releases > 0 && total.erasures > 0);
     assert!(total.crashes > 0 && total.wipes > 0 && total.rollbacks > 0);
     assert!(total.forgeries_dropped > 0 && total.replays_dropped > 0);
+    assert!(total.edits_detected > 0 && total.late_replays > 0);
 }
 
 #[test]

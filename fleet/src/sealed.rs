@@ -1,0 +1,798 @@
+//! What a node keeps on its host's disk, sealed and checked by the node
+//! itself (SPEC.md §22.1–§22.2).
+//!
+//! The host stores every row ([`HostStore`]) and may edit, drop, duplicate,
+//! reorder, splice or roll back any of them. So every row is encrypted and
+//! authenticated with XChaCha20-Poly1305 under a key only this member can
+//! derive (`FleetTransportKey::storage_key`, never written anywhere), with
+//! the member, the table and the row's key bound in; and one **manifest**
+//! row, sealed the same way, commits to everything else: the Raft hard
+//! state and configuration, the snapshot's index and term, the record
+//! table's count and SHA-256 digest, the log's first and last index and the
+//! head of a hash chain over its entries, the node's incarnation and the
+//! peers' incarnations, and a write counter with the digest of the previous
+//! manifest. Loading recomputes all of it; any difference is
+//! [`LoadError::Tampered`] and the node treats the disk as wiped.
+//!
+//! What remains open to the host is a whole-disk rollback to an older
+//! authentic state. With [`Nvram`] the node writes the manifest's counter
+//! and digest (with its term, vote and highest log position) to tamper-
+//! proof memory after every write and before anything that depends on it
+//! leaves, so it recognises an older disk as such ([`Boot::RolledBack`]).
+
+use std::collections::BTreeMap;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use protobuf::Message as _;
+use raft::prelude::{ConfState, Entry, HardState, SnapshotMetadata};
+use rand_core::{CryptoRng, RngCore};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use backup_key_vault::fleet::FleetTransportKey;
+use backup_key_vault::vault::{RecordSlot, RecordTable};
+use backup_key_vault::RecordId;
+
+use crate::error::FleetError;
+use crate::platform::{HostError, HostOp, HostStore, Nvram, Row, Table};
+
+/// Version of the manifest (and of this storage layout).
+pub const MANIFEST_VERSION: u8 = 2;
+/// Version of the NVRAM content.
+pub const NVRAM_VERSION: u8 = 1;
+/// The manifest's key in [`Table::Meta`].
+pub const MANIFEST_KEY: &[u8] = b"manifest";
+/// Length of a row's nonce.
+const NONCE_LEN: usize = 24;
+/// Length of the NVRAM content: version, counter, manifest digest,
+/// incarnation, term, vote, highest (last term, last index).
+pub const NVRAM_LEN: usize = 1 + 8 + 32 + 8 + 8 + 8 + 8 + 8;
+
+/// Why the stored state was refused when the node loaded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoadError {
+    /// The host's rows are not what this node wrote: a row that does not
+    /// open, a missing, extra, duplicated or reordered row, or a manifest
+    /// that does not match the rows.
+    Tampered(&'static str),
+}
+
+/// How the node starts, given what the host handed back and what NVRAM says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Boot {
+    /// NVRAM vouches for the disk: it is exactly the node's latest state
+    /// (or a first start, with NVRAM and disk both empty).
+    Intact,
+    /// The disk is authentic but nothing can vouch that it is the latest
+    /// (no NVRAM): every start may be a rollback (§22.3's gate).
+    Unvouched,
+    /// The disk failed authentication and was discarded.
+    Rejected(&'static str),
+    /// NVRAM shows the disk is older than the node's latest state, or gone:
+    /// it was discarded, and the node knows its own recovery target.
+    RolledBack,
+}
+
+/// The NVRAM content (SPEC.md §22.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NvramState {
+    /// The latest manifest's write counter.
+    pub counter: u64,
+    /// The latest manifest's SHA-256.
+    pub digest: [u8; 32],
+    /// The latest incarnation.
+    pub incarnation: u64,
+    /// The Raft term.
+    pub term: u64,
+    /// The vote in that term.
+    pub vote: u64,
+    /// The highest (last term, last index) the node's log ever had: every
+    /// entry it acknowledged lies at or below it.
+    pub high: (u64, u64),
+}
+
+impl NvramState {
+    fn to_bytes(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(NVRAM_LEN);
+        out.push(NVRAM_VERSION);
+        out.extend_from_slice(&self.counter.to_be_bytes());
+        out.extend_from_slice(&self.digest);
+        for v in [
+            self.incarnation,
+            self.term,
+            self.vote,
+            self.high.0,
+            self.high.1,
+        ] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        out
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self, FleetError> {
+        let mut r = Reader(bytes);
+        let bad = |_| FleetError::Disk("NVRAM content is malformed".into());
+        if r.u8().map_err(bad)? != NVRAM_VERSION {
+            return Err(FleetError::Disk(
+                "NVRAM content has an unknown version".into(),
+            ));
+        }
+        let counter = r.u64().map_err(bad)?;
+        let digest = r.array::<32>().map_err(bad)?;
+        let incarnation = r.u64().map_err(bad)?;
+        let term = r.u64().map_err(bad)?;
+        let vote = r.u64().map_err(bad)?;
+        let high = (r.u64().map_err(bad)?, r.u64().map_err(bad)?);
+        r.finish().map_err(bad)?;
+        Ok(Self {
+            counter,
+            digest,
+            incarnation,
+            term,
+            vote,
+            high,
+        })
+    }
+}
+
+/// What a starting node finds.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The last persisted hard state (term, vote, commit).
+    pub hard_state: HardState,
+    /// The persisted configuration, if any.
+    pub conf_state: Option<ConfState>,
+    /// The snapshot's metadata and table, if a snapshot was taken.
+    pub snapshot: Option<(SnapshotMetadata, RecordTable)>,
+    /// The log after the snapshot, in order.
+    pub entries: Vec<Entry>,
+    /// The incarnation of the last boot (0 on an empty disk).
+    pub incarnation: u64,
+    /// The highest incarnation accepted from each peer.
+    pub peer_incarnations: BTreeMap<u64, u64>,
+    /// With NVRAM, after a rollback: the highest log position this node
+    /// ever had, which it must reach again before it votes or serves.
+    pub target: Option<(u64, u64)>,
+}
+
+/// One Ready's worth of changes, written together.
+#[derive(Default)]
+pub struct Write<'a> {
+    /// A snapshot to record: replaces the table and the snapshot metadata.
+    pub snapshot: Option<(&'a SnapshotMetadata, &'a RecordTable)>,
+    /// Entries to append; any persisted entry at or after the first one's
+    /// index is replaced (Raft truncates conflicting suffixes).
+    pub entries: &'a [Entry],
+    /// The new hard state.
+    pub hard_state: Option<&'a HardState>,
+    /// Drop every log entry at or below this index (before appending
+    /// `entries`): the snapshot covers them.
+    pub compact_to: Option<u64>,
+    /// Peers seen at a new incarnation.
+    pub peer_incarnations: &'a [(u64, u64)],
+}
+
+/// The manifest: one sealed row that commits to every other row.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Manifest {
+    counter: u64,
+    prev: [u8; 32],
+    incarnation: u64,
+    term: u64,
+    vote: u64,
+    commit: u64,
+    voters: Vec<u64>,
+    snapshot_index: u64,
+    snapshot_term: u64,
+    records: u64,
+    records_digest: [u8; 32],
+    log_last: u64,
+    log_base: [u8; 32],
+    log_head: [u8; 32],
+    peers: BTreeMap<u64, u64>,
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], LoadError> {
+        let (head, tail) = self
+            .0
+            .split_at_checked(n)
+            .ok_or(LoadError::Tampered("manifest truncated"))?;
+        self.0 = tail;
+        Ok(head)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], LoadError> {
+        self.take(N)?
+            .try_into()
+            .map_err(|_| LoadError::Tampered("manifest truncated"))
+    }
+    fn u8(&mut self) -> Result<u8, LoadError> {
+        Ok(u8::from_be_bytes(self.array()?))
+    }
+    fn u16(&mut self) -> Result<u16, LoadError> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, LoadError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+    fn finish(&self) -> Result<(), LoadError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(LoadError::Tampered("manifest has trailing bytes"))
+        }
+    }
+}
+
+impl Manifest {
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256 + 16 * self.peers.len());
+        out.push(MANIFEST_VERSION);
+        out.extend_from_slice(&self.counter.to_be_bytes());
+        out.extend_from_slice(&self.prev);
+        for v in [self.incarnation, self.term, self.vote, self.commit] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        out.extend_from_slice(&(self.voters.len() as u16).to_be_bytes());
+        for v in &self.voters {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        for v in [self.snapshot_index, self.snapshot_term, self.records] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        out.extend_from_slice(&self.records_digest);
+        out.extend_from_slice(&self.log_last.to_be_bytes());
+        out.extend_from_slice(&self.log_base);
+        out.extend_from_slice(&self.log_head);
+        out.extend_from_slice(&(self.peers.len() as u16).to_be_bytes());
+        for (id, inc) in &self.peers {
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&inc.to_be_bytes());
+        }
+        out
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self, LoadError> {
+        let mut r = Reader(bytes);
+        if r.u8()? != MANIFEST_VERSION {
+            return Err(LoadError::Tampered("manifest version"));
+        }
+        let mut m = Manifest {
+            counter: r.u64()?,
+            prev: r.array()?,
+            incarnation: r.u64()?,
+            term: r.u64()?,
+            vote: r.u64()?,
+            commit: r.u64()?,
+            ..Manifest::default()
+        };
+        for _ in 0..r.u16()? {
+            m.voters.push(r.u64()?);
+        }
+        m.snapshot_index = r.u64()?;
+        m.snapshot_term = r.u64()?;
+        m.records = r.u64()?;
+        m.records_digest = r.array()?;
+        m.log_last = r.u64()?;
+        m.log_base = r.array()?;
+        m.log_head = r.array()?;
+        for _ in 0..r.u16()? {
+            let id = r.u64()?;
+            let inc = r.u64()?;
+            if m.peers.insert(id, inc).is_some() {
+                return Err(LoadError::Tampered("manifest lists a peer twice"));
+            }
+        }
+        r.finish()?;
+        if m.log_last < m.snapshot_index {
+            return Err(LoadError::Tampered("manifest log range"));
+        }
+        Ok(m)
+    }
+
+    fn digest(&self) -> [u8; 32] {
+        Sha256::digest(self.to_bytes()).into()
+    }
+
+    fn conf_state(&self) -> ConfState {
+        ConfState {
+            voters: self.voters.clone(),
+            ..ConfState::default()
+        }
+    }
+}
+
+/// The next link of the log's hash chain.
+fn chain(prev: &[u8; 32], index: u64, entry: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"bkv-log-chain/v1");
+    h.update(prev);
+    h.update(index.to_be_bytes());
+    h.update((entry.len() as u64).to_be_bytes());
+    h.update(entry);
+    h.finalize().into()
+}
+
+/// SHA-256 over the record table in id order.
+fn records_digest(table: &RecordTable) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"bkv-records/v1");
+    for (id, slot) in table.iter() {
+        let bytes = slot.to_bytes();
+        h.update(id.as_bytes());
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(&bytes[..]);
+    }
+    h.finalize().into()
+}
+
+/// A checked disk: its manifest, what it holds, and the log's chain values.
+type Checked = (Manifest, Loaded, Vec<[u8; 32]>);
+
+fn host_err(e: HostError) -> FleetError {
+    FleetError::Disk(e.0)
+}
+
+/// A node's sealed view of its host's disk.
+pub struct SealedStore {
+    host: Box<dyn HostStore>,
+    nvram: Option<Box<dyn Nvram>>,
+    cipher: XChaCha20Poly1305,
+    node: u64,
+    sealing: bool,
+    manifest: Manifest,
+    /// `chain[i]`: the chain value after entry `snapshot_index + i`
+    /// (`chain[0]` is the base).
+    chain: Vec<[u8; 32]>,
+    /// Term of the log's last entry (the snapshot's term if empty).
+    last_term: u64,
+    /// The NVRAM state last written.
+    nv: Option<NvramState>,
+}
+
+impl core::fmt::Debug for SealedStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SealedStore")
+            .field("node", &self.node)
+            .field("counter", &self.manifest.counter)
+            .field("nvram", &self.nvram.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SealedStore {
+    /// Opens what the host keeps for `node`, checks all of it, and decides
+    /// how the node starts. A disk that fails its checks, or that NVRAM
+    /// shows to be older than the node's latest state, is discarded (its
+    /// rows removed) and the node starts as if wiped.
+    ///
+    /// `sealing = false` is for tests that must show an attack works
+    /// without this defence: rows are then written and read in clear,
+    /// unchecked, as before SPEC revision 5.
+    pub fn open(
+        key: &FleetTransportKey,
+        node: u64,
+        host: Box<dyn HostStore>,
+        nvram: Option<Box<dyn Nvram>>,
+        sealing: bool,
+    ) -> Result<(Self, Loaded, Boot), FleetError> {
+        let storage_key = key.storage_key(node);
+        let cipher = XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&storage_key[..]));
+        let mut store = Self {
+            host,
+            nvram,
+            cipher,
+            node,
+            sealing,
+            manifest: Manifest::default(),
+            chain: vec![[0; 32]],
+            last_term: 0,
+            nv: None,
+        };
+        let nv = match &store.nvram {
+            Some(n) => match n.read().map_err(host_err)? {
+                Some(bytes) => Some(NvramState::from_bytes(&bytes)?),
+                None => None,
+            },
+            None => None,
+        };
+        store.nv = nv;
+        let has_nvram = store.nvram.is_some();
+        let read = store.read_all()?;
+        let (loaded, boot) = match (read, nv) {
+            (Ok(None), None) if has_nvram => (Loaded::default(), Boot::Intact),
+            (Ok(None), None) => (Loaded::default(), Boot::Unvouched),
+            (Ok(Some((m, loaded, chain))), None) => {
+                store.adopt(m, &loaded, chain);
+                (loaded, Boot::Unvouched)
+            }
+            (Ok(Some((m, loaded, chain))), Some(nv))
+                if m.digest() == nv.digest
+                    || (m.counter == nv.counter.wrapping_add(1) && m.prev == nv.digest) =>
+            {
+                store.adopt(m, &loaded, chain);
+                (loaded, Boot::Intact)
+            }
+            (Ok(_), Some(nv)) => (store.discard(Some(nv))?, Boot::RolledBack),
+            (Err(LoadError::Tampered(why)), nv) => (store.discard(nv)?, Boot::Rejected(why)),
+        };
+        Ok((store, loaded, boot))
+    }
+
+    /// With NVRAM: the highest log position this node ever had.
+    pub fn nvram_high(&self) -> Option<(u64, u64)> {
+        self.nv.map(|nv| nv.high)
+    }
+
+    /// Whether a tamper-proof NVRAM backs this store.
+    pub fn has_nvram(&self) -> bool {
+        self.nvram.is_some()
+    }
+
+    fn adopt(&mut self, m: Manifest, loaded: &Loaded, chain: Vec<[u8; 32]>) {
+        self.last_term = loaded.entries.last().map_or(m.snapshot_term, |e| e.term);
+        self.chain = chain;
+        self.manifest = m;
+    }
+
+    /// Removes every row and starts from nothing, keeping from NVRAM what
+    /// the node must never go back on (term, vote, incarnation, and the
+    /// highest log position as its recovery target).
+    fn discard(&mut self, nv: Option<NvramState>) -> Result<Loaded, FleetError> {
+        let ops: Vec<HostOp> = Table::ALL.iter().map(|t| HostOp::Clear(*t)).collect();
+        self.host.apply(&ops).map_err(host_err)?;
+        let mut loaded = Loaded::default();
+        self.manifest = Manifest::default();
+        self.chain = vec![[0; 32]];
+        self.last_term = 0;
+        if let Some(nv) = nv {
+            self.manifest.counter = nv.counter;
+            self.manifest.prev = nv.digest;
+            self.manifest.incarnation = nv.incarnation;
+            self.manifest.term = nv.term;
+            self.manifest.vote = nv.vote;
+            loaded.incarnation = nv.incarnation;
+            loaded.hard_state.term = nv.term;
+            loaded.hard_state.vote = nv.vote;
+            loaded.target = Some(nv.high);
+        }
+        Ok(loaded)
+    }
+
+    fn aad(&self, table: Table, key: &[u8], binding: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(48 + key.len() + binding.len());
+        aad.extend_from_slice(b"bkv-row/v1");
+        aad.extend_from_slice(&self.node.to_be_bytes());
+        aad.push(table as u8);
+        aad.extend_from_slice(&(key.len() as u64).to_be_bytes());
+        aad.extend_from_slice(key);
+        aad.extend_from_slice(binding);
+        aad
+    }
+
+    fn seal<R: RngCore + CryptoRng>(
+        &self,
+        rng: &mut R,
+        table: Table,
+        key: &[u8],
+        binding: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, FleetError> {
+        if !self.sealing {
+            return Ok(plaintext.to_vec());
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        let aad = self.aad(table, key, binding);
+        let body = self
+            .cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| FleetError::Disk("sealing a row failed".into()))?;
+        let mut out = Vec::with_capacity(NONCE_LEN + body.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    fn open_row(
+        &self,
+        table: Table,
+        key: &[u8],
+        binding: &[u8],
+        sealed: &[u8],
+        what: &'static str,
+    ) -> Result<Zeroizing<Vec<u8>>, LoadError> {
+        if !self.sealing {
+            return Ok(Zeroizing::new(sealed.to_vec()));
+        }
+        let (nonce, body) = sealed
+            .split_at_checked(NONCE_LEN)
+            .ok_or(LoadError::Tampered(what))?;
+        let aad = self.aad(table, key, binding);
+        self.cipher
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: body,
+                    aad: &aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| LoadError::Tampered(what))
+    }
+
+    /// Reads and checks every row: `Ok(None)` for an empty disk.
+    fn read_all(&self) -> Result<Result<Option<Checked>, LoadError>, FleetError> {
+        let meta = self.host.scan(Table::Meta).map_err(host_err)?;
+        let log = self.host.scan(Table::Log).map_err(host_err)?;
+        let records = self.host.scan(Table::Records).map_err(host_err)?;
+        if meta.is_empty() && log.is_empty() && records.is_empty() {
+            return Ok(Ok(None));
+        }
+        Ok(self.check(&meta, &log, &records).map(Some))
+    }
+
+    fn check(&self, meta: &[Row], log: &[Row], records: &[Row]) -> Result<Checked, LoadError> {
+        let [(key, sealed)] = meta else {
+            return Err(LoadError::Tampered("the meta table is not one manifest"));
+        };
+        if key != MANIFEST_KEY {
+            return Err(LoadError::Tampered("the meta table is not one manifest"));
+        }
+        let m = Manifest::from_bytes(&self.open_row(
+            Table::Meta,
+            MANIFEST_KEY,
+            &[],
+            sealed,
+            "manifest does not open",
+        )?)?;
+        let mut loaded = Loaded {
+            hard_state: HardState {
+                term: m.term,
+                vote: m.vote,
+                commit: m.commit,
+                ..HardState::default()
+            },
+            conf_state: (!m.voters.is_empty()).then(|| m.conf_state()),
+            incarnation: m.incarnation,
+            peer_incarnations: m.peers.clone(),
+            ..Loaded::default()
+        };
+        // The record table as of the snapshot.
+        let binding = m.snapshot_index.to_be_bytes();
+        let mut table = RecordTable::new();
+        for (key, sealed) in records {
+            let id: [u8; 32] = key
+                .as_slice()
+                .try_into()
+                .map_err(|_| LoadError::Tampered("record key"))?;
+            let bytes = self.open_row(
+                Table::Records,
+                key,
+                &binding,
+                sealed,
+                "record row does not open",
+            )?;
+            let slot =
+                RecordSlot::from_bytes(&bytes).map_err(|_| LoadError::Tampered("record slot"))?;
+            table.restore(RecordId(id), slot);
+        }
+        if self.sealing
+            && m.snapshot_index > 0
+            && (table.len() as u64 != m.records || records_digest(&table) != m.records_digest)
+        {
+            return Err(LoadError::Tampered(
+                "the record rows are not the snapshot's",
+            ));
+        }
+        if m.snapshot_index > 0 {
+            let mut meta = SnapshotMetadata {
+                index: m.snapshot_index,
+                term: m.snapshot_term,
+                ..SnapshotMetadata::default()
+            };
+            meta.set_conf_state(m.conf_state());
+            loaded.snapshot = Some((meta, table));
+        } else if !records.is_empty() {
+            return Err(LoadError::Tampered("record rows without a snapshot"));
+        }
+        // The log: exactly the indices after the snapshot through the last,
+        // in order, chaining to the manifest's head.
+        let mut head = m.log_base;
+        let mut chain_values = vec![head];
+        let mut expected = m.snapshot_index.saturating_add(1);
+        for (key, sealed) in log {
+            let index_bytes: [u8; 8] = key
+                .as_slice()
+                .try_into()
+                .map_err(|_| LoadError::Tampered("log key"))?;
+            let index = u64::from_be_bytes(index_bytes);
+            if self.sealing && index != expected {
+                return Err(LoadError::Tampered("the log rows are not contiguous"));
+            }
+            let bytes = self.open_row(Table::Log, key, &[], sealed, "log row does not open")?;
+            let entry =
+                Entry::parse_from_bytes(&bytes).map_err(|_| LoadError::Tampered("log entry"))?;
+            if self.sealing && entry.index != index {
+                return Err(LoadError::Tampered("log entry index"));
+            }
+            head = chain(&head, index, &bytes);
+            chain_values.push(head);
+            expected = index.saturating_add(1);
+            loaded.entries.push(entry);
+        }
+        if self.sealing && (expected != m.log_last.saturating_add(1) || head != m.log_head) {
+            return Err(LoadError::Tampered(
+                "the log is not the one the manifest names",
+            ));
+        }
+        Ok((m, loaded, chain_values))
+    }
+
+    fn write_manifest<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        mut ops: Vec<HostOp>,
+        mut next: Manifest,
+    ) -> Result<(), FleetError> {
+        next.counter = self.manifest.counter.wrapping_add(1);
+        next.prev = self.manifest.digest();
+        next.log_head = self.chain.last().copied().unwrap_or_default();
+        next.log_base = self.chain.first().copied().unwrap_or_default();
+        let sealed = self.seal(rng, Table::Meta, MANIFEST_KEY, &[], &next.to_bytes())?;
+        ops.push(HostOp::Put {
+            table: Table::Meta,
+            key: MANIFEST_KEY.to_vec(),
+            value: sealed,
+        });
+        self.host.apply(&ops).map_err(host_err)?;
+        // Only now is the new state durable; NVRAM follows it, and nothing
+        // that depends on it has left the node yet (SPEC.md §22.2).
+        if let Some(nvram) = self.nvram.as_mut() {
+            let high = (self.last_term, next.log_last);
+            let state = NvramState {
+                counter: next.counter,
+                digest: next.digest(),
+                incarnation: next.incarnation,
+                term: next.term,
+                vote: next.vote,
+                high: self.nv.map_or(high, |nv| nv.high.max(high)),
+            };
+            nvram.write(&state.to_bytes()).map_err(host_err)?;
+            self.nv = Some(state);
+        }
+        self.manifest = next;
+        Ok(())
+    }
+
+    /// Records a new boot's incarnation (before the node sends anything).
+    pub fn set_incarnation<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        incarnation: u64,
+    ) -> Result<(), FleetError> {
+        let mut next = self.manifest.clone();
+        next.incarnation = incarnation;
+        self.write_manifest(rng, Vec::new(), next)
+    }
+
+    /// Records the configuration (once, when the fleet is made).
+    pub fn set_conf_state<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        conf: &ConfState,
+    ) -> Result<(), FleetError> {
+        let mut next = self.manifest.clone();
+        next.voters = conf.voters.clone();
+        self.write_manifest(rng, Vec::new(), next)
+    }
+
+    /// Writes one Ready's changes together, then (with NVRAM) vouches for
+    /// them.
+    pub fn write<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        w: &Write<'_>,
+    ) -> Result<(), FleetError> {
+        let mut next = self.manifest.clone();
+        let mut ops = Vec::new();
+        if let Some((snap_meta, table)) = w.snapshot {
+            let binding = snap_meta.index.to_be_bytes();
+            ops.push(HostOp::Clear(Table::Records));
+            for (id, slot) in table.iter() {
+                let bytes = slot.to_bytes();
+                let value = self.seal(rng, Table::Records, id.as_bytes(), &binding, &bytes)?;
+                ops.push(HostOp::Put {
+                    table: Table::Records,
+                    key: id.as_bytes().to_vec(),
+                    value,
+                });
+            }
+            next.snapshot_index = snap_meta.index;
+            next.snapshot_term = snap_meta.term;
+            next.records = table.len() as u64;
+            next.records_digest = records_digest(table);
+            let voters = &snap_meta.get_conf_state().voters;
+            if !voters.is_empty() {
+                next.voters = voters.clone();
+            }
+        }
+        if let Some(to) = w.compact_to {
+            // Drop entries at or below `to`; what stays chains on from the
+            // chain value at the new snapshot index (zero if none is left
+            // or the snapshot came from a peer).
+            let first = self.manifest.snapshot_index.saturating_add(1);
+            let last = self.manifest.log_last;
+            let upto = to.min(last);
+            for index in first..=upto {
+                ops.push(HostOp::Delete {
+                    table: Table::Log,
+                    key: index.to_be_bytes().to_vec(),
+                });
+            }
+            if to >= last {
+                self.chain = vec![[0; 32]];
+                next.log_last = next.snapshot_index;
+                self.last_term = next.snapshot_term;
+            } else {
+                let drop = usize::try_from(upto.saturating_sub(self.manifest.snapshot_index))
+                    .unwrap_or(usize::MAX);
+                self.chain
+                    .drain(..drop.min(self.chain.len().saturating_sub(1)));
+            }
+        } else if w.snapshot.is_some() {
+            return Err(FleetError::Disk(
+                "a snapshot without compaction would leave a gap".into(),
+            ));
+        }
+        if let Some(first) = w.entries.first() {
+            let base = next.snapshot_index;
+            if first.index <= base || first.index > next.log_last.saturating_add(1) {
+                return Err(FleetError::Disk("entries do not follow the log".into()));
+            }
+            for index in first.index..=next.log_last {
+                ops.push(HostOp::Delete {
+                    table: Table::Log,
+                    key: index.to_be_bytes().to_vec(),
+                });
+            }
+            let keep = usize::try_from(first.index - base).unwrap_or(usize::MAX);
+            self.chain.truncate(keep);
+            for e in w.entries {
+                let bytes = e
+                    .write_to_bytes()
+                    .map_err(|e| FleetError::Disk(e.to_string()))?;
+                let key = e.index.to_be_bytes();
+                let prev = self.chain.last().copied().unwrap_or_default();
+                self.chain.push(chain(&prev, e.index, &bytes));
+                let value = self.seal(rng, Table::Log, &key, &[], &bytes)?;
+                ops.push(HostOp::Put {
+                    table: Table::Log,
+                    key: key.to_vec(),
+                    value,
+                });
+                next.log_last = e.index;
+                self.last_term = e.term;
+            }
+        }
+        if let Some(hs) = w.hard_state {
+            next.term = hs.term;
+            next.vote = hs.vote;
+            next.commit = hs.commit;
+        }
+        for (id, inc) in w.peer_incarnations {
+            let v = next.peers.entry(*id).or_default();
+            *v = (*v).max(*inc);
+        }
+        self.write_manifest(rng, ops, next)
+    }
+}
