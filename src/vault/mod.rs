@@ -1032,7 +1032,7 @@ impl<S: RecordStore> Vault<S> {
                 let sealed = crypto::seal(
                     &release_key,
                     &crypto::aad(label::AAD_RELEASE, &record_id, &session_id),
-                    &*plaintext,
+                    &plaintext,
                 );
                 Ok(Answer::KeyRelease(KeyRelease { session_id, sealed }))
             }
