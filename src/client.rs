@@ -27,8 +27,8 @@ use crate::types::{BackupKey, RecordId, RecoveryCode, Secret32, SessionId, BACKU
 use crate::wire::{
     self, KeyRelease, RecoveryFinish, RecoveryResponse, RecoveryResponseWithBundle, RecoveryStart,
     RegistrationConfirmation, RegistrationRequest, RegistrationResponse, RegistrationUpload,
-    OPAQUE_REGISTRATION_RECORD_LEN, SEALED_REGISTRATION_PLAINTEXT_LEN, SEALED_UPLOAD_PLAINTEXT_LEN,
-    WRAPPED_KEY_LEN,
+    OPAQUE_REGISTRATION_RECORD_LEN, RELEASE_PLAINTEXT_LEN, SEALED_REGISTRATION_PLAINTEXT_LEN,
+    SEALED_UPLOAD_PLAINTEXT_LEN, WRAPPED_KEY_LEN,
 };
 
 /// What a client trusts and how it stretches: the fleet's public keys and
@@ -378,6 +378,14 @@ pub struct Recovered {
     pub backup_key: BackupKey,
     /// Lets the client replace the record right away (new code, new key).
     pub rekey: RekeyAuthorization,
+    /// How many attempts were charged to the record since the last
+    /// recovery, before this one, and not forgiven by another success:
+    /// wrong codes, and sessions never finished (someone's KE1 whose KE3
+    /// never came, or another device's recovery running at the same time).
+    /// Sealed by the vault with the key, so only this client reads it and
+    /// no relay can change it; unlike the KE2's `attempts_remaining`, the
+    /// app may rely on it (SPEC.md §6.2). 0 if nobody else tried.
+    pub unforgiven_attempts: u8,
 }
 
 impl Recovery {
@@ -483,21 +491,28 @@ impl AwaitingRecoveryResponse {
 }
 
 impl AwaitingKeyRelease {
-    /// Opens the release and unwraps the backup key.
+    /// Opens the release, unwraps the backup key, and reads the count of
+    /// unforgiven attempts sealed with it.
     pub fn finish(self, release: &KeyRelease) -> Result<Recovered, ClientError> {
         if release.session_id != self.session_id {
             return Err(ClientError::ReleaseNotAuthentic);
         }
-        let wrapped: Zeroizing<[u8; WRAPPED_KEY_LEN]> = crypto::open(
+        let plaintext: Zeroizing<[u8; RELEASE_PLAINTEXT_LEN]> = crypto::open(
             &self.release_key,
             &crypto::aad(label::AAD_RELEASE, &self.record_id, &self.session_id),
             &release.sealed,
         )
         .ok_or(ClientError::ReleaseNotAuthentic)?;
+        // SPEC.md §5.8: `wrapped_key(48) || unforgiven_attempts(1)`.
+        let Some((wrapped, &[unforgiven_attempts])) =
+            plaintext.split_first_chunk::<WRAPPED_KEY_LEN>()
+        else {
+            return Err(ClientError::ReleaseNotAuthentic);
+        };
         let key: Zeroizing<[u8; BACKUP_KEY_LEN]> = crypto::open(
             &self.wrap_key,
             &crypto::bound_to_record(label::AAD_WRAP, &self.record_id),
-            &wrapped,
+            wrapped,
         )
         .ok_or(ClientError::ReleaseNotAuthentic)?;
         Ok(Recovered {
@@ -506,6 +521,7 @@ impl AwaitingKeyRelease {
                 record_id: self.record_id,
                 token: self.rekey_token.clone(),
             },
+            unforgiven_attempts,
         })
     }
 }

@@ -1,7 +1,8 @@
 //! Strict codecs for every protocol message (SPEC.md §5).
 //!
 //! Every message starts with a one-byte type and a one-byte version
-//! ([`VERSION`]), then fixed-length fields. A decoder accepts exactly the
+//! ([`MessageType::version`]: [`VERSION`], or [`KEY_RELEASE_VERSION`] for a
+//! [`KeyRelease`]), then fixed-length fields. A decoder accepts exactly the
 //! length its type requires and nothing else: no trailing bytes, no optional
 //! fields. Group elements and OPAQUE sub-messages inside a message are
 //! validated where they are used (the vault or the client parses them with
@@ -14,8 +15,12 @@ use crate::error::WireError;
 use crate::suite::StretchingParams;
 use crate::types::{RecordId, SessionId, RECORD_ID_LEN, SESSION_ID_LEN};
 
-/// The protocol version every message carries.
+/// The protocol version every message carries, but a [`KeyRelease`].
 pub const VERSION: u8 = 1;
+/// The version a [`KeyRelease`] carries. Version 2: the sealed plaintext
+/// adds the count of unforgiven attempts after the wrapped key (SPEC.md
+/// §5.8); version 1 is refused.
+pub const KEY_RELEASE_VERSION: u8 = 2;
 /// Length of the header: type and version.
 pub const HEADER_LEN: usize = 2;
 /// Length of an AEAD tag (ChaCha20-Poly1305 and HPKE's ChaCha20-Poly1305).
@@ -38,6 +43,10 @@ pub const KE3_LEN: usize = 64;
 pub const WRAPPED_KEY_LEN: usize = 32 + TAG_LEN;
 /// Length of a rekey token inside a sealed registration request.
 pub const REKEY_TOKEN_LEN: usize = 32;
+/// Plaintext of the sealed part of a [`KeyRelease`]: the wrapped key, then
+/// one byte, the attempts charged before this session's that no earlier
+/// success forgave (SPEC.md §5.8).
+pub const RELEASE_PLAINTEXT_LEN: usize = WRAPPED_KEY_LEN + 1;
 
 /// Plaintext of the HPKE-sealed part of a [`RegistrationRequest`]: the
 /// OPAQUE request, a mode byte (0 = new record, 1 = replace after recovery)
@@ -99,12 +108,22 @@ impl MessageType {
         })
     }
 
-    /// The type of an encoded message, from its header, checking the version.
+    /// The version this type's messages carry: [`KEY_RELEASE_VERSION`] for
+    /// [`KeyRelease`], [`VERSION`] for every other.
+    pub fn version(self) -> u8 {
+        match self {
+            Self::KeyRelease => KEY_RELEASE_VERSION,
+            _ => VERSION,
+        }
+    }
+
+    /// The type of an encoded message, from its header, checking the
+    /// version its type carries.
     pub fn of(bytes: &[u8]) -> Result<Self, WireError> {
         let (&ty, rest) = bytes.split_first().ok_or(WireError::Empty)?;
         let ty = Self::from_byte(ty)?;
         let &version = rest.first().ok_or(WireError::Empty)?;
-        if version != VERSION {
+        if version != ty.version() {
             return Err(WireError::UnsupportedVersion(version));
         }
         Ok(ty)
@@ -160,7 +179,7 @@ impl<'a> Reader<'a> {
 fn writer(ty: MessageType, body_len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + body_len);
     out.push(ty as u8);
-    out.push(VERSION);
+    out.push(ty.version());
     out
 }
 
@@ -338,13 +357,16 @@ message! {
 }
 
 message! {
-    /// Recovery step 4, vault to client: the wrapped backup key, encrypted
-    /// under a key derived from the OPAQUE session key.
+    /// Recovery step 4, vault to client: the wrapped backup key and the
+    /// count of attempts no success forgave before this one, encrypted under
+    /// a key derived from the OPAQUE session key (version
+    /// [`KEY_RELEASE_VERSION`]).
     KeyRelease = KeyRelease {
         /// The session this closes.
         session_id: SessionId = (SESSION_ID_LEN, |v| v.0, session_id),
-        /// ChaCha20-Poly1305 of the wrapped key.
-        sealed: [u8; WRAPPED_KEY_LEN + TAG_LEN] = (WRAPPED_KEY_LEN + TAG_LEN, |v| *v, raw),
+        /// ChaCha20-Poly1305 of the wrapped key and the count.
+        sealed: [u8; RELEASE_PLAINTEXT_LEN + TAG_LEN] =
+            (RELEASE_PLAINTEXT_LEN + TAG_LEN, |v| *v, raw),
     }
 }
 
@@ -535,7 +557,10 @@ impl RecoveryResponseWithBundle {
             found: bytes.len(),
         })?;
         let mut inner = Vec::with_capacity(RecoveryResponse::ENCODED_LEN);
-        inner.extend_from_slice(&[MessageType::RecoveryResponse as u8, VERSION]);
+        inner.extend_from_slice(&[
+            MessageType::RecoveryResponse as u8,
+            MessageType::RecoveryResponse.version(),
+        ]);
         inner.extend_from_slice(head);
         Ok(Self {
             response: RecoveryResponse::from_bytes(&inner)?,
@@ -558,7 +583,7 @@ mod tests {
         assert_eq!(RecoveryStart::ENCODED_LEN, 2 + 32 + 96);
         assert_eq!(RecoveryResponse::ENCODED_LEN, 2 + 16 + 1 + 12 + 320);
         assert_eq!(RecoveryFinish::ENCODED_LEN, 2 + 32 + 16 + 64);
-        assert_eq!(KeyRelease::ENCODED_LEN, 2 + 16 + 64);
+        assert_eq!(KeyRelease::ENCODED_LEN, 2 + 16 + 48 + 1 + 16);
         assert_eq!(Rejection::ENCODED_LEN, 3);
     }
 
@@ -611,6 +636,44 @@ mod tests {
         );
         assert_eq!(RecoveryStart::from_bytes(&[]), Err(WireError::Empty));
         assert_eq!(RecoveryStart::from_bytes(&[5]), Err(WireError::Empty));
+    }
+
+    #[test]
+    fn a_key_release_carries_version_2_and_refuses_version_1() {
+        let release = KeyRelease {
+            session_id: SessionId([4; 16]),
+            sealed: [6; RELEASE_PLAINTEXT_LEN + TAG_LEN],
+        };
+        let bytes = release.to_bytes();
+        assert_eq!(bytes[..2], [0x08, 0x02]);
+        assert_eq!(bytes.len(), 83);
+        assert_eq!(KeyRelease::from_bytes(&bytes), Ok(release));
+        let mut v1 = bytes.clone();
+        v1[1] = 1;
+        assert_eq!(
+            KeyRelease::from_bytes(&v1),
+            Err(WireError::UnsupportedVersion(1))
+        );
+        // A version-1 release of the old length: refused at the version.
+        let mut old = v1;
+        old.truncate(82);
+        assert_eq!(
+            KeyRelease::from_bytes(&old),
+            Err(WireError::UnsupportedVersion(1))
+        );
+        // Every other message stays at version 1.
+        let start = RecoveryStart {
+            record_id: RecordId([7; 32]),
+            ke1: [9; KE1_LEN],
+        }
+        .to_bytes();
+        assert_eq!(start[1], 1);
+        let mut v2 = start.clone();
+        v2[1] = 2;
+        assert_eq!(
+            RecoveryStart::from_bytes(&v2),
+            Err(WireError::UnsupportedVersion(2))
+        );
     }
 
     #[test]

@@ -435,7 +435,7 @@ fn the_byte_interface_answers_rejections() {
     // A vault-to-client message sent to the vault is malformed, not served.
     let release = backup_key_vault::wire::KeyRelease {
         session_id: backup_key_vault::SessionId([0; 16]),
-        sealed: [0; 64],
+        sealed: [0; 65],
     };
     let answer = w.vault.handle(&mut w.rng, now, &release.to_bytes());
     assert_eq!(
@@ -597,8 +597,14 @@ fn commands_applied_twice_give_no_fresh_attempts() {
         );
     }
     assert_eq!(attempts_used(&w, 1), Some(max));
-    // The success's reset, applied again: no attempt comes back.
-    assert_eq!(w.vault.store_mut().commit(&reset), Ok(Applied::Reset));
+    // The success's reset, applied again: no attempt comes back, and it
+    // reports what it reported the first time (nothing was tried before).
+    assert_eq!(
+        w.vault.store_mut().commit(&reset),
+        Ok(Applied::Reset {
+            unforgiven_attempts: 0
+        })
+    );
     assert_eq!(attempts_used(&w, 1), Some(max));
     assert!(w.recover(id(1), RIGHT).is_err());
     // When the last guess's session has expired, the next KE1 erases it.
@@ -622,4 +628,191 @@ fn commands_applied_twice_give_no_fresh_attempts() {
         w.vault.store().log.last(),
         Some(Command::Register { generation: 2, .. })
     ));
+}
+
+// ----- Issue 19: the release tells how many attempts nobody forgave ------
+
+/// A relay that holds the user's KE1 back and spends guesses first.
+fn spend_guesses<S: RecordStore>(w: &mut World<S>, record: u8, guesses: u8) {
+    for _ in 0..guesses {
+        assert_eq!(
+            w.recover(id(record), WRONG).err(),
+            Some(Failure::Client(ClientError::RecoveryFailed))
+        );
+    }
+}
+
+#[test]
+fn the_release_tells_how_many_guesses_a_relay_spent_before_the_recovery() {
+    let max = 5;
+    let mut w = World::with_policy(
+        40,
+        MemoryStore::new(),
+        VaultPolicy {
+            max_attempts: max,
+            ..VaultPolicy::insecure_test_only()
+        },
+    );
+    for k in 0..max {
+        let n = 40 + k;
+        let registered = w.register(id(n), RIGHT).unwrap();
+        // The user sends KE1; the relay holds it and spends k guesses.
+        let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
+        let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(n), &code).unwrap();
+        spend_guesses(&mut w, n, k);
+        // Then it lets the user's KE1 through, which may hold the last
+        // attempt (k = max - 1), and the success forgives every guess.
+        let ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+        let (state, ke3) = state.finish(&mut w.rng, &ke2).unwrap();
+        let release = w.vault.recovery_finish(w.now, &ke3).unwrap();
+        let recovered = state.finish(&release).unwrap();
+        assert_eq!(recovered.backup_key, registered.backup_key);
+        assert_eq!(attempts_used(&w, n), Some(0), "the guesses are forgiven");
+        assert_eq!(recovered.unforgiven_attempts, k, "but the user is told");
+        // The next recovery finds nothing new.
+        assert_eq!(w.recover(id(n), RIGHT).unwrap().unforgiven_attempts, 0);
+    }
+}
+
+#[test]
+fn guesses_made_while_the_users_session_is_pending_are_told_next_time() {
+    let mut w = World::new(41);
+    w.register(id(1), RIGHT).unwrap();
+    spend_guesses(&mut w, 1, 2);
+    let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
+    let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+    let ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+    let (state, ke3) = state.finish(&mut w.rng, &ke2).unwrap();
+    // A guess charged after the user's own charge, before its KE3. (It
+    // would supersede the user's session on this vault; a second vault on
+    // the same store, or a fleet node, keeps both: charge it directly.)
+    use backup_key_vault::vault::{Applied, Command};
+    let charged = w.vault.store_mut().commit(&Command::ChargeAttempt {
+        record_id: id(1),
+        generation: 1,
+    });
+    assert!(matches!(charged, Ok(Applied::Charged { charge: 4, .. })));
+    let release = w.vault.recovery_finish(w.now, &ke3).unwrap();
+    // Charges 1 and 2 came before the user's charge 3; charge 4 is not
+    // forgiven by it and is not reported now.
+    assert_eq!(state.finish(&release).unwrap().unforgiven_attempts, 2);
+    assert_eq!(attempts_used(&w, 1), Some(1));
+    // The next success reports it.
+    assert_eq!(w.recover(id(1), RIGHT).unwrap().unforgiven_attempts, 1);
+    assert_eq!(w.recover(id(1), RIGHT).unwrap().unforgiven_attempts, 0);
+}
+
+/// Runs the user's recovery of `id(n)` up to the release, which the relay
+/// then holds: the client state that waits for it, and the release.
+fn held_release(
+    w: &mut World<MemoryStore>,
+    n: u8,
+) -> (
+    backup_key_vault::client::AwaitingKeyRelease,
+    backup_key_vault::wire::KeyRelease,
+) {
+    let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
+    let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(n), &code).unwrap();
+    let ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+    let (state, ke3) = state.finish(&mut w.rng, &ke2).unwrap();
+    let release = w.vault.recovery_finish(w.now, &ke3).unwrap();
+    (state, release)
+}
+
+#[test]
+fn tampering_with_the_releases_count_fails_the_release() {
+    use backup_key_vault::wire::WRAPPED_KEY_LEN;
+    let mut w = World::new(42);
+    w.register(id(1), RIGHT).unwrap();
+    // The count is the byte after the wrapped key. ChaCha20 maps plaintext
+    // bit i to ciphertext bit i, so flipping ciphertext bits there is the
+    // relay's best try at turning "3" into "2" (3 ^ 1) or "0" (3 ^ 3); the
+    // tag catches it.
+    for flip in [1u8, 3, 0x80] {
+        spend_guesses(&mut w, 1, 3);
+        let (state, mut release) = held_release(&mut w, 1);
+        release.sealed[WRAPPED_KEY_LEN] ^= flip;
+        assert_eq!(
+            state.finish(&release).err(),
+            Some(ClientError::ReleaseNotAuthentic),
+            "flip {flip:#x}"
+        );
+    }
+    // Untouched, the release tells the three guesses.
+    spend_guesses(&mut w, 1, 3);
+    let (state, release) = held_release(&mut w, 1);
+    assert_eq!(state.finish(&release).unwrap().unforgiven_attempts, 3);
+    // Nor can the relay hand over the release of another session that said
+    // 0 instead of the one that says 3.
+    let (_, says_zero) = held_release(&mut w, 1);
+    spend_guesses(&mut w, 1, 3);
+    let (state, says_three) = held_release(&mut w, 1);
+    let mut substituted = says_zero.clone();
+    substituted.session_id = says_three.session_id;
+    assert_eq!(
+        state.finish(&substituted).err(),
+        Some(ClientError::ReleaseNotAuthentic)
+    );
+}
+
+#[test]
+fn a_relay_that_forges_attempts_remaining_changes_nothing_the_client_reports() {
+    let mut w = World::new(43);
+    let registered = w.register(id(1), RIGHT).unwrap();
+    let max = w.vault.policy().max_attempts;
+    for forged in [0, 1, max - 1, max, u8::MAX] {
+        // Two guesses, then the user's recovery with a KE2 whose
+        // unauthenticated count the relay rewrote ("nothing happened", or
+        // "last attempt").
+        spend_guesses(&mut w, 1, 2);
+        let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
+        let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+        let mut ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+        assert_eq!(ke2.attempts_remaining, max - 3);
+        ke2.attempts_remaining = forged;
+        let (state, ke3) = state.finish(&mut w.rng, &ke2).unwrap();
+        let release = w.vault.recovery_finish(w.now, &ke3).unwrap();
+        let recovered = state.finish(&release).unwrap();
+        assert_eq!(recovered.backup_key, registered.backup_key);
+        assert_eq!(recovered.unforgiven_attempts, 2, "forged {forged}");
+    }
+}
+
+/// A store that applies every reset twice and answers with the second
+/// result, as a store that lost the outcome of a commit and appended it
+/// again would (SPEC.md §8.3 item 5).
+struct ResetTwice(MemoryStore);
+
+impl RecordStore for ResetTwice {
+    fn load(
+        &self,
+        record_id: &backup_key_vault::RecordId,
+    ) -> Result<Option<RecordSlot>, backup_key_vault::StoreError> {
+        self.0.load(record_id)
+    }
+
+    fn commit(
+        &mut self,
+        command: &backup_key_vault::vault::Command,
+    ) -> Result<backup_key_vault::vault::Applied, backup_key_vault::StoreError> {
+        if matches!(
+            command,
+            backup_key_vault::vault::Command::ResetAttempts { .. }
+        ) {
+            self.0.commit(command)?;
+        }
+        self.0.commit(command)
+    }
+}
+
+#[test]
+fn a_reset_applied_twice_still_tells_the_count() {
+    let mut w = World::with_store(44, ResetTwice(MemoryStore::new()));
+    w.register(id(1), RIGHT).unwrap();
+    spend_guesses(&mut w, 1, 4);
+    // The first application forgave the guesses; the second, whose result
+    // the vault sees, reports what the first computed.
+    assert_eq!(w.recover(id(1), RIGHT).unwrap().unforgiven_attempts, 4);
+    assert_eq!(attempts_used(&w, 1), Some(0));
+    assert_eq!(w.recover(id(1), RIGHT).unwrap().unforgiven_attempts, 0);
 }

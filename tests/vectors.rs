@@ -452,15 +452,39 @@ fn check_recoveries(flow: &Value, reg: &Registration) -> usize {
             last_charge,
             "the reset forgives through this session's own charge"
         );
+        // §8.1: the reset of charge c reports the charges numbered above
+        // forgiven_through (as the KE2's charge left it) and below c.
+        let before = &s["slot_after"];
+        let forgiven = before["forgiven_through"].as_u64().unwrap();
+        let c = last_charge.unwrap();
+        let unforgiven = match c.cmp(&forgiven) {
+            std::cmp::Ordering::Greater => c - 1 - forgiven,
+            std::cmp::Ordering::Equal => before["last_unforgiven"].as_u64().unwrap(),
+            std::cmp::Ordering::Less => 0,
+        };
+        assert_eq!(vault["commits"][0]["applied"]["result"], "Reset");
+        assert_eq!(
+            vault["commits"][0]["applied"]["unforgiven_attempts"].as_u64(),
+            Some(unforgiven)
+        );
         let release = b(&vault["output"]["hex"]);
+        assert_eq!(release[..2], [0x08, 0x02], "KeyRelease, version 2");
+        assert_eq!(release.len(), 83);
         assert_eq!(release[2..18], sid[..]);
-        let wrapped = open(&k_release, &aad, &release[18..]).expect("K_release opens §5.8");
+        let plaintext = open(&k_release, &aad, &release[18..]).expect("K_release opens §5.8");
+        assert_eq!(plaintext, b(&vault["values"]["release_plaintext"]));
+        let (wrapped, count) = plaintext.split_at(48);
         assert_eq!(
             wrapped, reg.wrapped,
             "the release carries the stored wrapped key"
         );
+        assert_eq!(count, [unforgiven as u8], "then the count");
+        assert_eq!(
+            steps[i + 3]["output"]["unforgiven_attempts"].as_u64(),
+            Some(unforgiven)
+        );
         let wrap_aad = [label("aad/wrapped-key"), rid.clone()].concat();
-        let key = open(&k_wrap, &wrap_aad, &wrapped).expect("K_wrap opens");
+        let key = open(&k_wrap, &wrap_aad, wrapped).expect("K_wrap opens");
         assert_eq!(key, reg.backup_key);
         assert_eq!(b(&steps[i + 3]["output"]["backup_key"]), reg.backup_key);
         complete += 1;
@@ -504,6 +528,11 @@ fn recovery_success_vectors_follow_the_spec() {
     assert_eq!(check_recoveries(&flow, &reg), 1);
     check_final_slot(&flow, &reg);
     assert_eq!(flow["final_slot"]["attempts_used"], 0, "the success reset");
+    let told = step(&flow, "AwaitingKeyRelease::finish", 0);
+    assert_eq!(
+        told["output"]["unforgiven_attempts"], 0,
+        "nobody else tried"
+    );
 }
 
 #[test]
@@ -521,6 +550,9 @@ fn recovery_wrong_code_vectors_follow_the_spec() {
         "the right code still works"
     );
     assert_eq!(flow["final_slot"]["attempts_used"], 0);
+    // And the release told the client about the wrong code's attempt.
+    let told = step(&flow, "AwaitingKeyRelease::finish", 0);
+    assert_eq!(told["output"]["unforgiven_attempts"], 1);
 }
 
 #[test]

@@ -56,6 +56,17 @@ fn fingerprint(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// What a client tells its user from the count sealed in the key release
+/// (`Recovered::unforgiven_attempts`, SPEC.md §6.2): attempts charged since
+/// the last recovery that no success forgave.
+pub fn tried_since_last_recovery(unforgiven_attempts: u8) -> String {
+    match unforgiven_attempts {
+        0 => "no wrong code was tried since your last recovery".into(),
+        1 => "1 wrong code was tried since your last recovery".into(),
+        n => format!("{n} wrong codes were tried since your last recovery"),
+    }
+}
+
 fn code(s: &str) -> Step<RecoveryCode> {
     RecoveryCode::new(s.as_bytes()).map_err(|e| Misbehaved(format!("recovery code: {e}")))
 }
@@ -237,8 +248,8 @@ fn story(args: &DemoArgs) -> Step<()> {
     let t = Instant::now();
     let (remaining, result) = demo.recover(record_id, &right)?;
     match result {
-        Ok(r) if r.backup_key == registered.backup_key => {}
-        Ok(_) => return fail("recovery returned a different key"),
+        Ok(r) if r.backup_key == registered.backup_key && r.unforgiven_attempts == 0 => {}
+        Ok(_) => return fail("recovery returned a different key, or guesses nobody made"),
         Err(e) => return fail(format!("recovery with the right code failed: {e}")),
     }
     demo.report(
@@ -250,30 +261,57 @@ fn story(args: &DemoArgs) -> Step<()> {
         return fail("success did not reset the counter");
     }
 
-    for i in 1..=3u8 {
+    // The user recovers again, but the relay holds the KE1 back and spends
+    // guesses first. The user's success forgives them all; the count sealed
+    // in the release still tells the user (SPEC.md §6.2, issue 19).
+    let guesses = 3.min(max - 1);
+    let (state, held_ke1) = Recovery::start(&mut OsRng, &demo.config, record_id, &right)
+        .map_err(|e| Misbehaved(format!("recovery start: {e}")))?;
+    for i in 1..=guesses {
         let t = Instant::now();
         let (remaining, result) = demo.recover(record_id, &wrong)?;
         if !matches!(result, Err(ClientError::RecoveryFailed)) || remaining != max - i {
             return fail(format!(
-                "wrong code #{i}: expected failure with {} left",
+                "relay's guess #{i}: expected failure with {} left",
                 max - i
             ));
         }
         demo.report(
             t,
-            format!("wrong code #{i}: refused, {remaining} attempts left"),
+            format!("relay holds the user's KE1, guesses #{i}: refused, {remaining} left"),
             (),
         );
     }
     let t = Instant::now();
-    let (_, result) = demo.recover(record_id, &right)?;
-    if result.is_err() || demo.attempts_used(&record_id) != Some(0) {
-        return fail("the right code did not recover and reset the counter");
+    let mut ke2 = demo.exchange(&held_ke1.to_bytes(), wire::RecoveryResponse::from_bytes)?;
+    // The relay also rewrites KE2's unauthenticated count, "nobody tried".
+    ke2.attempts_remaining = max - 1;
+    let recovered = state
+        .finish(&mut OsRng, &ke2)
+        .map_err(|e| Misbehaved(format!("the user's KE2: {e}")))
+        .and_then(|(state, ke3)| {
+            let release = demo.exchange(&ke3.to_bytes(), wire::KeyRelease::from_bytes)?;
+            state
+                .finish(&release)
+                .map_err(|e| Misbehaved(format!("the user's release: {e}")))
+        })?;
+    if recovered.backup_key != registered.backup_key
+        || recovered.unforgiven_attempts != guesses
+        || demo.attempts_used(&record_id) != Some(0)
+    {
+        return fail("the user's recovery did not reset the counter and report the guesses");
     }
     demo.report(
         t,
-        format!("right code: recovered, counter back to {max}"),
+        format!(
+            "user's KE1 let through (relay's KE2 says {} left): recovered, counter at {max}",
+            ke2.attempts_remaining
+        ),
         (),
+    );
+    println!(
+        "     the app, from the sealed release: \"{}\"",
+        tried_since_last_recovery(recovered.unforgiven_attempts)
     );
 
     for i in 1..=max {

@@ -394,6 +394,12 @@ pub fn recover(args: &ClientArgs) -> ExitCode {
         let release = KeyRelease::from_bytes(&answer).map_err(|_| refusal(&answer))?;
         let recovered = state.finish(&release).map_err(|e| e.to_string())?;
         println!("backup key {}", hex(recovered.backup_key.expose_secret()));
+        // Sealed in the release: unlike "attempts remaining" above, no relay
+        // can change it (SPEC.md §6.2).
+        println!(
+            "{}",
+            crate::demo::tried_since_last_recovery(recovered.unforgiven_attempts)
+        );
         Ok(())
     };
     match run() {

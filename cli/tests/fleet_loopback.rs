@@ -201,6 +201,7 @@ fn five_node_processes_register_recover_survive_two_failures_and_refuse_without_
     assert!(first.status.success(), "{first:?}");
     assert_eq!(key_of(&first), key);
     assert_eq!(remaining(&first), Some(9));
+    assert!(stdout(&first).contains("no wrong code was tried since your last recovery"));
     for (node, expected) in [(2, 9), (3, 8), (4, 7), (5, 6)] {
         let wrong = fleet.bkv("recover", "wrong code", Some(node));
         assert!(!wrong.status.success());
@@ -214,6 +215,12 @@ fn five_node_processes_register_recover_survive_two_failures_and_refuse_without_
     assert!(with_three.status.success(), "{with_three:?}");
     assert_eq!(key_of(&with_three), key);
     assert_eq!(remaining(&with_three), Some(5));
+    // The four wrong codes, forgiven by this success, are told from the
+    // sealed release, as the replicas computed it at the reset.
+    assert!(
+        stdout(&with_three).contains("\n4 wrong codes were tried since your last recovery\n"),
+        "{with_three:?}"
+    );
 
     // A third down: no majority, a clean refusal, nothing released.
     fleet.kill(2);

@@ -250,6 +250,9 @@ fn applied(a: &Result<Applied, StoreError>) -> Value {
         }) => {
             json!({ "result": "Charged", "attempts_remaining": attempts_remaining, "charge": charge })
         }
+        Ok(Applied::Reset {
+            unforgiven_attempts,
+        }) => json!({ "result": "Reset", "unforgiven_attempts": unforgiven_attempts }),
         Ok(Applied::Refused(r)) => json!({ "result": "Refused", "refusal": format!("{r:?}") }),
         Ok(other) => json!({ "result": format!("{other:?}") }),
         Err(_) => json!({ "result": "StoreError" }),
@@ -260,14 +263,17 @@ fn slot(s: Option<RecordSlot>) -> Value {
     match s {
         None => json!({ "state": "absent" }),
         Some(s) => {
-            let (state, used, charges, forgiven) = match &s {
+            let (state, used, charges, forgiven, last) = match &s {
                 RecordSlot::Live(r) => (
                     "live",
                     json!(r.attempts_used()),
                     json!(r.charges),
                     json!(r.forgiven_through),
+                    json!(r.last_unforgiven),
                 ),
-                RecordSlot::Erased { .. } => ("erased", Value::Null, Value::Null, Value::Null),
+                RecordSlot::Erased { .. } => {
+                    ("erased", Value::Null, Value::Null, Value::Null, Value::Null)
+                }
             };
             json!({
                 "state": state,
@@ -275,6 +281,7 @@ fn slot(s: Option<RecordSlot>) -> Value {
                 "attempts_used": used,
                 "charges": charges,
                 "forgiven_through": forgiven,
+                "last_unforgiven": last,
                 "encoding": hex(&s.to_bytes()),
             })
         }
@@ -780,18 +787,34 @@ impl Flow {
                 };
             }
         };
+        // §5.8: what K_release seals, the stored wrapped key and the count
+        // the reset computed.
+        let unforgiven = match &commits[0]["applied"] {
+            a if a["result"] == "Reset" => a["unforgiven_attempts"].as_u64().unwrap() as u8,
+            other => panic!("the release follows a Reset, not {other}"),
+        };
+        let wrapped = match self.vault.store().load(&record_id).unwrap() {
+            Some(RecordSlot::Live(r)) => r.payload.wrapped_key,
+            other => panic!("a released record is live, not {other:?}"),
+        };
+        let plaintext = [&wrapped[..], &[unforgiven]].concat();
         self.push(json!({
             "actor": "vault", "call": "Vault::recovery_finish", "now_ms": self.now,
             "input": hex(&ke3.to_bytes()),
             "commits": commits,
             "output": { "message": "KeyRelease", "hex": hex(&release.to_bytes()) },
+            "values": { "release_plaintext": hex(&plaintext) },
             "slot_after": slot,
         }));
         let recovered = state.finish(&release).unwrap();
+        assert_eq!(recovered.unforgiven_attempts, unforgiven);
         self.push(json!({
             "actor": "client", "rng": role, "call": "AwaitingKeyRelease::finish",
             "inputs": { "message": hex(&release.to_bytes()) },
-            "output": { "backup_key": hex(recovered.backup_key.expose_secret()) },
+            "output": {
+                "backup_key": hex(recovered.backup_key.expose_secret()),
+                "unforgiven_attempts": recovered.unforgiven_attempts,
+            },
         }));
 
         // Negative: what this client refuses instead of the genuine answers.
@@ -808,7 +831,15 @@ impl Flow {
         other.session_id.0[0] ^= 1;
         let mut flipped = release.clone();
         flipped.sealed[63] ^= 1;
-        for (what, msg) in [("session id changed", other), ("tag bit flipped", flipped)] {
+        // The count is the plaintext's last byte: ChaCha20 maps its bits to
+        // the same ciphertext bits, and the tag catches the change.
+        let mut recounted = release.clone();
+        recounted.sealed[wire::WRAPPED_KEY_LEN] ^= 1;
+        for (what, msg) in [
+            ("session id changed", other),
+            ("tag bit flipped", flipped),
+            ("unforgiven-attempts bit flipped", recounted),
+        ] {
             let err = self.release_client(seed, code, &ke2).finish(&msg);
             let err = refused(err);
             self.negative.push(json!({
@@ -974,7 +1005,7 @@ pub fn registration() -> Value {
 pub fn recovery_success() -> Value {
     let mut f = Flow::new(
         "recovery-success",
-        "Registration, then a recovery with the right code: the charge committed before KE2, the reset committed before the key release; the backup key comes back.",
+        "Registration, then a recovery with the right code: the charge committed before KE2, the reset committed before the key release; the backup key comes back, and the release reports 0 unforgiven attempts.",
         FLEET,
         VAULT,
         VaultPolicy::insecure_test_only(),
@@ -987,7 +1018,7 @@ pub fn recovery_success() -> Value {
 pub fn recovery_wrong_code() -> Value {
     let mut f = Flow::new(
         "recovery-wrong-code",
-        "Registration, then a recovery with a wrong code: the attempt is charged, the client fails at KE2 (RecoveryFailed) and sends no KE3; then the right code recovers and resets the count.",
+        "Registration, then a recovery with a wrong code: the attempt is charged, the client fails at KE2 (RecoveryFailed) and sends no KE3; then the right code recovers and resets the count, and its release reports the wrong code's attempt (1 unforgiven attempt).",
         FLEET,
         0x6276_6b2d_7661_7532,
         VaultPolicy::insecure_test_only(),
@@ -1051,13 +1082,25 @@ fn header_cases<T>(
     };
     let mut long = valid.to_vec();
     long.push(0);
-    vec![
+    // The type's own version (§5): 2 for a KeyRelease, 1 for the others.
+    let version = valid[1];
+    let mut retired = Vec::new();
+    if version > 1 {
+        retired.push(decode_case(
+            decoder,
+            "version 1 (retired)",
+            &with(1, 1),
+            decode,
+        ));
+    }
+    let newer = format!("version {}", version + 1);
+    retired.extend([
         decode_case(decoder, "empty", &[], decode),
         decode_case(decoder, "type byte only", &valid[..1], decode),
         decode_case(decoder, "type 0x00", &with(0, 0), decode),
         decode_case(decoder, "type 0xee (unknown)", &with(0, 0xEE), decode),
         decode_case(decoder, "version 0", &with(1, 0), decode),
-        decode_case(decoder, "version 2", &with(1, 2), decode),
+        decode_case(decoder, &newer, &with(1, version + 1), decode),
         decode_case(
             decoder,
             "another message's type",
@@ -1066,7 +1109,8 @@ fn header_cases<T>(
         ),
         decode_case(decoder, "one byte short", &valid[..valid.len() - 1], decode),
         decode_case(decoder, "one trailing byte", &long, decode),
-    ]
+    ]);
+    retired
 }
 
 pub fn negative() -> Value {
@@ -1205,10 +1249,11 @@ pub fn negative() -> Value {
     decoders.extend([
         slot_case("empty", &[]),
         slot_case("version 1 (retired)", &with(&live, 0, &[1])),
-        slot_case("version 3", &with(&live, 0, &[3])),
+        slot_case("version 2 (retired)", &with(&live, 0, &[2])),
+        slot_case("version 4", &with(&live, 0, &[4])),
         slot_case("tag 3 (unknown)", &with(&live, 1, &[3])),
         slot_case("live, one byte short", &live[..live.len() - 1]),
-        slot_case("tombstone, one byte short", &[2, 2, 0, 0, 0, 0, 0, 0, 1]),
+        slot_case("tombstone, one byte short", &[3, 2, 0, 0, 0, 0, 0, 0, 1]),
         slot_case(
             "attempts used above max",
             &with(&live, counters_at, &counters(11, 0)),
@@ -1218,6 +1263,19 @@ pub fn negative() -> Value {
             &with(&live, counters_at, &counters(3, 4)),
         ),
         slot_case("generation 0", &with(&live, counters_at + 16, &[0; 8])),
+        // The flow's success forgave through charge 1: its count is 0.
+        slot_case(
+            "last unforgiven not below forgiven_through",
+            &with(&live, counters_at + 24, &[1]),
+        ),
+        slot_case(
+            "last unforgiven at max_attempts",
+            &with(
+                &with(&live, counters_at, &counters(20, 19)),
+                counters_at + 24,
+                &[10],
+            ),
+        ),
     ]);
     let secrets = from_hex(flow["fleet"]["secrets"].as_str().unwrap());
     let fleet_case = |case: &str, input: &[u8]| {

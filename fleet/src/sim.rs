@@ -410,7 +410,7 @@ impl Sim {
                 command,
                 applied,
             } => match applied {
-                Applied::Reset => {
+                Applied::Reset { .. } => {
                     self.oracle
                         .resets
                         .entry((*command.record_id(), generation_of(&command)))

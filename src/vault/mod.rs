@@ -39,8 +39,8 @@ use crate::wire::{
     self, BundleRequest, BundleResponse, KeyRelease, MessageType, RecoveryFinish, RecoveryResponse,
     RecoveryResponseWithBundle, RecoveryStart, RegistrationConfirmation, RegistrationRequest,
     RegistrationResponse, RegistrationUpload, Rejection, OPAQUE_REGISTRATION_RECORD_LEN,
-    OPAQUE_REGISTRATION_REQUEST_LEN, REKEY_TOKEN_LEN, SEALED_REGISTRATION_PLAINTEXT_LEN,
-    SEALED_UPLOAD_PLAINTEXT_LEN, WRAPPED_KEY_LEN,
+    OPAQUE_REGISTRATION_REQUEST_LEN, REKEY_TOKEN_LEN, RELEASE_PLAINTEXT_LEN,
+    SEALED_REGISTRATION_PLAINTEXT_LEN, SEALED_UPLOAD_PLAINTEXT_LEN, WRAPPED_KEY_LEN,
 };
 
 use sessions::Sessions;
@@ -1009,19 +1009,30 @@ impl<S: RecordStore> Vault<S> {
                 session_key,
                 record,
             } => {
-                match outcome.map_err(|_| VaultError::Unavailable)? {
-                    Applied::Reset => {}
+                let unforgiven_attempts = match outcome.map_err(|_| VaultError::Unavailable)? {
+                    Applied::Reset {
+                        unforgiven_attempts,
+                    } => unforgiven_attempts,
                     // The record was replaced or deleted meanwhile.
                     _ => return Err(VaultError::AuthenticationFailed),
-                }
+                };
                 let ids: [&[u8]; 2] = [record_id.as_bytes(), session_id.as_bytes()];
                 let release_key = crypto::derive_key(&session_key[..], label::RELEASE_KEY, &ids);
                 let token = crypto::derive_key(&session_key[..], label::REKEY_TOKEN, &ids);
                 self.grant_rekey(record_id, record.generation, token, now);
+                // SPEC.md §5.8: the wrapped key, then the count the reset
+                // computed, both under the session's release key.
+                let mut plaintext = Zeroizing::new([0u8; RELEASE_PLAINTEXT_LEN]);
+                if !crypto::fill(
+                    &mut plaintext[..],
+                    &[&record.wrapped_key, &[unforgiven_attempts]],
+                ) {
+                    return Err(VaultError::Internal);
+                }
                 let sealed = crypto::seal(
                     &release_key,
                     &crypto::aad(label::AAD_RELEASE, &record_id, &session_id),
-                    &record.wrapped_key,
+                    &plaintext,
                 );
                 Ok(Answer::KeyRelease(KeyRelease { session_id, sealed }))
             }

@@ -57,6 +57,10 @@ impl fmt::Debug for RecordPayload {
 /// (`forgiven_through`). The attempts in use are the difference. Because
 /// both only rise, and a reset names the charge it forgives through, applying
 /// a reset twice, or late, forgives nothing more (SPEC.md §8.1).
+///
+/// A success also learns how many charges before its own no earlier success
+/// had forgiven ([`Applied::Reset`]); the latest success's count is kept
+/// (`last_unforgiven`) so that its reset, applied again, reports it again.
 #[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
 pub struct StoredRecord {
     /// What was registered.
@@ -66,6 +70,10 @@ pub struct StoredRecord {
     /// The last charge a success forgave (0: none). At most `charges`, and
     /// `charges - forgiven_through` is at most `payload.max_attempts`.
     pub forgiven_through: u64,
+    /// What the success of charge `forgiven_through` reported as
+    /// `unforgiven_attempts` (0 before the first success). Below
+    /// `payload.max_attempts`, and below `forgiven_through` when that is not 0.
+    pub last_unforgiven: u8,
     /// Starts at 1 and rises with every registration under this id, across
     /// erasures, so a stale command can never act on a newer record.
     pub generation: u64,
@@ -77,6 +85,7 @@ impl fmt::Debug for StoredRecord {
             .field("payload", &self.payload)
             .field("charges", &self.charges)
             .field("forgiven_through", &self.forgiven_through)
+            .field("last_unforgiven", &self.last_unforgiven)
             .field("generation", &self.generation)
             .finish()
     }
@@ -89,6 +98,7 @@ impl StoredRecord {
             payload,
             charges: 0,
             forgiven_through: 0,
+            last_unforgiven: 0,
             generation,
         }
     }
@@ -104,6 +114,30 @@ impl StoredRecord {
         self.payload
             .max_attempts
             .saturating_sub(self.attempts_used())
+    }
+
+    /// Forgives the charges through `charge` (a charge that was made, at
+    /// least 1) and returns how many charges before it were not forgiven
+    /// yet: those numbered above `forgiven_through` and below `charge`.
+    fn forgive_through(&mut self, charge: u64) -> u8 {
+        match charge.cmp(&self.forgiven_through) {
+            core::cmp::Ordering::Greater => {
+                // At most `charges - 1 - forgiven_through`, which is below
+                // `max_attempts`: the conversion cannot fail.
+                let unforgiven = charge
+                    .saturating_sub(1)
+                    .saturating_sub(self.forgiven_through);
+                self.forgiven_through = charge;
+                self.last_unforgiven = u8::try_from(unforgiven).unwrap_or(u8::MAX);
+                self.last_unforgiven
+            }
+            // Only the session of charge `charge` names it: this is the
+            // latest success's reset, applied again.
+            core::cmp::Ordering::Equal => self.last_unforgiven,
+            // A later success forgave this charge and reported the charges
+            // before it.
+            core::cmp::Ordering::Less => 0,
+        }
     }
 }
 
@@ -279,7 +313,14 @@ pub enum Applied {
     },
     /// The attempts up to the named charge are forgiven (if a later success
     /// had not forgiven them already).
-    Reset,
+    Reset {
+        /// How many charges before the named one no earlier success had
+        /// forgiven: wrong codes, and sessions that never finished (SPEC.md
+        /// §8.1). The session's own charge is not counted. 0 if a later
+        /// success already forgave the named charge; the same count again if
+        /// this reset was already applied and no later success came since.
+        unforgiven_attempts: u8,
+    },
     /// The record was erased.
     Erased,
     /// The record was deleted (or there was nothing to delete).
@@ -419,10 +460,9 @@ impl RecordTable {
                 Ok(record) if *charge == 0 || *charge > record.charges => {
                     Applied::Refused(Refusal::UnknownCharge)
                 }
-                Ok(record) => {
-                    record.forgiven_through = record.forgiven_through.max(*charge);
-                    Applied::Reset
-                }
+                Ok(record) => Applied::Reset {
+                    unforgiven_attempts: record.forgive_through(*charge),
+                },
             },
             Command::Erase {
                 record_id,
@@ -494,8 +534,8 @@ pub const PAYLOAD_LEN: usize = OPRF_NONCE_LEN
     + StretchingParams::ENCODED_LEN
     + 1;
 /// Encoded length of a [`StoredRecord`]: payload, charges, forgiven
-/// through, generation.
-pub const STORED_RECORD_LEN: usize = PAYLOAD_LEN + 8 + 8 + 8;
+/// through, generation, last unforgiven.
+pub const STORED_RECORD_LEN: usize = PAYLOAD_LEN + 8 + 8 + 8 + 1;
 
 // The size budget (issue 7, BENCHMARKS.md): a persisted live slot, version
 // and tag included, takes at most 320 bytes. Checked at compile time.
@@ -532,15 +572,18 @@ impl RecordPayload {
 }
 
 /// Version byte of the [`RecordSlot`] encoding. Version 2: a live record
-/// keeps two monotone counters instead of the attempts used.
-pub const SLOT_VERSION: u8 = 2;
+/// keeps two monotone counters instead of the attempts used. Version 3: and
+/// the count its latest success reported (`last_unforgiven`, one byte at
+/// the end).
+pub const SLOT_VERSION: u8 = 3;
 const SLOT_LIVE: u8 = 1;
 const SLOT_ERASED: u8 = 2;
 
 impl RecordSlot {
     /// Encodes the slot as a store persists it (SPEC.md §8.4):
-    /// `version || 1 || payload || charges || forgiven_through || generation`
-    /// for a live record, `version || 2 || generation` for a tombstone.
+    /// `version || 1 || payload || charges || forgiven_through || generation
+    /// || last_unforgiven` for a live record, `version || 2 || generation`
+    /// for a tombstone.
     pub fn to_bytes(&self) -> zeroize::Zeroizing<alloc::vec::Vec<u8>> {
         let mut out =
             zeroize::Zeroizing::new(alloc::vec::Vec::with_capacity(2 + STORED_RECORD_LEN));
@@ -552,6 +595,7 @@ impl RecordSlot {
                 out.extend_from_slice(&record.charges.to_be_bytes());
                 out.extend_from_slice(&record.forgiven_through.to_be_bytes());
                 out.extend_from_slice(&record.generation.to_be_bytes());
+                out.push(record.last_unforgiven);
             }
             Self::Erased { generation } => {
                 out.push(SLOT_ERASED);
@@ -587,6 +631,7 @@ impl RecordSlot {
                 let charges = u64::from_be_bytes(r.take()?);
                 let forgiven_through = u64::from_be_bytes(r.take()?);
                 let generation = u64::from_be_bytes(r.take()?);
+                let [last_unforgiven] = r.take()?;
                 match charges.checked_sub(forgiven_through) {
                     Some(used) if used <= u64::from(payload.max_attempts) => {}
                     _ => return Err(WireError::InvalidField("attempts used")),
@@ -594,10 +639,18 @@ impl RecordSlot {
                 if generation == 0 {
                     return Err(WireError::InvalidField("generation"));
                 }
+                // The latest success counted charges below its own, and
+                // fewer than the limit (SPEC.md §8.4).
+                if last_unforgiven >= payload.max_attempts
+                    || u64::from(last_unforgiven) >= forgiven_through.max(1)
+                {
+                    return Err(WireError::InvalidField("last unforgiven"));
+                }
                 Self::Live(StoredRecord {
                     payload,
                     charges,
                     forgiven_through,
+                    last_unforgiven,
                     generation,
                 })
             }
@@ -848,6 +901,12 @@ mod tests {
         }
     }
 
+    fn reported(unforgiven_attempts: u8) -> Applied {
+        Applied::Reset {
+            unforgiven_attempts,
+        }
+    }
+
     fn charged(attempts_remaining: u8, charge: u64) -> Applied {
         Applied::Charged {
             attempts_remaining,
@@ -881,11 +940,13 @@ mod tests {
         charge(&mut t, 1);
         // The session of charge 2 succeeded; charge 3 (another session,
         // perhaps a guesser's) stays counted.
-        assert_eq!(reset(&mut t, 1, 2), Applied::Reset);
+        // Charge 1 (a guess, or a session never finished) was not forgiven
+        // before this success: it is reported.
+        assert_eq!(reset(&mut t, 1, 2), reported(1));
         assert_eq!(used(&t), Some(1));
         assert_eq!(charge(&mut t, 1), charged(1, 4));
         // The success of charge 4 forgives everything so far.
-        assert_eq!(reset(&mut t, 1, 4), Applied::Reset);
+        assert_eq!(reset(&mut t, 1, 4), reported(1));
         assert_eq!(used(&t), Some(0));
         // A reset for a charge not made, or charge 0, is refused.
         assert_eq!(
@@ -903,13 +964,63 @@ mod tests {
     }
 
     #[test]
+    fn a_reset_reports_the_charges_before_its_own_that_no_success_forgave() {
+        let mut t = RecordTable::new();
+        register(&mut t, None, 1, 5);
+        // Charges 1 and 2 (a relay's guesses), then the user's charge 3,
+        // then charge 4 (a guess made while the user's session is pending).
+        for n in 1..=4 {
+            assert_eq!(charge(&mut t, 1), charged(5 - n as u8, n));
+        }
+        // The user's success: charges 1 and 2, not its own, not the later 4.
+        assert_eq!(reset(&mut t, 1, 3), reported(2));
+        // The same reset applied again (a store that retried a commit)
+        // reports the same; the slot remembers it.
+        assert_eq!(reset(&mut t, 1, 3), reported(2));
+        match t.get(&ID) {
+            Some(RecordSlot::Live(r)) => assert_eq!(r.last_unforgiven, 2),
+            other => panic!("{other:?}"),
+        }
+        // The next success reports charge 4 only.
+        assert_eq!(charge(&mut t, 1), charged(3, 5));
+        assert_eq!(reset(&mut t, 1, 5), reported(1));
+        // A slower success of an earlier charge (or an old reset applied
+        // late): everything before it was reported already.
+        assert_eq!(reset(&mut t, 1, 3), reported(0));
+        assert_eq!(reset(&mut t, 1, 5), reported(1));
+        // Nothing charged in between: 0.
+        assert_eq!(charge(&mut t, 1), charged(4, 6));
+        assert_eq!(reset(&mut t, 1, 6), reported(0));
+        // Every concurrent session's charge counts for the one that
+        // succeeds first (by charge order): the user's own two devices
+        // included (SPEC.md §8.1).
+        for n in 7..=9 {
+            assert_eq!(charge(&mut t, 1), charged(9 - n as u8 + 2, n));
+        }
+        assert_eq!(reset(&mut t, 1, 9), reported(2));
+        assert_eq!(reset(&mut t, 1, 8), reported(0));
+        // At most max_attempts - 1: a success after every other attempt.
+        for n in 10..=14 {
+            assert_eq!(charge(&mut t, 1), charged(14 - n as u8, n));
+        }
+        assert_eq!(reset(&mut t, 1, 14), reported(4));
+        // A new generation starts from nothing.
+        assert_eq!(
+            register(&mut t, Some(1), 2, 5),
+            Applied::Registered { generation: 2 }
+        );
+        assert_eq!(charge(&mut t, 2), charged(4, 1));
+        assert_eq!(reset(&mut t, 2, 1), reported(0));
+    }
+
+    #[test]
     fn a_reset_applied_twice_or_late_gives_no_fresh_attempts() {
         // SPEC.md §8.3: a duplicated ResetAttempts once zeroed the counter
         // with no success behind it. Now it forgives nothing more.
         let mut t = RecordTable::new();
         register(&mut t, None, 1, 3);
         assert_eq!(charge(&mut t, 1), charged(2, 1));
-        assert_eq!(reset(&mut t, 1, 1), Applied::Reset);
+        assert_eq!(reset(&mut t, 1, 1), reported(0));
         // A guesser spends every attempt.
         for _ in 0..3 {
             assert!(matches!(charge(&mut t, 1), Applied::Charged { .. }));
@@ -917,7 +1028,7 @@ mod tests {
         assert_eq!(charge(&mut t, 1), Applied::Refused(Refusal::Exhausted));
         // The earlier reset, applied again: acknowledged, but no attempt
         // comes back.
-        assert_eq!(reset(&mut t, 1, 1), Applied::Reset);
+        assert_eq!(reset(&mut t, 1, 1), reported(0));
         assert_eq!(used(&t), Some(3));
         assert_eq!(charge(&mut t, 1), Applied::Refused(Refusal::Exhausted));
     }
@@ -933,7 +1044,7 @@ mod tests {
         for _ in 0..3 {
             charge(&mut t, 1);
         }
-        assert_eq!(reset(&mut t, 1, 1), Applied::Reset);
+        assert_eq!(reset(&mut t, 1, 1), reported(0));
         assert_eq!(charge(&mut t, 1), charged(0, 4));
         let erase = |charge| Command::Erase {
             record_id: ID,
@@ -1127,9 +1238,12 @@ mod tests {
         let mut record = StoredRecord::new(payload(10), 2);
         record.charges = 40;
         record.forgiven_through = 33;
+        record.last_unforgiven = 9;
         let live = RecordSlot::Live(record);
         let bytes = live.to_bytes();
         assert_eq!(bytes.len(), 2 + STORED_RECORD_LEN);
+        assert_eq!(bytes.len(), 312);
+        assert_eq!(bytes[311], 9, "last_unforgiven is the last byte");
         assert_eq!(RecordSlot::from_bytes(&bytes), Ok(live.clone()));
         let counters = 2 + PAYLOAD_LEN;
         // More attempts in use than allowed, or more forgiven than charged.
@@ -1142,16 +1256,37 @@ mod tests {
                 Err(WireError::InvalidField("attempts used"))
             );
         }
+        // The latest success's count: below the limit, and below its own
+        // charge (none before the first success).
+        let last = 2 + STORED_RECORD_LEN - 1;
+        let mut bad = bytes.to_vec();
+        bad[last] = 10;
+        assert_eq!(
+            RecordSlot::from_bytes(&bad),
+            Err(WireError::InvalidField("last unforgiven"))
+        );
+        let mut fresh = StoredRecord::new(payload(10), 2);
+        fresh.charges = 3;
+        let fresh = RecordSlot::Live(fresh).to_bytes();
+        assert!(RecordSlot::from_bytes(&fresh).is_ok());
+        let mut bad = fresh.to_vec();
+        bad[last] = 1;
+        assert_eq!(
+            RecordSlot::from_bytes(&bad),
+            Err(WireError::InvalidField("last unforgiven"))
+        );
         let erased = RecordSlot::Erased { generation: 7 };
         let bytes = erased.to_bytes();
         assert_eq!(bytes.len(), 10);
         assert_eq!(RecordSlot::from_bytes(&bytes), Ok(erased));
         assert!(RecordSlot::from_bytes(&bytes[..9]).is_err());
-        let mut v1 = bytes.to_vec();
-        v1[0] = 1;
-        assert_eq!(
-            RecordSlot::from_bytes(&v1),
-            Err(WireError::UnsupportedVersion(1))
-        );
+        for old in [1, 2] {
+            let mut v = bytes.to_vec();
+            v[0] = old;
+            assert_eq!(
+                RecordSlot::from_bytes(&v),
+                Err(WireError::UnsupportedVersion(old))
+            );
+        }
     }
 }
