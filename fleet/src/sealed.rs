@@ -796,3 +796,250 @@ impl SealedStore {
         self.write_manifest(rng, ops, next)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::{MemHost, MemImage, MemNvram};
+    use backup_key_vault::FleetSecrets;
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    fn key() -> FleetTransportKey {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        FleetSecrets::generate(&mut rng).fleet_transport_key()
+    }
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            data: vec![index as u8; 20].into(),
+            ..Entry::default()
+        }
+    }
+
+    fn open(host: &MemHost, nvram: Option<&MemNvram>) -> (SealedStore, Loaded, Boot) {
+        SealedStore::open(
+            &key(),
+            3,
+            Box::new(host.clone()),
+            nvram.map(|n| Box::new(n.clone()) as Box<dyn Nvram>),
+            true,
+        )
+        .unwrap()
+    }
+
+    fn hs(term: u64, vote: u64, commit: u64) -> HardState {
+        HardState {
+            term,
+            vote,
+            commit,
+            ..HardState::default()
+        }
+    }
+
+    #[test]
+    fn what_is_written_loads_back_and_the_log_follows_truncation_and_compaction() {
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let host = MemHost::new();
+        let (mut s, loaded, boot) = open(&host, None);
+        assert_eq!(boot, Boot::Unvouched);
+        assert!(loaded.entries.is_empty());
+        s.set_incarnation(&mut rng, 1).unwrap();
+        let entries: Vec<Entry> = (1..=10).map(|i| entry(i, 1)).collect();
+        s.write(
+            &mut rng,
+            &Write {
+                entries: &entries,
+                hard_state: Some(&hs(1, 2, 9)),
+                peer_incarnations: &[(2, 4)],
+                ..Write::default()
+            },
+        )
+        .unwrap();
+        // A new leader replaces the tail from index 8.
+        let tail = [entry(8, 2), entry(9, 2)];
+        s.write(
+            &mut rng,
+            &Write {
+                entries: &tail,
+                ..Write::default()
+            },
+        )
+        .unwrap();
+        // A snapshot at 5 drops the log through 5.
+        let mut meta = SnapshotMetadata {
+            index: 5,
+            term: 1,
+            ..SnapshotMetadata::default()
+        };
+        meta.set_conf_state(ConfState {
+            voters: vec![1, 2, 3],
+            ..ConfState::default()
+        });
+        let mut table = RecordTable::new();
+        table.restore(RecordId([9; 32]), RecordSlot::Erased { generation: 4 });
+        s.write(
+            &mut rng,
+            &Write {
+                snapshot: Some((&meta, &table)),
+                compact_to: Some(5),
+                ..Write::default()
+            },
+        )
+        .unwrap();
+        drop(s);
+        let (_, loaded, boot) = open(&host, None);
+        assert_eq!(boot, Boot::Unvouched);
+        let got: Vec<(u64, u64)> = loaded.entries.iter().map(|e| (e.index, e.term)).collect();
+        assert_eq!(got, vec![(6, 1), (7, 1), (8, 2), (9, 2)]);
+        assert_eq!(loaded.hard_state, hs(1, 2, 9));
+        assert_eq!(loaded.incarnation, 1);
+        assert_eq!(loaded.peer_incarnations.get(&2), Some(&4));
+        let (meta, t) = loaded.snapshot.unwrap();
+        assert_eq!((meta.index, meta.term), (5, 1));
+        assert_eq!(t, table);
+    }
+
+    #[test]
+    fn another_members_disk_does_not_open() {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let host = MemHost::new();
+        let (mut s, _, _) = open(&host, None);
+        s.set_incarnation(&mut rng, 1).unwrap();
+        drop(s);
+        let (_, _, boot) =
+            SealedStore::open(&key(), 4, Box::new(host.clone()), None, true).unwrap();
+        assert!(matches!(boot, Boot::Rejected(_)), "{boot:?}");
+        // Refused rows are removed: the member starts as if wiped.
+        assert!(host.image().values().all(|rows| rows.is_empty()));
+    }
+
+    #[test]
+    fn with_nvram_an_older_disk_is_a_rollback_and_term_vote_and_target_survive() {
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let host = MemHost::new();
+        let nvram = MemNvram::new();
+        let (mut s, _, boot) = open(&host, Some(&nvram));
+        assert_eq!(boot, Boot::Intact, "a first start with NVRAM");
+        s.set_incarnation(&mut rng, 1).unwrap();
+        let old: MemImage = host.image();
+        let entries: Vec<Entry> = (1..=4).map(|i| entry(i, 3)).collect();
+        s.write(
+            &mut rng,
+            &Write {
+                entries: &entries,
+                hard_state: Some(&hs(3, 2, 4)),
+                ..Write::default()
+            },
+        )
+        .unwrap();
+        drop(s);
+        // The latest disk: vouched for.
+        let (s, loaded, boot) = open(&host, Some(&nvram));
+        assert_eq!(boot, Boot::Intact);
+        assert_eq!(loaded.entries.len(), 4);
+        drop(s);
+        // The host puts back the older, authentic disk.
+        host.restore(old);
+        let (s, loaded, boot) = open(&host, Some(&nvram));
+        assert_eq!(boot, Boot::RolledBack);
+        assert_eq!(loaded.target, Some((3, 4)));
+        assert_eq!((loaded.hard_state.term, loaded.hard_state.vote), (3, 2));
+        assert!(loaded.entries.is_empty());
+        assert_eq!(s.nvram_high(), Some((3, 4)));
+        drop(s);
+        // A wiped disk is the same.
+        host.restore(MemImage::new());
+        let (_, loaded, boot) = open(&host, Some(&nvram));
+        assert_eq!(boot, Boot::RolledBack);
+        assert_eq!(loaded.target, Some((3, 4)));
+    }
+
+    /// NVRAM whose next write fails: a crash between the disk's commit and
+    /// NVRAM's.
+    struct FailingNvram(MemNvram);
+
+    impl Nvram for FailingNvram {
+        fn read(&self) -> Result<Option<Vec<u8>>, HostError> {
+            self.0.read()
+        }
+        fn write(&mut self, _: &[u8]) -> Result<(), HostError> {
+            Err(HostError("power lost".into()))
+        }
+    }
+
+    #[test]
+    fn a_crash_between_disk_and_nvram_keeps_the_disk_but_a_fork_is_refused() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let host = MemHost::new();
+        let nvram = MemNvram::new();
+        let (mut s, _, _) = open(&host, Some(&nvram));
+        s.set_incarnation(&mut rng, 1).unwrap();
+        drop(s);
+        let before = host.image();
+        // The disk commits, NVRAM does not.
+        let (mut s, _, _) = SealedStore::open(
+            &key(),
+            3,
+            Box::new(host.clone()),
+            Some(Box::new(FailingNvram(nvram.clone()))),
+            true,
+        )
+        .unwrap();
+        let entries = [entry(1, 1)];
+        let w = Write {
+            entries: &entries,
+            ..Write::default()
+        };
+        assert!(s.write(&mut rng, &w).is_err());
+        drop(s);
+        let crashed = host.image();
+        // The disk one write ahead of NVRAM, continuing from it: kept.
+        let (s, loaded, boot) = open(&host, Some(&nvram));
+        assert_eq!(boot, Boot::Intact);
+        assert_eq!(loaded.entries.len(), 1);
+        drop(s);
+        // But a second continuation of the same NVRAM state (a fork the
+        // host kept) is refused once NVRAM has moved on along another.
+        host.restore(before);
+        let (mut s, _, boot) = open(&host, Some(&nvram));
+        assert_eq!(boot, Boot::Intact);
+        let other = [entry(1, 2)];
+        s.write(
+            &mut rng,
+            &Write {
+                entries: &other,
+                ..Write::default()
+            },
+        )
+        .unwrap();
+        drop(s);
+        host.restore(crashed);
+        let (_, _, boot) = open(&host, Some(&nvram));
+        assert_eq!(boot, Boot::RolledBack);
+    }
+
+    #[test]
+    fn nvram_content_is_strict() {
+        let state = NvramState {
+            counter: 1,
+            digest: [2; 32],
+            incarnation: 3,
+            term: 4,
+            vote: 5,
+            high: (6, 7),
+        };
+        let bytes = state.to_bytes();
+        assert_eq!(bytes.len(), NVRAM_LEN);
+        assert_eq!(NvramState::from_bytes(&bytes).unwrap(), state);
+        assert!(NvramState::from_bytes(&bytes[..NVRAM_LEN - 1]).is_err());
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(NvramState::from_bytes(&long).is_err());
+        let mut version = bytes;
+        version[0] = 9;
+        assert!(NvramState::from_bytes(&version).is_err());
+    }
+}

@@ -1,13 +1,18 @@
 //! Deterministic simulation of a fleet (SPEC.md §24).
 //!
-//! N [`Node`]s run in one thread over simulated disks ([`SimDisk`], real
-//! redb over bytes in memory). One seeded RNG decides everything: which
-//! message is delivered next (so messages are delayed and reordered), which
-//! are dropped, duplicated, replayed or altered, when the network
-//! partitions and heals, when a node crashes, restarts, has its disk wiped
-//! or rolled back to an older copy, and what honest and attacking clients
-//! do. After every step an oracle checks the invariants; at the end the
-//! fleet is healed and every honest client must recover its key.
+//! N [`Node`]s run in one thread, each over a simulated host disk
+//! ([`MemHost`]: the rows the host keeps, in memory) and, in NVRAM mode,
+//! NVRAM the host cannot touch ([`MemNvram`]). One seeded RNG decides
+//! everything, with every power SPEC §24.1 grants the host: which message
+//! is delivered next (so messages are delayed and reordered), which are
+//! dropped, duplicated, replayed (to the same boot, or recorded and
+//! delivered again at any later time, across restarts) or altered, when
+//! the network partitions and heals, when a node crashes, restarts, has its
+//! disk wiped, rolled back to an older copy or edited (a byte of a row or a
+//! key changed, rows dropped, duplicated, swapped, spliced from an older
+//! copy, or taken from another node's disk), and what honest and attacking
+//! clients do. After every step an oracle checks the invariants; at the end
+//! the fleet is healed and every honest client must recover its key.
 //!
 //! A seed replays exactly: the nodes have no clocks, threads or randomness
 //! of their own, raft-rs's election timeout is pinned (see

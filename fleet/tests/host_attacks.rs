@@ -6,9 +6,11 @@
 //!    later boot, after its disk was rolled back (§21.3, §22.3);
 //! 2. a stopped node's disk edited to give a record fresh attempts (§22.1);
 //!
-//! and the rows of a real `node.redb` edited, swapped, dropped, duplicated,
+//! the rows of a real `node.redb` edited, swapped, dropped, duplicated,
 //! spliced and taken from another node: the node refuses them, counts it,
-//! and recovers from its peers.
+//! and recovers from its peers; and every disk of the fleet rolled back
+//! together, which NVRAM (§22.4) turns from fresh attempts into a fleet
+//! that stops.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -646,4 +648,86 @@ fn no_record_payload_lies_in_clear_in_node_redb() {
         }),
         "the search would not find an unsealed record either"
     );
+}
+
+// ----- NVRAM ---------------------------------------------------------------
+
+/// The host copies every disk, lets the attacker spend every attempt, then
+/// puts every disk back and restarts the whole fleet. Returns the KE2s the
+/// record's generation gave out, and how many nodes serve at the end.
+fn whole_fleet_rolled_back(nvram: bool) -> (usize, usize) {
+    let mut fleet = Fleet::new(
+        3,
+        Disks::Memory((0..3).map(|_| MemHost::new()).collect()),
+        nvram,
+        defended,
+    );
+    fleet.settle();
+    fleet.register(0, RECORD, "right code");
+    fleet.tick(5);
+    let copies: Vec<MemImage> = (0..3).map(|i| fleet.mem(i).image()).collect();
+    for _ in 0..MAX_ATTEMPTS {
+        assert!(fleet.guess(0, RECORD));
+    }
+    for (i, copy) in copies.into_iter().enumerate() {
+        fleet.stop(i);
+        fleet.mem(i).restore(copy);
+    }
+    for i in 0..3 {
+        fleet.start(i);
+    }
+    fleet.tick(300);
+    for i in 0..3 {
+        if fleet.node(i).is_serving() {
+            fleet.guess(i, RECORD);
+        }
+    }
+    let serving = (0..3).filter(|i| fleet.node(*i).is_serving()).count();
+    (fleet.ke2s_for(RECORD), serving)
+}
+
+#[test]
+fn with_nvram_rolling_back_every_disk_costs_availability_not_guesses() {
+    let (ke2s, serving) = whole_fleet_rolled_back(true);
+    assert_eq!(ke2s, usize::from(MAX_ATTEMPTS), "KE2s beyond the limit");
+    // Every node knows from NVRAM that its disk went back; none can reach
+    // the log position it had, so none serves.
+    assert_eq!(serving, 0);
+}
+
+#[test]
+fn without_nvram_rolling_back_every_disk_gives_fresh_attempts() {
+    // The limit SPEC §22.3 states: without NVRAM, a fleet restarted from
+    // older copies of all its disks cannot tell. This is what NVRAM adds.
+    let (ke2s, serving) = whole_fleet_rolled_back(false);
+    assert_eq!(serving, 3);
+    assert!(ke2s > usize::from(MAX_ATTEMPTS), "{ke2s}");
+}
+
+#[test]
+fn with_nvram_a_rolled_back_node_recovers_from_its_peers() {
+    let mut fleet = Fleet::new(
+        3,
+        Disks::Memory((0..3).map(|_| MemHost::new()).collect()),
+        true,
+        defended,
+    );
+    fleet.settle();
+    let copy = fleet.mem(2).image();
+    fleet.register(0, RECORD, "right code");
+    assert!(fleet.guess(0, RECORD));
+    fleet.tick(5);
+    fleet.stop(2);
+    fleet.mem(2).restore(copy);
+    fleet.start(2);
+    assert_eq!(fleet.node(2).counters().rollbacks_detected, 1);
+    assert!(!fleet.node(2).is_serving());
+    fleet.tick(100);
+    assert!(fleet.node(2).is_serving());
+    assert_eq!(fleet.node(2).table(), fleet.node(0).table());
+    // A clean restart with NVRAM serves at once: no probing needed.
+    fleet.stop(2);
+    fleet.start(2);
+    assert!(fleet.node(2).is_serving());
+    assert_eq!(fleet.node(2).counters().rollbacks_detected, 0);
 }
