@@ -3,12 +3,18 @@
 //! timed (every node's: Raft, sealing and checking what the host stores,
 //! an in-memory host, message sealing, applying, OPAQUE); the clients'
 //! work is not. The 5-node fleet also runs with the host's rows in clear
-//! and unchecked (as before SPEC revision 5), in the same run, so the cost
-//! of authenticating the host's storage is printed as a ratio. Run with
+//! and unchecked (as before SPEC revision 6), alternating with the sealed
+//! one three times in the same run, so the cost of authenticating the
+//! host's storage is printed as a ratio (the median of the three). Times
+//! are the thread's CPU time. Run with
 //! `cargo bench -p bkv-fleet`; `BKV_BENCH_CLIENTS` and `BKV_BENCH_ROUNDS`
 //! change the load.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Server time is this thread's CPU time, not wall-clock time: the figures
+// and their ratios then hold on a shared, loaded machine too.
+use cpu_time::ThreadTime as Instant;
 
 use backup_key_vault::client::{AwaitingKeyRelease, ClientConfig, Recovery, Registration};
 use backup_key_vault::vault::{MemoryStore, Vault, VaultPolicy};
@@ -283,18 +289,19 @@ fn main() {
     );
     println!("{clients} concurrent clients, {rounds} recoveries each; server time only");
     println!("one vault (memory store):  {single:>8.0} recoveries/s");
-    let mut five = (0.0, 0.0);
-    for (n, sealed, nvram, label) in [
+    let mut ratios = Vec::new();
+    let mut sealed_rate = 0.0;
+    let runs = [
         (3, true, false, "sealed disk"),
-        (5, true, false, "sealed disk"),
         (5, true, true, "sealed disk + NVRAM"),
-        (
-            5,
-            false,
-            false,
-            "disk in clear, unchecked (before revision 5)",
-        ),
-    ] {
+        (5, true, false, "sealed disk"),
+        (5, false, false, "disk in clear, unchecked"),
+        (5, true, false, "sealed disk"),
+        (5, false, false, "disk in clear, unchecked"),
+        (5, true, false, "sealed disk"),
+        (5, false, false, "disk in clear, unchecked"),
+    ];
+    for (n, sealed, nvram, label) in runs {
         let fleet = Fleet::new(n, &secrets, &policy, sealed, nvram);
         let (rate, batching) = measure(Server::Fleet(fleet), clients, rounds, 3, &secrets);
         println!(
@@ -303,16 +310,22 @@ fn main() {
         );
         if n == 5 && !nvram {
             if sealed {
-                five.0 = rate;
+                sealed_rate = rate;
             } else {
-                five.1 = rate;
+                ratios.push(sealed_rate / rate);
             }
         }
     }
-    if five.1 > 0.0 {
+    ratios.sort_by(f64::total_cmp);
+    if let Some(median) = ratios.get(ratios.len() / 2) {
         println!(
-            "authenticated storage keeps {:.1}% of the 5-node fleet's recoveries per second (target: at least 90%)",
-            100.0 * five.0 / five.1
+            "authenticated storage keeps {:.1}% of the 5-node fleet's recoveries per second (median of {} pairs {:?}; target: at least 90%)",
+            100.0 * median,
+            ratios.len(),
+            ratios
+                .iter()
+                .map(|r| format!("{:.1}%", 100.0 * r))
+                .collect::<Vec<_>>()
         );
     }
 }

@@ -79,6 +79,20 @@ pub fn run_node(options: NodeOptions, secrets: &FleetSecrets) -> Result<(), Flee
     config.request_timeout_ticks = 150;
     let mut rng = OsRng;
     let mut node = Node::open(config, secrets, Box::new(host), nvram, &mut rng)?;
+    let disk = options.data_dir.join("node.redb");
+    if let Some(why) = node.disk_rejection() {
+        eprintln!(
+            "node {}: refused {} ({why}): it is not what this node wrote; starting as if wiped and recovering from the peers (SPEC.md §22.1)",
+            options.id,
+            disk.display()
+        );
+    } else if node.counters().rollbacks_detected > 0 {
+        eprintln!(
+            "node {}: NVRAM shows {} is older than this node's latest state: discarded; recovering from the peers (SPEC.md §22.4)",
+            options.id,
+            disk.display()
+        );
+    }
 
     let own = options
         .peers

@@ -874,7 +874,7 @@ impl Node {
         }
     }
 
-    /// The node's NVRAM-backed recovery target, if it has NVRAM.
+    /// Whether the node has NVRAM (§22.4).
     pub fn has_nvram(&self) -> bool {
         self.store.has_nvram()
     }
