@@ -382,6 +382,20 @@ fn run_up(args: &UpArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::other(format!("cannot handle SIGTERM/SIGINT: {e}")))?;
     let exe = std::env::current_exe()
         .map_err(|e| Failure::other(format!("cannot find this executable: {e}")))?;
+    // Every port must be free before anything starts: a node of another
+    // fleet on a client port would otherwise answer for ours.
+    for id in 1..=n {
+        for (offset, what) in [(id, "peer"), (100 + id, "client")] {
+            let port = u16::try_from(u64::from(args.base_port) + offset).map_err(|_| {
+                Failure::usage(format!(
+                    "--base-port {}: node {id}'s {what} port is out of range",
+                    args.base_port
+                ))
+            })?;
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            can_listen(addr, &format!("node {id}'s {what} address"))?;
+        }
+    }
     let node_args = prepare_fleet(&args.dir, n, args.base_port, args.insecure_fast)?;
     let endpoints: Vec<String> = (1..=n)
         .map(|id| format!("http://127.0.0.1:{}", u64::from(args.base_port) + 100 + id))
@@ -411,7 +425,13 @@ fn run_up(args: &UpArgs) -> Result<(), Failure> {
                 )));
             }
         }
-        if nodes.0.iter().all(|(_, e, _)| client.status(e).is_ok()) {
+        // Answers count only while every node process still runs.
+        if nodes.0.iter().all(|(_, e, _)| client.status(e).is_ok())
+            && nodes
+                .0
+                .iter_mut()
+                .all(|(_, _, c)| matches!(c.try_wait(), Ok(None)))
+        {
             break;
         }
         if started.elapsed() > START_TIMEOUT {
