@@ -369,3 +369,25 @@ fn a_node_checks_its_arguments_and_its_secrets_file_before_it_starts() {
     assert!(!text.contains("serving"));
     assert!(!data.exists());
 }
+
+#[test]
+fn exit_codes_are_in_help_and_in_the_readme_alike() {
+    let help = Command::new(BKV).arg("--help").output().unwrap();
+    let help = stdout(&help);
+    let table = help
+        .split("Exit codes:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no exit codes in --help: {help}"));
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .unwrap();
+    let mut codes = 0;
+    for line in table.lines().filter(|l| !l.trim().is_empty()) {
+        let (code, meaning) = line.trim().split_once("  ").unwrap();
+        assert!(
+            readme.contains(&format!("| {code} | {} |", meaning.trim())),
+            "README lacks exit code {code}: {meaning}"
+        );
+        codes += 1;
+    }
+    assert_eq!(codes, 7);
+}
