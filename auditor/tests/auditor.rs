@@ -511,7 +511,10 @@ fn the_database_holding_the_signing_key_is_private() {
     let Err(AuditorError::InsecurePermissions(text)) = Auditor::open(&dir) else {
         panic!("opened a world-readable key database");
     };
-    assert!(text.contains(&format!("chmod 600 {}", db.display())), "{text}");
+    assert!(
+        text.contains(&format!("chmod 600 {}", db.display())),
+        "{text}"
+    );
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     // So is a directory others can write (they could swap the database).
@@ -519,7 +522,10 @@ fn the_database_holding_the_signing_key_is_private() {
     let Err(AuditorError::InsecurePermissions(text)) = Auditor::open(&dir) else {
         panic!("opened a database in a world-writable directory");
     };
-    assert!(text.contains(&format!("chmod 700 {}", dir.display())), "{text}");
+    assert!(
+        text.contains(&format!("chmod 700 {}", dir.display())),
+        "{text}"
+    );
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     assert_eq!(Auditor::open(&dir).unwrap().public_key(), key);
 }

@@ -143,9 +143,7 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
         for hex in list {
             match parse_hex::<32>(hex) {
                 Some(k) => out.push(k),
-                None => {
-                    return report_failure(args, &setup(format!("bad key {hex}")), Exit::Usage)
-                }
+                None => return report_failure(args, &setup(format!("bad key {hex}")), Exit::Usage),
             }
         }
     }

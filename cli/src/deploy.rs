@@ -125,7 +125,9 @@ fn run_ceremony(args: &CeremonyArgs) -> Result<Report, String> {
             min_hsms: args.min_hsms,
             min_sites: args.min_sites,
         },
-        hsm_specs.iter().map(|(id, site)| (id.as_str(), site.as_str())),
+        hsm_specs
+            .iter()
+            .map(|(id, site)| (id.as_str(), site.as_str())),
     )
     .map_err(|e| e.to_string())?;
 

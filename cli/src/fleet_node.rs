@@ -587,10 +587,9 @@ fn target(args: &ClientArgs) -> Result<Target, Failure> {
 /// What a refusal means for the user, and its exit code.
 fn refused(node: &str, code: RejectionCode) -> Failure {
     match code {
-        RejectionCode::AuthenticationFailed => Failure::new(
-            Exit::WrongCode,
-            "wrong recovery code (or no such record)",
-        ),
+        RejectionCode::AuthenticationFailed => {
+            Failure::new(Exit::WrongCode, "wrong recovery code (or no such record)")
+        }
         RejectionCode::AttemptsExhausted => Failure::new(
             Exit::Locked,
             "the record is locked: no attempts left. Its last exchange may still finish; \
@@ -630,10 +629,9 @@ fn unexpected(node: &str, answer: &[u8]) -> Failure {
 /// The failure for a client-side error.
 fn client_failure(e: ClientError) -> Failure {
     match e {
-        ClientError::RecoveryFailed => Failure::new(
-            Exit::WrongCode,
-            "wrong recovery code (or no such record)",
-        ),
+        ClientError::RecoveryFailed => {
+            Failure::new(Exit::WrongCode, "wrong recovery code (or no such record)")
+        }
         ClientError::InvalidRecoveryCode => Failure::usage(format!("the recovery code: {e}")),
         ClientError::Internal => Failure::other(e.to_string()),
         _ => Failure::new(Exit::Verification, e.to_string()),
@@ -773,7 +771,8 @@ fn run_register(t: &Target, out: &mut KeyOut) -> Result<(), Failure> {
     let (state, request) = Registration::start(&mut OsRng, &t.config, t.record_id, &t.code, None)
         .map_err(client_failure)?;
     let (node, answer) = first_answer(&client, &t.endpoints, &request.to_bytes())?;
-    let response = RegistrationResponse::from_bytes(&answer).map_err(|_| unexpected(&node, &answer))?;
+    let response =
+        RegistrationResponse::from_bytes(&answer).map_err(|_| unexpected(&node, &answer))?;
     let (state, upload) = state
         .finish(&mut OsRng, &response, None)
         .map_err(client_failure)?;
@@ -805,9 +804,9 @@ fn run_recover(t: &Target, out: &mut KeyOut) -> Result<(), Failure> {
     let (state, ke3) = state.finish(&mut OsRng, &ke2).map_err(|e| {
         let mut failure = client_failure(e);
         if failure.exit == Exit::WrongCode && ke2.attempts_remaining == 0 {
-            failure.message.push_str(
-                "; no attempts remain: the record is locked and will be erased",
-            );
+            failure
+                .message
+                .push_str("; no attempts remain: the record is locked and will be erased");
         }
         failure
     })?;

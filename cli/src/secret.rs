@@ -40,9 +40,10 @@ pub fn read(source: &SecretSource<'_>) -> Result<Zeroizing<String>, Failure> {
         })?);
         Zeroizing::new(text.lines().next().unwrap_or_default().to_string())
     } else if let Some(v) = std::env::var_os(source.env) {
-        Zeroizing::new(v.into_string().map_err(|_| {
-            Failure::usage(format!("{} is not valid UTF-8", source.env))
-        })?)
+        Zeroizing::new(
+            v.into_string()
+                .map_err(|_| Failure::usage(format!("{} is not valid UTF-8", source.env)))?,
+        )
     } else if std::io::stdin().is_terminal() {
         Zeroizing::new(
             rpassword::prompt_password(format!("{}: ", source.what))

@@ -343,11 +343,20 @@ fn the_token_stays_off_the_command_line_and_the_key_database_is_private() {
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let (server, base) = serve(&data, &["--token-file", token_file.to_str().unwrap()], None);
     let url = format!("{base}/namespaces");
-    let mut req = agent.post(&url).header("Authorization", &format!("bearer {TOKEN}"));
+    let mut req = agent
+        .post(&url)
+        .header("Authorization", &format!("bearer {TOKEN}"));
     req = req.header("Content-Type", "application/json");
-    let status = req.send(namespace(1).to_string()).unwrap().status().as_u16();
+    let status = req
+        .send(namespace(1).to_string())
+        .unwrap()
+        .status()
+        .as_u16();
     assert_eq!(status, 201);
-    assert_eq!(post(&agent, &url, Some("wrong-token-0123456"), namespace(2)).0, 401);
+    assert_eq!(
+        post(&agent, &url, Some("wrong-token-0123456"), namespace(2)).0,
+        401
+    );
     drop(server);
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&data.join("auditor.redb")), 0o600);
@@ -382,5 +391,8 @@ fn the_token_stays_off_the_command_line_and_the_key_database_is_private() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let text = String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains(&format!("chmod 600 {}", db.display())), "{text}");
+    assert!(
+        text.contains(&format!("chmod 600 {}", db.display())),
+        "{text}"
+    );
 }

@@ -227,9 +227,16 @@ fn exit_codes_lockout_without_early_erasure_secrets_off_the_command_line_and_a_c
     // asks node 1 first and must stop there with exit 4: asking node 2,
     // which holds no session, would erase the record at once.
     for extra in [&[][..], &["--node", "1"][..]] {
-        let locked = fleet.run("recover", "alice", &[&["--code", "right code"], extra].concat());
+        let locked = fleet.run(
+            "recover",
+            "alice",
+            &[&["--code", "right code"], extra].concat(),
+        );
         assert_eq!(locked.status.code(), Some(4), "{locked:?}");
-        assert!(remaining(&locked).is_none(), "a KE2 after lockout: {locked:?}");
+        assert!(
+            remaining(&locked).is_none(),
+            "a KE2 after lockout: {locked:?}"
+        );
         assert!(!stdout(&locked).contains("backup key"));
         assert!(stderr(&locked).contains("locked"), "{locked:?}");
     }
@@ -249,7 +256,11 @@ fn exit_codes_lockout_without_early_erasure_secrets_off_the_command_line_and_a_c
     // ... and the key is not lost with --key-out: a new 0600 file.
     let key_file = dir.path().join("carol.key");
     let mut child = fleet
-        .command("register", "carol", &["--code", "carol's code", "--key-out"])
+        .command(
+            "register",
+            "carol",
+            &["--code", "carol's code", "--key-out"],
+        )
         .arg(&key_file)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -271,7 +282,11 @@ fn exit_codes_lockout_without_early_erasure_secrets_off_the_command_line_and_a_c
     assert_eq!(refused.status.code(), Some(2), "{refused:?}");
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), written);
     let first = fleet.run("register", "dave", &["--code", "dave's code"]);
-    assert_eq!(first.status.code(), Some(0), "dave was registered before: {first:?}");
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "dave was registered before: {first:?}"
+    );
 
     // No majority: exit 5, every endpoint's failure shown, no doubled text.
     fleet.kill(1);
@@ -282,7 +297,10 @@ fn exit_codes_lockout_without_early_erasure_secrets_off_the_command_line_and_a_c
     for e in &fleet.endpoints {
         assert!(stderr(&unavailable).contains(e.as_str()), "{unavailable:?}");
     }
-    assert!(!stderr(&unavailable).contains("i/o: io:"), "{unavailable:?}");
+    assert!(
+        !stderr(&unavailable).contains("i/o: io:"),
+        "{unavailable:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(60));
 }
 
@@ -314,7 +332,9 @@ fn errors_name_the_file_and_the_next_step() {
     // --node out of range is a usage error.
     std::fs::write(dir.path().join("fleet.public"), "ab".repeat(64)).unwrap();
     let out = Command::new(BKV)
-        .args(["recover", "--record", "a", "--code", "c", "--node", "7", "--fleet"])
+        .args([
+            "recover", "--record", "a", "--code", "c", "--node", "7", "--fleet",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -378,8 +398,8 @@ fn exit_codes_are_in_help_and_in_the_readme_alike() {
         .split("Exit codes:")
         .nth(1)
         .unwrap_or_else(|| panic!("no exit codes in --help: {help}"));
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let mut codes = 0;
     for line in table.lines().filter(|l| !l.trim().is_empty()) {
         let (code, meaning) = line.trim().split_once("  ").unwrap();

@@ -199,7 +199,11 @@ fn a_ceremony_that_cannot_meet_its_policy_fails_before_it_writes_or_logs_anythin
             "1 HSM(s) cannot meet the policy of at least 3 HSMs",
         ),
     ] {
-        let run = ceremony(&out, hsms, &[extra, &["--auditor-dir", &auditor_arg]].concat());
+        let run = ceremony(
+            &out,
+            hsms,
+            &[extra, &["--auditor-dir", &auditor_arg]].concat(),
+        );
         let stderr = String::from_utf8_lossy(&run.stderr);
         assert_eq!(run.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(reason), "{stderr}");

@@ -264,7 +264,10 @@ pub fn check_quorum<'a>(
             quorum.min_hsms
         )));
     }
-    let distinct_sites = sites.iter().collect::<std::collections::BTreeSet<_>>().len();
+    let distinct_sites = sites
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     if (distinct_sites as u64) < u64::from(quorum.min_sites) {
         return Err(CeremonyError::Plan(format!(
             "{distinct_sites} distinct site(s) cannot meet the policy of at least {} sites",
