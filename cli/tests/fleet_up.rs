@@ -78,21 +78,53 @@ fn fleet_up_refuses_bad_sizes_fails_on_busy_ports_and_stops_on_sigterm() {
     let mut first = Guard(Some(
         up(&first_dir, base, "3")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
     ));
     let stdout = first.0.as_mut().unwrap().stdout.take().unwrap();
+    let stderr = first.0.as_mut().unwrap().stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
+    let (err_tx, err_rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = tx.send(line);
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = err_tx.send(line);
         }
     });
     let line = rx.recv_timeout(Duration::from_secs(60)).unwrap();
     assert!(line.starts_with("fleet of 3 nodes up"), "{line}");
     assert_eq!(mode(&first_dir), 0o700);
     assert_eq!(mode(&first_dir.join("fleet.secrets")), 0o600);
+    let pid = first.0.as_ref().unwrap().id();
+    let nodes: Vec<u32> = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+
+    // A node that dies is reported.
+    let last = nodes[2].to_string();
+    assert!(Command::new("kill")
+        .args(["-KILL", &last])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = err_rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("no report of the dead node");
+        if line.contains("exited") {
+            assert!(line.contains("2 of 3 nodes running"), "{line}");
+            break;
+        }
+    }
 
     // The same ports again: the command fails before it starts a node, and
     // says which address is taken.
@@ -122,7 +154,6 @@ fn fleet_up_refuses_bad_sizes_fails_on_busy_ports_and_stops_on_sigterm() {
     assert!(!dir.path().join("second").exists());
 
     // SIGTERM: the first fleet stops its nodes and exits.
-    let pid = first.0.as_ref().unwrap().id();
     let killed = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
@@ -130,6 +161,13 @@ fn fleet_up_refuses_bad_sizes_fails_on_busy_ports_and_stops_on_sigterm() {
     assert!(killed.success());
     wait_bounded(first.0.as_mut().unwrap(), Duration::from_secs(30));
     first.0 = None;
+    // No node process is left (each was killed and reaped).
+    for node in &nodes {
+        assert!(
+            !Path::new(&format!("/proc/{node}")).exists(),
+            "node process {node} outlived fleet up"
+        );
+    }
     // No node is left holding a port.
     let deadline = Instant::now() + Duration::from_secs(10);
     for offset in [1, 2, 3, 101, 102, 103] {
