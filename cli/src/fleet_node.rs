@@ -179,8 +179,13 @@ fn parse_peers(s: &str) -> Result<BTreeMap<u64, SocketAddr>, String> {
 /// Reads the fleet secrets file, refusing one that others may read.
 fn read_secrets(path: &Path) -> Result<FleetSecrets, Failure> {
     let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+            "; `bkv fleet up --dir DIR` writes DIR/fleet.secrets for a local fleet"
+        } else {
+            ""
+        };
         Failure::other(format!(
-            "cannot read the fleet secrets file {}: {e}",
+            "cannot read the fleet secrets file {}: {e}{hint}",
             path.display()
         ))
     })?);

@@ -370,6 +370,25 @@ fn a_node_checks_its_arguments_and_its_secrets_file_before_it_starts() {
             .unwrap()
     };
 
+    // A missing secrets file: named, with the next step.
+    let missing = dir.path().join("missing.secrets");
+    let out = Command::new(BKV)
+        .args(["node", "--id", "1", "--peers"])
+        .arg(format!("1=127.0.0.1:{}", free_port()))
+        .arg("--data")
+        .arg(&data)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--secrets")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = stderr(&out);
+    assert!(text.contains(&missing.display().to_string()), "{text}");
+    assert!(text.contains("bkv fleet up"), "{text}");
+    assert!(!data.exists());
+
     // An id that is not a member: a usage error, nothing created.
     let out = node("4");
     assert_eq!(out.status.code(), Some(2), "{out:?}");
