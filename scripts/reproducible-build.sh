@@ -17,7 +17,8 @@ trap 'rm -rf "$work"' EXIT
 
 echo "==> building the measuring tool (bkv) from $repo"
 cargo build --quiet --release -p bkv --manifest-path "$repo/Cargo.toml"
-cp "$repo/target/release/bkv" "$work/bkv"
+# Cargo puts the binary under CARGO_TARGET_DIR when it is set.
+cp "${CARGO_TARGET_DIR:-$repo/target}/release/bkv" "$work/bkv"
 
 a="$work/first"
 b="$work/second/a/much/deeper/folder/named/differently"

@@ -417,7 +417,10 @@ impl AwaitingRecoveryResponse {
     /// §17): verifies the bundle against `anchors` first (before any
     /// stretching), then finishes as [`Self::finish`] but accepts only the
     /// key-exchange key the bundle lists for `opaque_key_exchange`
-    /// ([`BundleError::KeyNotListed`] otherwise). `now_ms` is the app's time;
+    /// ([`ClientError::RecoveryFailed`] otherwise, the same error as a wrong
+    /// code: see [`Self::finish`]; a bundle that does not verify fails
+    /// first, with [`ClientError::Bundle`], which does not depend on the
+    /// code). `now_ms` is the app's time;
     /// `stored_epoch` the newest epoch it stored. Returns the verified fleet
     /// too: the app stores its [`VerifiedFleet::epoch_to_store`].
     pub fn finish_with_bundle<R: RngCore + CryptoRng>(
@@ -437,7 +440,12 @@ impl AwaitingRecoveryResponse {
 
     /// Checks the record's Argon2 parameters against the floor and ceiling,
     /// stretches the code, and finishes OPAQUE: KE3 and the keys that open
-    /// the release. A wrong code fails here, as [`ClientError::RecoveryFailed`].
+    /// the release. A wrong code fails here, as [`ClientError::RecoveryFailed`];
+    /// so does a KE2 whose envelope opened but whose key-exchange key is not
+    /// the trusted one. The two are one error on purpose: a relay that
+    /// answers KE1 with a KE2 of its own, built for a guessed code, would
+    /// learn from any difference in the app's reaction whether the guess
+    /// was right, without the vault counting it (SPEC.md §6.2, §7.5).
     pub fn finish<R: RngCore + CryptoRng>(
         self,
         rng: &mut R,
@@ -461,12 +469,17 @@ impl AwaitingRecoveryResponse {
                 ),
             )
             .map_err(|_| ClientError::RecoveryFailed)?;
+        // An envelope that opened under a key-exchange key we do not trust
+        // is the same failure as a wrong code, on purpose (SPEC.md §6.2,
+        // §7.5): a relay that answers KE1 with its own KE2, built for a
+        // guessed code, would otherwise learn from the app's reaction that
+        // its guess opened the envelope, outside the vault's count.
         if !self
             .config
             .fleet
             .key_exchange_matches(&finished.server_s_pk.serialize())
         {
-            return Err(self.config.key_exchange_mismatch());
+            return Err(ClientError::RecoveryFailed);
         }
 
         let session_id = response.session_id;

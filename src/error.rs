@@ -76,15 +76,21 @@ pub enum ClientError {
     /// under the key this session shares with the fleet's transport key (a
     /// response forged by the relay, or replayed from another session).
     RegistrationResponseNotAuthentic,
-    /// The vault's key-exchange public key is not the fleet key this client
-    /// trusts.
+    /// The registration response names a key-exchange public key that is
+    /// not the fleet key this client trusts. Registration only: in recovery
+    /// the same mismatch is [`ClientError::RecoveryFailed`] (SPEC.md §6.2),
+    /// because there it would tell a relay that its guessed code opened the
+    /// envelope.
     FleetKeyMismatch,
     /// The registration confirmation is not from the fleet, or names another
     /// session: the record may not be stored.
     RegistrationNotConfirmed,
     /// Recovery failed: wrong recovery code, no such record, record erased,
-    /// or a response that does not belong to this exchange. Deliberately
-    /// uninformative.
+    /// a response that does not belong to this exchange, or an envelope
+    /// that opened under a key-exchange key the client does not trust (a
+    /// relay's own KE2 for a guessed code). Deliberately uninformative: the
+    /// app cannot tell these apart, so it cannot show a relay which it was
+    /// (SPEC.md §6.2, §7.5).
     RecoveryFailed,
     /// The key release could not be opened: it was altered in transit or
     /// belongs to another session. The attempt is not lost: the vault has

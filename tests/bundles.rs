@@ -411,10 +411,9 @@ fn a_relay_that_attaches_another_fleets_bundle_to_ke2_is_caught() {
     let Err(err) = state.finish_with_bundle(&mut w.rng, &forged, &b.anchors, NOW, None) else {
         panic!("accepted another fleet's bundle");
     };
-    assert_eq!(
-        err,
-        ClientError::Bundle(BundleError::KeyNotListed(KeyRole::OpaqueKeyExchange))
-    );
+    // The same error as a wrong code (SPEC.md §6.2): the envelope opened,
+    // and a relay must not learn that from the app.
+    assert_eq!(err, ClientError::RecoveryFailed);
 }
 
 #[test]

@@ -816,3 +816,32 @@ fn a_reset_applied_twice_still_tells_the_count() {
     assert_eq!(attempts_used(&w, 1), Some(0));
     assert_eq!(w.recover(id(1), RIGHT).unwrap().unforgiven_attempts, 0);
 }
+
+#[test]
+fn a_relay_answering_ke1_with_its_own_ke2_learns_nothing_about_its_guess() {
+    // The user's record is at the real fleet. The relay runs a vault of
+    // its own where it registered the same record under a guessed code,
+    // and answers the user's KE1 from it. A right guess opens the envelope
+    // (under the relay's key-exchange key); a wrong one does not. The app
+    // must fail the same way in both cases, or the relay tests guesses
+    // outside the real vault's count.
+    let mut w = World::new(41);
+    w.register(id(1), RIGHT).unwrap();
+    for (guess, opens) in [(RIGHT, true), (WRONG, false)] {
+        let mut relay = World::new(42 + u64::from(opens));
+        relay.register(id(1), guess).unwrap();
+        let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
+        let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+        let forged = relay
+            .vault
+            .recovery_start(&mut relay.rng, relay.now, &ke1)
+            .unwrap();
+        assert_eq!(
+            state.finish(&mut w.rng, &forged).err(),
+            Some(ClientError::RecoveryFailed),
+            "guess {guess:?} (envelope opens: {opens})"
+        );
+    }
+    // The real fleet charged nothing.
+    assert_eq!(attempts_used(&w, 1), Some(0));
+}

@@ -1,8 +1,8 @@
 //! The auditor over HTTP (SPEC.md §18.2), in the spirit of plexi's API.
 //!
 //! Reads are open; everything that changes the log needs
-//! `Authorization: Bearer <token>` with the token given at start (compared
-//! in constant time). Bodies are JSON, at most 1 MiB. [`route`] is the
+//! `Authorization: Bearer <token>` with the token given at start (the
+//! scheme case-insensitive, RFC 7235; the token compared in constant time). Bodies are JSON, at most 1 MiB. [`route`] is the
 //! whole API as a pure function of the request; [`serve`] runs it on a
 //! `tiny_http` server, one request at a time.
 
@@ -140,10 +140,17 @@ pub fn route(
     };
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // RFC 7235: the scheme is case-insensitive ("bearer" is "Bearer"),
+    // followed by one or more spaces and the token.
     let authorized = || {
-        let expected = format!("Bearer {token}");
         authorization.is_some_and(|given| {
-            given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+            let Some((scheme, credentials)) = given.trim_start().split_once(' ') else {
+                return false;
+            };
+            let credentials = credentials.trim_start_matches(' ');
+            scheme.eq_ignore_ascii_case("Bearer")
+                && credentials.len() == token.len()
+                && bool::from(credentials.as_bytes().ct_eq(token.as_bytes()))
         })
     };
     let writes = method == "POST";

@@ -81,6 +81,9 @@ pub enum AuditorError {
     BadCounterSignature,
     /// The database failed; nothing was acknowledged.
     Storage(String),
+    /// The data directory or `auditor.redb` (which holds the signing key)
+    /// is open to other users; the text names the file and the fix.
+    InsecurePermissions(String),
 }
 
 impl fmt::Display for AuditorError {
@@ -101,6 +104,7 @@ impl fmt::Display for AuditorError {
             Self::UnknownTreeSize => f.write_str("no checkpoint of this size"),
             Self::BadCounterSignature => f.write_str("counter-signature does not verify"),
             Self::Storage(e) => write!(f, "storage failure: {e}"),
+            Self::InsecurePermissions(e) => f.write_str(e),
         }
     }
 }
@@ -109,6 +113,54 @@ impl std::error::Error for AuditorError {}
 
 fn storage(e: impl fmt::Display) -> AuditorError {
     AuditorError::Storage(e.to_string())
+}
+
+/// Makes `dir` (0700) and an empty `auditor.redb` (0600) if missing, and
+/// checks the permissions of existing ones; returns the database's path.
+fn private_database(dir: &Path) -> Result<std::path::PathBuf, AuditorError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| storage(format!("cannot create {}: {e}", dir.display())))?;
+    let path = dir.join("auditor.redb");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let mode = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| m.permissions().mode() & 0o7777)
+                .map_err(|e| storage(format!("{}: {e}", p.display())))
+        };
+        let dir_mode = mode(dir)?;
+        if dir_mode & 0o022 != 0 {
+            return Err(AuditorError::InsecurePermissions(format!(
+                "{d}: the auditor's data directory is writable by others (mode {dir_mode:04o}); \
+                 run `chmod 700 {d}`",
+                d = dir.display()
+            )));
+        }
+        if path.exists() {
+            let file_mode = mode(&path)?;
+            if file_mode & 0o077 != 0 {
+                return Err(AuditorError::InsecurePermissions(format!(
+                    "{p}: the auditor's database holds its signing key and is accessible by \
+                     others (mode {file_mode:04o}); run `chmod 600 {p}`",
+                    p = path.display()
+                )));
+            }
+        } else {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| storage(format!("cannot create {}: {e}", path.display())))?;
+        }
+    }
+    Ok(path)
 }
 
 /// One logged statement.
@@ -221,9 +273,14 @@ impl Auditor {
     /// Opens (or creates) the auditor's database `auditor.redb` in `dir`.
     /// A new database gets a fresh signing key; an existing one keeps its
     /// key and every entry, and the Merkle trees are rebuilt from them.
+    ///
+    /// The database holds the signing key (SPEC.md §18.1): a new directory
+    /// is made 0700 and a new database 0600, and an existing database that
+    /// its group or others may access, or a directory they may write, is
+    /// refused with [`AuditorError::InsecurePermissions`].
     pub fn open(dir: &Path) -> Result<Self, AuditorError> {
-        std::fs::create_dir_all(dir).map_err(storage)?;
-        let db = Database::create(dir.join("auditor.redb")).map_err(storage)?;
+        let path = private_database(dir)?;
+        let db = Database::create(&path).map_err(storage)?;
         let txn = db.begin_write().map_err(storage)?;
         let key = {
             let mut meta = txn.open_table(META).map_err(storage)?;

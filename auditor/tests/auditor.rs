@@ -131,7 +131,14 @@ fn an_unauthenticated_publish_is_refused() {
         r#"{{"name":"{NS}","root_epoch":1,"root_digest":"{}"}}"#,
         to_hex(&artifact_digest(&first))
     );
-    for auth in [None, Some("Bearer wrong"), Some("Bearer secret-token-x")] {
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("Bearer secret-token-x"),
+        Some("Basic secret-token"),
+        Some("Bearersecret-token"),
+        Some("secret-token"),
+    ] {
         let answer = route(
             &a,
             "secret-token",
@@ -169,6 +176,18 @@ fn an_unauthenticated_publish_is_refused() {
         publish.as_bytes(),
     );
     assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    // The scheme is case-insensitive (RFC 7235).
+    for auth in ["bearer secret-token", "BEARER  secret-token"] {
+        let counter = route(
+            &a,
+            "secret-token",
+            "POST",
+            &format!("/namespaces/{NS}/audits/1/counter-signature"),
+            Some(auth),
+            br#"{"operator_key":"00","signature":"00"}"#,
+        );
+        assert_ne!(counter.status, 401, "{auth}");
+    }
     // Reads are open.
     let info = route(&a, "secret-token", "GET", "/info", None, b"");
     assert_eq!(info.status, 200);
@@ -474,4 +493,39 @@ fn seed_of(a: Auditor, dir: &std::path::Path) -> [u8; 32] {
         .try_into()
         .unwrap();
     v
+}
+
+#[test]
+fn the_database_holding_the_signing_key_is_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("auditor-data");
+    let key = Auditor::open(&dir).unwrap().public_key();
+    let db = dir.join("auditor.redb");
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&db), 0o600);
+
+    // A database others can read is refused, naming the file and the fix.
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let Err(AuditorError::InsecurePermissions(text)) = Auditor::open(&dir) else {
+        panic!("opened a world-readable key database");
+    };
+    assert!(
+        text.contains(&format!("chmod 600 {}", db.display())),
+        "{text}"
+    );
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // So is a directory others can write (they could swap the database).
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let Err(AuditorError::InsecurePermissions(text)) = Auditor::open(&dir) else {
+        panic!("opened a database in a world-writable directory");
+    };
+    assert!(
+        text.contains(&format!("chmod 700 {}", dir.display())),
+        "{text}"
+    );
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(Auditor::open(&dir).unwrap().public_key(), key);
 }

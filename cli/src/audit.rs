@@ -1,6 +1,5 @@
 //! `bkv auditor serve` and `bkv audit verify-namespace` (SPEC.md §18).
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +15,9 @@ use bkv_auditor::http::Server;
 use bkv_auditor::Auditor;
 use clap::Args;
 
+use crate::exit::{self, Exit, Failure};
+use crate::secret::{self, SecretSource};
+
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Directory of the auditor's database (created if missing).
@@ -25,45 +27,55 @@ pub struct ServeArgs {
     /// one; the address is printed on the first line).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    /// Bearer token that publishing requires (reads are open).
-    #[arg(long)]
-    token: String,
+    /// Bearer token that publishing requires (reads are open). Visible to
+    /// every local user in the process list: prefer --token-file,
+    /// BKV_AUDITOR_TOKEN or the prompt.
+    #[arg(long, conflicts_with = "token_file")]
+    token: Option<String>,
+    /// Read the bearer token from FILE (its first line). Without --token or
+    /// --token-file: the environment variable BKV_AUDITOR_TOKEN, else a
+    /// prompt on a terminal.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
 }
 
 /// Runs the auditor's HTTP server until killed.
 pub fn serve(args: &ServeArgs) -> ExitCode {
+    exit::finish("bkv auditor serve", run_serve(args))
+}
+
+fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
     if !args.listen.ip().is_loopback() {
-        eprintln!("refusing to listen on {}: loopback only", args.listen);
-        return ExitCode::FAILURE;
+        return Err(Failure::usage(format!(
+            "refusing to listen on {}: loopback only",
+            args.listen
+        )));
     }
-    if args.token.len() < 16 {
-        eprintln!("the bearer token must be at least 16 characters");
-        return ExitCode::FAILURE;
+    let token = secret::read(&SecretSource {
+        flag: args.token.as_deref(),
+        file: args.token_file.as_deref(),
+        env: "BKV_AUDITOR_TOKEN",
+        what: "auditor token",
+        options: "--token-file FILE",
+    })?;
+    if token.len() < 16 {
+        return Err(Failure::usage(
+            "the bearer token must be at least 16 characters",
+        ));
     }
-    let auditor = match Auditor::open(&args.data) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("cannot open the auditor's database: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let auditor = Auditor::open(&args.data)
+        .map_err(|e| Failure::other(format!("cannot open the auditor's database: {e}")))?;
     let key = auditor.public_key_hex();
-    let server = match Server::bind(&args.listen.to_string()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("cannot listen on {}: {e}", args.listen);
-            return ExitCode::FAILURE;
-        }
-    };
-    let Some(addr) = server.local_addr() else {
-        eprintln!("no local address");
-        return ExitCode::FAILURE;
-    };
-    println!("listening on http://{addr}");
-    println!("auditor key {key}");
-    let _ = std::io::stdout().flush();
-    server.run(&Arc::new(Mutex::new(auditor)), &args.token);
-    ExitCode::SUCCESS
+    let server = Server::bind(&args.listen.to_string())
+        .map_err(|e| Failure::other(format!("cannot listen on {}: {e}", args.listen)))?;
+    let addr = server
+        .local_addr()
+        .ok_or_else(|| Failure::other("no local address"))?;
+    // The first lines tell a script where the auditor is; a closed stdout
+    // does not stop the server.
+    let _ = secret::print(&format!("listening on http://{addr}\nauditor key {key}"));
+    server.run(&Arc::new(Mutex::new(auditor)), &token);
+    Ok(())
 }
 
 #[derive(Args, Debug)]
@@ -103,16 +115,18 @@ fn get(agent: &ureq::Agent, url: &str) -> Result<String, String> {
         .map_err(|e| format!("GET {url}: {e}"))
 }
 
-fn report_failure(args: &VerifyArgs, failure: &MonitorFailure) -> ExitCode {
+/// Reports a failure: `exit` is [`Exit::Verification`] when the log did not
+/// verify, another code when it could not be checked at all.
+fn report_failure(args: &VerifyArgs, failure: &MonitorFailure, exit: Exit) -> ExitCode {
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({ "ok": false, "epoch": failure.epoch, "reason": failure.reason })
+        let _ = secret::print(
+            &serde_json::json!({ "ok": false, "epoch": failure.epoch, "reason": failure.reason })
+                .to_string(),
         );
     } else {
         eprintln!("FAILED: {failure}");
     }
-    ExitCode::FAILURE
+    exit.into()
 }
 
 /// The monitor: verifies a namespace and prints its key changes.
@@ -129,7 +143,7 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
         for hex in list {
             match parse_hex::<32>(hex) {
                 Some(k) => out.push(k),
-                None => return report_failure(args, &setup(format!("bad key {hex}"))),
+                None => return report_failure(args, &setup(format!("bad key {hex}")), Exit::Usage),
             }
         }
     }
@@ -142,7 +156,7 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
         )
         .and_then(|text| serde_json::from_str::<Export>(&text).map_err(|e| e.to_string()));
         match export {
-            Err(e) => Err(setup(e)),
+            Err(e) => Err((setup(e), Exit::Unavailable)),
             Ok(export) => {
                 // Consistency proofs come from the auditor itself.
                 let mut from_auditor = |old: u64, new: u64| -> Result<ConsistencyProof, String> {
@@ -165,6 +179,7 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
                     Ok(ConsistencyProof { hashes })
                 };
                 verify_namespace(&export, &pins, &mut from_auditor)
+                    .map_err(|f| (f, Exit::Verification))
             }
         }
     } else {
@@ -172,42 +187,47 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
             .map_err(|e| e.to_string())
             .and_then(|t| serde_json::from_str::<Export>(&t).map_err(|e| e.to_string()))
         {
-            Err(e) => Err(setup(format!("{}: {e}", args.source))),
-            Ok(export) => verify_namespace(&export, &pins, &mut proofs_from_entries(&export)),
+            Err(e) => Err((setup(format!("{}: {e}", args.source)), Exit::Other)),
+            Ok(export) => verify_namespace(&export, &pins, &mut proofs_from_entries(&export))
+                .map_err(|f| (f, Exit::Verification)),
         }
     };
     let report = match result {
         Ok(r) => r,
-        Err(failure) => return report_failure(args, &failure),
+        Err((failure, exit)) => return report_failure(args, &failure, exit),
     };
     if args.json {
         match serde_json::to_string(&report) {
-            Ok(text) => println!("{{\"ok\":true,\"report\":{text}}}"),
-            Err(e) => return report_failure(args, &setup(e.to_string())),
+            Ok(text) => {
+                let _ = secret::print(&format!("{{\"ok\":true,\"report\":{text}}}"));
+            }
+            Err(e) => return report_failure(args, &setup(e.to_string()), Exit::Other),
         }
         return ExitCode::SUCCESS;
     }
-    println!(
-        "namespace {}: {} entries, {} checkpoints, {} checkpoint pairs consistent",
+    let mut text = format!(
+        "namespace {}: {} entries, {} checkpoints, {} checkpoint pairs consistent\n",
         report.namespace, report.log_size, report.checkpoints, report.consistent_pairs
     );
-    println!("auditor key {}", report.auditor_key);
+    text.push_str(&format!("auditor key {}\n", report.auditor_key));
     for epoch in &report.epochs {
-        println!(
-            "epoch {}: fleet {}, digest {} (signed, counter-signed, in the log)",
+        text.push_str(&format!(
+            "epoch {}: fleet {}, digest {} (signed, counter-signed, in the log)\n",
             epoch.epoch, epoch.fleet_id, epoch.digest
-        );
+        ));
         for change in &epoch.changes {
-            match change {
-                KeyChange::Added { role, key } => println!("  + {role} {key}"),
-                KeyChange::Removed { role, key } => println!("  - {role} {key}"),
-                KeyChange::RoleChanged { key, from, to } => println!("  ~ {key}: {from} -> {to}"),
-            }
+            text.push_str(&match change {
+                KeyChange::Added { role, key } => format!("  + {role} {key}\n"),
+                KeyChange::Removed { role, key } => format!("  - {role} {key}\n"),
+                KeyChange::RoleChanged { key, from, to } => format!("  ~ {key}: {from} -> {to}\n"),
+            });
         }
         if epoch.changes.is_empty() {
-            println!("  (no key changes)");
+            text.push_str("  (no key changes)\n");
         }
     }
-    println!("OK");
+    text.push_str("OK");
+    // The verdict is the exit status; a closed stdout (`| head`) is no panic.
+    let _ = secret::print(&text);
     ExitCode::SUCCESS
 }

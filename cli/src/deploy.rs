@@ -20,6 +20,8 @@ use bkv_deploy::verify::{ExportLog, LogSource, Report};
 use bkv_deploy::{Verifier, X509StatementVerifier};
 use clap::Args;
 
+use crate::exit::Exit;
+
 const DAY_MS: u64 = 86_400_000;
 
 fn hex32(text: &str, what: &str) -> Result<[u8; 32], String> {
@@ -94,7 +96,7 @@ pub fn ceremony(args: &CeremonyArgs) -> ExitCode {
         Ok(report) if report.passed() => ExitCode::SUCCESS,
         Ok(_) => {
             eprintln!("error: the ceremony's own evidence does not verify");
-            ExitCode::FAILURE
+            Exit::Verification.into()
         }
         Err(e) => failed(e),
     }
@@ -115,6 +117,19 @@ fn run_ceremony(args: &CeremonyArgs) -> Result<Report, String> {
         .iter()
         .map(|p| name(p, "participant").map(ParticipantKey::generate))
         .collect::<Result<Vec<_>, _>>()?;
+
+    // A policy these HSMs cannot meet fails here, before any secret is
+    // generated, any file written or anything logged at the auditor.
+    ceremony::check_quorum(
+        &QuorumPolicy {
+            min_hsms: args.min_hsms,
+            min_sites: args.min_sites,
+        },
+        hsm_specs
+            .iter()
+            .map(|(id, site)| (id.as_str(), site.as_str())),
+    )
+    .map_err(|e| e.to_string())?;
 
     let out = &args.out;
     if out.join("evidence.json").exists() {
@@ -513,7 +528,7 @@ pub fn verify_deployment(args: &VerifyDeploymentArgs) -> ExitCode {
     if report.passed() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::FAILURE
+        Exit::Verification.into()
     }
 }
 

@@ -1,43 +1,59 @@
 //! `bkv node`, `bkv fleet up`, `bkv register`, `bkv recover`: a fleet on
 //! loopback (SPEC.md §23).
 //!
-//! A local fleet directory holds `fleet.secrets` (the fleet secrets, hex:
-//! a stand-in for the sealed per-HSM secrets of the key ceremony, for trying
-//! the fleet out only), `fleet.public` (the public keys clients pin, hex) and
-//! `endpoints` (one client URL per node, in node order).
+//! A local fleet directory (mode 0700) holds `fleet.secrets` (the fleet
+//! secrets, hex, mode 0600: a stand-in for the sealed per-HSM secrets of
+//! the key ceremony, for trying the fleet out only), `fleet.public` (the
+//! public keys clients pin, hex) and `endpoints` (one client URL per node,
+//! in node order).
+//!
+//! The client commands move to another node only when a node is
+//! unavailable (no connection, a timeout, an `Unavailable` rejection); any
+//! other refusal ends the command with its own exit code ([`crate::exit`]).
+//! Asking another node after `AttemptsExhausted` would make that node,
+//! which holds no pending session, erase the record early.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, ExitCode};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use backup_key_vault::client::{ClientConfig, Recovery, Registration};
 use backup_key_vault::vault::VaultPolicy;
 use backup_key_vault::wire::{
     KeyRelease, RecoveryResponse, RegistrationConfirmation, RegistrationResponse, Rejection,
+    RejectionCode,
 };
-use backup_key_vault::{FleetPublicKeys, FleetSecrets, OsRng, RecordId, RecoveryCode};
+use backup_key_vault::{ClientError, FleetPublicKeys, FleetSecrets, OsRng, RecordId, RecoveryCode};
 use bkv_fleet::net::{run_node, FleetClient, NodeOptions};
+use bkv_fleet::FleetError;
 use clap::Args;
 use sha2::{Digest, Sha256};
+
+use crate::exit::{self, Exit, Failure};
+use crate::secret::{self, SecretSource};
 
 /// `bkv node`.
 #[derive(Args, Debug)]
 pub struct NodeArgs {
-    /// This node's id (1-based).
+    /// This node's id (1-based); it must be listed in --peers.
     #[arg(long)]
     id: u64,
     /// Every member's peer address, this node's included: `1=127.0.0.1:7101,2=...`.
     #[arg(long)]
     peers: String,
-    /// Directory of the node's database.
+    /// Directory of the node's database (created, mode 0700).
     #[arg(long)]
     data: PathBuf,
     /// Client HTTP address (loopback).
     #[arg(long)]
     listen: SocketAddr,
-    /// The fleet secrets file (hex).
+    /// The fleet secrets file (hex; refused unless only its owner can read
+    /// it: `chmod 600 FILE`).
     #[arg(long)]
     secrets: PathBuf,
     /// Tiny Argon2 parameters (tests and demos only).
@@ -57,10 +73,10 @@ pub struct NodeArgs {
 /// `bkv fleet up`.
 #[derive(Args, Debug)]
 pub struct UpArgs {
-    /// Number of nodes.
+    /// Number of nodes: odd, from 3 to 99 (SPEC.md §20).
     #[arg(long, default_value_t = 5)]
     nodes: u64,
-    /// The fleet directory (created; secrets generated if absent).
+    /// The fleet directory (created mode 0700; secrets generated if absent).
     #[arg(long, default_value = "bkv-fleet")]
     dir: PathBuf,
     /// Peer ports are base+1.., client ports base+101..
@@ -80,15 +96,26 @@ pub struct ClientArgs {
     /// The record's name (its id is SHA-256 of it).
     #[arg(long)]
     record: String,
-    /// The recovery code.
-    #[arg(long)]
-    code: String,
-    /// Talk to this node (1-based); default: the first that answers.
+    /// The recovery code. Visible to every local user in the process list:
+    /// prefer --code-file, BKV_RECOVERY_CODE or the prompt.
+    #[arg(long, conflicts_with = "code_file")]
+    code: Option<String>,
+    /// Read the recovery code from FILE (its first line). Without --code or
+    /// --code-file: the environment variable BKV_RECOVERY_CODE, else a
+    /// prompt on a terminal.
+    #[arg(long, value_name = "FILE")]
+    code_file: Option<PathBuf>,
+    /// Talk to this node (1-based); default: the first that is available.
     #[arg(long)]
     node: Option<usize>,
     /// Accept tiny Argon2 parameters (tests and demos only).
     #[arg(long)]
     insecure_fast: bool,
+    /// Write the backup key (hex) to FILE, created new with mode 0600
+    /// (an existing file is never overwritten); stdout then shows only the
+    /// file's name.
+    #[arg(long, value_name = "FILE")]
+    key_out: Option<PathBuf>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -97,15 +124,18 @@ fn hex(bytes: &[u8]) -> String {
 
 fn unhex(s: &str) -> Result<Vec<u8>, String> {
     let s = s.trim();
+    if let Some((i, c)) = s.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
+        return Err(format!("not hex: {c:?} at character {}", i + 1));
+    }
     if s.len() % 2 != 0 {
-        return Err("odd hex length".into());
+        return Err(format!("an odd number of hex digits ({})", s.len()));
     }
     (0..s.len())
         .step_by(2)
         .map(|i| {
             s.get(i..i + 2)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| "bad hex".to_string())
+                .ok_or_else(|| format!("not hex at character {}", i + 1))
         })
         .collect()
 }
@@ -119,60 +149,139 @@ fn policy(insecure_fast: bool) -> VaultPolicy {
 }
 
 fn parse_peers(s: &str) -> Result<BTreeMap<u64, SocketAddr>, String> {
-    s.split(',')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (id, addr) = p
-                .split_once('=')
-                .ok_or(format!("peer {p}: want id=host:port"))?;
-            let id = id.parse().map_err(|_| format!("peer id {id}"))?;
-            let addr: SocketAddr = addr.parse().map_err(|_| format!("peer address {addr}"))?;
-            if !addr.ip().is_loopback() {
-                return Err(format!("{addr}: this front is for loopback only"));
-            }
-            Ok((id, addr))
-        })
-        .collect()
-}
-
-fn read_secrets(path: &Path) -> Result<FleetSecrets, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let bytes = zeroize::Zeroizing::new(unhex(&text)?);
-    FleetSecrets::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// Runs one member until killed.
-pub fn node(args: &NodeArgs) -> ExitCode {
-    let run = || -> Result<(), String> {
-        let secrets = read_secrets(&args.secrets)?;
-        if !args.listen.ip().is_loopback() {
-            return Err("--listen: loopback only".into());
+    let mut peers = BTreeMap::new();
+    for p in s.split(',').filter(|p| !p.is_empty()) {
+        let (id, addr) = p
+            .split_once('=')
+            .ok_or(format!("--peers {p:?}: want id=host:port"))?;
+        let id: u64 = id
+            .parse()
+            .map_err(|_| format!("--peers: peer id {id:?} is not a number"))?;
+        let addr: SocketAddr = addr
+            .parse()
+            .map_err(|_| format!("--peers: {addr:?} is not an address (want 127.0.0.1:PORT)"))?;
+        if !addr.ip().is_loopback() {
+            return Err(format!("--peers: {addr}: this front is for loopback only"));
         }
-        let options = NodeOptions {
-            id: args.id,
-            peers: parse_peers(&args.peers)?,
-            listen: args.listen,
-            data_dir: args.data.clone(),
-            policy: policy(args.insecure_fast),
-            tick: Duration::from_millis(args.tick_ms.max(1)),
-            nvram: args.nvram.clone(),
+        if id == 0 {
+            return Err("--peers: ids start at 1".into());
+        }
+        if peers.insert(id, addr).is_some() {
+            return Err(format!("--peers: id {id} is listed twice"));
+        }
+    }
+    if peers.is_empty() {
+        return Err("--peers: no peers".into());
+    }
+    Ok(peers)
+}
+
+/// Reads the fleet secrets file, refusing one that others may read.
+fn read_secrets(path: &Path) -> Result<FleetSecrets, Failure> {
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+            "; `bkv fleet up --dir DIR` writes DIR/fleet.secrets for a local fleet"
+        } else {
+            ""
         };
-        if let Some(path) = &args.nvram {
-            eprintln!(
-                "node {}: NVRAM stand-in {} is an ordinary file, NOT tamper-proof (SPEC.md §22.4)",
-                args.id,
-                path.display()
-            );
-        }
-        eprintln!("node {} serving clients on http://{}", args.id, args.listen);
-        run_node(options, &secrets).map_err(|e| e.to_string())
+        Failure::other(format!(
+            "cannot read the fleet secrets file {}: {e}{hint}",
+            path.display()
+        ))
+    })?);
+    secret::check_private_file(path, "the fleet secrets file")?;
+    let bytes = zeroize::Zeroizing::new(unhex(&text).map_err(|e| {
+        Failure::other(format!(
+            "{}: {e} (the fleet secrets, written by `bkv fleet up`)",
+            path.display()
+        ))
+    })?);
+    FleetSecrets::from_bytes(&bytes).map_err(|e| Failure::other(format!("{}: {e}", path.display())))
+}
+
+/// Checks that `addr` can be listened on now, so that a busy port is
+/// reported with its address before anything starts.
+fn can_listen(addr: SocketAddr, what: &str) -> Result<(), Failure> {
+    TcpListener::bind(addr).map(drop).map_err(|e| {
+        Failure::other(format!(
+            "cannot listen on {addr} ({what}): {e}; is another node or `bkv fleet up` using it?"
+        ))
+    })
+}
+
+/// Checks every argument, then runs one member until killed.
+pub fn node(args: &NodeArgs) -> ExitCode {
+    exit::finish("bkv node", run_one_node(args))
+}
+
+fn run_one_node(args: &NodeArgs) -> Result<(), Failure> {
+    let peers = parse_peers(&args.peers).map_err(Failure::usage)?;
+    let Some(own) = peers.get(&args.id).copied() else {
+        return Err(Failure::usage(format!(
+            "--id {} is not in --peers (ids {})",
+            args.id,
+            peers
+                .keys()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
     };
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bkv node: {e}");
-            ExitCode::FAILURE
+    if !args.listen.ip().is_loopback() {
+        return Err(Failure::usage(format!(
+            "--listen {}: loopback only",
+            args.listen
+        )));
+    }
+    if peers.values().any(|a| *a == args.listen) {
+        return Err(Failure::usage(format!(
+            "--listen {} is also a peer address",
+            args.listen
+        )));
+    }
+    let secrets = read_secrets(&args.secrets)?;
+    can_listen(own, "this node's peer address")?;
+    can_listen(args.listen, "this node's client address")?;
+    secret::create_private_dir(&args.data)?;
+    let options = NodeOptions {
+        id: args.id,
+        peers,
+        listen: args.listen,
+        data_dir: args.data.clone(),
+        policy: policy(args.insecure_fast),
+        tick: Duration::from_millis(args.tick_ms.max(1)),
+        nvram: args.nvram.clone(),
+    };
+    if let Some(path) = &args.nvram {
+        eprintln!(
+            "node {}: NVRAM stand-in {} is an ordinary file, NOT tamper-proof (SPEC.md §22.4)",
+            args.id,
+            path.display()
+        );
+    }
+    eprintln!(
+        "node {} serving clients on http://{} (peers on {own})",
+        args.id, args.listen
+    );
+    run_node(options, &secrets).map_err(|e| {
+        let text = fleet_error(&e);
+        if text.contains("in use") {
+            Failure::other(format!(
+                "{text} (peer address {own}, client address {})",
+                args.listen
+            ))
+        } else {
+            Failure::other(text)
         }
+    })
+}
+
+/// A fleet error's text without the doubled prefixes of the layers
+/// ("i/o: io: ...").
+fn fleet_error(e: &FleetError) -> String {
+    match e {
+        FleetError::Io(text) => text.strip_prefix("io: ").unwrap_or(text).to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -183,22 +292,32 @@ pub fn prepare_fleet(
     n: u64,
     base_port: u16,
     insecure_fast: bool,
-) -> Result<Vec<Vec<String>>, String> {
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+) -> Result<Vec<Vec<String>>, Failure> {
+    secret::create_private_dir(dir)?;
     let secrets_path = dir.join("fleet.secrets");
     let secrets = if secrets_path.exists() {
         read_secrets(&secrets_path)?
     } else {
         let s = FleetSecrets::generate(&mut OsRng);
-        std::fs::write(&secrets_path, hex(&s.to_bytes()[..])).map_err(|e| e.to_string())?;
+        secret::write_new_private(&secrets_path, hex(&s.to_bytes()[..]).as_bytes())?;
         s
     };
     let keys = secrets.public_keys();
     let mut public = keys.key_exchange.to_vec();
     public.extend_from_slice(&keys.transport);
-    std::fs::write(dir.join("fleet.public"), hex(&public)).map_err(|e| e.to_string())?;
-    let port = |offset: u64| -> Result<u16, String> {
-        u16::try_from(u64::from(base_port) + offset).map_err(|_| "port out of range".to_string())
+    let write = |name: &str, text: String| -> Result<(), Failure> {
+        let path = dir.join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| Failure::other(format!("cannot write {}: {e}", path.display())))
+    };
+    write("fleet.public", hex(&public))?;
+    let port = |offset: u64| -> Result<u16, Failure> {
+        u16::try_from(u64::from(base_port) + offset).map_err(|_| {
+            Failure::usage(format!(
+                "--base-port {base_port}: port {} is out of range",
+                u64::from(base_port) + offset
+            ))
+        })
     };
     let mut peers = Vec::new();
     let mut endpoints = String::new();
@@ -206,7 +325,7 @@ pub fn prepare_fleet(
         peers.push(format!("{id}=127.0.0.1:{}", port(id)?));
         endpoints.push_str(&format!("http://127.0.0.1:{}\n", port(100 + id)?));
     }
-    std::fs::write(dir.join("endpoints"), endpoints).map_err(|e| e.to_string())?;
+    write("endpoints", endpoints)?;
     let peers = peers.join(",");
     (1..=n)
         .map(|id| {
@@ -231,38 +350,146 @@ pub fn prepare_fleet(
         .collect()
 }
 
-/// Starts a local fleet of processes and waits for them.
-pub fn up(args: &UpArgs) -> ExitCode {
-    let run =
-        || -> Result<(), String> {
-            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-            let nodes = prepare_fleet(&args.dir, args.nodes, args.base_port, args.insecure_fast)?;
-            let mut children: Vec<Child> = Vec::new();
-            for a in &nodes {
-                children.push(
-                    Process::new(&exe)
-                        .args(a)
-                        .spawn()
-                        .map_err(|e| e.to_string())?,
-                );
-            }
-            println!(
-            "fleet of {} nodes up; clients: bkv register --fleet {} --record NAME --code CODE{}",
-            args.nodes,
-            args.dir.display(),
-            if args.insecure_fast { " --insecure-fast" } else { "" }
-        );
-            for mut c in children {
-                let _ = c.wait();
-            }
-            Ok(())
-        };
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bkv fleet up: {e}");
-            ExitCode::FAILURE
+/// The node processes of `fleet up`; dropping them stops them all.
+struct Nodes(Vec<(u64, String, Child)>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for (_, _, child) in &mut self.0 {
+            let _ = child.kill();
         }
+        for (_, _, child) in &mut self.0 {
+            let _ = child.wait();
+        }
+    }
+}
+
+/// How long `fleet up` waits for every node to answer before giving up.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Starts a local fleet of processes and watches them until SIGTERM or
+/// SIGINT, then stops them.
+pub fn up(args: &UpArgs) -> ExitCode {
+    exit::finish("bkv fleet up", run_up(args))
+}
+
+fn run_up(args: &UpArgs) -> Result<(), Failure> {
+    let n = args.nodes;
+    if n < 3 || n % 2 == 0 || n > 99 {
+        return Err(Failure::usage(format!(
+            "--nodes {n}: a fleet has an odd number of members, from 3 to 99 \
+             (SPEC.md §20: a majority must survive a failure)"
+        )));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .map_err(|e| Failure::other(format!("cannot handle SIGTERM/SIGINT: {e}")))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::other(format!("cannot find this executable: {e}")))?;
+    // Every port must be free before anything starts: a node of another
+    // fleet on a client port would otherwise answer for ours.
+    for id in 1..=n {
+        for (offset, what) in [(id, "peer"), (100 + id, "client")] {
+            let port = u16::try_from(u64::from(args.base_port) + offset).map_err(|_| {
+                Failure::usage(format!(
+                    "--base-port {}: node {id}'s {what} port is out of range",
+                    args.base_port
+                ))
+            })?;
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            can_listen(addr, &format!("node {id}'s {what} address"))?;
+        }
+    }
+    let node_args = prepare_fleet(&args.dir, n, args.base_port, args.insecure_fast)?;
+    let endpoints: Vec<String> = (1..=n)
+        .map(|id| format!("http://127.0.0.1:{}", u64::from(args.base_port) + 100 + id))
+        .collect();
+    let mut nodes = Nodes(Vec::new());
+    for ((id, a), endpoint) in (1..=n).zip(&node_args).zip(&endpoints) {
+        let child = Process::new(&exe)
+            .args(a)
+            .spawn()
+            .map_err(|e| Failure::other(format!("cannot start node {id}: {e}")))?;
+        nodes.0.push((id, endpoint.clone(), child));
+    }
+
+    // Every node must come up and answer; one that exits fails the command.
+    let client = FleetClient::new();
+    let started = Instant::now();
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            eprintln!("bkv fleet up: stopping the fleet");
+            return Ok(());
+        }
+        for (id, _, child) in &mut nodes.0 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(Failure::other(format!(
+                    "node {id} failed to start ({status}); its error is above. \
+                     Stopping the other nodes."
+                )));
+            }
+        }
+        // Answers count only while every node process still runs.
+        if nodes.0.iter().all(|(_, e, _)| client.status(e).is_ok())
+            && nodes
+                .0
+                .iter_mut()
+                .all(|(_, _, c)| matches!(c.try_wait(), Ok(None)))
+        {
+            break;
+        }
+        if started.elapsed() > START_TIMEOUT {
+            return Err(Failure::new(
+                Exit::Unavailable,
+                format!(
+                    "the nodes did not all answer within {} s; stopping them",
+                    START_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A closed stdout does not stop the fleet.
+    let _ = secret::print(&format!(
+        "fleet of {n} nodes up; clients: bkv register --fleet {} --record NAME{}",
+        args.dir.display(),
+        if args.insecure_fast {
+            " --insecure-fast"
+        } else {
+            ""
+        }
+    ));
+
+    // Watch: report a node that dies; stop on a signal.
+    let majority = n / 2 + 1;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            eprintln!("bkv fleet up: stopping the fleet");
+            return Ok(());
+        }
+        let mut exited = Vec::new();
+        for (i, (id, _, child)) in nodes.0.iter_mut().enumerate() {
+            if let Ok(Some(status)) = child.try_wait() {
+                exited.push((i, *id, status));
+            }
+        }
+        for (i, id, status) in exited.into_iter().rev() {
+            nodes.0.remove(i);
+            let live = nodes.0.len() as u64;
+            eprintln!(
+                "bkv fleet up: node {id} exited ({status}); {live} of {n} nodes running{}",
+                if live < majority {
+                    ": no majority, the fleet cannot answer"
+                } else {
+                    ""
+                }
+            );
+        }
+        if nodes.0.is_empty() {
+            return Err(Failure::other("every node has exited"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -273,37 +500,87 @@ struct Target {
     code: RecoveryCode,
 }
 
-fn target(args: &ClientArgs) -> Result<Target, String> {
-    let public = unhex(
-        &std::fs::read_to_string(args.fleet.join("fleet.public")).map_err(|e| e.to_string())?,
-    )?;
-    let (ke, tr) = public
-        .split_at_checked(32)
-        .ok_or("fleet.public: 64 bytes")?;
-    let keys = FleetPublicKeys {
-        key_exchange: ke.try_into().map_err(|_| "fleet.public: 64 bytes")?,
-        transport: tr.try_into().map_err(|_| "fleet.public: 64 bytes")?,
+/// Reads a file of the fleet directory, saying what to do if it is missing.
+fn fleet_file(fleet: &Path, name: &str) -> Result<String, Failure> {
+    if !fleet.is_dir() {
+        return Err(Failure::other(format!(
+            "no fleet directory {dir}: start a local fleet with `bkv fleet up --dir {dir}`, \
+             or give the fleet's directory with --fleet DIR",
+            dir = fleet.display()
+        )));
+    }
+    let path = fleet.join(name);
+    std::fs::read_to_string(&path).map_err(|e| {
+        Failure::other(format!(
+            "cannot read {}: {e}; `bkv fleet up --dir {}` writes it",
+            path.display(),
+            fleet.display()
+        ))
+    })
+}
+
+fn parse_public(text: &str, path: &Path) -> Result<FleetPublicKeys, Failure> {
+    let bad = |problem: String| {
+        Failure::other(format!(
+            "{}: {problem}; expected 128 hex digits (the key-exchange key, then the transport key)",
+            path.display()
+        ))
     };
+    let bytes = unhex(text).map_err(bad)?;
+    let (ke, tr) = bytes
+        .split_at_checked(32)
+        .filter(|(_, tr)| tr.len() == 32)
+        .ok_or_else(|| bad(format!("{} bytes", bytes.len())))?;
+    Ok(FleetPublicKeys {
+        key_exchange: ke.try_into().map_err(|_| bad("32 bytes".into()))?,
+        transport: tr.try_into().map_err(|_| bad("32 bytes".into()))?,
+    })
+}
+
+fn target(args: &ClientArgs) -> Result<Target, Failure> {
+    let keys = parse_public(
+        &fleet_file(&args.fleet, "fleet.public")?,
+        &args.fleet.join("fleet.public"),
+    )?;
     let config = if args.insecure_fast {
         ClientConfig::insecure_test_only(keys)
     } else {
         ClientConfig::new(keys)
     };
-    let endpoints: Vec<String> = std::fs::read_to_string(args.fleet.join("endpoints"))
-        .map_err(|e| e.to_string())?
+    let endpoints: Vec<String> = fleet_file(&args.fleet, "endpoints")?
         .lines()
-        .filter(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
         .map(str::to_string)
         .collect();
+    if endpoints.is_empty() {
+        return Err(Failure::other(format!(
+            "{}: lists no node",
+            args.fleet.join("endpoints").display()
+        )));
+    }
     let endpoints = match args.node {
         Some(k) => vec![endpoints
             .get(k.wrapping_sub(1))
-            .ok_or(format!("no node {k}"))?
+            .ok_or_else(|| {
+                Failure::usage(format!(
+                    "--node {k}: the fleet has nodes 1 to {}",
+                    endpoints.len()
+                ))
+            })?
             .clone()],
         None => endpoints,
     };
     let record_id = RecordId(Sha256::digest(args.record.as_bytes()).into());
-    let code = RecoveryCode::new(args.code.as_bytes()).map_err(|e| e.to_string())?;
+    let code = secret::read(&SecretSource {
+        flag: args.code.as_deref(),
+        file: args.code_file.as_deref(),
+        env: "BKV_RECOVERY_CODE",
+        what: "recovery code",
+        options: "--code-file FILE",
+    })?;
+    let code = RecoveryCode::new(code.as_bytes())
+        .map_err(|e| Failure::usage(format!("the recovery code: {e}")))?;
     Ok(Target {
         config,
         endpoints,
@@ -312,101 +589,243 @@ fn target(args: &ClientArgs) -> Result<Target, String> {
     })
 }
 
-/// Sends the first message of an exchange to the first node that answers
-/// (not with Unavailable); returns that node and its answer.
+/// What a refusal means for the user, and its exit code.
+fn refused(node: &str, code: RejectionCode) -> Failure {
+    match code {
+        RejectionCode::AuthenticationFailed => {
+            Failure::new(Exit::WrongCode, "wrong recovery code (or no such record)")
+        }
+        RejectionCode::AttemptsExhausted => Failure::new(
+            Exit::Locked,
+            "the record is locked: no attempts left. Its last exchange may still finish; \
+             after that the record is erased",
+        ),
+        RejectionCode::RegistrationRefused => Failure::new(
+            Exit::Locked,
+            "registration refused: the record exists and re-registering it needs a \
+             recovery first",
+        ),
+        RejectionCode::Unavailable => Failure::new(
+            Exit::Unavailable,
+            format!("{node}: unavailable (no quorum, or a commit failed); nothing was released"),
+        ),
+        RejectionCode::Busy => Failure::new(
+            Exit::Unavailable,
+            format!("{node}: busy (too many pending exchanges); nothing was charged, try again"),
+        ),
+        RejectionCode::RequestNotAuthentic => Failure::other(format!(
+            "{node} refused the request as not authentic: does fleet.public belong to this fleet?"
+        )),
+        other => Failure::other(format!("{node} refused: {other:?}")),
+    }
+}
+
+/// The failure for an answer that is not the message expected.
+fn unexpected(node: &str, answer: &[u8]) -> Failure {
+    match Rejection::from_bytes(answer) {
+        Ok(r) => refused(node, r.code),
+        Err(e) => Failure::new(
+            Exit::Verification,
+            format!("{node}: unexpected answer: {e}"),
+        ),
+    }
+}
+
+/// The failure for a client-side error.
+fn client_failure(e: ClientError) -> Failure {
+    match e {
+        ClientError::RecoveryFailed => {
+            Failure::new(Exit::WrongCode, "wrong recovery code (or no such record)")
+        }
+        ClientError::InvalidRecoveryCode => Failure::usage(format!("the recovery code: {e}")),
+        ClientError::Internal => Failure::other(e.to_string()),
+        _ => Failure::new(Exit::Verification, e.to_string()),
+    }
+}
+
+/// Sends the first message of an exchange to the nodes in turn, moving on
+/// only while a node is unavailable (no connection, a timeout, an
+/// `Unavailable` rejection): any other refusal ends the exchange. Returns
+/// the node that answered and its answer.
 fn first_answer(
     client: &FleetClient,
     endpoints: &[String],
     request: &[u8],
-) -> Result<(String, Vec<u8>), String> {
-    let mut last = String::from("no node answered");
+) -> Result<(String, Vec<u8>), Failure> {
+    let mut failures = Vec::new();
     for e in endpoints {
         match client.call(e, request) {
             Ok(a) => match Rejection::from_bytes(&a) {
-                Ok(r) => last = format!("{e}: refused ({:?})", r.code),
+                Ok(r) if r.code == RejectionCode::Unavailable => {
+                    failures.push(format!("{e}: unavailable (no quorum, or a commit failed)"));
+                }
+                Ok(r) => return Err(refused(e, r.code)),
                 Err(_) => return Ok((e.clone(), a)),
             },
-            Err(err) => last = format!("{e}: {err}"),
+            Err(err) => failures.push(format!("{e}: {}", fleet_error(&err))),
         }
     }
-    Err(last)
+    Err(Failure::new(
+        Exit::Unavailable,
+        format!(
+            "no node is available; nothing was released:\n  {}",
+            failures.join("\n  ")
+        ),
+    ))
 }
 
-fn refusal(answer: &[u8]) -> String {
-    match Rejection::from_bytes(answer) {
-        Ok(r) => format!("refused ({:?})", r.code),
-        Err(e) => format!("unexpected answer: {e}"),
+/// Sends the second message to the node that holds the exchange.
+fn second_answer(client: &FleetClient, node: &str, request: &[u8]) -> Result<Vec<u8>, Failure> {
+    client.call(node, request).map_err(|e| {
+        Failure::new(
+            Exit::Unavailable,
+            format!("{node}: {}; try again", fleet_error(&e)),
+        )
+    })
+}
+
+/// Where the backup key goes: stdout, and with `--key-out` a new 0600 file,
+/// created before anything is sent so that a refusal to overwrite comes
+/// first.
+struct KeyOut {
+    file: Option<(PathBuf, std::fs::File)>,
+    /// Lines stdout could not take (a closed pipe).
+    lost: bool,
+}
+
+impl KeyOut {
+    fn create(path: Option<&Path>) -> Result<Self, Failure> {
+        let file = match path {
+            Some(p) => Some((p.to_path_buf(), secret::create_new_private(p)?)),
+            None => None,
+        };
+        Ok(Self { file, lost: false })
+    }
+
+    /// A line for stdout; a closed stdout is noted, not fatal.
+    fn say(&mut self, line: &str) {
+        if secret::print(line).is_err() {
+            self.lost = true;
+        }
+    }
+
+    /// Hands over the key: to the file if there is one, else to stdout.
+    /// Fails if the key reached neither.
+    fn key(&mut self, key: &[u8], how_to_get_it_again: &str) -> Result<(), Failure> {
+        let text = zeroize::Zeroizing::new(hex(key));
+        if let Some((path, file)) = self.file.as_mut() {
+            file.write_all(text.as_bytes())
+                .and_then(|()| file.write_all(b"\n"))
+                .and_then(|()| file.sync_all())
+                .map_err(|e| {
+                    Failure::other(format!(
+                        "cannot write the backup key to {}: {e}; {how_to_get_it_again}",
+                        path.display()
+                    ))
+                })?;
+            let line = format!("backup key written to {}", path.display());
+            self.say(&line);
+            return Ok(());
+        }
+        self.say(&format!("backup key {}", text.as_str()));
+        if self.lost {
+            return Err(Failure::other(format!(
+                "stdout is closed, so the backup key was not shown; {how_to_get_it_again}, \
+                 and use --key-out FILE to keep it in a file"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Removes the file if the command failed before writing the key.
+    fn discard(self) {
+        if let Some((path, _)) = self.file {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
 /// `bkv register`.
 pub fn register(args: &ClientArgs) -> ExitCode {
-    let run = || -> Result<(), String> {
-        let t = target(args)?;
-        let client = FleetClient::new();
-        let (state, request) =
-            Registration::start(&mut OsRng, &t.config, t.record_id, &t.code, None)
-                .map_err(|e| e.to_string())?;
-        let (node, answer) = first_answer(&client, &t.endpoints, &request.to_bytes())?;
-        let response = RegistrationResponse::from_bytes(&answer).map_err(|_| refusal(&answer))?;
-        let (state, upload) = state
-            .finish(&mut OsRng, &response, None)
-            .map_err(|e| e.to_string())?;
-        let answer = client
-            .call(&node, &upload.to_bytes())
-            .map_err(|e| e.to_string())?;
-        let confirmation =
-            RegistrationConfirmation::from_bytes(&answer).map_err(|_| refusal(&answer))?;
-        let registered = state.finish(&confirmation).map_err(|e| e.to_string())?;
-        println!(
-            "registered via {node}: generation {}",
-            registered.generation
-        );
-        println!("backup key {}", hex(registered.backup_key.expose_secret()));
-        Ok(())
-    };
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bkv register: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit::finish("bkv register", with_key_out(args, run_register))
 }
 
 /// `bkv recover`: KE1 to a node, KE3 to the same node (its pending session
 /// lives there, SPEC.md §20.2).
 pub fn recover(args: &ClientArgs) -> ExitCode {
-    let run = || -> Result<(), String> {
-        let t = target(args)?;
-        let client = FleetClient::new();
-        let (state, ke1) = Recovery::start(&mut OsRng, &t.config, t.record_id, &t.code)
-            .map_err(|e| e.to_string())?;
-        let (node, answer) = first_answer(&client, &t.endpoints, &ke1.to_bytes())?;
-        let ke2 = RecoveryResponse::from_bytes(&answer).map_err(|_| refusal(&answer))?;
-        println!("attempts remaining {} (via {node})", ke2.attempts_remaining);
-        let (state, ke3) = state
-            .finish(&mut OsRng, &ke2)
-            .map_err(|e| format!("recovery failed: {e}"))?;
-        let answer = client
-            .call(&node, &ke3.to_bytes())
-            .map_err(|e| e.to_string())?;
-        let release = KeyRelease::from_bytes(&answer).map_err(|_| refusal(&answer))?;
-        let recovered = state.finish(&release).map_err(|e| e.to_string())?;
-        println!("backup key {}", hex(recovered.backup_key.expose_secret()));
-        // Sealed in the release: unlike "attempts remaining" above, no relay
-        // can change it (SPEC.md §6.2).
-        println!(
-            "{}",
-            crate::demo::tried_since_last_recovery(recovered.unforgiven_attempts)
-        );
-        Ok(())
-    };
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
+    exit::finish("bkv recover", with_key_out(args, run_recover))
+}
+
+fn with_key_out(
+    args: &ClientArgs,
+    flow: fn(&Target, &mut KeyOut) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    let t = target(args)?;
+    let mut out = KeyOut::create(args.key_out.as_deref())?;
+    match flow(&t, &mut out) {
+        Ok(()) => Ok(()),
         Err(e) => {
-            eprintln!("bkv recover: {e}");
-            ExitCode::FAILURE
+            out.discard();
+            Err(e)
         }
     }
+}
+
+fn run_register(t: &Target, out: &mut KeyOut) -> Result<(), Failure> {
+    let client = FleetClient::new();
+    let (state, request) = Registration::start(&mut OsRng, &t.config, t.record_id, &t.code, None)
+        .map_err(client_failure)?;
+    let (node, answer) = first_answer(&client, &t.endpoints, &request.to_bytes())?;
+    let response =
+        RegistrationResponse::from_bytes(&answer).map_err(|_| unexpected(&node, &answer))?;
+    let (state, upload) = state
+        .finish(&mut OsRng, &response, None)
+        .map_err(client_failure)?;
+    let answer = second_answer(&client, &node, &upload.to_bytes())?;
+    let confirmation =
+        RegistrationConfirmation::from_bytes(&answer).map_err(|_| unexpected(&node, &answer))?;
+    let registered = state.finish(&confirmation).map_err(client_failure)?;
+    out.say(&format!(
+        "registered via {node}: generation {}",
+        registered.generation
+    ));
+    out.key(
+        registered.backup_key.expose_secret(),
+        "the registration is committed: `bkv recover` gets the key back",
+    )?;
+    Ok(())
+}
+
+fn run_recover(t: &Target, out: &mut KeyOut) -> Result<(), Failure> {
+    let client = FleetClient::new();
+    let (state, ke1) =
+        Recovery::start(&mut OsRng, &t.config, t.record_id, &t.code).map_err(client_failure)?;
+    let (node, answer) = first_answer(&client, &t.endpoints, &ke1.to_bytes())?;
+    let ke2 = RecoveryResponse::from_bytes(&answer).map_err(|_| unexpected(&node, &answer))?;
+    out.say(&format!(
+        "attempts remaining {} (via {node})",
+        ke2.attempts_remaining
+    ));
+    let (state, ke3) = state.finish(&mut OsRng, &ke2).map_err(|e| {
+        let mut failure = client_failure(e);
+        if failure.exit == Exit::WrongCode && ke2.attempts_remaining == 0 {
+            failure
+                .message
+                .push_str("; no attempts remain: the record is locked and will be erased");
+        }
+        failure
+    })?;
+    let answer = second_answer(&client, &node, &ke3.to_bytes())?;
+    let release = KeyRelease::from_bytes(&answer).map_err(|_| unexpected(&node, &answer))?;
+    let recovered = state.finish(&release).map_err(client_failure)?;
+    out.key(
+        recovered.backup_key.expose_secret(),
+        "the attempt counter is reset: recover again",
+    )?;
+    // Sealed in the release: unlike "attempts remaining" above, no relay
+    // can change it (SPEC.md §6.2).
+    out.say(&crate::demo::tried_since_last_recovery(
+        recovered.unforgiven_attempts,
+    ));
+    Ok(())
 }

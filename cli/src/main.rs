@@ -5,7 +5,9 @@
 mod audit;
 mod demo;
 mod deploy;
+mod exit;
 mod fleet_node;
+mod secret;
 
 use std::process::ExitCode;
 
@@ -15,7 +17,8 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "bkv",
     version,
-    about = "Backup Key Vault: guess-limited release of a chat-backup key"
+    about = "Backup Key Vault: guess-limited release of a chat-backup key",
+    after_help = exit::HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -42,8 +45,10 @@ enum Command {
     /// state in redb, an HTTP API for clients (SPEC.md §23).
     Node(fleet_node::NodeArgs),
     /// Register a recovery code with a loopback fleet; prints the backup key.
+    #[command(after_help = exit::HELP)]
     Register(fleet_node::ClientArgs),
     /// Recover the backup key from a loopback fleet.
+    #[command(after_help = exit::HELP)]
     Recover(fleet_node::ClientArgs),
 }
 

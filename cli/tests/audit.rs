@@ -299,3 +299,100 @@ fn the_monitor_catches_a_forked_log_and_a_rewritten_entry() {
         "{err}"
     );
 }
+
+/// Starts `bkv auditor serve` on a free loopback port; returns the process
+/// and its base URL.
+fn serve(data: &Path, extra: &[&str], env: Option<&str>) -> (ServerProcess, String) {
+    let mut command = Command::new(BKV);
+    command
+        .args(["auditor", "serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(extra)
+        .env_remove("BKV_AUDITOR_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(token) = env {
+        command.env("BKV_AUDITOR_TOKEN", token);
+    }
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = ServerProcess(child);
+    let first = BufReader::new(stdout).lines().next().unwrap().unwrap();
+    let base = first.strip_prefix("listening on ").unwrap().to_string();
+    (server, base)
+}
+
+#[test]
+fn the_token_stays_off_the_command_line_and_the_key_database_is_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let agent = agent();
+    let namespace = |n: u8| {
+        serde_json::json!({
+            "name": format!("{NS}.{n}"),
+            "root_epoch": 1,
+            "root_digest": to_hex(&artifact_digest(artifact(1, n).as_bytes())),
+        })
+    };
+
+    // The token from a file; the scheme in any case (RFC 7235).
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let (server, base) = serve(&data, &["--token-file", token_file.to_str().unwrap()], None);
+    let url = format!("{base}/namespaces");
+    let mut req = agent
+        .post(&url)
+        .header("Authorization", &format!("bearer {TOKEN}"));
+    req = req.header("Content-Type", "application/json");
+    let status = req
+        .send(namespace(1).to_string())
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(status, 201);
+    assert_eq!(
+        post(&agent, &url, Some("wrong-token-0123456"), namespace(2)).0,
+        401
+    );
+    drop(server);
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("auditor.redb")), 0o600);
+
+    // The token from the environment.
+    let other = "another-token-0123456789";
+    let (server, base) = serve(&data, &[], Some(other));
+    let url = format!("{base}/namespaces");
+    assert_eq!(post(&agent, &url, Some(TOKEN), namespace(2)).0, 401);
+    assert_eq!(post(&agent, &url, Some(other), namespace(2)).0, 201);
+    drop(server);
+
+    // No token anywhere and no terminal: a usage error.
+    let out = Command::new(BKV)
+        .args(["auditor", "serve", "--data"])
+        .arg(&data)
+        .env_remove("BKV_AUDITOR_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("BKV_AUDITOR_TOKEN"));
+
+    // A key database others can read is refused, naming the file and fix.
+    let db = data.join("auditor.redb");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(BKV)
+        .args(["auditor", "serve", "--data"])
+        .arg(&data)
+        .env("BKV_AUDITOR_TOKEN", other)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains(&format!("chmod 600 {}", db.display())),
+        "{text}"
+    );
+}

@@ -108,8 +108,8 @@ fn ceremony_then_verify_deployment_and_no_secret_anywhere() {
     assert_eq!(value["ok"], true);
     assert_eq!(value["steps"].as_array().unwrap().len(), 11);
 
-    // A truncated file: a clear error at the first step, exit status 1,
-    // no panic.
+    // A truncated file: a clear error at the first step, exit status 6
+    // (verification failed), no panic.
     let bytes = std::fs::read(&evidence).unwrap();
     let truncated = dir.path().join("truncated.json");
     std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
@@ -121,7 +121,7 @@ fn ceremony_then_verify_deployment_and_no_secret_anywhere() {
         root.to_str().unwrap(),
     ]);
     let text = String::from_utf8_lossy(&bad.stdout);
-    assert_eq!(bad.status.code(), Some(1), "{text}");
+    assert_eq!(bad.status.code(), Some(6), "{text}");
     assert!(
         text.contains("[FAIL] evidence") && text.contains("truncated"),
         "{text}"
@@ -180,28 +180,38 @@ fn ceremony_then_verify_deployment_and_no_secret_anywhere() {
 }
 
 #[test]
-fn a_ceremony_below_its_own_policy_fails_its_own_verification() {
+fn a_ceremony_that_cannot_meet_its_policy_fails_before_it_writes_or_logs_anything() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("fleet");
-    let run = ceremony(
-        &out,
-        &["hsm-1@eu-west-a", "hsm-2@eu-west-a"],
-        &["--min-hsms", "2", "--min-sites", "2"],
-    );
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert_eq!(run.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("[FAIL] quorum-sites"), "{stdout}");
-    assert!(stdout.contains("too few sites"), "{stdout}");
-    // And the verifier says the same from the files.
-    let verify = bkv(&[
-        "audit",
-        "verify-deployment",
-        out.join("evidence.json").to_str().unwrap(),
-        "--vendor-root",
-        out.join("vendor-root.pem").to_str().unwrap(),
-    ]);
-    assert_eq!(verify.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&verify.stdout).contains("[FAIL] quorum-sites"));
+    let auditor = dir.path().join("auditor");
+    let auditor_arg = auditor.to_str().unwrap().to_string();
+    for (hsms, extra, reason) in [
+        // Two HSMs at one site when two sites are required.
+        (
+            &["hsm-1@eu-west-a", "hsm-2@eu-west-a"][..],
+            &["--min-hsms", "2", "--min-sites", "2"][..],
+            "1 distinct site(s) cannot meet the policy of at least 2 sites",
+        ),
+        // One HSM when three are required (the default).
+        (
+            &["hsm-1@eu-west-a"][..],
+            &[][..],
+            "1 HSM(s) cannot meet the policy of at least 3 HSMs",
+        ),
+    ] {
+        let run = ceremony(
+            &out,
+            hsms,
+            &[extra, &["--auditor-dir", &auditor_arg]].concat(),
+        );
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(reason), "{stderr}");
+        // Nothing generated, sealed or written; nothing logged (no auditor
+        // database even exists).
+        assert!(!out.exists(), "{hsms:?} wrote {out:?}");
+        assert!(!auditor.exists(), "{hsms:?} opened the auditor");
+    }
 }
 
 #[test]
@@ -266,7 +276,8 @@ fn verify_deployment_against_the_live_auditor() {
     assert!(text.contains("the auditor at http://127.0.0.1"), "{text}");
     assert!(!text.contains("warning"), "{text}");
     let text = String::from_utf8_lossy(&missing.stdout);
-    assert_eq!(missing.status.code(), Some(1), "{text}");
+    // Exit 6: the evidence did not verify.
+    assert_eq!(missing.status.code(), Some(6), "{text}");
     assert!(text.contains("[FAIL] auditor-log"), "{text}");
     assert!(text.contains("fleet key not in the log"), "{text}");
 }

@@ -4,6 +4,7 @@
 //! attempts counter is the same whichever node answers.
 
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -35,7 +36,10 @@ struct Fleet {
 impl Fleet {
     fn new(dir: &Path, n: usize) -> Self {
         let secrets = FleetSecrets::generate(&mut OsRng);
-        std::fs::write(dir.join("fleet.secrets"), hex(&secrets.to_bytes()[..])).unwrap();
+        let secrets_path = dir.join("fleet.secrets");
+        std::fs::write(&secrets_path, hex(&secrets.to_bytes()[..])).unwrap();
+        // A node refuses a secrets file that others can read.
+        std::fs::set_permissions(&secrets_path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let keys = secrets.public_keys();
         std::fs::write(
             dir.join("fleet.public"),

@@ -142,6 +142,12 @@ fn a_node_whose_disk_was_corrupted_reports_it_and_the_record_keeps_its_limit() {
         hex(&secrets.to_bytes()[..]),
     )
     .unwrap();
+    // A node refuses a secrets file that others can read.
+    std::fs::set_permissions(
+        dir.path().join("fleet.secrets"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let keys = secrets.public_keys();
     std::fs::write(
         dir.path().join("fleet.public"),

@@ -236,6 +236,47 @@ fn distinct<'a>(names: impl Iterator<Item = &'a str>) -> bool {
     names.into_iter().all(|n| seen.insert(n))
 }
 
+/// Checks that HSMs with these ids, at these sites, can meet `quorum`:
+/// distinct ids, at least one HSM and one site required, at least
+/// `min_hsms` HSMs and `min_sites` distinct sites. A caller checks this
+/// before it writes, seals or logs anything (`bkv fleet ceremony` does),
+/// so a fleet that could never pass does not take an epoch. [`run`] itself
+/// checks only what it needs to run (ids, participants, non-zero
+/// minimums) and leaves the quorum to the verifier (SPEC.md §34.2), which
+/// must catch below-policy evidence however it was made.
+pub fn check_quorum<'a>(
+    quorum: &QuorumPolicy,
+    hsms: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), CeremonyError> {
+    let (ids, sites): (Vec<&str>, Vec<&str>) = hsms.into_iter().unzip();
+    if quorum.min_hsms == 0 || quorum.min_sites == 0 {
+        return Err(CeremonyError::Plan(
+            "quorum minimums must be at least 1".into(),
+        ));
+    }
+    if !distinct(ids.iter().copied()) {
+        return Err(CeremonyError::Plan("two HSMs have the same id".into()));
+    }
+    if (ids.len() as u64) < u64::from(quorum.min_hsms) {
+        return Err(CeremonyError::Plan(format!(
+            "{} HSM(s) cannot meet the policy of at least {} HSMs",
+            ids.len(),
+            quorum.min_hsms
+        )));
+    }
+    let distinct_sites = sites
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    if (distinct_sites as u64) < u64::from(quorum.min_sites) {
+        return Err(CeremonyError::Plan(format!(
+            "{distinct_sites} distinct site(s) cannot meet the policy of at least {} sites",
+            quorum.min_sites
+        )));
+    }
+    Ok(())
+}
+
 /// Runs the ceremony. `vendor` is the vendor root every HSM must chain to;
 /// `operator` counter-signs the auditor's signature.
 pub fn run(
