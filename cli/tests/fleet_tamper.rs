@@ -113,6 +113,21 @@ fn remaining(o: &Output) -> Option<u8> {
     })
 }
 
+/// `bkv recover` through `node`, tried again (a few times, bounded) while
+/// the fleet answers "unavailable" (exit 5), as during an election right
+/// after a node restarted.
+fn retrying(dir: &Path, code: &str, node: usize) -> Output {
+    let mut o = bkv(dir, "recover", code, node);
+    for _ in 0..20 {
+        if o.status.code() != Some(5) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        o = bkv(dir, "recover", code, node);
+    }
+    o
+}
+
 /// The host's script: change one byte in the middle of every log row of a
 /// stopped node's database (through redb, so the file stays a valid redb
 /// file and only the node can tell).
@@ -132,25 +147,20 @@ fn corrupt(path: &Path) -> usize {
     ops.len()
 }
 
-#[test]
-fn a_node_whose_disk_was_corrupted_reports_it_and_the_record_keeps_its_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let n = 5;
+/// Writes a fleet directory and starts `n` nodes; the nodes in `nvram`
+/// get an NVRAM stand-in file (§22.4).
+fn start_fleet(dir: &Path, n: usize, nvram: &[usize]) -> Nodes {
     let secrets = FleetSecrets::generate(&mut OsRng);
-    std::fs::write(
-        dir.path().join("fleet.secrets"),
-        hex(&secrets.to_bytes()[..]),
-    )
-    .unwrap();
+    std::fs::write(dir.join("fleet.secrets"), hex(&secrets.to_bytes()[..])).unwrap();
     // A node refuses a secrets file that others can read.
     std::fs::set_permissions(
-        dir.path().join("fleet.secrets"),
+        dir.join("fleet.secrets"),
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
     let keys = secrets.public_keys();
     std::fs::write(
-        dir.path().join("fleet.public"),
+        dir.join("fleet.public"),
         hex(&[keys.key_exchange, keys.transport].concat()),
     )
     .unwrap();
@@ -165,26 +175,34 @@ fn a_node_whose_disk_was_corrupted_reports_it_and_the_record_keeps_its_limit() {
         .iter()
         .map(|p| format!("http://127.0.0.1:{p}"))
         .collect();
-    std::fs::write(dir.path().join("endpoints"), endpoints.join("\n")).unwrap();
-    let data = |i: usize| dir.path().join(format!("node-{}", i + 1));
+    std::fs::write(dir.join("endpoints"), endpoints.join("\n")).unwrap();
     let args = (0..n)
         .map(|i| {
-            vec![
+            let mut args = vec![
                 "node".to_string(),
                 "--id".into(),
                 (i + 1).to_string(),
                 "--peers".into(),
                 peers.join(","),
                 "--data".into(),
-                data(i).display().to_string(),
+                data(dir, i).display().to_string(),
                 "--listen".into(),
                 format!("127.0.0.1:{}", client_ports[i]),
                 "--secrets".into(),
-                dir.path().join("fleet.secrets").display().to_string(),
+                dir.join("fleet.secrets").display().to_string(),
                 "--insecure-fast".into(),
                 "--tick-ms".into(),
                 "10".into(),
-            ]
+            ];
+            if nvram.contains(&i) {
+                args.push("--nvram".into());
+                args.push(
+                    dir.join(format!("node-{}.nvram", i + 1))
+                        .display()
+                        .to_string(),
+                );
+            }
+            args
         })
         .collect();
     let mut nodes = Nodes {
@@ -196,13 +214,26 @@ fn a_node_whose_disk_was_corrupted_reports_it_and_the_record_keeps_its_limit() {
         nodes.start(i);
     }
     nodes.wait_serving();
+    nodes
+}
+
+fn data(dir: &Path, i: usize) -> std::path::PathBuf {
+    dir.join(format!("node-{}", i + 1))
+}
+
+#[test]
+fn a_node_whose_disk_was_corrupted_reports_it_and_the_record_keeps_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_fleet(dir.path(), 5, &[]);
+    let data = |i: usize| data(dir.path(), i);
     let max = VaultPolicy::insecure_test_only().max_attempts;
 
     let registered = bkv(dir.path(), "register", "right code", 1);
     assert!(registered.status.success(), "{registered:?}");
     // Two wrong codes before the corruption.
     for node in [1, 2] {
-        assert!(remaining(&bkv(dir.path(), "recover", "wrong code", node)).is_some());
+        let o = retrying(dir.path(), "wrong code", node);
+        assert!(remaining(&o).is_some(), "{o:?}");
     }
 
     // The host stops node 3 and corrupts its disk.
@@ -219,7 +250,7 @@ fn a_node_whose_disk_was_corrupted_reports_it_and_the_record_keeps_its_limit() {
     // the fleet's, and runs out after max_attempts KE2s in all.
     let mut seen = vec![max - 1, max - 2];
     for _ in 0..usize::from(max) + 2 {
-        let o = bkv(dir.path(), "recover", "wrong code", victim + 1);
+        let o = retrying(dir.path(), "wrong code", victim + 1);
         if let Some(r) = remaining(&o) {
             seen.push(r);
         }
@@ -235,4 +266,41 @@ fn a_node_whose_disk_was_corrupted_reports_it_and_the_record_keeps_its_limit() {
         assert!(!o.status.success(), "recovered after the limit: {o:?}");
         assert!(!String::from_utf8_lossy(&o.stdout).contains("backup key"));
     }
+}
+
+/// `bkv node --nvram FILE`: a clean restart is vouched for by NVRAM; a
+/// rolled-back `node.redb` is recognised as such at start, discarded, and
+/// the node catches up from its peers (§22.4).
+#[test]
+fn a_node_with_nvram_knows_a_rolled_back_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_fleet(dir.path(), 3, &[0]);
+    let registered = bkv(dir.path(), "register", "right code", 2);
+    assert!(registered.status.success(), "{registered:?}");
+    let db = data(dir.path(), 0).join("node.redb");
+    let old = dir.path().join("old.redb");
+
+    nodes.kill(0);
+    std::fs::copy(&db, &old).unwrap();
+    nodes.start(0);
+    nodes.wait_serving();
+    let status = nodes.status(0);
+    assert!(status.contains("nvram true\n"), "{status}");
+    assert!(status.contains("rollbacks_detected 0\n"), "{status}");
+    assert!(status.contains("disk_rejected 0\n"), "{status}");
+
+    // The fleet moves on; then the host puts node 1's old file back.
+    for node in [2, 3] {
+        let o = retrying(dir.path(), "wrong code", node);
+        assert!(remaining(&o).is_some(), "{o:?}");
+    }
+    nodes.kill(0);
+    std::fs::copy(&old, &db).unwrap();
+    nodes.start(0);
+    nodes.wait_serving();
+    let status = nodes.status(0);
+    assert!(status.contains("rollbacks_detected 1\n"), "{status}");
+    // Caught up: the counter through node 1 is the fleet's.
+    let o = retrying(dir.path(), "wrong code", 1);
+    assert_eq!(remaining(&o), Some(7), "{o:?}");
 }
