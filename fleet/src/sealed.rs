@@ -1032,6 +1032,8 @@ mod tests {
             high: (6, 7),
         };
         let bytes = state.to_bytes();
+        // SPEC.md §22.4 gives the length.
+        assert_eq!(NVRAM_LEN, 81);
         assert_eq!(bytes.len(), NVRAM_LEN);
         assert_eq!(NvramState::from_bytes(&bytes).unwrap(), state);
         assert!(NvramState::from_bytes(&bytes[..NVRAM_LEN - 1]).is_err());

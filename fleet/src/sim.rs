@@ -181,8 +181,9 @@ pub struct Sim {
     disks: Vec<MemHost>,
     nvrams: Vec<MemNvram>,
     /// Older copies of each disk (the newest last), to roll back to or to
-    /// take rows from.
-    images: Vec<Vec<MemImage>>,
+    /// take rows from, each with what was known of it when it was taken: a
+    /// copy of a disk the host had edited is not an authentic state.
+    images: Vec<Vec<Copy>>,
     /// Nodes whose disk the host edited since they last started: the next
     /// start must detect it.
     edited: Vec<Option<(usize, Table)>>,
@@ -212,6 +213,10 @@ pub struct Sim {
 }
 
 type Check = Result<(), String>;
+
+/// A copy of a disk, its authentic base if the host had edited it, and the
+/// edit that must be noticed if it is put back.
+type Copy = (MemImage, Option<(MemImage, bool)>, Option<(usize, Table)>);
 
 impl Sim {
     /// A fleet for `seed`, every node started on an empty disk.
@@ -866,12 +871,16 @@ impl Sim {
             5 => {
                 // Keep a copy of a disk, to roll back to or take rows from.
                 let i = self.pick(n);
-                let image = self.disks[i].image();
+                let copy = (
+                    self.disks[i].image(),
+                    self.edit_base[i].clone(),
+                    self.edited[i],
+                );
                 let copies = &mut self.images[i];
                 if copies.len() >= 3 {
                     copies.remove(0);
                 }
-                copies.push(image);
+                copies.push(copy);
             }
             6 => {
                 // Wipe or roll back crashed nodes' disks: one at a time
@@ -886,16 +895,19 @@ impl Sim {
                     let copies = self.images[i].len();
                     if copies > 0 && self.chance(70) {
                         let at = self.pick(copies);
-                        let image = self.images[i][at].clone();
+                        let (image, base, edited) = self.images[i][at].clone();
                         self.disks[i].restore(image);
+                        // A rollback to an authentic copy is not an edit; a
+                        // copy of an edited disk still is.
+                        self.edit_base[i] = base;
+                        self.edited[i] = edited;
                         self.report.rollbacks += 1;
                     } else {
                         self.disks[i].restore(MemImage::new());
+                        self.edit_base[i] = None;
+                        self.edited[i] = None;
                         self.report.wipes += 1;
                     }
-                    // A rollback to an authentic copy is not an edit.
-                    self.edited[i] = None;
-                    self.edit_base[i] = None;
                     self.damaged.insert(i);
                 }
             }
@@ -960,7 +972,7 @@ impl Sim {
             None
         } else {
             let at = self.pick(self.images[i].len());
-            Some(self.images[i][at].clone())
+            Some(self.images[i][at].0.clone())
         };
         let other = self.pick(self.cfg.nodes);
         let foreign = (other != i).then(|| self.disks[other].image());
