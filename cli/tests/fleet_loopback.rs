@@ -329,6 +329,9 @@ fn load_many_clients_against_five_node_processes() {
                 };
                 // Register (retrying documented refusals).
                 let mut registered = false;
+                // An upload answered Unavailable may still commit (§8.3):
+                // a later registration is then refused as a live record.
+                let mut upload_unanswered = false;
                 while !registered && Instant::now() < end {
                     let (state, request) =
                         Registration::start(&mut OsRng, &config, record_id, &code, None).unwrap();
@@ -341,6 +344,14 @@ fn load_many_clients_against_five_node_processes() {
                             count(&answer);
                             continue;
                         }
+                        if upload_unanswered
+                            && matches!(
+                                Rejection::from_bytes(&answer).map(|r| r.code),
+                                Ok(RejectionCode::RegistrationRefused)
+                            )
+                        {
+                            break;
+                        }
                         return fail(format!("register {node}: {:?}", refusal(&answer)));
                     };
                     let (state, upload) = state.finish(&mut OsRng, &response, None).unwrap();
@@ -350,7 +361,10 @@ fn load_many_clients_against_five_node_processes() {
                             state.finish(&c).unwrap();
                             registered = true;
                         }
-                        Err(_) if documented(&answer) => count(&answer),
+                        Err(_) if documented(&answer) => {
+                            upload_unanswered = true;
+                            count(&answer);
+                        }
                         Err(_) => return fail(format!("upload {node}: {:?}", refusal(&answer))),
                     }
                 }
@@ -371,7 +385,12 @@ fn load_many_clients_against_five_node_processes() {
                     };
                     let (state, ke3) = match state.finish(&mut OsRng, &ke2) {
                         Ok(s) => s,
-                        Err(e) => return fail(format!("KE2 {node}: {e:?}")),
+                        Err(e) => {
+                            return fail(format!(
+                                "KE2 {node}: {e:?} (attempts remaining {}; an earlier upload unanswered: {upload_unanswered})",
+                                ke2.attempts_remaining
+                            ))
+                        }
                     };
                     let answer = match client.call(node, &ke3.to_bytes()) {
                         Ok(a) => a,
