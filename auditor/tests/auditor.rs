@@ -479,20 +479,9 @@ fn the_monitor_catches_a_rewritten_entry() {
 
 fn seed_of(a: Auditor, dir: &std::path::Path) -> [u8; 32] {
     drop(a);
-    let db = redb::Database::open(dir.join("auditor.redb")).unwrap();
-    use redb::ReadableDatabase;
-    let t = db.begin_read().unwrap();
-    let meta = t
-        .open_table(redb::TableDefinition::<&str, &[u8]>::new("meta"))
-        .unwrap();
-    let v: [u8; 32] = meta
-        .get("signing_key")
-        .unwrap()
-        .unwrap()
-        .value()
-        .try_into()
-        .unwrap();
-    v
+    // The signing key lives in its own file, not in the database.
+    let hex = std::fs::read_to_string(dir.join(bkv_auditor::KEY_FILE)).unwrap();
+    bkv_auditor::export::parse_hex(hex.trim()).unwrap()
 }
 
 #[test]
