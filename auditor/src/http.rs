@@ -2,13 +2,16 @@
 //!
 //! Reads are open; everything that changes the log needs
 //! `Authorization: Bearer <token>` with the token given at start (the
-//! scheme case-insensitive, RFC 7235; the token compared in constant time). Bodies are JSON, at most 1 MiB. [`route`] is the
-//! whole API as a pure function of the request; [`serve`] runs it on a
-//! `tiny_http` server, one request at a time.
+//! scheme case-insensitive, RFC 7235; the token compared in constant time).
+//! Bodies are JSON, at most 1 MiB (413 beyond), received within 5 s (408
+//! beyond). [`route`] is the whole API as a pure function of the request;
+//! [`Server`] runs it on the shared production front (`bkv-http`: hyper on
+//! tokio, many connections at once, header and body timeouts, graceful
+//! shutdown) and adds `GET /metrics` (Prometheus text).
 
-use std::io::Read;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use backup_key_vault::bundle::artifact::to_hex;
 use backup_key_vault::bundle::{CounterSignature, ValidationBundle};
@@ -18,22 +21,15 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use bkv_http::{tokio, Front, Handler, Limits, Request, ShutdownHandle};
+
 use crate::export::parse_hex;
 use crate::{Auditor, AuditorError};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1 << 20;
 
-/// An HTTP answer: status, content type, body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    /// The status code.
-    pub status: u16,
-    /// The content type.
-    pub content_type: &'static str,
-    /// The body.
-    pub body: Vec<u8>,
-}
+pub use bkv_http::Answer;
 
 fn json_answer(status: u16, value: serde_json::Value) -> Answer {
     Answer {
@@ -318,63 +314,168 @@ pub fn route(
     }
 }
 
-/// A running server.
+/// The limits of the auditor's front: bodies of at most [`MAX_BODY`],
+/// received within 5 s; 256 connections at once.
+pub fn limits() -> Limits {
+    Limits {
+        header_timeout: Duration::from_secs(5),
+        body_timeout: Duration::from_secs(5),
+        max_body: MAX_BODY,
+        max_connections: 256,
+        grace: Duration::from_secs(5),
+    }
+}
+
+/// What `GET /metrics` reports: requests by endpoint and status.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+}
+
+impl Metrics {
+    fn count(&self, endpoint: &'static str, status: u16) {
+        if let Ok(mut m) = self.requests.lock() {
+            *m.entry((endpoint, status)).or_insert(0) += 1;
+        }
+    }
+
+    /// The Prometheus text exposition of the counters and of the log
+    /// (size and latest epoch per namespace).
+    pub fn render(&self, auditor: &Mutex<Auditor>) -> String {
+        let mut out = String::from(
+            "# HELP bkv_auditor_requests_total HTTP requests by endpoint and status.\n\
+             # TYPE bkv_auditor_requests_total counter\n",
+        );
+        if let Ok(m) = self.requests.lock() {
+            for ((endpoint, status), n) in m.iter() {
+                out.push_str(&format!(
+                    "bkv_auditor_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}\n"
+                ));
+            }
+        }
+        if let Ok(a) = auditor.lock() {
+            out.push_str(
+                "# HELP bkv_auditor_log_size Entries in a namespace's log.\n\
+                 # TYPE bkv_auditor_log_size gauge\n",
+            );
+            let namespaces = a.namespaces();
+            for n in &namespaces {
+                out.push_str(&format!(
+                    "bkv_auditor_log_size{{namespace=\"{}\"}} {}\n",
+                    n.name.escape_default(),
+                    n.log_size
+                ));
+            }
+            out.push_str(
+                "# HELP bkv_auditor_latest_epoch The latest bundle epoch published in a namespace.\n\
+                 # TYPE bkv_auditor_latest_epoch gauge\n",
+            );
+            for n in &namespaces {
+                if let Some(epoch) = n.latest_epoch {
+                    out.push_str(&format!(
+                        "bkv_auditor_latest_epoch{{namespace=\"{}\"}} {epoch}\n",
+                        n.name.escape_default(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The endpoint a request addresses, as a metrics label.
+fn endpoint(method: &str, url: &str) -> &'static str {
+    let path = url.split_once('?').map_or(url, |(p, _)| p);
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, parts.as_slice()) {
+        ("GET", ["info"]) => "info",
+        ("GET", ["metrics"]) => "metrics",
+        ("POST", ["namespaces"]) => "register_namespace",
+        ("GET", ["namespaces", _]) => "namespace",
+        ("POST", ["namespaces", _, "audits"]) => "publish",
+        ("GET", ["namespaces", _, "audits", _]) => "entry",
+        ("GET", ["namespaces", _, "audits", _, "bundle"]) => "bundle",
+        ("POST", ["namespaces", _, "audits", _, "counter-signature"]) => "counter_signature",
+        ("GET", ["namespaces", _, "checkpoint"]) => "checkpoint",
+        ("GET", ["namespaces", _, "checkpoints", _]) => "checkpoint_at",
+        ("GET", ["namespaces", _, "consistency"]) => "consistency",
+        ("GET", ["namespaces", _, "export"]) => "export",
+        _ => "other",
+    }
+}
+
+/// A bound server.
 pub struct Server {
-    inner: tiny_http::Server,
+    front: Front,
 }
 
 impl Server {
     /// Binds `listen` (e.g. `127.0.0.1:0`).
     pub fn bind(listen: &str) -> Result<Self, String> {
-        let inner = tiny_http::Server::http(listen).map_err(|e| e.to_string())?;
-        Ok(Self { inner })
+        let addr: std::net::SocketAddr = listen
+            .parse()
+            .map_err(|e| format!("{listen}: not an address ({e}); give host:port"))?;
+        Ok(Self {
+            front: Front::bind(addr)?,
+        })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
-        self.inner.server_addr().to_ip()
+        Some(self.front.local_addr())
     }
 
-    /// Serves requests until the process ends, one at a time.
-    pub fn run(&self, auditor: &Arc<Mutex<Auditor>>, token: &str) {
-        for mut request in self.inner.incoming_requests() {
-            let mut body = Vec::new();
-            let read = request
-                .as_reader()
-                .take(MAX_BODY as u64 + 1)
-                .read_to_end(&mut body);
-            let answer = if read.is_err() || body.len() > MAX_BODY {
-                error(413, "body too large or unreadable")
-            } else {
-                let authorization = request
-                    .headers()
-                    .iter()
-                    .find(|h| h.field.equiv("Authorization"))
-                    .map(|h| h.value.as_str().to_string());
-                route(
-                    auditor,
-                    token,
-                    request.method().as_str(),
-                    request.url(),
-                    authorization.as_deref(),
-                    &body,
-                )
-            };
-            let header =
-                tiny_http::Header::from_bytes(&b"Content-Type"[..], answer.content_type.as_bytes());
-            let mut response =
-                tiny_http::Response::from_data(answer.body).with_status_code(answer.status);
-            if let Ok(header) = header {
-                response = response.with_header(header);
-            }
-            let _ = request.respond(response);
-        }
+    /// A handle that stops [`Server::run`] gracefully.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.front.shutdown_handle()
+    }
+
+    /// Serves requests until the shutdown handle is used: many connections
+    /// at once, each request read within [`limits`]; the log's work (disk
+    /// writes) runs on blocking threads, one at a time under the lock.
+    pub fn run(self, auditor: &Arc<Mutex<Auditor>>, token: &str) -> Result<(), String> {
+        let auditor = auditor.clone();
+        let token: Arc<str> = Arc::from(token);
+        let metrics = Arc::new(Metrics::default());
+        let handler: Handler = Arc::new(move |request: Request| {
+            let auditor = auditor.clone();
+            let token = token.clone();
+            let metrics = metrics.clone();
+            Box::pin(async move {
+                let kind = endpoint(&request.method, &request.url);
+                let answer = if kind == "metrics" {
+                    let (a, m) = (auditor.clone(), metrics.clone());
+                    match tokio::task::spawn_blocking(move || m.render(&a)).await {
+                        Ok(text) => Answer {
+                            status: 200,
+                            content_type: "text/plain; version=0.0.4; charset=utf-8",
+                            body: text.into_bytes(),
+                        },
+                        Err(e) => error(500, e),
+                    }
+                } else {
+                    let job = tokio::task::spawn_blocking(move || {
+                        route(
+                            &auditor,
+                            &token,
+                            &request.method,
+                            &request.url,
+                            request.authorization.as_deref(),
+                            &request.body,
+                        )
+                    });
+                    job.await.unwrap_or_else(|e| error(500, e))
+                };
+                metrics.count(kind, answer.status);
+                answer
+            })
+        });
+        self.front.run(limits(), handler)
     }
 }
 
 /// Binds `listen` and serves `auditor` there (blocking).
 pub fn serve(auditor: Auditor, listen: &str, token: &str) -> Result<(), String> {
     let server = Server::bind(listen)?;
-    server.run(&Arc::new(Mutex::new(auditor)), token);
-    Ok(())
+    server.run(&Arc::new(Mutex::new(auditor)), token)
 }

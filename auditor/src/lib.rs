@@ -163,6 +163,59 @@ fn private_database(dir: &Path) -> Result<std::path::PathBuf, AuditorError> {
     Ok(path)
 }
 
+/// The file, in the data directory, that holds the signing key (hex of its
+/// 32-byte seed, mode 0600). The database holds only its public key.
+pub const KEY_FILE: &str = "auditor.key";
+
+/// Reads the key file if it exists, refusing one its group or others may
+/// access (as ssh does).
+fn read_key_file(path: &Path) -> Result<Option<AuditorSigningKey>, AuditorError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => Zeroizing::new(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(storage(format!("cannot read {}: {e}", path.display()))),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .map_err(|e| storage(format!("{}: {e}", path.display())))?;
+        if mode & 0o077 != 0 {
+            return Err(AuditorError::InsecurePermissions(format!(
+                "{p}: the auditor's signing key is accessible by others (mode {mode:04o}); \
+                 run `chmod 600 {p}`",
+                p = path.display()
+            )));
+        }
+    }
+    let seed = Zeroizing::new(crate::export::parse_hex::<32>(text.trim()).ok_or_else(|| {
+        storage(format!(
+            "{}: not a signing key (want 64 hex digits)",
+            path.display()
+        ))
+    })?);
+    Ok(Some(AuditorSigningKey::from_bytes(&seed)))
+}
+
+/// Writes a new key file, mode 0600, durably (never replacing one).
+fn write_key_file(path: &Path, key: &AuditorSigningKey) -> Result<(), AuditorError> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| storage(format!("cannot create {}: {e}", path.display())))?;
+    let hex = Zeroizing::new(to_hex(&key.to_bytes()[..]));
+    file.write_all(hex.as_bytes())
+        .and_then(|()| file.write_all(b"\n"))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| storage(format!("cannot write {}: {e}", path.display())))?;
+    Ok(())
+}
+
 /// One logged statement.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoggedEntry {
@@ -280,29 +333,64 @@ impl Auditor {
     /// refused with [`AuditorError::InsecurePermissions`].
     pub fn open(dir: &Path) -> Result<Self, AuditorError> {
         let path = private_database(dir)?;
+        let key_path = dir.join(KEY_FILE);
         let db = Database::create(&path).map_err(storage)?;
         let txn = db.begin_write().map_err(storage)?;
         let key = {
             let mut meta = txn.open_table(META).map_err(storage)?;
-            let stored = meta
+            // Before the key moved out: a database holding the key in clear.
+            let legacy = meta
                 .get("signing_key")
                 .map_err(storage)?
                 .map(|v| Zeroizing::new(v.value().to_vec()));
-            match stored {
-                Some(seed) => {
-                    let seed: &[u8; 32] = seed
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| AuditorError::Storage("corrupt key".into()))?;
-                    AuditorSigningKey::from_bytes(seed)
+            let pinned = meta
+                .get("public_key")
+                .map_err(storage)?
+                .map(|v| v.value().to_vec());
+            let key = match (read_key_file(&key_path)?, legacy) {
+                (Some(key), None) => key,
+                (Some(key), Some(seed)) if key.to_bytes()[..] == seed[..] => key,
+                (Some(_), Some(_)) => {
+                    return Err(AuditorError::Storage(format!(
+                        "{}: not the key {} holds; restore the right key file",
+                        key_path.display(),
+                        path.display()
+                    )))
                 }
-                None => {
-                    let key = AuditorSigningKey::generate(&mut OsRng);
-                    meta.insert("signing_key", &key.to_bytes()[..])
-                        .map_err(storage)?;
+                (None, Some(seed)) => {
+                    let seed: &[u8; 32] = seed.as_slice().try_into().map_err(|_| {
+                        AuditorError::Storage(format!("{}: corrupt signing key", path.display()))
+                    })?;
+                    let key = AuditorSigningKey::from_bytes(seed);
+                    write_key_file(&key_path, &key)?;
                     key
                 }
+                (None, None) if pinned.is_some() => {
+                    return Err(AuditorError::Storage(format!(
+                        "{}: missing; the log in {} was signed with the key it held: restore it \
+                         from your backup (a new key would not verify the log)",
+                        key_path.display(),
+                        path.display()
+                    )))
+                }
+                (None, None) => {
+                    let key = AuditorSigningKey::generate(&mut OsRng);
+                    write_key_file(&key_path, &key)?;
+                    key
+                }
+            };
+            if pinned.as_deref().is_some_and(|p| p != key.public_key()) {
+                return Err(AuditorError::Storage(format!(
+                    "{}: not the key that signed the log in {}; restore the right key file",
+                    key_path.display(),
+                    path.display()
+                )));
             }
+            meta.insert("public_key", &key.public_key()[..])
+                .map_err(storage)?;
+            // The key lives in its own file only (SPEC.md §18.1).
+            meta.remove("signing_key").map_err(storage)?;
+            key
         };
         // Make sure every table exists, so reads never fail for want of one.
         txn.open_table(NAMESPACES).map_err(storage)?;

@@ -479,20 +479,9 @@ fn the_monitor_catches_a_rewritten_entry() {
 
 fn seed_of(a: Auditor, dir: &std::path::Path) -> [u8; 32] {
     drop(a);
-    let db = redb::Database::open(dir.join("auditor.redb")).unwrap();
-    use redb::ReadableDatabase;
-    let t = db.begin_read().unwrap();
-    let meta = t
-        .open_table(redb::TableDefinition::<&str, &[u8]>::new("meta"))
-        .unwrap();
-    let v: [u8; 32] = meta
-        .get("signing_key")
-        .unwrap()
-        .unwrap()
-        .value()
-        .try_into()
-        .unwrap();
-    v
+    // The signing key lives in its own file, not in the database.
+    let hex = std::fs::read_to_string(dir.join(bkv_auditor::KEY_FILE)).unwrap();
+    bkv_auditor::export::parse_hex(hex.trim()).unwrap()
 }
 
 #[test]
@@ -528,4 +517,153 @@ fn the_database_holding_the_signing_key_is_private() {
     );
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     assert_eq!(Auditor::open(&dir).unwrap().public_key(), key);
+}
+
+#[test]
+fn the_signing_key_lives_in_a_private_key_file_not_in_the_database() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("auditor-data");
+    let auditor = Auditor::open(&dir).unwrap();
+    let public = auditor.public_key();
+    drop(auditor);
+    let key_file = dir.join(bkv_auditor::KEY_FILE);
+    assert_eq!(mode(&key_file), 0o600);
+    let seed_hex = std::fs::read_to_string(&key_file).unwrap();
+    let seed: [u8; 32] = bkv_auditor::export::parse_hex(seed_hex.trim()).unwrap();
+    assert_eq!(AuditorSigningKey::from_bytes(&seed).public_key(), public);
+    // The database does not hold the seed.
+    let db = std::fs::read(dir.join("auditor.redb")).unwrap();
+    assert!(!db.windows(32).any(|w| w == seed), "seed in auditor.redb");
+
+    // A key file others can read is refused, naming it and the fix.
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let Err(AuditorError::InsecurePermissions(text)) = Auditor::open(&dir) else {
+        panic!("opened a group-readable key file");
+    };
+    assert!(
+        text.contains(&format!("chmod 600 {}", key_file.display())),
+        "{text}"
+    );
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // Another key, or none, is refused: the log would not verify.
+    let other = AuditorSigningKey::from_bytes(&[7; 32]);
+    std::fs::write(&key_file, to_hex(&other.to_bytes()[..])).unwrap();
+    let err = Auditor::open(&dir).unwrap_err().to_string();
+    assert!(err.contains(&key_file.display().to_string()), "{err}");
+    std::fs::remove_file(&key_file).unwrap();
+    let err = Auditor::open(&dir).unwrap_err().to_string();
+    assert!(err.contains("restore"), "{err}");
+    std::fs::write(&key_file, seed_hex).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(Auditor::open(&dir).unwrap().public_key(), public);
+}
+
+#[test]
+fn a_database_holding_the_key_in_clear_is_migrated_to_the_key_file() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("auditor-data");
+    std::fs::create_dir(&dir).unwrap();
+    let db_path = dir.join("auditor.redb");
+    let seed = [9u8; 32];
+    {
+        let db = redb::Database::create(&db_path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+            let mut t = txn.open_table(meta).unwrap();
+            t.insert("signing_key", &seed[..]).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(&db_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let public = AuditorSigningKey::from_bytes(&seed).public_key();
+    assert_eq!(Auditor::open(&dir).unwrap().public_key(), public);
+    let file = std::fs::read_to_string(dir.join(bkv_auditor::KEY_FILE)).unwrap();
+    assert_eq!(file.trim(), to_hex(&seed));
+    assert_eq!(Auditor::open(&dir).unwrap().public_key(), public);
+}
+
+/// One raw HTTP/1.1 exchange on loopback: the whole answer as text.
+fn http_exchange(addr: std::net::SocketAddr, raw: &[u8]) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn a_stalled_upload_does_not_block_the_auditor_and_metrics_count_requests() {
+    use std::io::{Read as _, Write as _};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let auditor = Arc::new(Mutex::new(Auditor::open(dir.path()).unwrap()));
+    let server = bkv_auditor::http::Server::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    let stop = server.shutdown_handle();
+    let runner = std::thread::spawn(move || server.run(&auditor, "secret-token-0123456789"));
+
+    // An unauthenticated POST announcing 100,000 bytes and sending one.
+    let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+    stalled
+        .write_all(b"POST /namespaces HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{")
+        .unwrap();
+    let started = Instant::now();
+    for _ in 0..3 {
+        let info = http_exchange(
+            addr,
+            b"GET /info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert!(info.starts_with("HTTP/1.1 200"), "{info}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "GET /info waited {:?} behind a stalled upload",
+        started.elapsed()
+    );
+    // An oversized body is refused with 413 without being read.
+    let big = http_exchange(
+        addr,
+        b"POST /namespaces HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n",
+    );
+    assert!(big.starts_with("HTTP/1.1 413"), "{big}");
+    // The stalled upload is cut at the body timeout (5 s).
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut cut = String::new();
+    let _ = stalled.read_to_string(&mut cut);
+    assert!(cut.starts_with("HTTP/1.1 408"), "{cut}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+
+    let unauthorized = http_exchange(
+        addr,
+        b"POST /namespaces HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    );
+    assert!(unauthorized.starts_with("HTTP/1.1 401"), "{unauthorized}");
+    let metrics = http_exchange(
+        addr,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    for line in [
+        "bkv_auditor_requests_total{endpoint=\"info\",status=\"200\"} 3",
+        "bkv_auditor_requests_total{endpoint=\"register_namespace\",status=\"401\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+
+    // Graceful shutdown: the server returns and stops listening.
+    stop.shutdown();
+    runner.join().unwrap().unwrap();
+    assert!(std::net::TcpStream::connect(addr).is_err());
 }

@@ -45,9 +45,11 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
 }
 
 fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
+    // The bearer token travels in clear (no TLS here): keep it on loopback;
+    // a reverse proxy with TLS may forward to it.
     if !args.listen.ip().is_loopback() {
         return Err(Failure::usage(format!(
-            "refusing to listen on {}: loopback only",
+            "refusing to listen on {}: loopback only (the bearer token is sent in clear); put a TLS proxy in front",
             args.listen
         )));
     }
@@ -74,8 +76,12 @@ fn run_serve(args: &ServeArgs) -> Result<(), Failure> {
     // The first lines tell a script where the auditor is; a closed stdout
     // does not stop the server.
     let _ = secret::print(&format!("listening on http://{addr}\nauditor key {key}"));
-    server.run(&Arc::new(Mutex::new(auditor)), &token);
-    Ok(())
+    // SIGINT/SIGTERM: stop accepting, finish the requests in flight.
+    let stop = server.shutdown_handle();
+    let _ = ctrlc::set_handler(move || stop.shutdown());
+    server
+        .run(&Arc::new(Mutex::new(auditor)), &token)
+        .map_err(|e| Failure::other(format!("auditor on {addr}: {e}")))
 }
 
 #[derive(Args, Debug)]

@@ -41,13 +41,13 @@ enum Command {
     /// loopback (SPEC.md §23).
     #[command(subcommand)]
     Fleet(FleetCommand),
-    /// Run one fleet member on loopback: the vault replicated by Raft, its
+    /// Run one fleet member (any address; loopback in `fleet up`): the vault replicated by Raft, its
     /// state in redb, an HTTP API for clients (SPEC.md §23).
     Node(fleet_node::NodeArgs),
-    /// Register a recovery code with a loopback fleet; prints the backup key.
+    /// Register a recovery code with a fleet; prints the backup key.
     #[command(after_help = exit::HELP)]
     Register(fleet_node::ClientArgs),
-    /// Recover the backup key from a loopback fleet.
+    /// Recover the backup key from a fleet.
     #[command(after_help = exit::HELP)]
     Recover(fleet_node::ClientArgs),
 }

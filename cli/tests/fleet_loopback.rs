@@ -249,3 +249,202 @@ fn five_node_processes_register_recover_survive_two_failures_and_refuse_without_
     assert_eq!(remaining(&a), Some(9));
     assert_eq!(remaining(&b), Some(8));
 }
+
+/// The load test, run by hand (not in CI; see BENCHMARKS.md):
+/// `cargo test --release -p bkv --test fleet_loopback -- --ignored load --nocapture`.
+/// Five node processes (real disks, fsync on; `--insecure-fast` Argon2 on
+/// the client), `BKV_LOAD_CLIENTS` clients (200) each registering its own
+/// record, then recovering it with the right code in a loop for
+/// `BKV_LOAD_SECS` seconds (60). Bounded in count and time; loopback only.
+/// Fails on any answer other than a key or a documented refusal
+/// (`Unavailable`, `Busy`).
+#[test]
+#[ignore = "load test, run by hand"]
+fn load_many_clients_against_five_node_processes() {
+    use backup_key_vault::client::{ClientConfig, Recovery, Registration};
+    use backup_key_vault::wire::{
+        KeyRelease, RecoveryResponse, RegistrationConfirmation, RegistrationResponse, Rejection,
+        RejectionCode,
+    };
+    use backup_key_vault::{FleetPublicKeys, RecordId, RecoveryCode};
+    use sha2::{Digest, Sha256};
+    use std::sync::{Arc, Mutex};
+
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let clients = env("BKV_LOAD_CLIENTS", 200).min(1000) as usize;
+    let secs = env("BKV_LOAD_SECS", 60).min(600);
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = Fleet::new(dir.path(), 5);
+    fleet.wait_serving();
+    let public = std::fs::read_to_string(dir.path().join("fleet.public")).unwrap();
+    let public: Vec<u8> = (0..public.trim().len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&public.trim()[i..i + 2], 16).unwrap())
+        .collect();
+    let keys = FleetPublicKeys {
+        key_exchange: public[..32].try_into().unwrap(),
+        transport: public[32..64].try_into().unwrap(),
+    };
+    let endpoints = Arc::new(fleet.endpoints.clone());
+
+    #[derive(Default)]
+    struct Tally {
+        latencies_ms: Vec<f64>,
+        recovered: u64,
+        refused: std::collections::BTreeMap<String, u64>,
+        errors: Vec<String>,
+    }
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let refusal = |answer: &[u8]| -> Option<String> {
+        Rejection::from_bytes(answer)
+            .ok()
+            .map(|r| format!("{:?}", r.code))
+    };
+    let documented = |answer: &[u8]| {
+        matches!(
+            Rejection::from_bytes(answer).map(|r| r.code),
+            Ok(RejectionCode::Unavailable | RejectionCode::Busy)
+        )
+    };
+    let start = Instant::now();
+    let end = start + Duration::from_secs(secs);
+    let threads: Vec<_> = (0..clients)
+        .map(|i| {
+            let (tally, endpoints) = (tally.clone(), endpoints.clone());
+            std::thread::spawn(move || {
+                let config = ClientConfig::insecure_test_only(keys);
+                let client = FleetClient::new();
+                let node = &endpoints[i % endpoints.len()];
+                let record_id = RecordId(Sha256::digest(format!("load-{i}").as_bytes()).into());
+                let code = RecoveryCode::new(format!("code {i}").as_bytes()).unwrap();
+                let fail = |what: String| tally.lock().unwrap().errors.push(what);
+                let count = |answer: &[u8]| {
+                    let name = refusal(answer).unwrap_or_else(|| "unexpected".into());
+                    *tally.lock().unwrap().refused.entry(name).or_insert(0) += 1;
+                };
+                // Register (retrying documented refusals).
+                let mut registered = false;
+                // An upload answered Unavailable may still commit (§8.3):
+                // a later registration is then refused as a live record.
+                let mut upload_unanswered = false;
+                while !registered && Instant::now() < end {
+                    let (state, request) =
+                        Registration::start(&mut OsRng, &config, record_id, &code, None).unwrap();
+                    let answer = match client.call(node, &request.to_bytes()) {
+                        Ok(a) => a,
+                        Err(e) => return fail(format!("register {node}: {e}")),
+                    };
+                    let Ok(response) = RegistrationResponse::from_bytes(&answer) else {
+                        if documented(&answer) {
+                            count(&answer);
+                            continue;
+                        }
+                        if upload_unanswered
+                            && matches!(
+                                Rejection::from_bytes(&answer).map(|r| r.code),
+                                Ok(RejectionCode::RegistrationRefused)
+                            )
+                        {
+                            break;
+                        }
+                        return fail(format!("register {node}: {:?}", refusal(&answer)));
+                    };
+                    let (state, upload) = state.finish(&mut OsRng, &response, None).unwrap();
+                    let answer = client.call(node, &upload.to_bytes()).unwrap_or_default();
+                    match RegistrationConfirmation::from_bytes(&answer) {
+                        Ok(c) => {
+                            state.finish(&c).unwrap();
+                            registered = true;
+                        }
+                        Err(_) if documented(&answer) => {
+                            upload_unanswered = true;
+                            count(&answer);
+                        }
+                        Err(_) => return fail(format!("upload {node}: {:?}", refusal(&answer))),
+                    }
+                }
+                while Instant::now() < end {
+                    let t0 = Instant::now();
+                    let (state, ke1) =
+                        Recovery::start(&mut OsRng, &config, record_id, &code).unwrap();
+                    let answer = match client.call(node, &ke1.to_bytes()) {
+                        Ok(a) => a,
+                        Err(e) => return fail(format!("KE1 {node}: {e}")),
+                    };
+                    let Ok(ke2) = RecoveryResponse::from_bytes(&answer) else {
+                        if documented(&answer) {
+                            count(&answer);
+                            continue;
+                        }
+                        return fail(format!("KE1 {node}: {:?}", refusal(&answer)));
+                    };
+                    let (state, ke3) = match state.finish(&mut OsRng, &ke2) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            return fail(format!(
+                                "KE2 {node}: {e:?} (attempts remaining {}; an earlier upload unanswered: {upload_unanswered})",
+                                ke2.attempts_remaining
+                            ))
+                        }
+                    };
+                    let answer = match client.call(node, &ke3.to_bytes()) {
+                        Ok(a) => a,
+                        Err(e) => return fail(format!("KE3 {node}: {e}")),
+                    };
+                    match KeyRelease::from_bytes(&answer) {
+                        Ok(release) => {
+                            if let Err(e) = state.finish(&release) {
+                                return fail(format!("release {node}: {e:?}"));
+                            }
+                            let ms = t0.elapsed().as_secs_f64() * 1e3;
+                            let mut t = tally.lock().unwrap();
+                            t.latencies_ms.push(ms);
+                            t.recovered += 1;
+                        }
+                        // An Unavailable KE3 spends the attempt (§8.3);
+                        // the next recovery's success forgives it.
+                        Err(_) if documented(&answer) => count(&answer),
+                        Err(_) => return fail(format!("KE3 {node}: {:?}", refusal(&answer))),
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut t = tally.lock().unwrap();
+    t.latencies_ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        t.latencies_ms
+            .get(
+                ((t.latencies_ms.len() as f64 * p) as usize)
+                    .min(t.latencies_ms.len().saturating_sub(1)),
+            )
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "load: {clients} clients, {elapsed:.1} s, {} recoveries ({:.1}/s), p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, refusals {:?}, errors {}",
+        t.recovered,
+        t.recovered as f64 / elapsed,
+        pct(0.50),
+        pct(0.99),
+        t.latencies_ms.last().copied().unwrap_or(f64::NAN),
+        t.refused,
+        t.errors.len()
+    );
+    assert!(
+        t.errors.is_empty(),
+        "errors: {:?}",
+        &t.errors[..t.errors.len().min(10)]
+    );
+    assert!(t.recovered > 0);
+    drop(fleet);
+}

@@ -1,30 +1,39 @@
-//! The loopback network front of a node (SPEC.md §23): threads, TCP between
-//! peers, a small HTTP API for clients, and a wall clock for ticks. All the
-//! decisions stay in [`Node`]; this module only carries bytes and time.
+//! The network front of a node (SPEC.md §23): threads, TCP between peers,
+//! an HTTP API for clients (the shared `bkv-http` front: hyper on tokio,
+//! many connections at once, header and body timeouts, 413 for a body over
+//! [`MAX_REQUEST`], graceful shutdown), and a wall clock for ticks. All the
+//! decisions stay in [`Node`]; this module only carries bytes and time,
+//! through one channel into the loop that drives the node.
 //!
 //! * Peers: one TCP connection per direction, frames `u32be(len) || sealed
 //!   envelope` (§21). A peer that cannot be reached loses the message (Raft
 //!   retries).
 //! * Clients: `POST /v1/vault` with a vault wire message as the body; the
 //!   answer is the vault's wire answer (a Rejection when refused), always
-//!   with status 200. `GET /v1/status` reports the node's state as text.
+//!   with status 200. `GET /v1/status` reports the node's state as text;
+//!   `GET /metrics` the same and more in Prometheus text format.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::{Read, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use backup_key_vault::vault::VaultPolicy;
-use backup_key_vault::wire::{Rejection, RejectionCode};
+use backup_key_vault::vault::{RecordSlot, VaultPolicy};
+use backup_key_vault::wire::{MessageType, Rejection, RejectionCode};
 use backup_key_vault::{FleetSecrets, OsRng};
+use bkv_http::tokio::sync::oneshot;
+use bkv_http::{Answer, Front, Handler, Limits, Request};
 
 use crate::disk::RedbHost;
 use crate::error::FleetError;
 use crate::node::{Node, NodeConfig};
-use crate::platform::{FileNvram, Nvram};
+use crate::platform::{FileNvram, HostError, HostOp, HostStore, Nvram, Row, Table};
 
 /// Largest frame a peer may send.
 pub const MAX_FRAME: usize = 16 << 20;
@@ -32,6 +41,14 @@ pub const MAX_FRAME: usize = 16 << 20;
 pub const MAX_REQUEST: usize = 64 << 10;
 /// How long a client request may wait for its answer.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client may take to send its request head, and then its body.
+pub const CLIENT_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Client connections served at once (more wait in the accept queue).
+pub const MAX_CLIENT_CONNECTIONS: usize = 1024;
+/// The KE3 (second message) deadline of SPEC.md §23, in wall-clock time:
+/// a request whose command has not applied by then is answered
+/// `Unavailable`.
+pub const REQUEST_DEADLINE: Duration = Duration::from_millis(1500);
 
 /// How to run one member on loopback.
 #[derive(Debug)]
@@ -56,8 +73,52 @@ pub struct NodeOptions {
 
 enum Input {
     Peer(Vec<u8>),
-    Client(Vec<u8>, Sender<Vec<u8>>),
-    Status(Sender<String>),
+    Client(Vec<u8>, oneshot::Sender<Vec<u8>>),
+    Status(oneshot::Sender<String>),
+    Metrics(oneshot::Sender<String>),
+}
+
+/// Upper bounds (seconds) of the disk write latency histogram.
+const DISK_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0];
+
+/// Durations of the host's durable writes (each a redb commit with fsync).
+#[derive(Debug, Default)]
+struct DiskStats {
+    buckets: [AtomicU64; DISK_BUCKETS.len()],
+    count: AtomicU64,
+    micros: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// The node's disk, timed: every [`HostStore::apply`] is one durable write.
+struct TimedHost {
+    inner: RedbHost,
+    stats: Arc<DiskStats>,
+}
+
+impl HostStore for TimedHost {
+    fn scan(&self, table: Table) -> Result<Vec<Row>, HostError> {
+        self.inner.scan(table)
+    }
+
+    fn apply(&mut self, ops: &[HostOp]) -> Result<(), HostError> {
+        let started = Instant::now();
+        let result = self.inner.apply(ops);
+        let took = started.elapsed();
+        let s = &self.stats;
+        for (bound, bucket) in DISK_BUCKETS.iter().zip(&s.buckets) {
+            if took.as_secs_f64() <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        s.count.fetch_add(1, Ordering::Relaxed);
+        s.micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        if result.is_err() {
+            s.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
 }
 
 fn io_err(e: impl core::fmt::Display) -> FleetError {
@@ -67,7 +128,11 @@ fn io_err(e: impl core::fmt::Display) -> FleetError {
 /// Runs a node until the process ends.
 pub fn run_node(options: NodeOptions, secrets: &FleetSecrets) -> Result<(), FleetError> {
     std::fs::create_dir_all(&options.data_dir).map_err(io_err)?;
-    let host = RedbHost::open_path(&options.data_dir.join("node.redb"))?;
+    let disk_stats = Arc::new(DiskStats::default());
+    let host = TimedHost {
+        inner: RedbHost::open_path(&options.data_dir.join("node.redb"))?,
+        stats: disk_stats.clone(),
+    };
     let nvram: Option<Box<dyn Nvram>> = options
         .nvram
         .as_deref()
@@ -76,7 +141,8 @@ pub fn run_node(options: NodeOptions, secrets: &FleetSecrets) -> Result<(), Flee
     let mut config = NodeConfig::new(options.id, members, options.policy.clone());
     // Ticks are wall-clock here: vary election timeouts per node.
     config.election_tick = 10 + 2 * (options.id as usize % 5);
-    config.request_timeout_ticks = 150;
+    // SPEC.md §23: 1.5 s, whatever the tick.
+    config.request_timeout_ticks = ticks_for(REQUEST_DEADLINE, options.tick);
     let mut rng = OsRng;
     let mut node = Node::open(config, secrets, Box::new(host), nvram, &mut rng)?;
     let disk = options.data_dir.join("node.redb");
@@ -102,9 +168,14 @@ pub fn run_node(options: NodeOptions, secrets: &FleetSecrets) -> Result<(), Flee
     let listener = TcpListener::bind(own).map_err(io_err)?;
     let peer_tx = tx.clone();
     thread::spawn(move || accept_peers(listener, peer_tx));
-    let server = tiny_http::Server::http(options.listen).map_err(io_err)?;
-    let client_tx = tx.clone();
-    thread::spawn(move || serve_clients(server, client_tx));
+    let front = Front::bind(options.listen).map_err(FleetError::Io)?;
+    let shutdown = front.shutdown_handle();
+    let handler = client_handler(tx.clone(), disk_stats);
+    thread::spawn(move || {
+        if let Err(e) = front.run(client_limits(), handler) {
+            eprintln!("{e}");
+        }
+    });
     let mut senders: BTreeMap<u64, SyncSender<Vec<u8>>> = BTreeMap::new();
     for (id, addr) in &options.peers {
         if *id == options.id {
@@ -115,8 +186,29 @@ pub fn run_node(options: NodeOptions, secrets: &FleetSecrets) -> Result<(), Flee
         thread::spawn(move || send_to_peer(addr, r));
         senders.insert(*id, s);
     }
+    drop(tx);
     drive(&mut node, &rx, &senders, options.tick, &mut rng);
+    shutdown.shutdown();
     Ok(())
+}
+
+/// Ticks in `deadline` at `tick` per tick (at least one).
+pub fn ticks_for(deadline: Duration, tick: Duration) -> u64 {
+    let tick = tick.as_micros().max(1);
+    u64::try_from(deadline.as_micros().div_ceil(tick))
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// The client front's limits.
+pub fn client_limits() -> Limits {
+    Limits {
+        header_timeout: CLIENT_READ_TIMEOUT,
+        body_timeout: CLIENT_READ_TIMEOUT,
+        max_body: MAX_REQUEST,
+        max_connections: MAX_CLIENT_CONNECTIONS,
+        grace: Duration::from_secs(5),
+    }
 }
 
 fn drive(
@@ -128,7 +220,7 @@ fn drive(
 ) {
     let started = Instant::now();
     let mut next_tick = Instant::now() + tick;
-    let mut waiting: BTreeMap<u64, Sender<Vec<u8>>> = BTreeMap::new();
+    let mut waiting: BTreeMap<u64, oneshot::Sender<Vec<u8>>> = BTreeMap::new();
     let mut next_tag = 0u64;
     loop {
         let now_ms = started.elapsed().as_millis() as u64;
@@ -145,6 +237,9 @@ fn drive(
                         waiting.insert(next_tag, reply);
                     }
                 }
+            }
+            Ok(Input::Metrics(reply)) => {
+                let _ = reply.send(node_metrics(node));
             }
             Ok(Input::Status(reply)) => {
                 let c = node.counters();
@@ -254,42 +349,322 @@ fn send_to_peer(addr: SocketAddr, rx: Receiver<Vec<u8>>) {
     }
 }
 
-fn serve_clients(server: tiny_http::Server, tx: Sender<Input>) {
-    for mut request in server.incoming_requests() {
-        let tx = tx.clone();
-        thread::spawn(move || {
-            let mut body = Vec::new();
-            let read = request
-                .as_reader()
-                .take(MAX_REQUEST as u64 + 1)
-                .read_to_end(&mut body);
-            let unavailable = Rejection {
-                code: RejectionCode::Unavailable,
+/// The node's state in Prometheus text format.
+fn node_metrics(node: &Node) -> String {
+    let c = node.counters();
+    let (live, erased) = node
+        .table()
+        .iter()
+        .fold((0u64, 0u64), |(l, e), (_, slot)| match slot {
+            RecordSlot::Live(_) => (l + 1, e),
+            RecordSlot::Erased { .. } => (l, e + 1),
+        });
+    let charges: u64 = node
+        .table()
+        .iter()
+        .map(|(_, slot)| match slot {
+            RecordSlot::Live(r) => r.charges,
+            RecordSlot::Erased { .. } => 0,
+        })
+        .sum();
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = write!(
+            out,
+            "# HELP bkv_node_{name} {help}\n# TYPE bkv_node_{name} {kind}\nbkv_node_{name} {value}\n"
+        );
+    };
+    metric("id", "gauge", "This node's id.", node.id());
+    metric(
+        "serving",
+        "gauge",
+        "1 when the node answers clients (not recovering).",
+        u64::from(node.is_serving()),
+    );
+    metric("raft_term", "gauge", "The Raft term.", node.term());
+    metric(
+        "raft_leader",
+        "gauge",
+        "The leader this node knows (0: none).",
+        node.leader(),
+    );
+    metric(
+        "raft_commit_index",
+        "gauge",
+        "The Raft commit index.",
+        node.commit_index(),
+    );
+    metric(
+        "raft_applied_index",
+        "gauge",
+        "The last log index applied to the vault.",
+        node.applied_index(),
+    );
+    metric(
+        "raft_last_index",
+        "gauge",
+        "The last log index held.",
+        node.last_log().1,
+    );
+    metric(
+        "incarnation",
+        "gauge",
+        "This boot's incarnation.",
+        node.incarnation(),
+    );
+    metric(
+        "records_live",
+        "gauge",
+        "Live records in the applied table.",
+        live,
+    );
+    metric(
+        "records_erased",
+        "gauge",
+        "Erased records (guesses exhausted or deleted) in the applied table.",
+        erased,
+    );
+    metric(
+        "record_charges",
+        "gauge",
+        "Charges recorded on live records in the applied table.",
+        charges,
+    );
+    metric(
+        "commands_proposed_total",
+        "counter",
+        "Commands this node proposed.",
+        c.commands_proposed,
+    );
+    metric(
+        "entries_proposed_total",
+        "counter",
+        "Raft entries this node proposed.",
+        c.entries_proposed,
+    );
+    metric(
+        "commands_applied_total",
+        "counter",
+        "Commands this node applied.",
+        c.commands_applied,
+    );
+    metric(
+        "requests_timed_out_total",
+        "counter",
+        "Requests answered Unavailable because their command did not apply in time.",
+        c.requests_timed_out,
+    );
+    metric(
+        "rollbacks_detected_total",
+        "counter",
+        "Times this node found its disk rolled back or wiped (SPEC.md 22.3, 22.4).",
+        c.rollbacks_detected,
+    );
+    metric(
+        "disk_rejected_total",
+        "counter",
+        "Starts at which the disk failed authentication (SPEC.md 22.1).",
+        c.disk_rejected,
+    );
+    metric(
+        "votes_withheld_total",
+        "counter",
+        "Vote requests ignored while recovering.",
+        c.votes_withheld,
+    );
+    metric(
+        "refused_while_recovering_total",
+        "counter",
+        "Client requests refused while recovering.",
+        c.refused_while_recovering,
+    );
+    metric(
+        "answers_refused_total",
+        "counter",
+        "Authentic answers not bound to this boot, dropped (SPEC.md 21.3).",
+        c.answers_refused,
+    );
+    metric(
+        "snapshots_total",
+        "counter",
+        "Snapshots taken or installed.",
+        c.snapshots,
+    );
+    let _ = write!(
+        out,
+        "# HELP bkv_node_peer_messages_total Inter-node messages received, by fate.\n# TYPE bkv_node_peer_messages_total counter\n"
+    );
+    for (fate, n) in [
+        ("accepted", c.transport.accepted),
+        ("forged", c.transport.forged),
+        ("replayed", c.transport.replayed),
+        ("stale", c.transport.stale),
+        ("misaddressed", c.transport.misaddressed),
+        ("inconsistent", c.inconsistent_messages),
+    ] {
+        let _ = writeln!(out, "bkv_node_peer_messages_total{{fate=\"{fate}\"}} {n}");
+    }
+    out
+}
+
+/// What the front counts: client requests by type and outcome, and disk
+/// write latency.
+#[derive(Default)]
+struct FrontStats {
+    requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+fn message_name(byte: Option<&u8>) -> &'static str {
+    match byte.copied().map(MessageType::from_byte) {
+        Some(Ok(MessageType::RegistrationRequest)) => "registration_request",
+        Some(Ok(MessageType::RegistrationResponse)) => "registration_response",
+        Some(Ok(MessageType::RegistrationUpload)) => "registration_upload",
+        Some(Ok(MessageType::RegistrationConfirmation)) => "registration_confirmation",
+        Some(Ok(MessageType::RecoveryStart)) => "recovery_start",
+        Some(Ok(MessageType::RecoveryResponse)) => "recovery_response",
+        Some(Ok(MessageType::RecoveryFinish)) => "recovery_finish",
+        Some(Ok(MessageType::KeyRelease)) => "key_release",
+        Some(Ok(MessageType::Rejection)) => "rejection",
+        Some(Ok(MessageType::BundleRequest)) => "bundle_request",
+        Some(Ok(MessageType::BundleResponse)) => "bundle_response",
+        Some(Ok(MessageType::RecoveryResponseWithBundle)) => "recovery_response",
+        _ => "unknown",
+    }
+}
+
+/// The outcome label of a vault answer: the answer's type, or the
+/// rejection's reason.
+fn outcome(answer: &[u8]) -> &'static str {
+    match Rejection::from_bytes(answer).map(|r| r.code) {
+        Ok(RejectionCode::Malformed) => "rejected_malformed",
+        Ok(RejectionCode::AuthenticationFailed) => "rejected_authentication_failed",
+        Ok(RejectionCode::Unavailable) => "rejected_unavailable",
+        Ok(RejectionCode::Busy) => "rejected_busy",
+        Ok(RejectionCode::AttemptsExhausted) => "rejected_attempts_exhausted",
+        Ok(RejectionCode::RequestNotAuthentic) => "rejected_request_not_authentic",
+        Ok(RejectionCode::UnknownRegistration) => "rejected_unknown_registration",
+        Ok(RejectionCode::RegistrationRefused) => "rejected_registration_refused",
+        Ok(RejectionCode::StretchingBelowFloor) => "rejected_stretching_below_floor",
+        Ok(RejectionCode::NoBundle) => "rejected_no_bundle",
+        Ok(_) => "rejected_other",
+        Err(_) => message_name(answer.first()),
+    }
+}
+
+impl FrontStats {
+    fn count(&self, kind: &'static str, outcome: &'static str) {
+        if let Ok(mut m) = self.requests.lock() {
+            *m.entry((kind, outcome)).or_insert(0) += 1;
+        }
+    }
+
+    fn render(&self, disk: &DiskStats) -> String {
+        let mut out = String::from(
+            "# HELP bkv_node_client_requests_total Client requests by type and outcome (charges: recovery_start answered recovery_response; resets: recovery_finish answered key_release).\n# TYPE bkv_node_client_requests_total counter\n",
+        );
+        if let Ok(m) = self.requests.lock() {
+            for ((kind, outcome), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "bkv_node_client_requests_total{{type=\"{kind}\",outcome=\"{outcome}\"}} {n}"
+                );
             }
-            .to_bytes();
-            let (status, answer) = match (request.method().as_str(), request.url()) {
-                ("POST", "/v1/vault") if read.is_ok() && body.len() <= MAX_REQUEST => {
-                    let (reply_tx, reply_rx) = mpsc::channel();
-                    let _ = tx.send(Input::Client(body, reply_tx));
-                    (
-                        200,
-                        reply_rx.recv_timeout(CLIENT_TIMEOUT).unwrap_or(unavailable),
-                    )
-                }
-                ("GET", "/v1/status") => {
-                    let (reply_tx, reply_rx) = mpsc::channel();
-                    let _ = tx.send(Input::Status(reply_tx));
-                    match reply_rx.recv_timeout(CLIENT_TIMEOUT) {
-                        Ok(s) => (200, s.into_bytes()),
-                        Err(_) => (503, b"unavailable\n".to_vec()),
+        }
+        let _ = write!(
+            out,
+            "# HELP bkv_node_disk_write_seconds Durable writes to the node's disk (redb commit with fsync).\n# TYPE bkv_node_disk_write_seconds histogram\n"
+        );
+        for (bound, bucket) in DISK_BUCKETS.iter().zip(&disk.buckets) {
+            let _ = writeln!(
+                out,
+                "bkv_node_disk_write_seconds_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = disk.count.load(Ordering::Relaxed);
+        let _ = write!(
+            out,
+            "bkv_node_disk_write_seconds_bucket{{le=\"+Inf\"}} {count}\nbkv_node_disk_write_seconds_sum {}\nbkv_node_disk_write_seconds_count {count}\n# HELP bkv_node_disk_write_failures_total Durable writes that failed.\n# TYPE bkv_node_disk_write_failures_total counter\nbkv_node_disk_write_failures_total {}\n",
+            disk.micros.load(Ordering::Relaxed) as f64 / 1e6,
+            disk.failed.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
+
+/// The client API: each request is carried into the driving loop and its
+/// answer carried back; nothing here decides anything.
+fn client_handler(tx: Sender<Input>, disk: Arc<DiskStats>) -> Handler {
+    let stats = Arc::new(FrontStats::default());
+    Arc::new(move |request: Request| {
+        let tx = tx.clone();
+        let stats = stats.clone();
+        let disk = disk.clone();
+        Box::pin(async move {
+            let send = |input: Input| tx.send(input).is_ok();
+            match (request.method.as_str(), request.url.as_str()) {
+                ("POST", "/v1/vault") => {
+                    let kind = message_name(request.body.first());
+                    let (reply_tx, reply_rx) = oneshot::channel();
+                    let answer = if send(Input::Client(request.body, reply_tx)) {
+                        bkv_http::tokio::time::timeout(CLIENT_TIMEOUT, reply_rx)
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                    } else {
+                        None
+                    };
+                    let answer = answer.unwrap_or_else(|| {
+                        Rejection {
+                            code: RejectionCode::Unavailable,
+                        }
+                        .to_bytes()
+                    });
+                    stats.count(kind, outcome(&answer));
+                    Answer {
+                        status: 200,
+                        content_type: "application/octet-stream",
+                        body: answer,
                     }
                 }
-                _ => (404, b"not found\n".to_vec()),
-            };
-            let _ =
-                request.respond(tiny_http::Response::from_data(answer).with_status_code(status));
-        });
-    }
+                ("GET", "/v1/status") => {
+                    let (reply_tx, reply_rx) = oneshot::channel();
+                    let answer = if send(Input::Status(reply_tx)) {
+                        bkv_http::tokio::time::timeout(CLIENT_TIMEOUT, reply_rx)
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                    } else {
+                        None
+                    };
+                    match answer {
+                        Some(s) => Answer::text(200, s),
+                        None => Answer::text(503, "unavailable\n"),
+                    }
+                }
+                ("GET", "/metrics") => {
+                    let (reply_tx, reply_rx) = oneshot::channel();
+                    let answer = if send(Input::Metrics(reply_tx)) {
+                        bkv_http::tokio::time::timeout(CLIENT_TIMEOUT, reply_rx)
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                    } else {
+                        None
+                    };
+                    match answer {
+                        Some(node) => Answer {
+                            status: 200,
+                            content_type: "text/plain; version=0.0.4; charset=utf-8",
+                            body: (node + &stats.render(&disk)).into_bytes(),
+                        },
+                        None => Answer::text(503, "unavailable\n"),
+                    }
+                }
+                _ => Answer::text(404, "not found\n"),
+            }
+        })
+    })
 }
 
 /// A client of a loopback fleet: sends vault wire messages to a node's

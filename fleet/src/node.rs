@@ -515,6 +515,11 @@ impl Node {
         self.applied
     }
 
+    /// The Raft commit index (read-only, for metrics).
+    pub fn commit_index(&self) -> u64 {
+        self.raw.raft.raft_log.committed
+    }
+
     /// The term and index of the last log entry.
     pub fn last_log(&self) -> (u64, u64) {
         (
