@@ -307,8 +307,12 @@ fn phases(c: &mut Criterion) {
                 .unwrap()
                 .expand_multi_info(&[&id, b"OprfKey"], &mut ikm)
                 .unwrap();
-            voprf::derive_key::<voprf::Ristretto255>(&ikm, b"OPAQUE-DeriveKeyPair", voprf::Mode::Oprf)
-                .unwrap()
+            voprf::derive_key::<voprf::Ristretto255>(
+                &ikm,
+                b"OPAQUE-DeriveKeyPair",
+                voprf::Mode::Oprf,
+            )
+            .unwrap()
         })
     });
     g.finish();

@@ -180,7 +180,8 @@ impl Group for Ristretto255 {
         seed.as_mut_slice().zeroize();
         // voprf's DeriveKeyPair never returns zero (it retries), as upstream
         // relies on; checked anyway, as a derivation failure.
-        SecretScalar::non_zero(scalar?).map_err(|_| InternalError::OprfError(voprf::Error::Protocol))
+        SecretScalar::non_zero(scalar?)
+            .map_err(|_| InternalError::OprfError(voprf::Error::Protocol))
     }
 
     fn public_key(sk: &Self::Sk) -> Self::Pk {

@@ -205,8 +205,13 @@ fn both_groups_accept_and_refuse_the_same_public_keys() {
         let ours = PublicKey::<Ours>::deserialize(&bytes);
         let theirs = PublicKey::<Upstream>::deserialize(&bytes);
         assert_eq!(
-            ours.as_ref().map(|k| k.serialize().to_vec()).map_err(|e| format!("{e:?}")),
-            theirs.as_ref().map(|k| k.serialize().to_vec()).map_err(|e| format!("{e:?}")),
+            ours.as_ref()
+                .map(|k| k.serialize().to_vec())
+                .map_err(|e| format!("{e:?}")),
+            theirs
+                .as_ref()
+                .map(|k| k.serialize().to_vec())
+                .map_err(|e| format!("{e:?}")),
             "{bytes:02x?}"
         );
         if let Ok(key) = ours {

@@ -23,7 +23,13 @@ fn no_placeholder_urls_and_the_fields_crates_io_shows() {
     assert!(!MANIFEST.contains("example.invalid"));
     assert!(!MANIFEST.contains("example.com"));
     let package = section("package");
-    for field in ["description", "keywords", "categories", "documentation", "rust-version"] {
+    for field in [
+        "description",
+        "keywords",
+        "categories",
+        "documentation",
+        "rust-version",
+    ] {
         assert!(
             package.iter().any(|l| l.starts_with(&format!("{field} "))),
             "[package] lacks {field}"
