@@ -123,5 +123,9 @@ print()
 print("group operations (medians):")
 for name, ns in (("variable-base mul", var), ("basepoint-table mul", table), ("compress", comp), ("decompress", decomp)):
     print(f"  {name:<22} {fmt(ns)}")
+print()
+print("recovery start by phase (medians; BENCHMARKS.md derives the rest):")
+for name in ("ke1_decode", "record_decode", "oprf_key_derivation", "server_login_start"):
+    print(f"  {name:<22} {fmt(median_ns('phases', name))}")
 for name in ("registration_response", "registration_upload"):
     print(f"  vault {name:<16} {fmt(median_ns('vault', name))}")

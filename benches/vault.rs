@@ -175,7 +175,6 @@ fn baselines(c: &mut Criterion) {
         CredentialFinalization, ServerLogin, ServerLoginParameters, ServerRegistration,
         ServerSetup,
     };
-    use opaque_ke_upstream as opaque_ke;
     struct Bare;
     impl opaque_ke::CipherSuite for Bare {
         type OprfCs = opaque_ke::Ristretto255;
@@ -234,6 +233,86 @@ fn baselines(c: &mut Criterion) {
                 .clone()
                 .finish(ke3.clone(), ServerLoginParameters::default())
                 .unwrap()
+        })
+    });
+    g.finish();
+}
+
+/// The vault's recovery start, phase by phase (BENCHMARKS.md, "Where the
+/// time goes"): each phase alone, on the inputs the vault benchmark uses.
+fn phases(c: &mut Criterion) {
+    use backup_key_vault::suite::{KeyStretching, Suite};
+    use hkdf::Hkdf;
+    use opaque_ke::{
+        ClientLogin, ClientRegistration, ClientRegistrationFinishParameters, CredentialRequest,
+        Identifiers, ServerLogin, ServerLoginParameters, ServerRegistration, ServerSetup,
+    };
+
+    let mut rng = rng();
+    let setup = ServerSetup::<Suite>::new(&mut rng);
+    let pw = b"4F7K-9QXD";
+    let ksf = KeyStretching::new(StretchingParams::INSECURE_TEST_ONLY);
+    let reg = ClientRegistration::<Suite>::start(&mut rng, pw).unwrap();
+    let id = [7u8; 64];
+    let resp = ServerRegistration::<Suite>::start(&setup, reg.message, &id).unwrap();
+    let fin = reg
+        .state
+        .finish(
+            &mut rng,
+            pw,
+            resp.message,
+            ClientRegistrationFinishParameters::new(Identifiers::default(), Some(&ksf)),
+        )
+        .unwrap();
+    let record = ServerRegistration::<Suite>::finish(fin.message);
+    let record_bytes = record.serialize();
+    let login = ClientLogin::<Suite>::start(&mut rng, pw).unwrap();
+    let ke1_bytes = login.message.serialize();
+    let context = [1u8; 60];
+
+    let mut g = c.benchmark_group("phases");
+    // KE1: two decompressions (blinded element, client ephemeral key).
+    g.bench_function("ke1_decode", |b| {
+        b.iter(|| CredentialRequest::<Suite>::deserialize(black_box(&ke1_bytes)).unwrap())
+    });
+    // The stored OPAQUE record: one decompression (client static key).
+    g.bench_function("record_decode", |b| {
+        b.iter(|| ServerRegistration::<Suite>::deserialize(black_box(&record_bytes)).unwrap())
+    });
+    // opaque-ke's whole server step with our group, parsed inputs: OPRF,
+    // masking, 3DH, transcript, HKDFs, MACs.
+    g.bench_function("server_login_start", |b| {
+        b.iter(|| {
+            ServerLogin::start(
+                &mut rng,
+                &setup,
+                Some(record.clone()),
+                login.message.clone(),
+                &id,
+                ServerLoginParameters {
+                    context: Some(&context),
+                    identifiers: Identifiers::default(),
+                },
+            )
+            .unwrap()
+        })
+    });
+    // The per-record OPRF key: HKDF-Expand of the seed, then RFC 9497
+    // DeriveKeyPair (hash to scalar).
+    let seed = [3u8; 64];
+    g.bench_function("oprf_key_derivation", |b| {
+        b.iter(|| {
+            let mut ikm = [0u8; 32];
+            Hkdf::<sha2::Sha512>::from_prk(black_box(&seed))
+                .unwrap()
+                .expand_multi_info(&[&id, b"OprfKey"], &mut ikm)
+                .unwrap();
+            voprf::derive_key::<voprf::Ristretto255>(
+                &ikm,
+                b"OPAQUE-DeriveKeyPair",
+                voprf::Mode::Oprf,
+            )
+            .unwrap()
         })
     });
     g.finish();
@@ -487,6 +566,6 @@ fn bundle_paths(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
-    targets = vault_paths, baselines, group_ops, client_paths, bundle_paths
+    targets = vault_paths, baselines, phases, group_ops, client_paths, bundle_paths
 }
 criterion_main!(benches);

@@ -13,13 +13,15 @@ use opaque_ke::generic_array::{ArrayLength, GenericArray};
 ///
 /// This is RFC 9807's `OPAQUE-3DH` configuration with ristretto255-SHA512
 /// (the RFC's first recommended configuration); only the KSF differs from
-/// the RFC's test vectors, which use the identity KSF.
+/// the RFC's test vectors, which use the identity KSF. The OPRF group is
+/// opaque-ke's ristretto255; the key-exchange group is
+/// [`crate::group::Ristretto255`], the same group computed with less work.
 #[derive(Debug, Clone, Copy)]
 pub struct Suite;
 
 impl opaque_ke::CipherSuite for Suite {
     type OprfCs = opaque_ke::Ristretto255;
-    type KeyExchange = opaque_ke::TripleDh<opaque_ke::Ristretto255, sha2::Sha512>;
+    type KeyExchange = opaque_ke::TripleDh<crate::group::Ristretto255, sha2::Sha512>;
     type Ksf = KeyStretching;
 }
 
@@ -165,6 +167,9 @@ impl Default for StretchingParams {
 /// The key-stretching function: Argon2id v1.3 over the OPRF output with a
 /// zero 16-byte salt, exactly as opaque-ke's own `Argon2` KSF computes it, but
 /// with the parameters carried as data.
+///
+/// With the `parallel` feature the lanes of each slice run on rayon's
+/// threads (argon2 0.6); the output is the same.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KeyStretching {
     params: StretchingParams,

@@ -1,1 +1,0 @@
-// Upstream's tests are not vendored (see patches/README.md).
