@@ -862,7 +862,7 @@ impl Node {
                     // answer of each peer counts, and only recent rounds, so
                     // that a peer that went down since cannot hold the
                     // target up for ever.
-                    let newer = answers.get(&from).map_or(true, |(r, _)| *r < answered);
+                    let newer = answers.get(&from).is_none_or(|(r, _)| *r < answered);
                     if answered <= *round && newer {
                         answers.insert(from, (answered, (last_term, last_index)));
                     }

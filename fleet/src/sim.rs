@@ -75,10 +75,10 @@ impl SimConfig {
         let nvram = match std::env::var("BKV_SIM_NVRAM").as_deref() {
             Ok("on") => true,
             Ok("off") => false,
-            _ => seed % 2 == 0,
+            _ => seed.is_multiple_of(2),
         };
         Self {
-            nodes: if seed % 3 == 0 { 3 } else { 5 },
+            nodes: if seed.is_multiple_of(3) { 3 } else { 5 },
             steps: 220,
             max_attempts: 3,
             honest: 2,
@@ -811,7 +811,7 @@ impl Sim {
             .iter()
             .filter(|(_, op)| {
                 step > op.started + 400
-                    || self.nodes[op.node].as_ref().map_or(true, |n| {
+                    || self.nodes[op.node].as_ref().is_none_or(|n| {
                         self.lives[op.node] * 1_000_000 + n.incarnation() != op.incarnation
                     })
             })
@@ -1108,12 +1108,12 @@ impl Sim {
                 self.start(i)?;
             }
         }
-        for round in 0..3000 {
+        for round in 0..3000u32 {
             while !self.net.is_empty() {
                 let at = self.pick(self.net.len());
                 self.deliver(at, false)?;
             }
-            if round % 2 == 0 {
+            if round.is_multiple_of(2) {
                 self.tick_all()?;
             }
             for i in 0..self.cfg.nodes {
