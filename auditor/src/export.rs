@@ -239,8 +239,8 @@ fn fail<T>(epoch: Option<u64>, reason: impl Into<String>) -> Result<T, MonitorFa
 pub type ProofSource<'a> = dyn FnMut(u64, u64) -> Result<ConsistencyProof, String> + 'a;
 
 /// Verifies a namespace export (SPEC.md §18.3), in this order: the auditor
-/// key; every checkpoint's signature; consistency of every pair of
-/// checkpoints (proofs from `proofs`); then for each epoch: sequence and
+/// key; every checkpoint's signature; consistency of each checkpoint with
+/// the one before (proofs from `proofs`); then for each epoch: sequence and
 /// root, digest, auditor signature, counter-signature, artifact, and the
 /// entry against the log (each checkpoint's root recomputed from the
 /// entries); finally the key changes.
