@@ -138,7 +138,7 @@ fn query_u64(query: &str, name: &str) -> Option<u64> {
 /// own fields (SPEC.md §18.2).
 fn namespace_json(info: &crate::NamespaceInfo) -> serde_json::Value {
     let suite = backup_key_vault::bundle::statement::CIPHERSUITE_PROTOBUF_ED25519;
-    let mut value = json!({
+    json!({
         "name": info.name,
         "log_directory": null,
         "root": format!("{}/{}", info.root_epoch, to_hex(&info.root_digest)),
@@ -151,11 +151,8 @@ fn namespace_json(info: &crate::NamespaceInfo) -> serde_json::Value {
         "root_digest": to_hex(&info.root_digest),
         "log_size": info.log_size,
         "latest_epoch": info.latest_epoch,
-    });
-    if let Some(latest) = info.latest_epoch {
-        value["last_verified_epoch"] = json!(latest);
-    }
-    value
+        "last_verified_epoch": info.latest_epoch,
+    })
 }
 
 /// Answers one request. `authorization` is the request's `Authorization`
