@@ -493,12 +493,17 @@ fn bundle_codec_round_trips_and_is_strict() {
         ValidationBundle::from_bytes(&long),
         Err(WireError::InvalidField("trailing bytes"))
     );
-    let mut version = bytes.clone();
-    version[0] = 2;
-    assert_eq!(
-        ValidationBundle::from_bytes(&version),
-        Err(WireError::UnsupportedVersion(2))
-    );
+    // Version 2 (SPEC.md §16.1); version 1, with its u16 checkpoint
+    // length, is retired.
+    assert_eq!(bytes[0], 2);
+    for v in [1, 3] {
+        let mut version = bytes.clone();
+        version[0] = v;
+        assert_eq!(
+            ValidationBundle::from_bytes(&version),
+            Err(WireError::UnsupportedVersion(v))
+        );
+    }
     let mut flag = bytes.clone();
     let flag_at = 2 + DEFAULT_NAMESPACE.len() + 8 + 8 + 32 + 32 + 64;
     flag[flag_at] = 2;
@@ -596,4 +601,36 @@ proptest! {
             prop_assert!(result.is_ok());
         }
     }
+}
+
+/// SPEC.md §15.3, §16.1: a checkpoint note with 16 cosignatures of
+/// ML-DSA-87 size (about 100 kB) travels in a bundle, through a
+/// `BundleResponse`, and the client accepts it (the cosignatures are by
+/// keys it does not know, so they are ignored).
+#[test]
+fn a_checkpoint_with_sixteen_post_quantum_cosignatures_fits_a_bundle() {
+    use base64ct::{Base64, Encoding};
+    let s = setup(31);
+    let mut bundle = s.bundle.clone();
+    for i in 0..16u8 {
+        let blob = [&[i; 4][..], &[i; 4627][..]].concat();
+        let line = format!(
+            "\u{2014} witness-{i:02}.example/{} {}\n",
+            "w".repeat(90),
+            Base64::encode_string(&blob)
+        );
+        bundle.checkpoint.extend_from_slice(line.as_bytes());
+    }
+    assert!(bundle.checkpoint.len() > 100_000);
+    let bytes = bundle.to_bytes().unwrap();
+    let response = BundleResponse::from_bytes(
+        &BundleResponse {
+            bundle: EncodedBundle::from_bytes(&bytes).unwrap(),
+        }
+        .to_bytes(),
+    )
+    .unwrap();
+    s.anchors
+        .verify_bytes(response.bundle.as_bytes(), NOW, None)
+        .unwrap();
 }

@@ -194,3 +194,57 @@ fn pinned_verification_agrees_on_random_keys_and_mutations() {
         assert!(!other.verify_strict(&message, &sig));
     }
 }
+
+/// SPEC.md §15.1 "Public-key encodings": every non-canonical encoding of
+/// an Ed25519 public key (y + p for y < 19, either sign; the sign bit set
+/// with x = 0) is, when it decodes at all, either of a small-order point,
+/// refused at pinning as dalek's `verify_strict` refuses it, or of a point
+/// of large order, accepted as a key exactly as dalek accepts it (`k`
+/// hashes the bytes as given). Both verifiers agree on every signature.
+#[test]
+fn non_canonical_key_encodings_are_decided_as_dalek_decides() {
+    let mut rng = ChaCha20Rng::seed_from_u64(19);
+    let mut small = 0;
+    let mut large = 0;
+    for y in 0u8..19 {
+        for sign in [0u8, 0x80] {
+            let mut key = [0xffu8; 32];
+            key[0] = 0xed + y;
+            key[31] = 0x7f | sign;
+            let Some(point) = CompressedEdwardsY(key).decompress() else {
+                continue;
+            };
+            assert_ne!(point.compress().to_bytes(), key, "non-canonical");
+            let pinned = PinnedKey::new(key);
+            if point.is_small_order() {
+                small += 1;
+                assert!(!pinned.is_usable(), "y = {y}: small order, refused");
+            } else {
+                large += 1;
+                assert!(pinned.is_usable(), "y = {y}: large order, a key");
+            }
+            // Whatever the signature, the same decision as dalek's.
+            for _ in 0..8 {
+                let mut sig = [0u8; 64];
+                rng.fill_bytes(&mut sig);
+                sig[63] &= 0x0f;
+                assert_eq!(
+                    pinned.verify_strict(b"m", &sig),
+                    dalek_strict(&key, b"m", &sig)
+                );
+            }
+        }
+    }
+    // The identity's and the order-2 point's x = 0 encodings with the sign
+    // bit set are small order too.
+    for canonical in [EIGHT_TORSION[0], EIGHT_TORSION[4]] {
+        let mut key = canonical.compress().to_bytes();
+        key[31] |= 0x80;
+        if let Some(point) = CompressedEdwardsY(key).decompress() {
+            assert!(point.is_small_order());
+            assert!(!PinnedKey::new(key).is_usable());
+        }
+    }
+    assert!(small > 0, "some non-canonical encodings are small order");
+    println!("non-canonical key encodings: {small} small order, {large} large order");
+}

@@ -387,3 +387,56 @@ fn a_replayed_registration_request_never_reuses_a_response_key() {
         Some(ClientError::RegistrationResponseNotAuthentic)
     );
 }
+
+/// SPEC.md §7.1 step 6: an id whose slot is at generation 2^64 − 1 has no
+/// generation left; the vault refuses at the request (§5.1), before it
+/// draws a nonce or answers, not at the upload.
+#[test]
+fn a_slot_at_the_last_generation_is_refused_at_the_request() {
+    use backup_key_vault::vault::{Applied, Command};
+    use backup_key_vault::{RecordId, StoreError};
+    struct LastGeneration;
+    impl RecordStore for LastGeneration {
+        fn load(&self, _: &RecordId) -> Result<Option<RecordSlot>, StoreError> {
+            Ok(Some(RecordSlot::Erased {
+                generation: u64::MAX,
+            }))
+        }
+        fn commit(&mut self, _: &Command) -> Result<Applied, StoreError> {
+            panic!("nothing may be committed")
+        }
+    }
+    let mut w = World::with_store(31, LastGeneration);
+    let (_state, request) =
+        Registration::start(&mut w.rng, &w.config, id(1), &code("c"), None).unwrap();
+    let mut counting = CountingRng(rng(32), 0);
+    assert_eq!(
+        w.vault
+            .registration_request(&mut counting, w.now, &request)
+            .err(),
+        Some(VaultError::RegistrationRefused)
+    );
+    assert_eq!(counting.1, 0, "refused before anything is drawn");
+}
+
+/// An RNG that counts the bytes drawn from it.
+struct CountingRng(Rng, usize);
+impl rand_core::RngCore for CountingRng {
+    fn next_u32(&mut self) -> u32 {
+        self.1 += 4;
+        self.0.next_u32()
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.1 += 8;
+        self.0.next_u64()
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.1 += dest.len();
+        self.0.fill_bytes(dest)
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.1 += dest.len();
+        self.0.try_fill_bytes(dest)
+    }
+}
+impl rand_core::CryptoRng for CountingRng {}

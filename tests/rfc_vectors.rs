@@ -80,7 +80,7 @@ impl RngCore for FixedRng {
 impl CryptoRng for FixedRng {}
 
 fn unhex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "even hex: {s}");
+    assert!(s.len().is_multiple_of(2), "even hex: {s}");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))

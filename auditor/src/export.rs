@@ -5,8 +5,11 @@
 //! signed checkpoint of every tree size. [`verify_namespace`] does what
 //! Meta's `eb-verify-namespace` does for each epoch (digest, auditor
 //! signature, counter-signature, the entry against the log) and more: it
-//! checks that every pair of checkpoints is consistent (the log never forked
-//! or rewrote history) and lists the key changes epoch by epoch.
+//! checks that each checkpoint is consistent with the one before (so every
+//! pair is: consistency is transitive), that the newest is consistent with
+//! the one a previous run remembered ([`MonitorState`]), so the log never
+//! forked or rewrote history between runs either, and lists the key changes
+//! epoch by epoch.
 
 use std::collections::BTreeMap;
 
@@ -162,6 +165,26 @@ pub struct EpochReport {
     pub changes: Vec<KeyChange>,
 }
 
+/// The state file's format name.
+pub const STATE_FORMAT: &str = "bkv-monitor-state/v1";
+
+/// What a monitor remembers between runs (SPEC.md §18.3): the newest
+/// checkpoint it verified, and the keys it verified them under.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorState {
+    /// Always [`STATE_FORMAT`].
+    pub format: String,
+    /// The namespace.
+    pub namespace: String,
+    /// The auditor key the checkpoint verified under, hex.
+    pub auditor_key: String,
+    /// Every operator key that counter-signed an epoch so far, hex, sorted.
+    pub operator_keys: Vec<String>,
+    /// The newest verified checkpoint's signed note.
+    pub checkpoint: String,
+}
+
 /// A successful verification.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MonitorReport {
@@ -173,8 +196,15 @@ pub struct MonitorReport {
     pub log_size: u64,
     /// Number of checkpoints verified.
     pub checkpoints: usize,
-    /// Number of checkpoint pairs proven consistent.
+    /// Number of checkpoint pairs proven consistent: each with the one
+    /// before it, and the newest with the remembered one.
     pub consistent_pairs: usize,
+    /// The tree size of the checkpoint a previous run remembered, if one
+    /// was given; the newest checkpoint was proven consistent with it.
+    pub remembered_size: Option<u64>,
+    /// Operator keys not seen by the previous run (all of them without a
+    /// state), hex.
+    pub new_operator_keys: Vec<String>,
     /// Each epoch's findings.
     pub epochs: Vec<EpochReport>,
 }
@@ -209,8 +239,8 @@ fn fail<T>(epoch: Option<u64>, reason: impl Into<String>) -> Result<T, MonitorFa
 pub type ProofSource<'a> = dyn FnMut(u64, u64) -> Result<ConsistencyProof, String> + 'a;
 
 /// Verifies a namespace export (SPEC.md §18.3), in this order: the auditor
-/// key; every checkpoint's signature; consistency of every pair of
-/// checkpoints (proofs from `proofs`); then for each epoch: sequence and
+/// key; every checkpoint's signature; consistency of each checkpoint with
+/// the one before (proofs from `proofs`); then for each epoch: sequence and
 /// root, digest, auditor signature, counter-signature, artifact, and the
 /// entry against the log (each checkpoint's root recomputed from the
 /// entries); finally the key changes.
@@ -219,6 +249,21 @@ pub fn verify_namespace(
     pins: &Pins,
     proofs: &mut ProofSource<'_>,
 ) -> Result<MonitorReport, MonitorFailure> {
+    verify_namespace_with_state(export, pins, proofs, None).map(|(report, _)| report)
+}
+
+/// [`verify_namespace`], remembering between runs: with the `state` of a
+/// previous run, the namespace and auditor key must be the same, and the
+/// newest checkpoint must be consistent with the remembered one (a proof
+/// from `proofs`), even if the export no longer holds it. Returns the
+/// report and the state to keep for the next run (the newest checkpoint,
+/// or the remembered one if the export has none newer).
+pub fn verify_namespace_with_state(
+    export: &Export,
+    pins: &Pins,
+    proofs: &mut ProofSource<'_>,
+    state: Option<&MonitorState>,
+) -> Result<(MonitorReport, MonitorState), MonitorFailure> {
     if export.format != EXPORT_FORMAT {
         return fail(None, format!("unknown export format {:?}", export.format));
     }
@@ -230,8 +275,30 @@ pub fn verify_namespace(
         return fail(None, "the log's auditor key is not pinned");
     }
 
-    // Checkpoints: signed by the auditor, for this log, sizes rising.
+    // What the previous run verified.
     let pinned = [PinnedKey::new(auditor_key)];
+    let remembered = match state {
+        None => None,
+        Some(state) => {
+            if state.format != STATE_FORMAT {
+                return fail(None, format!("unknown state format {:?}", state.format));
+            }
+            if state.namespace != ns {
+                return fail(None, "the state file is for another namespace");
+            }
+            if parse_hex::<32>(&state.auditor_key) != Some(auditor_key) {
+                return fail(
+                    None,
+                    "the auditor key changed since the last run (the state file remembers another)",
+                );
+            }
+            let cp = Checkpoint::verify_note(state.checkpoint.as_bytes(), ns, &pinned)
+                .or_else(|e| fail(None, format!("remembered checkpoint: {e}")))?;
+            Some(cp)
+        }
+    };
+
+    // Checkpoints: signed by the auditor, for this log, sizes rising.
     let mut checkpoints: Vec<Checkpoint> = Vec::new();
     for note in &export.checkpoints {
         let cp = Checkpoint::verify_note(note.as_bytes(), ns, &pinned)
@@ -244,33 +311,59 @@ pub fn verify_namespace(
         }
         checkpoints.push(cp);
     }
-    // Every pair of checkpoints: the older tree is a prefix of the newer.
+    // Each checkpoint against the one before: the older tree is a prefix
+    // of the newer. Consistency is transitive, so every pair is then
+    // consistent; checking all pairs would cost the square of the log.
     let mut consistent_pairs = 0;
-    for (i, old) in checkpoints.iter().enumerate() {
-        for new in checkpoints.iter().skip(i + 1) {
-            let proof = proofs(old.tree_size, new.tree_size).or_else(|e| {
-                fail(
-                    None,
-                    format!(
-                        "no consistency proof from size {} to {}: {e}",
-                        old.tree_size, new.tree_size
-                    ),
-                )
-            })?;
-            if proof.verify(old, new).is_err() {
+    let mut check = |old: &Checkpoint, new: &Checkpoint, what: &str| {
+        let proof = proofs(old.tree_size, new.tree_size).or_else(|e| {
+            fail(
+                None,
+                format!(
+                    "no consistency proof from size {} to {}: {e}",
+                    old.tree_size, new.tree_size
+                ),
+            )
+        })?;
+        if proof.verify(old, new).is_err() {
+            return fail(
+                None,
+                format!(
+                    "{what} of sizes {} and {} are not consistent: the log forked or rewrote history",
+                    old.tree_size, new.tree_size
+                ),
+            );
+        }
+        consistent_pairs += 1;
+        Ok(())
+    };
+    for pair in checkpoints.windows(2) {
+        if let [old, new] = pair {
+            check(old, new, "checkpoints")?;
+        }
+    }
+    // The newest against the remembered one (last: a proof source that
+    // grows its tree serves the consecutive pairs first).
+    if let Some(old) = &remembered {
+        match checkpoints.last() {
+            Some(newest) if newest.tree_size >= old.tree_size => {
+                check(old, newest, "the remembered checkpoint and the newest")?;
+            }
+            newest => {
                 return fail(
                     None,
                     format!(
-                        "checkpoints of sizes {} and {} are not consistent: the log forked or rewrote history",
-                        old.tree_size, new.tree_size
+                        "the log shrank: the last run verified size {}, the newest checkpoint now is size {}",
+                        old.tree_size,
+                        newest.map_or(0, |c| c.tree_size)
                     ),
                 );
             }
-            consistent_pairs += 1;
         }
     }
 
     // Each epoch.
+    let mut operator_keys = std::collections::BTreeSet::new();
     let mut tree = MerkleLog::new();
     let mut previous: Option<FleetKeyArtifact> = None;
     let mut epochs = Vec::new();
@@ -318,6 +411,7 @@ pub fn verify_namespace(
         if !verify_strict(&operator, &signature, &counter) {
             return fail(at, "operator counter-signature does not verify");
         }
+        operator_keys.insert(to_hex(&operator));
         let artifact = FleetKeyArtifact::from_bytes(e.artifact.as_bytes())
             .or_else(|err| fail(at, format!("artifact: {err}")))?;
         if artifact.namespace != ns || artifact.epoch != e.epoch {
@@ -327,7 +421,17 @@ pub fn verify_namespace(
         // The entry against the auditor's log: every checkpoint covering
         // this size must have exactly the root of the entries so far.
         while let Some(cp) = next_checkpoint.next_if(|cp| cp.tree_size <= tree.len()) {
-            let ours = tree.prefix(cp.tree_size).map(|t| t.checkpoint(ns));
+            // The tree as it is (the usual case: one checkpoint per size)
+            // needs no copy.
+            let ours = if cp.tree_size == tree.len() {
+                Some(tree.checkpoint(ns))
+            } else {
+                tree.prefix(cp.tree_size).map(|t| t.checkpoint(ns))
+            };
+            let ours = ours.map(|mut c| {
+                c.extensions.clone_from(&cp.extensions);
+                c
+            });
             if ours.as_ref() != Some(cp) {
                 let epoch = export
                     .entries
@@ -363,31 +467,66 @@ pub fn verify_namespace(
             ),
         );
     }
-    Ok(MonitorReport {
+    let known: std::collections::BTreeSet<String> = state
+        .map(|s| s.operator_keys.iter().cloned().collect())
+        .unwrap_or_default();
+    let new_operator_keys = operator_keys.difference(&known).cloned().collect();
+    let newest_note = match (export.checkpoints.last(), state) {
+        (Some(note), _) => note.clone(),
+        (None, Some(s)) => s.checkpoint.clone(),
+        (None, None) => String::new(),
+    };
+    let next_state = MonitorState {
+        format: STATE_FORMAT.into(),
+        namespace: ns.into(),
+        auditor_key: to_hex(&auditor_key),
+        operator_keys: operator_keys.union(&known).cloned().collect(),
+        checkpoint: newest_note,
+    };
+    let report = MonitorReport {
         namespace: ns.into(),
         auditor_key: to_hex(&auditor_key),
         log_size: tree.len(),
         checkpoints: checkpoints.len(),
         consistent_pairs,
+        remembered_size: remembered.map(|c| c.tree_size),
+        new_operator_keys,
         epochs,
-    })
+    };
+    Ok((report, next_state))
 }
 
 /// Consistency proofs computed from the export's own entries (for a
-/// monitor reading a file).
+/// monitor reading a file). The tree grows as the sizes asked for rise, so
+/// proofs asked for in order of their newer size (consecutive pairs) cost
+/// a logarithm each, not a copy of the tree.
 pub fn proofs_from_entries(
     export: &Export,
 ) -> impl FnMut(u64, u64) -> Result<ConsistencyProof, String> {
-    let mut tree = MerkleLog::new();
+    let mut entries = Vec::new();
     for e in &export.entries {
         if let Some(d) = parse_hex::<32>(&e.digest) {
-            tree.push(entry(e.epoch, &d));
+            entries.push(entry(e.epoch, &d));
         }
     }
+    let mut tree = MerkleLog::new();
     move |old, new| {
-        tree.prefix(new)
-            .and_then(|t| t.prove_consistency(old))
-            .ok_or_else(|| "the export has fewer entries".to_string())
+        let fewer = || "the export has fewer entries".to_string();
+        let new_len = usize::try_from(new).map_err(|_| fewer())?;
+        if new_len > entries.len() {
+            return Err(fewer());
+        }
+        if new < tree.len() {
+            return tree
+                .prefix(new)
+                .and_then(|t| t.prove_consistency(old))
+                .ok_or_else(fewer);
+        }
+        let from = usize::try_from(tree.len()).map_err(|_| fewer())?;
+        for e in entries.get(from..new_len).ok_or_else(fewer)? {
+            tree.push(*e);
+        }
+        tree.prove_consistency(old).ok_or_else(fewer)
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use backup_key_vault::bundle::artifact::to_hex;
-use backup_key_vault::bundle::{CounterSignature, ValidationBundle};
+use backup_key_vault::bundle::{CounterSignature, SignatureMessage, ValidationBundle};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::Deserialize;
@@ -101,7 +101,14 @@ fn bundle_json(bundle: &ValidationBundle) -> Answer {
     match bundle.to_bytes() {
         Ok(bytes) => json_answer(
             200,
+            // plexi's `SignatureResponse`, then the bundle.
             json!({
+                "version": backup_key_vault::bundle::statement::CIPHERSUITE_PROTOBUF_ED25519,
+                "ciphersuite": backup_key_vault::bundle::statement::CIPHERSUITE_PROTOBUF_ED25519,
+                "namespace": bundle.namespace,
+                "timestamp": bundle.timestamp_ms,
+                "key_id": bundle.auditor_key[31],
+                "serialized_message": to_hex(&bundle.statement().to_bytes()),
                 "epoch": bundle.epoch,
                 "timestamp_ms": bundle.timestamp_ms,
                 "digest": to_hex(&bundle.digest),
@@ -119,6 +126,29 @@ fn query_u64(query: &str, name: &str) -> Option<u64> {
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == name)
         .and_then(|(_, v)| v.parse().ok())
+}
+
+/// A namespace in plexi's `NamespaceInfo` shape (`name`, `log_directory`,
+/// `root` as `epoch/digest`, `status`, `reports_uri`, `audits_uri`,
+/// `signature_version`, `ciphersuite`, `last_verified_epoch`), plus our
+/// own fields (SPEC.md §18.2).
+fn namespace_json(info: &crate::NamespaceInfo) -> serde_json::Value {
+    let suite = backup_key_vault::bundle::statement::CIPHERSUITE_PROTOBUF_ED25519;
+    json!({
+        "name": info.name,
+        "log_directory": null,
+        "root": format!("{}/{}", info.root_epoch, to_hex(&info.root_digest)),
+        "status": if info.log_size == 0 { "Initialization" } else { "Online" },
+        "reports_uri": format!("/namespaces/{}/reports", info.name),
+        "audits_uri": format!("/namespaces/{}/audits", info.name),
+        "signature_version": suite,
+        "ciphersuite": suite,
+        "root_epoch": info.root_epoch,
+        "root_digest": to_hex(&info.root_digest),
+        "log_size": info.log_size,
+        "latest_epoch": info.latest_epoch,
+        "last_verified_epoch": info.latest_epoch,
+    })
 }
 
 /// Answers one request. `authorization` is the request's `Authorization`
@@ -157,12 +187,22 @@ pub fn route(
         serde_json::from_slice(body).map_err(|e| error(400, e))
     };
     match (method, parts.as_slice()) {
+        // plexi's `Configuration` (`keys`, `logs`), plus our own fields.
         ("GET", ["info"]) => json_answer(
             200,
             json!({
+                "keys": [{ "public_key": auditor.public_key_hex(), "not_before": 0 }],
+                "logs": auditor.namespaces().iter().map(|n| n.name.clone()).collect::<Vec<_>>(),
                 "public_key": auditor.public_key_hex(),
                 "ciphersuite": backup_key_vault::bundle::statement::CIPHERSUITE_PROTOBUF_ED25519,
                 "namespaces": auditor.namespaces().iter().map(|n| n.name.clone()).collect::<Vec<_>>(),
+            }),
+        ),
+        // plexi's `Namespaces`.
+        ("GET", ["namespaces"]) => json_answer(
+            200,
+            json!({
+                "namespaces": auditor.namespaces().iter().map(namespace_json).collect::<Vec<_>>(),
             }),
         ),
         ("POST", ["namespaces"]) => {
@@ -181,17 +221,7 @@ pub fn route(
             }
         }
         ("GET", ["namespaces", ns]) => match auditor.namespace(ns) {
-            Ok(info) => json_answer(
-                200,
-                json!({
-                    "name": info.name,
-                    "root": format!("{}/{}", info.root_epoch, to_hex(&info.root_digest)),
-                    "root_epoch": info.root_epoch,
-                    "root_digest": to_hex(&info.root_digest),
-                    "log_size": info.log_size,
-                    "latest_epoch": info.latest_epoch,
-                }),
-            ),
+            Ok(info) => json_answer(200, namespace_json(&info)),
             Err(e) => auditor_error(e),
         },
         ("POST", ["namespaces", ns, "audits"]) => {
@@ -223,10 +253,25 @@ pub fn route(
             let Ok(epoch) = epoch.parse::<u64>() else {
                 return error(400, "epoch is not a number");
             };
+            // plexi's `SignatureResponse` (ciphersuite 1, protobuf +
+            // Ed25519; `key_id` the key's last byte, as plexi's `KeyInfo`;
+            // `serialized_message` the signed protobuf), then our fields.
+            let key_id = auditor.public_key()[31];
             match auditor.entry(ns, epoch) {
                 Ok(e) => json_answer(
                     200,
                     json!({
+                        "version": backup_key_vault::bundle::statement::CIPHERSUITE_PROTOBUF_ED25519,
+                        "ciphersuite": backup_key_vault::bundle::statement::CIPHERSUITE_PROTOBUF_ED25519,
+                        "namespace": ns,
+                        "timestamp": e.timestamp_ms,
+                        "key_id": key_id,
+                        "serialized_message": to_hex(&SignatureMessage {
+                            namespace: ns,
+                            timestamp_ms: e.timestamp_ms,
+                            epoch: e.epoch,
+                            digest: e.digest,
+                        }.to_bytes()),
                         "epoch": e.epoch,
                         "timestamp_ms": e.timestamp_ms,
                         "digest": to_hex(&e.digest),

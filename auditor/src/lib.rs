@@ -691,7 +691,9 @@ impl Auditor {
             return Err(AuditorError::UnknownTreeSize);
         }
         if size == 0 {
-            return self.sign_checkpoint(&log.tree.checkpoint(name));
+            // The empty tree (root SHA-256("")), whatever the log holds
+            // now: a checkpoint of size 0 names the tree of no entries.
+            return self.sign_checkpoint(&MerkleLog::new().checkpoint(name));
         }
         let read = self.db.begin_read().map_err(storage)?;
         let table = read.open_table(CHECKPOINTS).map_err(storage)?;

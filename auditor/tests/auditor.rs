@@ -381,7 +381,7 @@ fn the_monitor_verifies_a_log_and_lists_key_changes() {
     let report = verify_namespace(&export, &pins, &mut proofs_from_entries(&export)).unwrap();
     assert_eq!(report.log_size, 3);
     assert_eq!(report.checkpoints, 3);
-    assert_eq!(report.consistent_pairs, 3);
+    assert_eq!(report.consistent_pairs, 2, "consecutive pairs only");
     assert_eq!(report.epochs[0].changes.len(), 2);
     assert!(report.epochs[1]
         .changes
@@ -666,4 +666,221 @@ fn a_stalled_upload_does_not_block_the_auditor_and_metrics_count_requests() {
     stop.shutdown();
     runner.join().unwrap().unwrap();
     assert!(std::net::TcpStream::connect(addr).is_err());
+}
+
+/// SPEC.md §18.2: `GET /namespaces/{ns}/checkpoints/0` is the signed
+/// checkpoint of the empty tree (root SHA-256("")), before and after
+/// anything is published, and it is consistent with every later one.
+#[test]
+fn checkpoint_zero_is_the_empty_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let operator = OperatorSigningKey::from_bytes(&[3; 32]);
+    let a = Mutex::new(Auditor::open(dir.path()).unwrap());
+    let first = artifact(1, &keys(1));
+    a.lock()
+        .unwrap()
+        .register_namespace(NS, 1, artifact_digest(&first))
+        .unwrap();
+    let pinned = [PinnedKey::new(a.lock().unwrap().public_key())];
+    let get_zero = || {
+        let answer = route(
+            &a,
+            "t",
+            "GET",
+            &format!("/namespaces/{NS}/checkpoints/0"),
+            None,
+            b"",
+        );
+        assert_eq!(answer.status, 200);
+        Checkpoint::verify_note(&answer.body, NS, &pinned).unwrap()
+    };
+    let empty = MerkleLog::new().checkpoint(NS);
+    assert_eq!(get_zero(), empty);
+    {
+        let mut auditor = a.lock().unwrap();
+        for e in 1..=3 {
+            let mut b = auditor
+                .publish(NS, e, &artifact(e, &keys(e as u8)), None, e)
+                .unwrap();
+            b.countersign(&operator);
+        }
+    }
+    let zero = get_zero();
+    assert_eq!(zero, empty, "still the empty tree after publishing");
+    assert_eq!(
+        zero.root_hash,
+        backup_key_vault::bundle::log::empty_root(),
+        "RFC 6962's empty root"
+    );
+    let auditor = a.lock().unwrap();
+    let latest = Checkpoint::parse_note(&auditor.checkpoint(NS).unwrap())
+        .unwrap()
+        .0;
+    assert_eq!(latest.tree_size, 3);
+    auditor
+        .consistency(NS, 0, 3)
+        .unwrap()
+        .verify(&zero, &latest)
+        .unwrap();
+    // A size above the log is not found.
+    drop(auditor);
+    let answer = route(
+        &a,
+        "t",
+        "GET",
+        &format!("/namespaces/{NS}/checkpoints/4"),
+        None,
+        b"",
+    );
+    assert_eq!(answer.status, 404);
+}
+
+/// SPEC.md §18.2: where plexi defines an answer's JSON, ours has its
+/// shape: plexi-core's own types read our answers, and plexi-core's
+/// verifier accepts our statements.
+#[test]
+fn plexi_core_reads_and_verifies_our_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let operator = OperatorSigningKey::from_bytes(&[3; 32]);
+    let a = Mutex::new(auditor_with(dir.path(), 3, &operator));
+    let key = a.lock().unwrap().public_key();
+    let get = |url: &str| -> Vec<u8> {
+        let answer = route(&a, "t", "GET", url, None, b"");
+        assert_eq!(answer.status, 200, "{url}");
+        answer.body
+    };
+    // An epoch's audit: plexi's SignatureResponse, verified by plexi.
+    for e in 1..=3u64 {
+        let body = get(&format!("/namespaces/{NS}/audits/{e}"));
+        let response: plexi_core::SignatureResponse = serde_json::from_slice(&body)
+            .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&body)));
+        assert_eq!(response.namespace(), NS);
+        assert_eq!(response.epoch().to_string(), e.to_string());
+        assert_eq!(
+            response.digest(),
+            artifact_digest(&artifact(e, &keys(e as u8)))
+        );
+        assert_eq!(response.key_id(), Some(key[31]));
+        response.verify(&key).unwrap();
+        // A changed digest no longer verifies with plexi.
+        let mut forged: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        forged["digest"] = serde_json::json!(to_hex(&[0u8; 32]));
+        let forged: plexi_core::SignatureResponse = serde_json::from_value(forged).unwrap();
+        assert!(forged.verify(&key).is_err());
+        // The bundle answer is one too.
+        let body = get(&format!("/namespaces/{NS}/audits/{e}/bundle"));
+        let response: plexi_core::SignatureResponse = serde_json::from_slice(&body).unwrap();
+        response.verify(&key).unwrap();
+    }
+    // The auditor's configuration: its key and its logs.
+    let info: plexi_core::auditor::Configuration = serde_json::from_slice(&get("/info")).unwrap();
+    assert_eq!(info.keys().len(), 1);
+    assert_eq!(info.keys()[0].public_key(), &to_hex(&key));
+    assert_eq!(info.keys()[0].key_id(), key[31]);
+    assert_eq!(info.logs(), &vec![NS.to_string()]);
+    // A namespace, alone and in the list.
+    let ns: plexi_core::namespaces::NamespaceInfo =
+        serde_json::from_slice(&get(&format!("/namespaces/{NS}"))).unwrap();
+    assert_eq!(ns.name(), NS);
+    assert_eq!(
+        ns.root(),
+        Some(format!("1/{}", to_hex(&artifact_digest(&artifact(1, &keys(1))))).as_str())
+    );
+    assert_eq!(ns.status(), plexi_core::namespaces::NamespaceStatus::Online);
+    assert_eq!(ns.audits_uri(), format!("/namespaces/{NS}/audits"));
+    assert_eq!(u32::from(ns.ciphersuite()), 1);
+    let list: plexi_core::namespaces::Namespaces =
+        serde_json::from_slice(&get("/namespaces")).unwrap();
+    assert_eq!(list.iter().map(|n| n.name()).collect::<Vec<_>>(), [NS]);
+}
+
+/// SPEC.md §18.3: the monitor's state file remembers the newest verified
+/// checkpoint; the next run proves the new one consistent with it, so a
+/// log that forks between two runs is caught even though the fork's own
+/// export is consistent and no longer shows the old checkpoint.
+#[test]
+fn the_state_file_catches_a_fork_between_two_runs() {
+    use bkv_auditor::export::{verify_namespace_with_state, MonitorState};
+    let dir = tempfile::tempdir().unwrap();
+    let fork_dir = tempfile::tempdir().unwrap();
+    let operator = OperatorSigningKey::from_bytes(&[3; 32]);
+    drop(auditor_with(dir.path(), 2, &operator));
+    // The same auditor (same key, same two entries), copied: from here on
+    // the two copies go separate ways.
+    std::fs::copy(
+        dir.path().join("auditor.redb"),
+        fork_dir.path().join("auditor.redb"),
+    )
+    .unwrap();
+    let publish = |a: &mut Auditor, epoch: u64, k: u8| {
+        let mut b = a
+            .publish(NS, epoch, &artifact(epoch, &keys(k)), None, epoch)
+            .unwrap();
+        b.countersign(&operator);
+        a.add_counter_signature(NS, epoch, b.counter_signature.unwrap())
+            .unwrap();
+    };
+    let mut real = Auditor::open(dir.path()).unwrap();
+    let mut fork = Auditor::open(fork_dir.path()).unwrap();
+    assert_eq!(real.public_key(), fork.public_key());
+    publish(&mut real, 3, 3);
+    publish(&mut fork, 3, 33);
+    publish(&mut fork, 4, 4);
+    let pins = Pins {
+        auditor_keys: vec![real.public_key()],
+        operator_keys: vec![operator.public_key()],
+    };
+    let run = |export: &bkv_auditor::export::Export, state: Option<&MonitorState>| {
+        verify_namespace_with_state(export, &pins, &mut proofs_from_entries(export), state)
+    };
+
+    // First run, on the real log: it remembers the checkpoint of size 3.
+    let (report, state) = run(&real.export(NS).unwrap(), None).unwrap();
+    assert_eq!(report.remembered_size, None);
+    assert_eq!(report.new_operator_keys, [to_hex(&operator.public_key())]);
+    // The state goes through a file as JSON.
+    let state: MonitorState =
+        serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+    assert_eq!(
+        Checkpoint::parse_note(state.checkpoint.as_bytes())
+            .unwrap()
+            .0
+            .tree_size,
+        3
+    );
+
+    // The fork on its own is a consistent log: without memory it passes.
+    let forked = fork.export(NS).unwrap();
+    run(&forked, None).unwrap();
+    // With the state of the first run, it is caught.
+    let failure = run(&forked, Some(&state)).unwrap_err();
+    assert!(failure.reason.contains("not consistent"), "{failure}");
+    assert!(failure.reason.contains("remembered"), "{failure}");
+
+    // The real log going on passes, and moves the state forward.
+    publish(&mut real, 4, 4);
+    let (report, next) = run(&real.export(NS).unwrap(), Some(&state)).unwrap();
+    assert_eq!(report.remembered_size, Some(3));
+    assert!(report.new_operator_keys.is_empty());
+    assert_eq!(report.consistent_pairs, 3 + 1);
+    assert_eq!(
+        Checkpoint::parse_note(next.checkpoint.as_bytes())
+            .unwrap()
+            .0
+            .tree_size,
+        4
+    );
+
+    // A log that shrank (the export cut back to two entries).
+    let mut cut = real.export(NS).unwrap();
+    cut.entries.truncate(2);
+    cut.checkpoints.truncate(2);
+    let failure = run(&cut, Some(&next)).unwrap_err();
+    assert!(failure.reason.contains("shrank"), "{failure}");
+
+    // Another auditor key than the one remembered.
+    let mut other = next.clone();
+    other.auditor_key = to_hex(&[9; 32]);
+    let failure = run(&real.export(NS).unwrap(), Some(&other)).unwrap_err();
+    assert!(failure.reason.contains("auditor key changed"), "{failure}");
 }

@@ -1,5 +1,6 @@
 //! `bkv auditor serve` and `bkv audit verify-namespace` (SPEC.md §18).
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,8 @@ use std::time::Duration;
 use backup_key_vault::bundle::ConsistencyProof;
 use backup_key_vault::bundle::DEFAULT_NAMESPACE;
 use bkv_auditor::export::{
-    parse_hex, proofs_from_entries, verify_namespace, Export, KeyChange, MonitorFailure, Pins,
+    parse_hex, proofs_from_entries, verify_namespace_with_state, Export, KeyChange, MonitorFailure,
+    MonitorState, Pins,
 };
 use bkv_auditor::http::Server;
 use bkv_auditor::Auditor;
@@ -102,6 +104,40 @@ pub struct VerifyArgs {
     /// Print the report (or the failure) as JSON.
     #[arg(long)]
     json: bool,
+    /// A state file (JSON): the newest checkpoint verified and the keys it
+    /// was verified under. Read if it exists, so the newest checkpoint must
+    /// be consistent with the remembered one (a fork or rewrite between
+    /// runs is caught even if the log no longer shows the old checkpoint);
+    /// written after a successful run.
+    #[arg(long)]
+    state: Option<PathBuf>,
+}
+
+/// Reads the state file, if there is one.
+fn read_state(path: &std::path::Path) -> Result<Option<MonitorState>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| format!("state file {}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("state file {}: {e}", path.display())),
+    }
+}
+
+/// Writes the state file atomically: a temporary file beside it, then a
+/// rename, so a crash leaves the old state or the new one.
+fn write_state(path: &std::path::Path, state: &MonitorState) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(state).map_err(|e| e.to_string())?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| format!("state file {}: {e}", path.display()))
 }
 
 fn agent() -> ureq::Agent {
@@ -153,6 +189,27 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
             }
         }
     }
+    let state = match args.state.as_deref().map(read_state).transpose() {
+        Ok(state) => state.flatten(),
+        Err(e) => return report_failure(args, &setup(e), Exit::Other),
+    };
+    if pins.auditor_keys.is_empty() {
+        match &state {
+            Some(s) => eprintln!(
+                "warning: no --auditor-key pinned; using the key the state file remembers, {}",
+                s.auditor_key
+            ),
+            None => eprintln!(
+                "warning: no --auditor-key pinned; trusting the key the log declares (pin it with --auditor-key)"
+            ),
+        }
+    }
+    if pins.operator_keys.is_empty() {
+        eprintln!(
+            "warning: no --operator-key pinned; any operator key's counter-signature is accepted (pin them with --operator-key)"
+        );
+    }
+    let state = state.as_ref();
     let result = if args.source.starts_with("http://") || args.source.starts_with("https://") {
         let base = args.source.trim_end_matches('/').to_string();
         let agent = agent();
@@ -184,7 +241,7 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
                         .collect::<Result<Vec<_>, _>>()?;
                     Ok(ConsistencyProof { hashes })
                 };
-                verify_namespace(&export, &pins, &mut from_auditor)
+                verify_namespace_with_state(&export, &pins, &mut from_auditor, state)
                     .map_err(|f| (f, Exit::Verification))
             }
         }
@@ -194,14 +251,24 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
             .and_then(|t| serde_json::from_str::<Export>(&t).map_err(|e| e.to_string()))
         {
             Err(e) => Err((setup(format!("{}: {e}", args.source)), Exit::Other)),
-            Ok(export) => verify_namespace(&export, &pins, &mut proofs_from_entries(&export))
-                .map_err(|f| (f, Exit::Verification)),
+            Ok(export) => verify_namespace_with_state(
+                &export,
+                &pins,
+                &mut proofs_from_entries(&export),
+                state,
+            )
+            .map_err(|f| (f, Exit::Verification)),
         }
     };
-    let report = match result {
+    let (report, next_state) = match result {
         Ok(r) => r,
         Err((failure, exit)) => return report_failure(args, &failure, exit),
     };
+    if let Some(path) = &args.state {
+        if let Err(e) = write_state(path, &next_state) {
+            return report_failure(args, &setup(e), Exit::Other);
+        }
+    }
     if args.json {
         match serde_json::to_string(&report) {
             Ok(text) => {
@@ -216,6 +283,14 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
         report.namespace, report.log_size, report.checkpoints, report.consistent_pairs
     );
     text.push_str(&format!("auditor key {}\n", report.auditor_key));
+    if let Some(size) = report.remembered_size {
+        text.push_str(&format!(
+            "consistent with the checkpoint of size {size} the last run verified\n"
+        ));
+        for key in &report.new_operator_keys {
+            text.push_str(&format!("operator key {key} (not seen by the last run)\n"));
+        }
+    }
     for epoch in &report.epochs {
         text.push_str(&format!(
             "epoch {}: fleet {}, digest {} (signed, counter-signed, in the log)\n",

@@ -131,7 +131,7 @@ fn unhex(s: &str) -> Result<Vec<u8>, String> {
     if let Some((i, c)) = s.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
         return Err(format!("not hex: {c:?} at character {}", i + 1));
     }
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(format!("an odd number of hex digits ({})", s.len()));
     }
     (0..s.len())
@@ -370,7 +370,7 @@ pub fn up(args: &UpArgs) -> ExitCode {
 
 fn run_up(args: &UpArgs) -> Result<(), Failure> {
     let n = args.nodes;
-    if n < 3 || n % 2 == 0 || n > 99 {
+    if n < 3 || n.is_multiple_of(2) || n > 99 {
         return Err(Failure::usage(format!(
             "--nodes {n}: a fleet has an odd number of members, from 3 to 99 \
              (SPEC.md §20: a majority must survive a failure)"

@@ -177,7 +177,7 @@ fn loopback_auditor_three_epochs_and_the_monitor() {
     let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(report["ok"], true);
     assert_eq!(report["report"]["log_size"], 3);
-    assert_eq!(report["report"]["consistent_pairs"], 3);
+    assert_eq!(report["report"]["consistent_pairs"], 2);
     assert_eq!(report["report"]["epochs"].as_array().unwrap().len(), 3);
     let (ok, out, _) = bkv(&["audit", "verify-namespace", &base]);
     assert!(ok);
@@ -395,4 +395,67 @@ fn the_token_stays_off_the_command_line_and_the_key_database_is_private() {
         text.contains(&format!("chmod 600 {}", db.display())),
         "{text}"
     );
+}
+
+/// `--state FILE` (SPEC.md §18.3): the first run remembers the real log's
+/// newest checkpoint; a second run on a fork, whose own export is
+/// consistent and never shows the real checkpoint, fails; the state is
+/// left as it was. Without pinned keys the monitor warns.
+#[test]
+fn the_state_file_catches_a_fork_between_two_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real");
+    {
+        let mut a = Auditor::open(&real).unwrap();
+        a.register_namespace(NS, 1, artifact_digest(artifact(1, 1).as_bytes()))
+            .unwrap();
+        publish(&mut a, 1, 2, 0);
+    }
+    let fork = dir.path().join("fork");
+    copy_dir(&real, &fork);
+    let mut a = Auditor::open(&real).unwrap();
+    publish(&mut a, 3, 3, 0);
+    let mut b = Auditor::open(&fork).unwrap();
+    publish(&mut b, 3, 4, 0x55);
+    let state = dir.path().join("monitor-state.json");
+    let state_arg = state.to_string_lossy().into_owned();
+
+    let (ok, out, err) = bkv(&[
+        "audit",
+        "verify-namespace",
+        &export_file(dir.path(), &a.export(NS).unwrap()),
+        "--state",
+        &state_arg,
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(err.contains("warning: no --auditor-key pinned"), "{err}");
+    assert!(err.contains("warning: no --operator-key pinned"), "{err}");
+    let remembered = std::fs::read_to_string(&state).unwrap();
+    assert!(remembered.contains("bkv-monitor-state/v1"), "{remembered}");
+
+    // The fork alone passes a monitor without memory...
+    let forked = export_file(dir.path(), &b.export(NS).unwrap());
+    let (ok, out, err) = bkv(&["audit", "verify-namespace", &forked]);
+    assert!(ok, "{out}{err}");
+    // ...and fails the one that remembers.
+    let (ok, _, err) = bkv(&["audit", "verify-namespace", &forked, "--state", &state_arg]);
+    assert!(!ok);
+    assert!(err.contains("not consistent"), "{err}");
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), remembered);
+
+    // The real log going on passes and moves the state forward.
+    publish(&mut a, 4, 4, 0);
+    let (ok, out, err) = bkv(&[
+        "audit",
+        "verify-namespace",
+        &export_file(dir.path(), &a.export(NS).unwrap()),
+        "--state",
+        &state_arg,
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("consistent with the checkpoint of size 3 the last run verified"),
+        "{out}"
+    );
+    assert_ne!(std::fs::read_to_string(&state).unwrap(), remembered);
 }

@@ -192,7 +192,7 @@ pub fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
 /// Lower-case hex of any length.
 pub fn parse_hex_vec(text: &str) -> Option<Vec<u8>> {
     let digits = text.as_bytes();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     let value = |d: u8| match d {

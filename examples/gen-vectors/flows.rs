@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 
+use backup_key_vault::bundle::{EncodedBundle, ValidationBundle, MAX_BUNDLE_LEN};
 use backup_key_vault::client::{
     AwaitingKeyRelease, AwaitingRecoveryResponse, ClientConfig, Recovery, Registration,
 };
@@ -20,12 +21,13 @@ use backup_key_vault::vault::{
     Applied, Command, MemoryStore, RecordSlot, RecordStore, Vault, VaultPolicy,
 };
 use backup_key_vault::wire::{
-    self, KeyRelease, RecoveryFinish, RecoveryResponse, RecoveryStart, RegistrationConfirmation,
-    RegistrationRequest, RegistrationResponse, RegistrationUpload, Rejection,
+    self, BundleRequest, BundleResponse, KeyRelease, RecoveryFinish, RecoveryResponse,
+    RecoveryResponseWithBundle, RecoveryStart, RegistrationConfirmation, RegistrationRequest,
+    RegistrationResponse, RegistrationUpload, Rejection,
 };
 use backup_key_vault::{
-    BackupKey, ClientError, FleetSecrets, RecordId, RecoveryCode, SessionId, StoreError,
-    StretchingParams, VaultError, WireError,
+    BackupKey, BundleError, ClientError, FleetSecrets, RecordId, RecoveryCode, SessionId,
+    StoreError, StretchingParams, VaultError, WireError,
 };
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::ChaCha20Poly1305;
@@ -218,6 +220,23 @@ pub fn wire_error(e: &WireError) -> Value {
             json!({ "error": "Length", "expected": expected, "found": found })
         }
         WireError::InvalidField(f) => json!({ "error": "InvalidField", "field": f }),
+        other => json!({ "error": format!("{other:?}") }),
+    }
+}
+
+/// A bundle error as data: the variant's name and its fields.
+pub fn bundle_error(e: &BundleError) -> Value {
+    match e {
+        BundleError::Malformed(w) => json!({ "error": "Malformed", "wire": wire_error(w) }),
+        BundleError::ArtifactMalformed(r) => json!({ "error": "ArtifactMalformed", "reason": r }),
+        BundleError::CheckpointMalformed(r) => {
+            json!({ "error": "CheckpointMalformed", "reason": r })
+        }
+        BundleError::Rollback { stored, presented } => {
+            json!({ "error": "Rollback", "stored": stored, "presented": presented })
+        }
+        BundleError::MissingRole(r) => json!({ "error": "MissingRole", "role": r.name() }),
+        BundleError::KeyNotListed(r) => json!({ "error": "KeyNotListed", "role": r.name() }),
         other => json!({ "error": format!("{other:?}") }),
     }
 }
@@ -464,9 +483,9 @@ impl Flow {
                 "sealed_plaintext": hex(&plaintext),
                 "hpke_info": hex(&derive::hpke_info(&record_id)),
                 "hpke_aad": hex(&derive::registration_request_aad(&record_id, &request.encapsulated_key)),
-                "export_response": hex(&exports.response[..]),
-                "export_upload": hex(&exports.upload[..]),
-                "export_confirm": hex(&exports.confirm[..]),
+                "X_resp": hex(&exports.response[..]),
+                "X_upload": hex(&exports.upload[..]),
+                "X_confirm": hex(&exports.confirm[..]),
             },
         }));
 
@@ -600,7 +619,35 @@ impl Flow {
                 "error": client_error(&err),
             }));
         }
-        for (what, msg) in tampered_responses(&response) {
+        // The identity in each point of the OPAQUE RegistrationResponse,
+        // sealed properly under K_resp (§5.10).
+        let opened = open(&keys.response[..], &response_aad, &response.sealed).unwrap();
+        let mut resealed = Vec::new();
+        for (what, at) in [
+            ("evaluated element is the identity (resealed)", 0),
+            ("server public key is the identity (resealed)", 32),
+        ] {
+            let mut pt = opened.clone();
+            pt[at..at + 32].fill(0);
+            let sealed = ChaCha20Poly1305::new_from_slice(&keys.response[..])
+                .unwrap()
+                .encrypt(
+                    &[0u8; 12].into(),
+                    Payload {
+                        msg: &pt,
+                        aad: &response_aad,
+                    },
+                )
+                .unwrap();
+            resealed.push((
+                what,
+                RegistrationResponse {
+                    session_id: response.session_id,
+                    sealed: sealed.try_into().unwrap(),
+                },
+            ));
+        }
+        for (what, msg) in tampered_responses(&response).into_iter().chain(resealed) {
             let (mut rng, state) = self.registration_client(seed, code);
             let err = refused(state.finish(&mut rng, &msg, Some(BackupKey::from_bytes(key))));
             self.negative.push(json!({
@@ -675,6 +722,12 @@ impl Flow {
             "output": { "message": "RecoveryStart", "hex": hex(&ke1.to_bytes()) },
         }));
 
+        // The OPRF nonce the vault will use: the live record's, else the
+        // unknown-record nonce of the fake path (SPEC.md §4.3).
+        let live_nonce = match self.vault.store().load(&record_id).unwrap() {
+            Some(RecordSlot::Live(r)) => Some(r.payload.oprf_nonce),
+            _ => None,
+        };
         let answer = self
             .vault
             .recovery_start(&mut self.vault_rng, self.now, &ke1);
@@ -707,10 +760,7 @@ impl Flow {
             "rng_draws": draws_json("Vault::recovery_start", &draws),
             "commits": commits,
             "output": { "message": "RecoveryResponse", "hex": hex(&ke2.to_bytes()) },
-            "values": {
-                "opaque_context": hex(&derive::opaque_context(&record_id)),
-                "unknown_record_nonce": hex(&derive::unknown_record_nonce(&oprf_seed, &record_id)),
-            },
+            "values": recovery_start_values(&oprf_seed, &record_id, live_nonce),
             "slot_after": slot,
         }));
 
@@ -803,7 +853,12 @@ impl Flow {
             "input": hex(&ke3.to_bytes()),
             "commits": commits,
             "output": { "message": "KeyRelease", "hex": hex(&release.to_bytes()) },
-            "values": { "release_plaintext": hex(&plaintext) },
+            "values": {
+                "session_key": hex(&session_key),
+                "K_release": hex(&derive::release_key(&session_key, &record_id, &sid)[..]),
+                "release_aad": hex(&derive::release_aad(&record_id, &sid)),
+                "release_plaintext": hex(&plaintext),
+            },
             "slot_after": slot,
         }));
         let recovered = state.finish(&release).unwrap();
@@ -891,6 +946,8 @@ impl Flow {
             "vault_policy": {
                 "max_attempts": policy.max_attempts,
                 "session_ttl_ms": policy.session_ttl_ms,
+                "max_pending_recoveries": policy.max_pending_recoveries,
+                "max_pending_registrations": policy.max_pending_registrations,
                 "stretching_floor": params(&policy.stretching_floor),
                 "unknown_record_stretching": params(&policy.unknown_record_stretching),
             },
@@ -913,6 +970,31 @@ impl Flow {
 }
 
 /// The error of a call that must fail (client states have no `Debug`).
+/// The values of a `Vault::recovery_start` step: the OPAQUE context, and the
+/// credential identifier and OPRF key of the record's nonce, or of the
+/// unknown-record nonce (listed then) when the record is not live.
+fn recovery_start_values(
+    oprf_seed: &[u8; 64],
+    record_id: &RecordId,
+    live_nonce: Option<[u8; 32]>,
+) -> Value {
+    let mut values = json!({ "opaque_context": hex(&derive::opaque_context(record_id)) });
+    let nonce = match live_nonce {
+        Some(nonce) => nonce,
+        None => {
+            let nonce = derive::unknown_record_nonce(oprf_seed, record_id);
+            values["unknown_record_nonce"] = json!(hex(&nonce));
+            nonce
+        }
+    };
+    let cid = derive::credential_identifier(record_id, &nonce);
+    let seed = derive::oprf_key_seed(oprf_seed, &cid);
+    values["credential_identifier"] = json!(hex(&cid));
+    values["oprf_key_seed"] = json!(hex(&seed[..]));
+    values["oprf_key"] = json!(hex(&oprf_key(&seed[..])));
+    values
+}
+
 fn refused<T, E>(result: Result<T, E>) -> E {
     match result {
         Ok(_) => panic!("a tampered answer was accepted"),
@@ -955,6 +1037,11 @@ fn tampered_ke2s(r: &RecoveryResponse) -> Vec<(&'static str, RecoveryResponse)> 
     masked.ke2[64] ^= 1;
     let mut invalid_point = r.clone();
     invalid_point.ke2[..32].fill(0xFF);
+    // The identity's encoding is all zeros (§5.10).
+    let mut identity_element = r.clone();
+    identity_element.ke2[..32].fill(0);
+    let mut identity_share = r.clone();
+    identity_share.ke2[32 + 32 + 128 + 32..32 + 32 + 128 + 64].fill(0);
     let mut above = r.clone();
     above.stretching = StretchingParams {
         m_cost: StretchingParams::DEFAULT_CEILING.m_cost + 8,
@@ -970,6 +1057,8 @@ fn tampered_ke2s(r: &RecoveryResponse) -> Vec<(&'static str, RecoveryResponse)> 
         ("masked response bit flipped", masked),
         ("server MAC bit flipped", mac),
         ("evaluated element not a valid encoding", invalid_point),
+        ("evaluated element is the identity", identity_element),
+        ("server key share is the identity", identity_share),
         ("Argon2 memory above the client's ceiling", above),
         (
             "other (valid) Argon2 parameters than the record's",
@@ -1187,6 +1276,157 @@ pub fn negative() -> Value {
         ));
     }
 
+    // The messages of §16.2 and the ValidationBundle decoder of §16.1, on
+    // the bytes of bundle.json.
+    let bundle_flow = bundle();
+    let encoded_bundle = from_hex(bundle_flow["bundle"].as_str().unwrap());
+    let bundle_response = from_hex(bundle_flow["bundle_response"].as_str().unwrap());
+    let with_bundle = RecoveryResponseWithBundle {
+        response: RecoveryResponse::from_bytes(&ke2).unwrap(),
+        bundle: EncodedBundle::from_bytes(&encoded_bundle).unwrap(),
+    }
+    .to_bytes();
+    let bundle_request = BundleRequest {}.to_bytes();
+    wire!(BundleRequest, bundle_request, 0x0B);
+    wire!(BundleResponse, bundle_response, 0x0A);
+    wire!(RecoveryResponseWithBundle, with_bundle, 0x06);
+    let set = |base: &[u8], i: usize, b: &[u8]| {
+        let mut v = base.to_vec();
+        v[i..i + b.len()].copy_from_slice(b);
+        v
+    };
+    let too_long = (MAX_BUNDLE_LEN as u32 + 1).to_be_bytes();
+    decoders.extend([
+        decode_case(
+            "BundleResponse",
+            "shorter than its length prefix",
+            &bundle_response[..5],
+            BundleResponse::from_bytes,
+        ),
+        decode_case(
+            "BundleResponse",
+            "length prefix and nothing else",
+            &bundle_response[..6],
+            BundleResponse::from_bytes,
+        ),
+        decode_case(
+            "BundleResponse",
+            "length 0",
+            &set(&bundle_response, 2, &[0; 4]),
+            BundleResponse::from_bytes,
+        ),
+        decode_case(
+            "BundleResponse",
+            "length above the largest bundle",
+            &set(&bundle_response, 2, &too_long),
+            BundleResponse::from_bytes,
+        ),
+        decode_case(
+            "BundleResponse",
+            "bundle of version 1",
+            &set(&bundle_response, 6, &[1]),
+            BundleResponse::from_bytes,
+        ),
+        decode_case(
+            "RecoveryResponseWithBundle",
+            "fixed part cut short",
+            &with_bundle[..300],
+            RecoveryResponseWithBundle::from_bytes,
+        ),
+        decode_case(
+            "RecoveryResponseWithBundle",
+            "KE2 and no length prefix",
+            &with_bundle[..351],
+            RecoveryResponseWithBundle::from_bytes,
+        ),
+        decode_case(
+            "RecoveryResponseWithBundle",
+            "p_cost = 0",
+            &set(&with_bundle, 2 + 16 + 1 + 8, &[0; 4]),
+            RecoveryResponseWithBundle::from_bytes,
+        ),
+        decode_case(
+            "RecoveryResponseWithBundle",
+            "length 0",
+            &set(&with_bundle, 351, &[0; 4]),
+            RecoveryResponseWithBundle::from_bytes,
+        ),
+        decode_case(
+            "RecoveryResponseWithBundle",
+            "length above the largest bundle",
+            &set(&with_bundle, 351, &too_long),
+            RecoveryResponseWithBundle::from_bytes,
+        ),
+    ]);
+    let vb = ValidationBundle::from_bytes(&encoded_bundle).unwrap();
+    let n = vb.namespace.len();
+    let flag_at = 2 + n + 8 + 8 + 32 + 32 + 64;
+    let artifact_len_at = flag_at
+        + 1
+        + if vb.counter_signature.is_some() {
+            96
+        } else {
+            0
+        };
+    let leaf_at = artifact_len_at + 4 + vb.artifact.len();
+    let proof_len_at = leaf_at + 8;
+    let checkpoint_len_at = proof_len_at + 1 + 32 * vb.inclusion.hashes.len();
+    let vb_case = |case: &str, input: &[u8]| {
+        decode_case("ValidationBundle", case, input, |b| {
+            ValidationBundle::from_bytes(b).map(|_| ())
+        })
+    };
+    let mut spaced = encoded_bundle.clone();
+    spaced[2 + 6] = b' ';
+    decoders.extend([
+        vb_case("empty", &[]),
+        vb_case("version 1 (retired)", &set(&encoded_bundle, 0, &[1])),
+        vb_case("version 3", &set(&encoded_bundle, 0, &[3])),
+        vb_case("version only", &encoded_bundle[..1]),
+        vb_case("cut inside the namespace", &encoded_bundle[..10]),
+        vb_case("namespace length 0", &set(&encoded_bundle, 1, &[0])),
+        vb_case("namespace length 129", &set(&encoded_bundle, 1, &[129])),
+        vb_case("namespace with a space", &spaced),
+        vb_case(
+            "cut inside the auditor signature",
+            &encoded_bundle[..flag_at - 1],
+        ),
+        vb_case(
+            "counter-signature flag 2",
+            &set(&encoded_bundle, flag_at, &[2]),
+        ),
+        vb_case(
+            "artifact length 0",
+            &set(&encoded_bundle, artifact_len_at, &[0; 4]),
+        ),
+        vb_case(
+            "artifact length 16385",
+            &set(&encoded_bundle, artifact_len_at, &16385u32.to_be_bytes()),
+        ),
+        vb_case(
+            "inclusion proof length 41",
+            &set(&encoded_bundle, proof_len_at, &[41]),
+        ),
+        vb_case(
+            "checkpoint length 0",
+            &set(&encoded_bundle, checkpoint_len_at, &[0; 4]),
+        ),
+        vb_case(
+            "checkpoint length above 131072",
+            &set(&encoded_bundle, checkpoint_len_at, &131073u32.to_be_bytes()),
+        ),
+        vb_case(
+            "one byte short",
+            &encoded_bundle[..encoded_bundle.len() - 1],
+        ),
+        vb_case("one trailing byte", &[&encoded_bundle[..], &[0]].concat()),
+        vb_case("longer than the largest bundle", &{
+            let mut long = encoded_bundle.clone();
+            long.resize(MAX_BUNDLE_LEN + 1, 0);
+            long
+        }),
+    ]);
+
     // Command (§8.2) and RecordSlot (§8.4), from the flow's Register.
     let register = from_hex(flow["steps"][3]["commits"][0]["command"].as_str().unwrap());
     let charge = from_hex(flow["steps"][6]["commits"][0]["command"].as_str().unwrap());
@@ -1323,6 +1563,20 @@ pub fn negative() -> Value {
         "KE1 whose blinded element is not a valid encoding",
         &with(&ke1, 34, &[0xFF; 32]),
     );
+    // The identity (all-zero encoding) where KE1 carries a point (§5.10):
+    // a canonical encoding, refused all the same.
+    ask(
+        "KE1 whose blinded element is the identity",
+        &with(&ke1, 34, &[0; 32]),
+    );
+    ask(
+        "KE1 whose client key share is the identity",
+        &with(&ke1, 34 + 64, &[0; 32]),
+    );
+    ask(
+        "registration request whose OPAQUE blinded element is the identity",
+        &registration_request_with(&fleet, &request, &[0; 32]),
+    );
     ask("KE3 for no pending session", &ke3);
     ask("upload for no pending registration", &upload);
     ask(
@@ -1338,14 +1592,132 @@ pub fn negative() -> Value {
         &with(&request, 34, &[0; 32]),
     );
 
+    // An upload whose RegistrationRecord carries the identity as the
+    // client's public key (§5.10): it needs a pending registration, so the
+    // case lists the request that makes one (answered with the draws of
+    // `rng_seed`) before the upload.
+    let setup_seed = 0x6276_6b2d_7570_6c64; // "bvk-upld"
+    let mut upload_vault = Vault::new(
+        &fleet,
+        VaultPolicy::insecure_test_only(),
+        MemoryStore::new(),
+    )
+    .unwrap();
+    let pending = RegistrationRequest::from_bytes(&request).unwrap();
+    let answer = upload_vault.handle(&mut Recorder::new(setup_seed), 1_700_000_000_000, &request);
+    let session_id = RegistrationResponse::from_bytes(&answer)
+        .unwrap()
+        .session_id;
+    let tr_sk: [u8; 32] = secrets[97..129].try_into().unwrap();
+    let k_upload = derive::registration_keys(
+        &tr_sk,
+        &pending.encapsulated_key,
+        &pending.record_id,
+        &session_id,
+    )
+    .unwrap()
+    .upload;
+    let plaintext = [
+        &[0u8; 32][..],        // client_public_key: the identity
+        &[0x11; 192 - 32][..], // masking key, envelope
+        &StretchingParams::INSECURE_TEST_ONLY.to_bytes()[..],
+        &[0x22; 48][..], // wrapped key
+    ]
+    .concat();
+    let sealed = ChaCha20Poly1305::new_from_slice(&k_upload[..])
+        .unwrap()
+        .encrypt(
+            &[0u8; 12].into(),
+            Payload {
+                msg: &plaintext,
+                aad: &derive::upload_aad(&pending.record_id, &session_id),
+            },
+        )
+        .unwrap();
+    let upload_identity = RegistrationUpload {
+        record_id: pending.record_id,
+        session_id,
+        sealed: sealed.try_into().unwrap(),
+    }
+    .to_bytes();
+    let answer = upload_vault.handle(&mut Recorder::new(0), 1_700_000_000_000, &upload_identity);
+    let err = RegistrationUpload::from_bytes(&upload_identity)
+        .map_err(VaultError::from)
+        .and_then(|m| {
+            let mut again = Vault::new(
+                &fleet,
+                VaultPolicy::insecure_test_only(),
+                MemoryStore::new(),
+            )
+            .unwrap();
+            again.handle(&mut Recorder::new(setup_seed), 1_700_000_000_000, &request);
+            again.registration_upload(1_700_000_000_000, &m).map(|_| ())
+        })
+        .unwrap_err();
+    let typed = vault_error(&err);
+    assert_eq!(hex(&answer), typed["rejection"].as_str().unwrap());
+    let after_request = vec![json!({
+        "case": "upload whose client public key is the identity",
+        "setup_request": hex(&request),
+        "setup_rng_seed": setup_seed,
+        "request": hex(&upload_identity),
+        "error": typed,
+        "answer": hex(&answer),
+    })];
+
     json!({
         "flow": "negative",
-        "description": "Malformed inputs and the exact error each produces. `decoders`: each decoder (SPEC.md §5, §8.2, §8.4, §4.1) on corrupted copies of the recovery-success flow's bytes. `vault`: requests to a fresh vault (fleet of the recovery-success flow, no records, policy insecure_test_only) through its byte entry point (§5.9): the typed error and the Rejection bytes. Client-side rejections are in each flow's `negative` list.",
+        "description": "Malformed inputs and the exact error each produces. `decoders`: each decoder (SPEC.md §5, §8.2, §8.4, §4.1) on corrupted copies of the recovery-success flow's bytes. `vault`: requests to a fresh vault (fleet of the recovery-success flow, no records, policy insecure_test_only) through its byte entry point (§5.9): the typed error and the Rejection bytes. `vault_after_request`: the same, for a request sent to a fresh vault after `setup_request` (answered with the draws of ChaCha20Rng seed `setup_rng_seed`). Client-side rejections are in each flow's `negative` list.",
         "spec": "SPEC.md §12",
         "generator": GENERATOR,
         "decoders": decoders,
         "vault": vault_cases,
+        "vault_after_request": after_request,
     })
+}
+
+/// A registration request for the record of `like`, sealed with HPKE to the
+/// fleet's transport key, whose OPAQUE `RegistrationRequest` (the blinded
+/// element) is `blinded` (mode 0, zero token).
+fn registration_request_with(fleet: &FleetSecrets, like: &[u8], blinded: &[u8; 32]) -> Vec<u8> {
+    use hpke::{Deserializable, OpModeS, Serializable};
+    type Kem = hpke::kem::X25519HkdfSha256;
+    let like = RegistrationRequest::from_bytes(like).unwrap();
+    let transport =
+        <Kem as hpke::Kem>::PublicKey::from_bytes(&fleet.public_keys().transport).unwrap();
+    let info = derive::hpke_info(&like.record_id);
+    // hpke draws through rand_core 0.9.
+    struct Rng09(ChaCha20Rng);
+    impl rand_core_09::RngCore for Rng09 {
+        fn next_u32(&mut self) -> u32 {
+            self.0.next_u32()
+        }
+        fn next_u64(&mut self) -> u64 {
+            self.0.next_u64()
+        }
+        fn fill_bytes(&mut self, dst: &mut [u8]) {
+            self.0.fill_bytes(dst)
+        }
+    }
+    impl rand_core_09::CryptoRng for Rng09 {}
+    let mut rng = Rng09(ChaCha20Rng::seed_from_u64(0x6964_656e_7469_7479)); // "identity"
+    let (enc, mut ctx) = hpke::setup_sender::<
+        hpke::aead::ChaCha20Poly1305,
+        hpke::kdf::HkdfSha256,
+        Kem,
+        _,
+    >(&OpModeS::Base, &transport, &info, &mut rng)
+    .unwrap();
+    let enc: [u8; 32] = enc.to_bytes().into();
+    let aad = derive::registration_request_aad(&like.record_id, &enc);
+    let plaintext = [&blinded[..], &[0u8], &[0u8; 32]].concat();
+    let sealed = ctx.seal(&plaintext, &aad).unwrap();
+    RegistrationRequest {
+        record_id: like.record_id,
+        encapsulated_key: enc,
+        sealed: sealed.try_into().unwrap(),
+    }
+    .to_bytes()
 }
 
 fn typed_vault_error(vault: &mut Vault<MemoryStore>, request: &[u8]) -> Value {
@@ -1385,7 +1757,7 @@ fn typed_vault_error(vault: &mut Vault<MemoryStore>, request: &[u8]) -> Value {
 }
 
 pub fn from_hex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "hex of even length");
+    assert!(s.len().is_multiple_of(2), "hex of even length");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digits"))
@@ -1514,7 +1886,7 @@ pub fn bundle() -> Value {
             "operator_keys": operators.iter().map(|k| hex(k)).collect::<Vec<_>>(),
             "now_ms": now_ms,
             "stored_epoch": stored_epoch,
-            "error": format!("{err:?}"),
+            "error": bundle_error(&err),
         }));
     };
     let pins = (&pinned_auditor[..], &pinned_operator[..], DEFAULT_NAMESPACE);

@@ -381,7 +381,7 @@ impl Sim {
                     to: (to as usize).wrapping_sub(1),
                     bytes: bytes.clone(),
                 });
-            } else if self.rng.next_u64() % 8 == 0 {
+            } else if self.rng.next_u64().is_multiple_of(8) {
                 let at = (self.rng.next_u64() % 256) as usize;
                 self.recorded[at] = InFlight {
                     from: i,
@@ -1136,7 +1136,7 @@ impl Sim {
             if quiet && round > 10 {
                 return Ok(());
             }
-            if std::env::var_os("BKV_SIM_TRACE").is_some() && round % 100 == 0 {
+            if std::env::var_os("BKV_SIM_TRACE").is_some() && round.is_multiple_of(100) {
                 let states: Vec<String> = self
                     .nodes
                     .iter()

@@ -368,6 +368,32 @@ mod tests {
         assert!(dup.to_bytes().is_err());
     }
 
+    /// SPEC.md §14, §17: one public key listed twice (under any roles) is
+    /// a malformed artifact, refused at decoding; two different keys for
+    /// one role decode, and a client refuses them at §17 step 15 with
+    /// `MissingRole(role)`, as if the role had no key.
+    #[test]
+    fn a_key_twice_and_two_keys_for_one_role_are_typed() {
+        let bytes = sample().to_bytes().unwrap();
+        let text = core::str::from_utf8(&bytes).unwrap();
+        let twice = text.replace(&"02".repeat(32), &"01".repeat(32));
+        assert_eq!(
+            FleetKeyArtifact::from_bytes(twice.as_bytes()),
+            Err(BundleError::ArtifactMalformed("key listed twice"))
+        );
+        let mut two = sample();
+        two.keys[1].role = KeyRole::OpaqueKeyExchange;
+        let decoded = FleetKeyArtifact::from_bytes(&two.to_bytes().unwrap()).unwrap();
+        assert_eq!(
+            decoded.key(KeyRole::OpaqueKeyExchange),
+            Err(BundleError::MissingRole(KeyRole::OpaqueKeyExchange))
+        );
+        assert_eq!(
+            decoded.fleet_public_keys(),
+            Err(BundleError::MissingRole(KeyRole::OpaqueKeyExchange))
+        );
+    }
+
     #[test]
     fn missing_role_is_typed() {
         let mut a = sample();

@@ -37,8 +37,11 @@ pub const MAX_INCLUSION_HASHES: usize = 40;
 /// Most hashes in a consistency proof (twice the height, a bound RFC 9162
 /// §2.1.4 proofs never reach).
 pub const MAX_CONSISTENCY_HASHES: usize = 80;
-/// Longest accepted checkpoint note, in bytes.
-pub const MAX_CHECKPOINT_LEN: usize = 4096;
+/// Longest accepted checkpoint note, in bytes (128 KiB): room for the
+/// text and 16 signature lines of post-quantum size (C2SP signed-note asks
+/// verifiers to accept at least 16 signatures, and an ML-DSA-87 signature
+/// line is about 6.3 kB), SPEC.md §15.3.
+pub const MAX_CHECKPOINT_LEN: usize = 128 * 1024;
 /// Most signature lines in a checkpoint note (signed-note's own bound).
 pub const MAX_NOTE_SIGNATURES: usize = 100;
 /// The signed-note signature type of Ed25519.
@@ -52,6 +55,12 @@ pub fn entry(epoch: u64, digest: &[u8; DIGEST_LEN]) -> [u8; LEAF_LEN] {
     head.copy_from_slice(&epoch.to_be_bytes());
     tail.copy_from_slice(digest);
     out
+}
+
+/// The root hash of the empty tree, `SHA-256("")` (RFC 6962 §2.1; Go's
+/// `tlog` writes 32 zero bytes instead, SPEC.md §15.2).
+pub fn empty_root() -> [u8; HASH_LEN] {
+    Sha256::digest(b"").into()
 }
 
 /// The signed-note key id of an Ed25519 key under `name`:
@@ -68,8 +77,8 @@ pub fn note_key_id(name: &str, public_key: &[u8; PUBLIC_KEY_LEN]) -> [u8; 4] {
     id
 }
 
-/// A checkpoint: the log's origin, its size, and its Merkle root (C2SP
-/// tlog-checkpoint, without extension lines).
+/// A checkpoint: the log's origin, its size, its Merkle root, and any
+/// extension lines (C2SP tlog-checkpoint).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
     /// The log's name (SPEC.md §15.3: the namespace).
@@ -78,10 +87,15 @@ pub struct Checkpoint {
     pub tree_size: u64,
     /// RFC 6962 Merkle tree hash of the entries.
     pub root_hash: [u8; HASH_LEN],
+    /// The extension lines after the root hash, in order and without their
+    /// newlines: opaque, optional, covered by the signatures. Our auditor
+    /// writes none; a verifier keeps them only to report them.
+    pub extensions: Vec<String>,
 }
 
 impl Checkpoint {
-    /// The note text: `origin\nsize\nbase64(root)\n`.
+    /// The note text: `origin\nsize\nbase64(root)\n`, then each extension
+    /// line and its newline.
     pub fn body(&self) -> String {
         let mut text = String::with_capacity(self.origin.len() + 70);
         text.push_str(&self.origin);
@@ -93,6 +107,10 @@ impl Checkpoint {
         text.push('\n');
         text.push_str(&Base64::encode_string(&self.root_hash));
         text.push('\n');
+        for line in &self.extensions {
+            text.push_str(line);
+            text.push('\n');
+        }
         text
     }
 
@@ -115,14 +133,18 @@ impl Checkpoint {
     }
 
     /// Parses a checkpoint note without checking any signature (for
-    /// monitors that report what a log claimed). Strict: exact form, no
-    /// extension lines, canonical numbers and base64.
+    /// monitors that report what a log claimed). Strict: exact form,
+    /// canonical numbers and root hash, at least one signature line
+    /// (SPEC.md §15.3). Extension lines are kept in
+    /// [`Checkpoint::extensions`].
     pub fn parse_note(note: &[u8]) -> Result<(Self, Vec<NoteSignature>), BundleError> {
         let bad = BundleError::CheckpointMalformed;
         if note.len() > MAX_CHECKPOINT_LEN {
             return Err(bad("too long"));
         }
         let note = core::str::from_utf8(note).map_err(|_| bad("not UTF-8"))?;
+        // Control characters: U+0000..=U+001F except the newline (DEL,
+        // 0x7F, is not one: Go's note.Open agrees).
         if note.chars().any(|c| c < ' ' && c != '\n') {
             return Err(bad("control character"));
         }
@@ -131,9 +153,7 @@ impl Checkpoint {
         let origin = lines.next().ok_or(bad("origin"))?;
         let size = lines.next().ok_or(bad("tree size"))?;
         let root = lines.next().ok_or(bad("root hash"))?;
-        if lines.next().is_some() {
-            return Err(bad("extension lines"));
-        }
+        let extensions: Vec<String> = lines.map(String::from).collect();
         if !super::artifact::is_valid_name(origin) {
             return Err(bad("origin"));
         }
@@ -159,14 +179,19 @@ impl Checkpoint {
             origin: String::from(origin),
             tree_size,
             root_hash,
+            extensions,
         };
         Ok((checkpoint, parsed))
     }
 
-    /// Parses a checkpoint note and checks that it is the log `origin`'s and
-    /// that one of its signature lines verifies, strictly, under one of the
-    /// pinned auditor keys. Other lines (witness cosignatures, unknown keys)
-    /// are ignored.
+    /// Parses a checkpoint note and checks it under the pinned auditor keys
+    /// as C2SP signed-note says (SPEC.md §15.3): the note is the log
+    /// `origin`'s; every line by a known key (named `origin`, with the key
+    /// id of a pinned key) verifies strictly, else the whole note is
+    /// refused even if another line verifies; at least one does. Lines by
+    /// other keys (witness cosignatures, other algorithms) are ignored,
+    /// whatever their length; a repeated line of a known key is ignored
+    /// after the first, as Go's `note.Open` does.
     pub fn verify_note(
         note: &[u8],
         origin: &str,
@@ -176,22 +201,32 @@ impl Checkpoint {
         if checkpoint.origin != origin {
             return Err(BundleError::CheckpointOriginMismatch);
         }
+        // The signed text is the note up to and including the newline
+        // before the blank line: the body, exactly.
         let body = checkpoint.body();
-        let signed = signatures.iter().any(|line| {
-            line.name == origin
-                && auditor_keys.iter().any(|key| {
-                    note_key_id(origin, key.as_bytes()) == line.key_id
-                        && line
-                            .signature
-                            .as_slice()
-                            .try_into()
-                            .is_ok_and(|sig| key.verify_strict(body.as_bytes(), sig))
-                })
-        });
-        if signed {
-            Ok(checkpoint)
-        } else {
+        let mut seen: Vec<[u8; 4]> = Vec::new();
+        for line in &signatures {
+            if line.name != origin || seen.contains(&line.key_id) {
+                continue;
+            }
+            let Some(key) = auditor_keys
+                .iter()
+                .find(|key| note_key_id(origin, key.as_bytes()) == line.key_id)
+            else {
+                continue;
+            };
+            seen.push(line.key_id);
+            let good = line.canonical
+                && <&[u8; SIGNATURE_LEN]>::try_from(line.signature.as_slice())
+                    .is_ok_and(|sig| key.verify_strict(body.as_bytes(), sig));
+            if !good {
+                return Err(BundleError::CheckpointSignatureInvalid);
+            }
+        }
+        if seen.is_empty() {
             Err(BundleError::CheckpointSignatureInvalid)
+        } else {
+            Ok(checkpoint)
         }
     }
 
@@ -207,8 +242,12 @@ pub struct NoteSignature {
     pub name: String,
     /// The 4-byte key id.
     pub key_id: [u8; 4],
-    /// The signature bytes (64 for Ed25519).
+    /// The signature bytes (64 for Ed25519; any length for other keys).
     pub signature: Vec<u8>,
+    /// Whether the base64 was canonical (zero padding bits). A line by an
+    /// unknown key may use Go's lenient encoding and is ignored all the
+    /// same; a known key's line must be canonical (SPEC.md §15.3).
+    pub canonical: bool,
 }
 
 impl NoteSignature {
@@ -221,7 +260,7 @@ impl NoteSignature {
         if name.is_empty() || name.contains('+') || name.chars().any(char::is_whitespace) {
             return Err(bad("signature key name"));
         }
-        let blob = Base64::decode_vec(blob).map_err(|_| bad("signature encoding"))?;
+        let (blob, canonical) = decode_base64_lenient(blob).ok_or(bad("signature encoding"))?;
         let (key_id, signature) = blob.split_first_chunk::<4>().ok_or(bad("signature"))?;
         if signature.is_empty() {
             return Err(bad("signature"));
@@ -230,8 +269,33 @@ impl NoteSignature {
             name: String::from(name),
             key_id: *key_id,
             signature: signature.to_vec(),
+            canonical,
         })
     }
+}
+
+/// Padded standard base64 as Go's `base64.StdEncoding` reads it: padding
+/// required, non-zero padding bits allowed. Returns the bytes and whether
+/// the text was canonical; `None` if it is not base64 at all.
+fn decode_base64_lenient(text: &str) -> Option<(Vec<u8>, bool)> {
+    if let Ok(bytes) = Base64::decode_vec(text) {
+        return Some((bytes, true));
+    }
+    // Clear the padding bits of the last data character and try again.
+    let pad = text.bytes().rev().take_while(|&b| b == b'=').count();
+    if text.is_empty() || !text.len().is_multiple_of(4) || pad == 0 || pad > 2 {
+        return None;
+    }
+    let at = text.len() - pad - 1;
+    let last = *text.as_bytes().get(at)?;
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let value = ALPHABET.iter().position(|&c| c == last)?;
+    // One '=': 2 unused bits; two: 4.
+    let mask = if pad == 1 { !0b11 } else { !0b1111 };
+    let fixed = *ALPHABET.get(value & mask)?;
+    let mut canonical = String::from(text);
+    canonical.replace_range(at..=at, core::str::from_utf8(&[fixed]).ok()?);
+    Base64::decode_vec(&canonical).ok().map(|b| (b, false))
 }
 
 /// A decimal without sign or leading zeros.
@@ -303,7 +367,17 @@ impl ConsistencyProof {
             return bad;
         }
         if old.tree_size == 0 {
-            return if self.hashes.is_empty() { Ok(()) } else { bad };
+            // The empty tree has one root, SHA-256(""): a size-0 checkpoint
+            // with any other root is not the empty tree of this log.
+            let empty = empty_root();
+            return if self.hashes.is_empty()
+                && old.root_hash == empty
+                && (new.tree_size > 0 || new.root_hash == empty)
+            {
+                Ok(())
+            } else {
+                bad
+            };
         }
         if old.tree_size == new.tree_size {
             return if self.hashes.is_empty() && old.root() == new.root() {
@@ -361,6 +435,7 @@ impl MerkleLog {
             origin: String::from(origin),
             tree_size: self.tree.len(),
             root_hash,
+            extensions: Vec::new(),
         }
     }
 
@@ -502,7 +577,6 @@ mod tests {
         );
         for bad in [
             text.replacen("\n3\n", "\n03\n", 1),
-            text.replacen("\n3\n", "\n3\nextension\n", 1),
             text.replacen("\n\n", "\n", 1),
             text.replacen('\u{2014}', "-", 1),
             String::from(&text[..text.len() - 1]),
@@ -529,5 +603,158 @@ mod tests {
             Checkpoint::verify_note(&cosigned, "ns", &pinned).unwrap(),
             cp
         );
+    }
+
+    /// A signature line `— name base64(blob)` with `blob` given.
+    fn line(name: &str, blob: &[u8]) -> String {
+        alloc::format!("\u{2014} {name} {}\n", Base64::encode_string(blob))
+    }
+
+    #[test]
+    fn extension_lines_are_signed_and_exposed() {
+        let key = AuditorSigningKey::from_bytes(&[5; 32]);
+        let pinned = [PinnedKey::new(key.public_key())];
+        let mut cp = log(3).checkpoint("ns");
+        cp.extensions = alloc::vec!["ext one".into(), "\u{2014} two".into()];
+        let note = cp.sign(&key);
+        assert_eq!(Checkpoint::verify_note(&note, "ns", &pinned).unwrap(), cp);
+        // The signature covers them: dropping or changing one fails.
+        let text = core::str::from_utf8(&note).unwrap();
+        for forged in [
+            text.replacen("ext one\n", "", 1),
+            text.replacen("ext one", "ext 1", 1),
+        ] {
+            assert_eq!(
+                Checkpoint::verify_note(forged.as_bytes(), "ns", &pinned),
+                Err(BundleError::CheckpointSignatureInvalid)
+            );
+        }
+    }
+
+    #[test]
+    fn signature_lines_follow_c2sp_signed_note() {
+        let key = AuditorSigningKey::from_bytes(&[5; 32]);
+        let pinned = [PinnedKey::new(key.public_key())];
+        let cp = log(3).checkpoint("ns");
+        let note = cp.sign(&key);
+        let text = core::str::from_utf8(&note).unwrap();
+        let (body, ours) = text.split_once("\n\n").unwrap();
+        let ours = ours.trim_end_matches('\n');
+        let with = |lines: &[&str]| alloc::format!("{body}\n\n{}", lines.concat());
+        // An unknown key's line in Go's lenient base64 (non-zero padding
+        // bits) is ignored, before or after ours.
+        let lenient = "\u{2014} witness AAAAAAB=\n";
+        assert!(Base64::decode_vec("AAAAAAB=").is_err());
+        let ours_line = alloc::format!("{ours}\n");
+        for lines in [[lenient, ours_line.as_str()], [&ours_line, lenient]] {
+            assert_eq!(
+                Checkpoint::verify_note(with(&lines).as_bytes(), "ns", &pinned).unwrap(),
+                cp
+            );
+        }
+        // Text that is not base64 at all is malformed, as in Go.
+        let garbage = with(&[&ours_line, "\u{2014} witness !!!!\n"]);
+        assert!(matches!(
+            Checkpoint::verify_note(garbage.as_bytes(), "ns", &pinned),
+            Err(BundleError::CheckpointMalformed(_))
+        ));
+        // A failing signature by a known key rejects the note even if a
+        // good one follows. A repeated line of the same key after the first
+        // is ignored, as Go's note.Open does (vectors/c2sp: "a failing
+        // auditor line after a good one" opens in Go).
+        let id = note_key_id("ns", &key.public_key());
+        let bad_sig = line("ns", &[&id[..], &[7u8; 64][..]].concat());
+        assert_eq!(
+            Checkpoint::verify_note(with(&[&bad_sig, &ours_line]).as_bytes(), "ns", &pinned),
+            Err(BundleError::CheckpointSignatureInvalid)
+        );
+        assert_eq!(
+            Checkpoint::verify_note(with(&[&ours_line, &bad_sig]).as_bytes(), "ns", &pinned)
+                .unwrap(),
+            cp
+        );
+        // With two pinned keys, a failing line of the second rejects the
+        // note the first signed, in either order.
+        let second = AuditorSigningKey::from_bytes(&[9; 32]);
+        let both = [pinned[0].clone(), PinnedKey::new(second.public_key())];
+        let id2 = note_key_id("ns", &second.public_key());
+        let bad_second = line("ns", &[&id2[..], &[7u8; 64][..]].concat());
+        for lines in [[&bad_second, &ours_line], [&ours_line, &bad_second]] {
+            assert_eq!(
+                Checkpoint::verify_note(with(&lines.map(String::as_str)).as_bytes(), "ns", &both),
+                Err(BundleError::CheckpointSignatureInvalid)
+            );
+        }
+        // A known key's line of another length is a failing signature too.
+        let short = line("ns", &[&id[..], &[7u8; 63][..]].concat());
+        assert_eq!(
+            Checkpoint::verify_note(with(&[&short, &ours_line]).as_bytes(), "ns", &pinned),
+            Err(BundleError::CheckpointSignatureInvalid)
+        );
+        // An unknown key's line of any length is ignored.
+        let other_id = note_key_id("witness", &key.public_key());
+        let odd = line("witness", &[&other_id[..], &[7u8; 100][..]].concat());
+        assert_eq!(
+            Checkpoint::verify_note(with(&[&odd, &ours_line]).as_bytes(), "ns", &pinned).unwrap(),
+            cp
+        );
+        // The known key's own line in non-canonical base64 is refused.
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let b64 = ours.rsplit(' ').next().unwrap();
+        assert!(b64.ends_with('=') && !b64.ends_with("=="), "68 bytes");
+        let at = b64.len() - 2;
+        let v = ALPHABET
+            .iter()
+            .position(|&c| c == b64.as_bytes()[at])
+            .unwrap();
+        let mut lenient_ours = String::from(b64);
+        lenient_ours.replace_range(at..=at, core::str::from_utf8(&[ALPHABET[v | 1]]).unwrap());
+        assert_eq!(
+            decode_base64_lenient(&lenient_ours),
+            Some((Base64::decode_vec(b64).unwrap(), false))
+        );
+        let l = alloc::format!("\u{2014} ns {lenient_ours}\n");
+        assert_eq!(
+            Checkpoint::verify_note(with(&[&l]).as_bytes(), "ns", &pinned),
+            Err(BundleError::CheckpointSignatureInvalid)
+        );
+        // No signature line at all is malformed.
+        assert!(matches!(
+            Checkpoint::verify_note(alloc::format!("{body}\n\n").as_bytes(), "ns", &pinned),
+            Err(BundleError::CheckpointMalformed(_))
+        ));
+    }
+
+    #[test]
+    fn sixteen_post_quantum_sized_cosignatures_fit() {
+        // ML-DSA-87 signatures are 4,627 bytes; 16 of them, by witnesses
+        // with long names, and ours.
+        let key = AuditorSigningKey::from_bytes(&[5; 32]);
+        let pinned = [PinnedKey::new(key.public_key())];
+        let cp = log(3).checkpoint("ns");
+        let mut note = cp.sign(&key);
+        for i in 0..16u8 {
+            let name = alloc::format!("witness.example/{i:0>100}");
+            let blob = [&[i; 4][..], &[i; 4627][..]].concat();
+            note.extend_from_slice(line(&name, &blob).as_bytes());
+        }
+        assert!(note.len() > 100_000 && note.len() <= MAX_CHECKPOINT_LEN);
+        assert_eq!(Checkpoint::verify_note(&note, "ns", &pinned).unwrap(), cp);
+    }
+
+    #[test]
+    fn the_empty_tree_has_one_root() {
+        let empty = MerkleLog::new().checkpoint("ns");
+        let three = log(3).checkpoint("ns");
+        let none = ConsistencyProof { hashes: Vec::new() };
+        none.verify(&empty, &three).unwrap();
+        none.verify(&empty, &empty).unwrap();
+        // Go's tlog writes 32 zero bytes for it; that is not our empty tree.
+        let zero = Checkpoint {
+            root_hash: [0; 32],
+            ..empty.clone()
+        };
+        assert!(none.verify(&zero, &three).is_err());
+        assert!(none.verify(&empty, &zero).is_err());
     }
 }

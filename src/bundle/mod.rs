@@ -34,8 +34,10 @@ use artifact::{is_valid_name, DIGEST_LEN, MAX_ARTIFACT_LEN, MAX_NAME_LEN};
 use ed25519::{PinnedKey, PUBLIC_KEY_LEN, SIGNATURE_LEN};
 use log::{HASH_LEN, MAX_CHECKPOINT_LEN, MAX_INCLUSION_HASHES};
 
-/// Version byte of the [`ValidationBundle`] encoding.
-pub const BUNDLE_VERSION: u8 = 1;
+/// Version byte of the [`ValidationBundle`] encoding. Version 2 (SPEC.md
+/// §13, revision 7) widened the checkpoint length to `u32be` so that a note
+/// with 16 post-quantum cosignatures fits; version 1 is refused.
+pub const BUNDLE_VERSION: u8 = 2;
 /// Longest encoded bundle: every field at its bound.
 pub const MAX_BUNDLE_LEN: usize = 1
     + 1
@@ -53,7 +55,7 @@ pub const MAX_BUNDLE_LEN: usize = 1
     + 8
     + 1
     + MAX_INCLUSION_HASHES * HASH_LEN
-    + 2
+    + 4
     + MAX_CHECKPOINT_LEN;
 
 /// The operator's counter-signature: the key that made it, and Ed25519 over
@@ -135,10 +137,6 @@ impl<'a> Cursor<'a> {
         Ok(u8::from_be_bytes(self.array()?))
     }
 
-    fn u16(&mut self) -> Result<u16, WireError> {
-        Ok(u16::from_be_bytes(self.array()?))
-    }
-
     fn u32(&mut self) -> Result<u32, WireError> {
         Ok(u32::from_be_bytes(self.array()?))
     }
@@ -190,7 +188,7 @@ impl ValidationBundle {
         for h in &self.inclusion.hashes {
             out.extend_from_slice(h);
         }
-        out.extend_from_slice(&(self.checkpoint.len() as u16).to_be_bytes());
+        out.extend_from_slice(&(self.checkpoint.len() as u32).to_be_bytes());
         out.extend_from_slice(&self.checkpoint);
         Ok(out)
     }
@@ -243,7 +241,7 @@ impl ValidationBundle {
         for _ in 0..count {
             hashes.push(c.array()?);
         }
-        let checkpoint_len = usize::from(c.u16()?);
+        let checkpoint_len = usize::try_from(c.u32()?).unwrap_or(usize::MAX);
         if checkpoint_len == 0 || checkpoint_len > MAX_CHECKPOINT_LEN {
             return Err(WireError::InvalidField("checkpoint length"));
         }

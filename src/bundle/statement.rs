@@ -202,4 +202,31 @@ mod tests {
         assert!(!shown.contains("0707"));
         assert!(!verify_strict(&[0; 32], b"x", &[0; 64]));
     }
+
+    /// SPEC.md §15.1: the operator key MUST sign nothing but the auditor's
+    /// 64 signature bytes (its counter-signature has no context string).
+    /// The type enforces it: the shared signing function is private to the
+    /// macro's types, and `OperatorSigningKey` exposes one signing method,
+    /// whose input is exactly 64 bytes. This test fails if another is added.
+    #[test]
+    fn the_operator_key_signs_only_auditor_signatures() {
+        // The code of this file, without its tests.
+        let source = include_str!("statement.rs")
+            .split("#[cfg(test)]")
+            .next()
+            .unwrap();
+        assert_eq!(source.matches("\nimpl OperatorSigningKey").count(), 1);
+        let block = source.split("\nimpl OperatorSigningKey {").nth(1).unwrap();
+        let block = &block[..block.find("\n}\n").unwrap()];
+        let methods: Vec<&str> = block
+            .match_indices("pub fn ")
+            .map(|(i, _)| &block[i + 7..])
+            .map(|rest| &rest[..rest.find(['(', '<']).unwrap()])
+            .collect();
+        assert_eq!(methods, ["countersign"]);
+        assert!(block.contains("auditor_signature: &[u8; SIGNATURE_LEN]"));
+        // The macro's shared signer stays private.
+        assert!(source.contains("            fn sign_bytes(&self"));
+        assert!(!source.contains("pub fn sign_bytes"));
+    }
 }

@@ -1055,6 +1055,21 @@ mod tests {
         assert_eq!(t.apply(&erase(5)), Applied::Refused(Refusal::UnknownCharge));
         assert_eq!(t.apply(&erase(0)), Applied::Refused(Refusal::UnknownCharge));
         assert_eq!(used(&t), Some(3));
+        // Attempts left and an unknown charge: UnknownCharge wins (SPEC.md
+        // §8.1: the charge is checked first).
+        let mut fresh = RecordTable::new();
+        register(&mut fresh, None, 1, 3);
+        charge(&mut fresh, 1);
+        for unknown in [0, 2] {
+            assert_eq!(
+                fresh.apply(&Command::Erase {
+                    record_id: ID,
+                    generation: 1,
+                    charge: unknown,
+                }),
+                Applied::Refused(Refusal::UnknownCharge)
+            );
+        }
         // Charge 4's failure does.
         assert_eq!(t.apply(&erase(4)), Applied::Erased);
     }
