@@ -14,7 +14,7 @@
 //!   answered with 413 without reading it whole.
 //! * **Connection limit**: at most [`Limits::max_connections`] connections
 //!   are served at once; further ones wait in the kernel's accept queue.
-//! * **Graceful shutdown**: [`Front::shutdown`] stops accepting, lets
+//! * **Graceful shutdown**: [`ShutdownHandle::shutdown`] stops accepting, lets
 //!   requests in flight finish (up to [`Limits::grace`]), then returns.
 //!
 //! The handler runs on the runtime: a handler that blocks (disk writes)
