@@ -807,11 +807,9 @@ fn the_state_file_catches_a_fork_between_two_runs() {
     drop(auditor_with(dir.path(), 2, &operator));
     // The same auditor (same key, same two entries), copied: from here on
     // the two copies go separate ways.
-    std::fs::copy(
-        dir.path().join("auditor.redb"),
-        fork_dir.path().join("auditor.redb"),
-    )
-    .unwrap();
+    for file in ["auditor.redb", "auditor.key"] {
+        std::fs::copy(dir.path().join(file), fork_dir.path().join(file)).unwrap();
+    }
     let publish = |a: &mut Auditor, epoch: u64, k: u8| {
         let mut b = a
             .publish(NS, epoch, &artifact(epoch, &keys(k)), None, epoch)
