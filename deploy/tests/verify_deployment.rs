@@ -315,11 +315,9 @@ fn a_fleet_key_not_in_the_log_fails_at_the_log() {
         bkv_auditor::Auditor::open(tempfile::tempdir().unwrap().path()).unwrap(),
     ));
     let fork_dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        w.auditor_dir.path().join("auditor.redb"),
-        fork_dir.path().join("auditor.redb"),
-    )
-    .unwrap();
+    for file in ["auditor.redb", "auditor.key"] {
+        std::fs::copy(w.auditor_dir.path().join(file), fork_dir.path().join(file)).unwrap();
+    }
     w.auditor = bkv_auditor::Auditor::open(w.auditor_dir.path()).unwrap();
     let evidence = w.ceremony().evidence;
     let mut fork = bkv_auditor::Auditor::open(fork_dir.path()).unwrap();
