@@ -250,16 +250,19 @@ fn five_node_processes_register_recover_survive_two_failures_and_refuse_without_
     assert_eq!(remaining(&b), Some(8));
 }
 
-/// The load test, run by hand (not in CI; see BENCHMARKS.md):
-/// `cargo test --release -p bkv --test fleet_loopback -- --ignored load --nocapture`.
+/// The load test. In `cargo test` (and CI) it is small and short:
+/// `BKV_LOAD_CLIENTS` clients (default 16) for `BKV_LOAD_SECS` seconds
+/// (default 4). The figures in BENCHMARKS.md come from the full run, by
+/// hand: `BKV_LOAD_CLIENTS=200 BKV_LOAD_SECS=60 cargo test --release -p bkv
+/// --test fleet_loopback load -- --nocapture`.
 /// Five node processes (real disks, fsync on; `--insecure-fast` Argon2 on
-/// the client), `BKV_LOAD_CLIENTS` clients (200) each registering its own
-/// record, then recovering it with the right code in a loop for
-/// `BKV_LOAD_SECS` seconds (60). Bounded in count and time; loopback only.
-/// Fails on any answer other than a key or a documented refusal
-/// (`Unavailable`, `Busy`).
+/// the client), each client registering its own record, then recovering it
+/// with the right code in a loop. Bounded in count and time; loopback
+/// only. Fails on any answer other than a key or a documented refusal
+/// (`Unavailable`, `Busy`): in particular on the right code failing, which
+/// a follower that had not yet applied the registration used to cause
+/// (SPEC.md §20.2, the read barrier).
 #[test]
-#[ignore = "load test, run by hand"]
 fn load_many_clients_against_five_node_processes() {
     use backup_key_vault::client::{ClientConfig, Recovery, Registration};
     use backup_key_vault::wire::{
@@ -276,8 +279,8 @@ fn load_many_clients_against_five_node_processes() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    let clients = env("BKV_LOAD_CLIENTS", 200).min(1000) as usize;
-    let secs = env("BKV_LOAD_SECS", 60).min(600);
+    let clients = env("BKV_LOAD_CLIENTS", 16).min(1000) as usize;
+    let secs = env("BKV_LOAD_SECS", 4).min(600);
     let dir = tempfile::tempdir().unwrap();
     let fleet = Fleet::new(dir.path(), 5);
     fleet.wait_serving();

@@ -451,8 +451,14 @@ fn node_metrics(node: &Node) -> String {
     metric(
         "requests_timed_out_total",
         "counter",
-        "Requests answered Unavailable because their command did not apply in time.",
+        "Requests answered Unavailable because their command did not apply, or their read barrier did not complete, in time.",
         c.requests_timed_out,
+    );
+    metric(
+        "read_barriers_total",
+        "counter",
+        "KE1s for a record this node does not hold that waited for a read barrier (SPEC.md 20.2).",
+        c.read_barriers,
     );
     metric(
         "rollbacks_detected_total",

@@ -20,14 +20,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use protobuf::Message as _;
 use raft::prelude::{ConfState, Entry, EntryType, Message, MessageType, Snapshot};
-use raft::{Config, RawNode, SnapshotStatus, StateRole};
+use raft::{Config, RawNode, ReadState, SnapshotStatus, StateRole};
 use rand_core::{CryptoRng, RngCore};
 
 use backup_key_vault::vault::{
     Answer, Applied, Command, RecordSlot, RecordStore, RecordTable, Step, Suspended, Vault,
     VaultPolicy,
 };
-use backup_key_vault::wire::{Rejection, RejectionCode};
+use backup_key_vault::wire::{MessageType as WireType, RecoveryStart, Rejection, RejectionCode};
 use backup_key_vault::{FleetSecrets, RecordId, StoreError};
 
 use crate::codec::{self, PeerMessage, ProposalId};
@@ -76,6 +76,12 @@ pub struct NodeConfig {
     /// show the replayed-probe attack works without this defence.
     #[cfg(feature = "broken-rule")]
     pub unbound_answers: bool,
+    /// **Test only**: answer a KE1 for a record this node does not hold at
+    /// once, from the fake-record path, without first confirming that it
+    /// has applied everything committed (as before SPEC revision 9), so a
+    /// test can show the simulation's freshness oracle catches it.
+    #[cfg(feature = "broken-rule")]
+    pub no_read_barrier: bool,
 }
 
 impl NodeConfig {
@@ -99,6 +105,8 @@ impl NodeConfig {
             unsealed_disk: false,
             #[cfg(feature = "broken-rule")]
             unbound_answers: false,
+            #[cfg(feature = "broken-rule")]
+            no_read_barrier: false,
         }
     }
 
@@ -113,6 +121,14 @@ impl NodeConfig {
     fn binds_answers(&self) -> bool {
         #[cfg(feature = "broken-rule")]
         if self.unbound_answers {
+            return false;
+        }
+        true
+    }
+
+    fn read_barrier(&self) -> bool {
+        #[cfg(feature = "broken-rule")]
+        if self.no_read_barrier {
             return false;
         }
         true
@@ -186,8 +202,12 @@ pub struct NodeCounters {
     /// Commands this node applied (from any proposer).
     pub commands_applied: u64,
     /// Requests answered `Unavailable` because their command did not apply
-    /// in time or could not be proposed.
+    /// in time or could not be proposed, or their read barrier did not
+    /// complete in time.
     pub requests_timed_out: u64,
+    /// KE1s for a record this node does not hold that waited for a read
+    /// barrier (§20.2) before being answered.
+    pub read_barriers: u64,
     /// Vote requests ignored while recovering (§22.3).
     pub votes_withheld: u64,
     /// Client requests refused while recovering.
@@ -269,6 +289,21 @@ struct Waiting {
     deadline: u64,
 }
 
+/// Most KE1s waiting for a read barrier at once; beyond it a KE1 for an
+/// unknown record is refused `Busy` (each holds at most one 130-byte
+/// request).
+const MAX_PENDING_READS: usize = 4096;
+
+/// A request that waits until this node has applied everything the fleet
+/// had committed when it arrived (§20.2).
+struct PendingRead {
+    client: u64,
+    request: Vec<u8>,
+    deadline: u64,
+    /// The leader's commit index for this read, once it is known.
+    index: Option<u64>,
+}
+
 /// One fleet member.
 pub struct Node {
     config: NodeConfig,
@@ -281,6 +316,8 @@ pub struct Node {
     next_proposal: u64,
     batch: Vec<(ProposalId, Command)>,
     waiting: BTreeMap<ProposalId, Waiting>,
+    next_read: u64,
+    reads: BTreeMap<u64, PendingRead>,
     applied: u64,
     ticks: u64,
     gate: Gate,
@@ -455,6 +492,8 @@ impl Node {
             next_proposal: 0,
             batch: Vec::new(),
             waiting: BTreeMap::new(),
+            next_read: 0,
+            reads: BTreeMap::new(),
             applied,
             ticks: 0,
             gate,
@@ -548,7 +587,7 @@ impl Node {
 
     /// Requests waiting for their command to apply.
     pub fn waiting(&self) -> usize {
-        self.waiting.len() + usize::from(!self.batch.is_empty())
+        self.waiting.len() + self.reads.len() + usize::from(!self.batch.is_empty())
     }
 
     /// Takes the recorded events (with `record_events`).
@@ -574,6 +613,7 @@ impl Node {
         // Nothing is answered: the client sees the connection fail, as
         // after a crash.
         self.waiting.clear();
+        self.reads.clear();
     }
 
     /// Runs a raft-rs call; a panic inside the engine (an inconsistency it
@@ -611,6 +651,103 @@ impl Node {
             self.counters.refused_while_recovering += 1;
             return Some(rejection(RejectionCode::Unavailable));
         }
+        if self.config.read_barrier() && self.answer_depends_on_absence(request) {
+            return self.begin_read(client, request);
+        }
+        self.begin_request(rng, now, client, request)
+    }
+
+    /// Whether the request is a KE1 for a record this node does not hold
+    /// live. The vault would answer it at once from the fake-record path,
+    /// from this node's applied table; but a follower may not yet have
+    /// applied a registration the fleet committed (and confirmed to the
+    /// client) a moment ago, and would then refuse the right code. Such a
+    /// KE1 waits for a read barrier first (§20.2). A KE1 for a live record
+    /// needs none: its charge goes through the log, and the answer comes
+    /// from the state at the charge's position.
+    fn answer_depends_on_absence(&self, request: &[u8]) -> bool {
+        if !matches!(WireType::of(request), Ok(WireType::RecoveryStart)) {
+            return false;
+        }
+        match RecoveryStart::from_bytes(request) {
+            Ok(msg) => !matches!(self.table().get(&msg.record_id), Some(RecordSlot::Live(_))),
+            // The vault refuses it, with the same error either way.
+            Err(_) => false,
+        }
+    }
+
+    /// Asks the leader for its commit index (raft-rs's ReadIndex, with the
+    /// leader confirming its leadership with a majority first); the request
+    /// is answered once this node has applied up to that index.
+    fn begin_read(&mut self, client: u64, request: &[u8]) -> Option<Vec<u8>> {
+        if self.reads.len() >= MAX_PENDING_READS {
+            return Some(rejection(RejectionCode::Busy));
+        }
+        let seq = self.next_read;
+        self.next_read += 1;
+        let mut ctx = Vec::with_capacity(24);
+        ctx.extend_from_slice(&self.boot);
+        ctx.extend_from_slice(&seq.to_be_bytes());
+        self.reads.insert(
+            seq,
+            PendingRead {
+                client,
+                request: request.to_vec(),
+                deadline: self.ticks + self.config.request_timeout_ticks,
+                index: None,
+            },
+        );
+        self.counters.read_barriers += 1;
+        self.guarded(|raw| raw.read_index(ctx));
+        None
+    }
+
+    /// Notes the read indexes raft-rs confirmed; contexts are this boot's
+    /// own (a read state for an earlier boot's context matches nothing).
+    fn note_read_states(&mut self, states: Vec<ReadState>) {
+        for state in states {
+            let ctx = &state.request_ctx;
+            let Some((boot, seq)) = ctx.split_first_chunk::<16>() else {
+                continue;
+            };
+            if boot != &self.boot {
+                continue;
+            }
+            let Ok(seq) = <[u8; 8]>::try_from(seq) else {
+                continue;
+            };
+            if let Some(read) = self.reads.get_mut(&u64::from_be_bytes(seq)) {
+                read.index = Some(state.index);
+            }
+        }
+    }
+
+    /// Answers the reads whose index this node has applied.
+    fn serve_reads<R: RngCore + CryptoRng>(&mut self, rng: &mut R, now: u64) {
+        let ready: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| r.index.is_some_and(|i| i <= self.applied))
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in ready {
+            if let Some(read) = self.reads.remove(&seq) {
+                if let Some(answer) = self.begin_request(rng, now, read.client, &read.request) {
+                    self.output.replies.push((read.client, answer));
+                }
+            }
+        }
+    }
+
+    /// Hands a request to the vault: answered at once, or suspended until
+    /// its command applies.
+    fn begin_request<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        now: u64,
+        client: u64,
+        request: &[u8],
+    ) -> Option<Vec<u8>> {
         match self.vault.begin(rng, now, request) {
             Err(e) => Some(Rejection { code: e.into() }.to_bytes()),
             Ok(Step::Answered(answer)) => Some(answer.to_bytes()),
@@ -1011,6 +1148,22 @@ impl Node {
                 self.finish(rng, now, w, Err(StoreError));
             }
         }
+        // A read the leader never confirmed (no leader, a lost message, a
+        // leader change) is answered Unavailable; the client tries again.
+        let expired: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| r.deadline <= ticks)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in expired {
+            if let Some(read) = self.reads.remove(&seq) {
+                self.counters.requests_timed_out += 1;
+                self.output
+                    .replies
+                    .push((read.client, rejection(RejectionCode::Unavailable)));
+            }
+        }
         self.update_gate();
     }
 
@@ -1041,13 +1194,21 @@ impl Node {
         if self.faulted {
             return;
         }
-        self.flush_batch(rng, now);
-        let mut rounds = 0;
-        while !self.faulted && self.raw.has_ready() && rounds < 64 {
-            rounds += 1;
-            if let Err(()) = self.ready_once(rng, now) {
-                self.fault("a Ready could not be persisted or applied");
-                return;
+        // Twice at most: reads answered after the first round may suspend
+        // requests whose commands are proposed in the second.
+        for _ in 0..2 {
+            self.flush_batch(rng, now);
+            let mut rounds = 0;
+            while !self.faulted && self.raw.has_ready() && rounds < 64 {
+                rounds += 1;
+                if let Err(()) = self.ready_once(rng, now) {
+                    self.fault("a Ready could not be persisted or applied");
+                    return;
+                }
+            }
+            self.serve_reads(rng, now);
+            if self.batch.is_empty() {
+                break;
             }
         }
         self.maybe_compact(rng);
@@ -1087,6 +1248,8 @@ impl Node {
         };
         let immediate = rd.take_messages();
         self.send_raft(immediate);
+        let read_states = rd.take_read_states();
+        self.note_read_states(read_states);
 
         let snapshot = rd.snapshot().clone();
         let snapshot_table = if snapshot.get_metadata().index > 0 {

@@ -65,6 +65,10 @@ pub struct SimConfig {
     /// charge commits).
     #[cfg(feature = "broken-rule")]
     pub broken_rule: bool,
+    /// **Test only**: nodes answer a KE1 for a record they do not hold
+    /// without a read barrier.
+    #[cfg(feature = "broken-rule")]
+    pub no_read_barrier: bool,
 }
 
 impl SimConfig {
@@ -87,6 +91,8 @@ impl SimConfig {
             nvram,
             #[cfg(feature = "broken-rule")]
             broken_rule: false,
+            #[cfg(feature = "broken-rule")]
+            no_read_barrier: false,
         }
     }
 }
@@ -149,6 +155,10 @@ struct Op {
     incarnation: u64,
     phase: Phase,
     started: usize,
+    /// The highest index any running node had applied when the request
+    /// was sent (set by `send_request`): committed before the request
+    /// arrived, so an answer must reflect it.
+    fresh: u64,
 }
 
 struct InFlight {
@@ -306,6 +316,7 @@ impl Sim {
         #[cfg(feature = "broken-rule")]
         {
             c.broken_rule = self.cfg.broken_rule;
+            c.no_read_barrier = self.cfg.no_read_barrier;
         }
         c
     }
@@ -504,9 +515,16 @@ impl Sim {
         Ok(())
     }
 
-    fn send_request(&mut self, op: Op, request: &[u8]) -> Check {
+    fn send_request(&mut self, mut op: Op, request: &[u8]) -> Check {
         let tag = self.next_tag;
         self.next_tag += 1;
+        op.fresh = self
+            .nodes
+            .iter()
+            .flatten()
+            .map(Node::applied_index)
+            .max()
+            .unwrap_or(0);
         let i = op.node;
         let now = self.now;
         let Some(node) = self.nodes[i].as_mut() else {
@@ -541,12 +559,14 @@ impl Sim {
         let node = op.node;
         let incarnation = op.incarnation;
         let started = op.started;
+        let fresh = op.fresh;
         let next = |phase| Op {
             honest,
             node,
             incarnation,
             phase,
             started,
+            fresh: 0,
         };
         match op.phase {
             Phase::RegResponse(state) => {
@@ -605,6 +625,25 @@ impl Sim {
                     }
                     // A wrong code (an attacker) already fails here.
                     Err(_) => {
+                        // The right code fails only on a KE2 from the
+                        // fake-record path: the record is gone, or was never
+                        // confirmed. That answer must come from a node that
+                        // had applied everything committed before the KE1
+                        // arrived (§20.2): otherwise a registration the
+                        // client saw confirmed looks absent.
+                        if honest.is_some() {
+                            let same_life = self.life(node) == incarnation;
+                            let applied = self.nodes[node]
+                                .as_ref()
+                                .filter(|_| same_life)
+                                .map(Node::applied_index);
+                            if let Some(applied) = applied.filter(|a| *a < fresh) {
+                                return Err(self.fail(format!(
+                                    "node {} answered an honest client's KE1 from the fake-record path at applied index {applied}, behind index {fresh} committed before the KE1 was sent",
+                                    node + 1
+                                )));
+                            }
+                        }
                         self.release_client(honest);
                         Ok(())
                     }
@@ -677,6 +716,7 @@ impl Sim {
                     incarnation,
                     phase: Phase::RegResponse(state),
                     started: self.step,
+                    fresh: 0,
                 };
                 self.send_request(op, &request.to_bytes())
             } else {
@@ -688,6 +728,7 @@ impl Sim {
                     incarnation,
                     phase: Phase::Ke2(state),
                     started: self.step,
+                    fresh: 0,
                 };
                 self.send_request(op, &ke1.to_bytes())
             }
@@ -717,6 +758,7 @@ impl Sim {
                     incarnation: self.life(node),
                     phase: Phase::Ke2(state),
                     started: self.step,
+                    fresh: 0,
                 };
                 self.send_request(op, &ke1.to_bytes())?;
             }
@@ -1258,6 +1300,7 @@ impl Sim {
             incarnation,
             phase: Phase::Ke2(state),
             started: self.step,
+            fresh: 0,
         };
         self.send_request(op, &ke1.to_bytes())?;
         for _ in 0..400 {

@@ -147,3 +147,25 @@ fn the_simulation_catches_a_broken_guess_rule() {
     println!("broken rule caught at seed {seed}: {e}");
     assert!(e.contains("guess limit broken"), "{e}");
 }
+
+/// The freshness oracle can fail: without the read barrier, a follower
+/// that has not yet applied a confirmed registration answers its owner's
+/// KE1 from the fake-record path, and the right code fails; some seed of
+/// the CI range shows it, and the oracle names it.
+#[test]
+fn the_simulation_catches_a_stale_fake_record_answer() {
+    let mut caught = None;
+    for seed in 0..2_000 {
+        let cfg = SimConfig {
+            no_read_barrier: true,
+            ..SimConfig::for_seed(seed)
+        };
+        if let Err(e) = Sim::new(seed, cfg).and_then(Sim::run) {
+            caught = Some((seed, e));
+            break;
+        }
+    }
+    let (seed, e) = caught.expect("stale fake-record answers went unnoticed for 2,000 seeds");
+    println!("stale answer caught at seed {seed}: {e}");
+    assert!(e.contains("from the fake-record path"), "{e}");
+}
