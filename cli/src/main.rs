@@ -94,6 +94,14 @@ fn main() -> ExitCode {
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Node(_)
+            | Command::Fleet(FleetCommand::Up(_))
+            | Command::Auditor(AuditorCommand::Serve(_))
+    ) {
+        init_logs();
+    }
     match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Auditor(AuditorCommand::Serve(args)) => audit::serve(&args),
@@ -105,5 +113,33 @@ fn main() -> ExitCode {
         Command::Node(args) => fleet_node::node(&args),
         Command::Register(args) => fleet_node::register(&args),
         Command::Recover(args) => fleet_node::recover(&args),
+    }
+}
+
+/// Structured logs to stderr for the long-running commands: `BKV_LOG` is a
+/// `tracing` filter (default `info`; `debug` adds one line per HTTP
+/// request), `BKV_LOG_FORMAT=json` writes one JSON object per line. A bad
+/// filter falls back to `info` and says so.
+fn init_logs() {
+    use tracing_subscriber::EnvFilter;
+    let (filter, bad) = match std::env::var("BKV_LOG") {
+        Ok(spec) => match EnvFilter::try_new(&spec) {
+            Ok(f) => (f, None),
+            Err(e) => (EnvFilter::new("info"), Some(format!("{spec:?}: {e}"))),
+        },
+        Err(_) => (EnvFilter::new("info"), None),
+    };
+    let json = std::env::var("BKV_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    if let Some(bad) = bad {
+        tracing::warn!("BKV_LOG {bad}; logging at info");
     }
 }

@@ -32,8 +32,11 @@ impl Drop for Guard {
 /// A base port whose peer (base+1..=3) and client (base+101..=103) ports
 /// are free now.
 fn free_base() -> u16 {
-    for i in 0..200u16 {
-        let base = 20_000 + (std::process::id() as u16 % 200) * 100 + i * 211 % 20_000;
+    // Tests run in parallel in one process: each call starts elsewhere.
+    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let first = CALLS.fetch_add(17, std::sync::atomic::Ordering::Relaxed);
+    for i in first..first + 200 {
+        let base = (20_000 + (std::process::id() % 200) * 100 + u32::from(i) * 211 % 20_000) as u16;
         let ports = [1, 2, 3, 101, 102, 103].map(|o| base + o);
         if ports
             .iter()
@@ -203,4 +206,59 @@ fn fleet_up_refuses_bad_sizes_fails_on_busy_ports_and_stops_on_sigterm() {
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("node-2"), "{err}");
     assert!(err.contains("node 2 failed to start"), "{err}");
+}
+
+/// The nodes' logs: with `BKV_LOG_FORMAT=json` each line on stderr is one
+/// JSON object; every node reports its start (with its id and
+/// incarnation) and a leader.
+#[test]
+fn nodes_write_structured_json_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fleet = Guard(Some(
+        up(&dir.path().join("fleet"), free_base(), "3")
+            .env("BKV_LOG_FORMAT", "json")
+            .env("BKV_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let stderr = fleet.0.as_mut().unwrap().stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut started = std::collections::BTreeSet::new();
+    let mut leader = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while started.len() < 3 || !leader {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("nodes started {started:?}, leader seen {leader}"));
+        // fleet up's own reports are plain text; the nodes' are JSON.
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        let fields = &v["fields"];
+        match fields["message"].as_str() {
+            Some("node started") => {
+                assert_eq!(v["level"], "INFO", "{line}");
+                assert!(fields["incarnation"].as_u64().is_some(), "{line}");
+                started.insert(fields["node"].as_u64().unwrap());
+            }
+            Some("leader changed") if fields["leader"].as_u64() != Some(0) => leader = true,
+            _ => {}
+        }
+    }
+    assert_eq!(started.into_iter().collect::<Vec<_>>(), vec![1, 2, 3]);
+    let pid = fleet.0.as_ref().unwrap().id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_bounded(fleet.0.as_mut().unwrap(), Duration::from_secs(30));
+    fleet.0 = None;
 }

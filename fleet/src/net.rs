@@ -147,18 +147,32 @@ pub fn run_node(options: NodeOptions, secrets: &FleetSecrets) -> Result<(), Flee
     let mut node = Node::open(config, secrets, Box::new(host), nvram, &mut rng)?;
     let disk = options.data_dir.join("node.redb");
     if let Some(why) = node.disk_rejection() {
-        eprintln!(
+        tracing::warn!(
+            node = options.id,
+            disk = %disk.display(),
+            reason = why,
             "node {}: refused {} ({why}): it is not what this node wrote; starting as if wiped and recovering from the peers (SPEC.md §22.1)",
             options.id,
             disk.display()
         );
     } else if node.counters().rollbacks_detected > 0 {
-        eprintln!(
+        tracing::warn!(
+            node = options.id,
+            disk = %disk.display(),
             "node {}: NVRAM shows {} is older than this node's latest state: discarded; recovering from the peers (SPEC.md §22.4)",
             options.id,
             disk.display()
         );
     }
+    tracing::info!(
+        node = options.id,
+        incarnation = node.incarnation(),
+        nvram = node.has_nvram(),
+        serving = node.is_serving(),
+        applied = node.applied_index(),
+        disk = %disk.display(),
+        "node started"
+    );
 
     let own = options
         .peers
@@ -173,7 +187,7 @@ pub fn run_node(options: NodeOptions, secrets: &FleetSecrets) -> Result<(), Flee
     let handler = client_handler(tx.clone(), disk_stats);
     thread::spawn(move || {
         if let Err(e) = front.run(client_limits(), handler) {
-            eprintln!("{e}");
+            tracing::error!(error = %e, "the client front stopped");
         }
     });
     let mut senders: BTreeMap<u64, SyncSender<Vec<u8>>> = BTreeMap::new();
@@ -222,6 +236,7 @@ fn drive(
     let mut next_tick = Instant::now() + tick;
     let mut waiting: BTreeMap<u64, oneshot::Sender<Vec<u8>>> = BTreeMap::new();
     let mut next_tag = 0u64;
+    let mut seen = Seen::of(node);
     loop {
         let now_ms = started.elapsed().as_millis() as u64;
         let timeout = next_tick.saturating_duration_since(Instant::now());
@@ -252,9 +267,16 @@ fn drive(
             }
         }
         node.drive(rng, now_ms);
+        seen.log_changes(node);
         if node.is_faulted() {
             // The engine refused to continue: stop; the operator restarts
             // the node from its disk.
+            tracing::error!(
+                node = node.id(),
+                reason = node.fault_reason().unwrap_or("unknown"),
+                applied = node.applied_index(),
+                "node stopped: restart it; it recovers from its disk and the peers"
+            );
             return;
         }
         let out = node.take_output();
@@ -268,6 +290,63 @@ fn drive(
                 let _ = reply.send(bytes);
             }
         }
+    }
+}
+
+/// What the loop last logged about the node, so that it logs changes only.
+struct Seen {
+    serving: bool,
+    leader: u64,
+    term: u64,
+    rollbacks: u64,
+    answers_refused: u64,
+}
+
+impl Seen {
+    fn of(node: &Node) -> Self {
+        let c = node.counters();
+        Self {
+            serving: node.is_serving(),
+            leader: node.leader(),
+            term: node.term(),
+            rollbacks: c.rollbacks_detected,
+            answers_refused: c.answers_refused,
+        }
+    }
+
+    fn log_changes(&mut self, node: &Node) {
+        let now = Self::of(node);
+        let id = node.id();
+        if now.serving && !self.serving {
+            tracing::info!(
+                node = id,
+                applied = node.applied_index(),
+                "caught up with the fleet: serving clients"
+            );
+        }
+        if now.leader != self.leader || now.term != self.term {
+            tracing::info!(
+                node = id,
+                leader = now.leader,
+                term = now.term,
+                "leader changed"
+            );
+        }
+        if now.rollbacks > self.rollbacks {
+            tracing::warn!(
+                node = id,
+                rollbacks_detected = now.rollbacks,
+                "a peer showed this node's disk is older than its last run: recovering (SPEC.md §22.3)"
+            );
+        }
+        if now.answers_refused > self.answers_refused {
+            tracing::debug!(
+                node = id,
+                answers_refused = now.answers_refused,
+                "answers not bound to this boot dropped (SPEC.md §21.3)"
+            );
+        }
+        *self = now;
     }
 }
 

@@ -19,6 +19,13 @@
 //!
 //! The handler runs on the runtime: a handler that blocks (disk writes)
 //! must go through [`tokio::task::spawn_blocking`].
+//!
+//! **Logs** go through [`tracing`] (the binary installs the subscriber):
+//! `info` when the front starts and stops serving, `warn` for each request
+//! refused by a limit (408, 413, an unreadable body), `debug` for every
+//! answered request with its method, path (without the query), status and
+//! time in microseconds. The `Authorization` header and bodies are never
+//! logged.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -28,7 +35,7 @@ use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -180,6 +187,7 @@ impl Front {
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_timeout)
             .keep_alive(true);
+        tracing::info!(%addr, max_connections = limits.max_connections, "serving HTTP");
         loop {
             if *stop.borrow() {
                 break;
@@ -218,7 +226,11 @@ impl Front {
             });
         }
         drop(listener);
-        let _ = tokio::time::timeout(limits.grace, graceful.shutdown()).await;
+        tracing::info!(%addr, "stopped accepting; finishing requests in flight");
+        let finished = tokio::time::timeout(limits.grace, graceful.shutdown())
+            .await
+            .is_ok();
+        tracing::info!(%addr, finished, "HTTP front stopped");
         Ok(())
     }
 }
@@ -228,14 +240,29 @@ async fn answer(
     limits: &Limits,
     handler: &Handler,
 ) -> hyper::Response<Full<Bytes>> {
+    let started = Instant::now();
     let (parts, body) = req.into_parts();
+    let method = parts.method.as_str().to_string();
+    // The path only: a query may carry what an operator does not want in
+    // logs.
+    let path = parts.uri.path().to_string();
+    let refused = |status: u16, why: &'static str| {
+        tracing::warn!(
+            method = %method,
+            path = %path,
+            status,
+            micros = started.elapsed().as_micros() as u64,
+            "request refused: {why}"
+        );
+        close(respond(Answer::text(status, format!("{why}\n"))))
+    };
     let announced = parts
         .headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > limits.max_body as u64) {
-        return close(respond(Answer::text(413, "request body too large\n")));
+        return refused(413, "request body too large");
     }
     let body = match tokio::time::timeout(
         limits.body_timeout,
@@ -243,15 +270,15 @@ async fn answer(
     )
     .await
     {
-        Err(_) => return close(respond(Answer::text(408, "request body timed out\n"))),
+        Err(_) => return refused(408, "request body timed out"),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return close(respond(Answer::text(413, "request body too large\n")))
+            return refused(413, "request body too large")
         }
-        Ok(Err(_)) => return close(respond(Answer::text(400, "unreadable request body\n"))),
+        Ok(Err(_)) => return refused(400, "unreadable request body"),
         Ok(Ok(collected)) => collected.to_bytes().to_vec(),
     };
     let request = Request {
-        method: parts.method.as_str().to_string(),
+        method: method.clone(),
         url: parts
             .uri
             .path_and_query()
@@ -264,7 +291,15 @@ async fn answer(
             .map(str::to_string),
         body,
     };
-    respond(handler(request).await)
+    let answer = handler(request).await;
+    tracing::debug!(
+        method = %method,
+        path = %path,
+        status = answer.status,
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    respond(answer)
 }
 
 fn respond(answer: Answer) -> hyper::Response<Full<Bytes>> {
