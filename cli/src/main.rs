@@ -76,7 +76,8 @@ enum AuditorCommand {
 enum AuditCommand {
     /// Verify every epoch of a namespace (digest, auditor signature,
     /// operator counter-signature, the entry against the log), the
-    /// consistency of every pair of checkpoints, and list key changes.
+    /// consistency of each checkpoint with the next (which proves every
+    /// pair, SPEC.md §18.3), and list key changes.
     /// Exits non-zero on any failure, naming the epoch and the reason.
     VerifyNamespace(audit::VerifyArgs),
     /// Rebuild the vault from a checkout by the reproducible recipe
