@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use backup_key_vault::bundle::{EncodedBundle, TrustAnchors};
 use backup_key_vault::vault::{RecordSlot, VaultPolicy};
 use backup_key_vault::wire::{MessageType, Rejection, RejectionCode};
-use backup_key_vault::{FleetSecrets, OsRng};
+use backup_key_vault::{BundleError, FleetSecrets, OsRng};
 use bkv_http::tokio::sync::oneshot;
 use bkv_http::{Answer, Front, Handler, Limits, Request};
 
@@ -181,7 +181,15 @@ impl BundleStore {
             .map_err(|e| (422, format!("refused: not a validation bundle: {e}")))?;
         let fleet = node
             .check_bundle(anchors, &bundle, unix_ms())
-            .map_err(|e| (422, format!("refused: {e}")))?;
+            .map_err(|e| match e {
+                BundleError::KeyNotListed(role) => (
+                    422,
+                    format!(
+                        "refused: the bundle names another fleet's keys (its {role} key is not this node's)"
+                    ),
+                ),
+                e => (422, format!("refused: {e}")),
+            })?;
         write_durably(&self.path, bundle.as_bytes()).map_err(|e| {
             (
                 500,
