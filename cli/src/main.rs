@@ -61,11 +61,12 @@ enum Command {
 
 #[derive(Subcommand)]
 enum FleetCommand {
-    /// Create a fleet in simulated HSMs: secrets generated in the first
-    /// HSM and sealed to each HSM, attestations, a transcript signed by the
+    /// Create a fleet in simulated HSMs: secrets and the operator key
+    /// sealed to each HSM, attestations, a transcript signed by the
     /// participants, the fleet-key artifact logged by the auditor; writes
-    /// the evidence package and verifies it. Never prints a secret.
-    Ceremony(deploy::CeremonyArgs),
+    /// the evidence package and verifies it. With --auditor URL, prepares
+    /// it for `bkv operator publish` instead. Never prints a secret.
+    Ceremony(Box<deploy::CeremonyArgs>),
     /// Start a local fleet of `bkv node` processes on loopback, with a
     /// generated secrets file (for trying the fleet out; the ceremony seals
     /// secrets per HSM instead).
