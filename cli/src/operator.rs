@@ -356,6 +356,27 @@ fn run_publish(args: &PublishArgs) -> Result<(), Failure> {
         to_hex(&digest)
     ));
 
+    // 0. The auditor must be the pinned one before anything is sent to it.
+    let (status, info) = auditor.get("/info")?;
+    let declared = info
+        .get("public_key")
+        .and_then(|k| k.as_str())
+        .and_then(parse_hex::<32>);
+    if status != 200 || declared != Some(auditor_key) {
+        return Err(Failure::new(
+            Exit::Verification,
+            format!(
+                "the auditor at {} signs with key {}, not the pinned --auditor-key {}: nothing \
+                 was submitted, counter-signed or installed",
+                auditor.base,
+                declared
+                    .map(|k| to_hex(&k))
+                    .unwrap_or_else(|| "(none)".into()),
+                to_hex(&auditor_key)
+            ),
+        ));
+    }
+
     // 1. The namespace: a new one is registered with this artifact as its
     //    root (SPEC.md §15.2).
     let (status, value) = auditor.get(&format!("/namespaces/{ns}"))?;

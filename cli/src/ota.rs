@@ -239,3 +239,54 @@ pub fn bundle_refused(from: &str, e: &backup_key_vault::BundleError, consequence
         format!("the validation bundle from {from} does not verify: {e}{hint}; {consequence}"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_remembers_the_newest_epoch_and_each_records_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let (alice, bob) = (RecordId([1; 32]), RecordId([2; 32]));
+        let mut state = ClientState::open(&path, "ns").unwrap();
+        assert_eq!(
+            (state.newest_epoch(), state.floor_for(&alice)),
+            (None, None)
+        );
+        state.accept(1, Some(&alice)).unwrap();
+        state.accept(2, None).unwrap();
+        // An older epoch accepted later (a recovery on fleet 1) does not
+        // lower the newest.
+        state.accept(1, None).unwrap();
+        let state = ClientState::open(&path, "ns").unwrap();
+        assert_eq!(state.newest_epoch(), Some(2));
+        assert_eq!(state.floor_for(&alice), Some(1));
+        assert_eq!(state.floor_for(&bob), Some(2));
+        assert!(!dir.path().join("state.json.tmp").exists());
+    }
+
+    #[test]
+    fn a_state_of_another_namespace_or_form_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        ClientState::open(&path, "ns")
+            .unwrap()
+            .accept(3, None)
+            .unwrap();
+        let other = ClientState::open(&path, "other").unwrap_err();
+        assert_eq!(other.exit, Exit::Usage);
+        assert!(other.message.contains("remembers namespace \"ns\""));
+        let text = std::fs::read_to_string(&path).unwrap();
+        for bad in [
+            text.replacen('{', "{\"extra\": 1,", 1),
+            text.replace(STATE_FORMAT, "bkv-client-state/v9"),
+            text[..text.len() / 2].to_string(),
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let e = ClientState::open(&path, "ns").unwrap_err();
+            assert_eq!(e.exit, Exit::Other, "{}", e.message);
+            assert!(e.message.contains("state.json"), "{}", e.message);
+        }
+    }
+}

@@ -257,6 +257,7 @@ fn a_fleet_published_through_the_auditor_reaches_a_client_that_pins_two_keys() {
         .publish(DEFAULT_NAMESPACE, 1, artifact, None, bkv_deploy::now_ms())
         .unwrap();
     foreign.countersign(&operator);
+    let stranger_key = to_hex(&stranger.public_key());
     let (status, why) = post_bytes(&install, &foreign.to_bytes().unwrap());
     assert_eq!(
         (status, why.trim()),
@@ -333,9 +334,54 @@ fn a_fleet_published_through_the_auditor_reaches_a_client_that_pins_two_keys() {
     assert_eq!(pending2.transcript.epoch, 2);
     assert_eq!(pending2.transcript.operator_key.to_string(), operator_key);
     let fleet2 = nodes(&d.join("fleet-2"), &c2, keys.0, keys.1);
+    // A third ceremony prepared for the same epoch 2, published first with
+    // another auditor key pinned: refused before anything is submitted.
+    let c3 = d.join("ceremony-3");
+    ceremony(
+        &c3,
+        "fleet-3",
+        &auditor.url,
+        &["--operator-from", c1.to_str().unwrap()],
+    );
+    let no_nodes = NodeFleet {
+        args: Vec::new(),
+        endpoints: Vec::new(),
+        nodes: Vec::new(),
+    };
+    let mut wrong_pin = AuditorServer {
+        process: Process(None),
+        url: auditor.url.clone(),
+        key: stranger_key.clone(),
+        token_file: auditor.token_file.clone(),
+    };
+    let refused = publish(&c3, &wrong_pin, &no_nodes);
+    wrong_pin.process.stop();
+    assert_eq!(refused.status.code(), Some(6), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("not the pinned --auditor-key")
+            && text(&refused).contains("nothing was submitted"),
+        "{}",
+        text(&refused)
+    );
+    let (status, _) = get_bytes(&format!(
+        "{}/namespaces/{DEFAULT_NAMESPACE}/audits/2",
+        auditor.url
+    ));
+    assert_eq!(status, 404, "nothing was logged");
+    assert!(!c3.join("evidence.json").exists());
     let published = publish(&c2, &auditor, &fleet2);
     assert!(published.status.success(), "{}", text(&published));
     let bundle2 = std::fs::read(c2.join("bundle")).unwrap();
+    // Fleet 3 now comes too late for epoch 2: the auditor holds fleet 2's
+    // artifact there; nothing is counter-signed.
+    let late = publish(&c3, &auditor, &no_nodes);
+    assert_eq!(late.status.code(), Some(6), "{}", text(&late));
+    assert!(
+        text(&late).contains("the auditor logged another artifact at epoch 2")
+            && text(&late).contains("nothing was counter-signed or installed"),
+        "{}",
+        text(&late)
+    );
 
     // Refusals at nodes: fleet 2's bundle at a fleet-1 node (another
     // fleet's keys); fleet 1's older epoch at a fleet-2 node.
@@ -389,7 +435,6 @@ fn a_fleet_published_through_the_auditor_reaches_a_client_that_pins_two_keys() {
         text(&carol)
     );
     // A client pinning another auditor refuses the bundle.
-    let stranger_key = to_hex(&stranger.public_key());
     let fresh = d.join("fresh-state.json");
     let wrong = client(
         "register",
