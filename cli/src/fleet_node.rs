@@ -620,7 +620,8 @@ fn target(args: &ClientArgs) -> Result<Target, Failure> {
         Some(anchors) => {
             let path = args.state.as_deref().ok_or_else(|| {
                 Failure::usage(
-                    "--auditor-key and --operator-key need --state FILE: the file where the                      client remembers the newest epoch it accepted (created if missing)",
+                    "--auditor-key and --operator-key need --state FILE: the file where the \
+                     client remembers the newest epoch it accepted (created if missing)",
                 )
             })?;
             let state = ClientState::open(path, anchors.namespace())?;

@@ -239,6 +239,31 @@ fn a_fleet_published_through_the_auditor_reaches_a_client_that_pins_two_keys() {
     assert!(recovered.status.success(), "{}", text(&recovered));
     assert_eq!(backup_key(&recovered), alice_key);
 
+    // A client that pins the fleet's keys itself (fleet.public) reads the
+    // KE2 inside the nodes' KE2-with-bundle answers.
+    let pinned = d.join("pinned");
+    std::fs::create_dir(&pinned).unwrap();
+    let fleet_keys: Vec<u8> = pending1
+        .transcript
+        .fleet_keys
+        .iter()
+        .flat_map(|k| k.public_key.0)
+        .collect();
+    std::fs::write(pinned.join("fleet.public"), hex(&fleet_keys)).unwrap();
+    std::fs::write(pinned.join("endpoints"), fleet1.endpoints.join("\n")).unwrap();
+    let old_style = bkv(&[
+        "recover",
+        "--fleet",
+        pinned.to_str().unwrap(),
+        "--record",
+        "alice",
+        "--code",
+        "alice-code",
+        "--insecure-fast",
+    ]);
+    assert!(old_style.status.success(), "{}", text(&old_style));
+    assert_eq!(backup_key(&old_style), alice_key);
+
     // Refusals at a node, each with its reason, the node's bundle unchanged.
     let operator = operator_key_of(&c1, &pending1);
     let install = format!("{}/v1/bundle", fleet1.endpoints[0]);

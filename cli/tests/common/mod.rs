@@ -31,6 +31,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `n` distinct loopback ports, free at the time of the call (all bound at
+/// once, so no two are the same).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
 /// Runs `bkv ARGS` to completion.
 pub fn bkv(args: &[&str]) -> Output {
     Command::new(BKV)
@@ -141,11 +153,12 @@ impl NodeFleet {
     /// Starts the nodes, data under `dir/node-i`, and waits until every
     /// one serves and a leader is known.
     pub fn start(dir: &Path, n: usize, per_node: impl Fn(usize) -> Vec<String>) -> Self {
+        let ports = free_ports(2 * n);
         let peers: Vec<String> = (1..=n)
-            .map(|i| format!("{i}=127.0.0.1:{}", free_port()))
+            .map(|i| format!("{i}=127.0.0.1:{}", ports[i - 1]))
             .collect();
         let endpoints: Vec<String> = (0..n)
-            .map(|_| format!("http://127.0.0.1:{}", free_port()))
+            .map(|i| format!("http://127.0.0.1:{}", ports[n + i]))
             .collect();
         let args: Vec<Vec<String>> = (1..=n)
             .map(|i| {
