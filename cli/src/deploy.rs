@@ -158,6 +158,14 @@ fn run_ceremony(args: &CeremonyArgs) -> Result<Option<Report>, String> {
         }
         None => OperatorSigningKey::generate(&mut rand::rngs::OsRng),
     };
+    // With a running auditor: its next epoch, asked before anything is
+    // written (an auditor that cannot be reached leaves nothing behind).
+    let auditor_epoch = match &args.auditor {
+        Some(url) => {
+            Some(crate::operator::next_epoch(url, namespace.as_str()).map_err(|e| e.message)?)
+        }
+        None => None,
+    };
     for dir in ["sealed", "hsms", "participants"] {
         std::fs::create_dir_all(out.join(dir)).map_err(|e| format!("{}: {e}", out.display()))?;
     }
@@ -203,9 +211,8 @@ fn run_ceremony(args: &CeremonyArgs) -> Result<Option<Report>, String> {
             site: site.clone(),
         })
         .collect();
-    if let Some(url) = &args.auditor {
+    if let (Some(url), Some(epoch)) = (&args.auditor, auditor_epoch) {
         // Prepared only: `bkv operator publish` publishes it.
-        let epoch = crate::operator::next_epoch(url, namespace.as_str()).map_err(|e| e.message)?;
         let prepared = ceremony::prepare(
             &plan,
             epoch,
@@ -234,12 +241,7 @@ fn run_ceremony(args: &CeremonyArgs) -> Result<Option<Report>, String> {
         println!("vendor root: {}", root_pem.display());
         println!("sealed:      {}", out.join("sealed").display());
         println!(
-            "operator key {} (sealed to every HSM)",
-            to_hex(&operator.public_key())
-        );
-        println!(
-            "
-next: bkv operator publish --ceremony {} --auditor {url} --auditor-key HEX --token-file FILE --fleet DIR",
+            "\nnext: bkv operator publish --ceremony {} --auditor {url} --auditor-key HEX --token-file FILE --fleet DIR",
             out.display()
         );
         return Ok(None);

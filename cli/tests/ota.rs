@@ -422,6 +422,33 @@ fn a_fleet_published_through_the_auditor_reaches_a_client_that_pins_two_keys() {
     assert_eq!(node_bundle(&fleet1.endpoints[0]), bundle1);
     assert_eq!(node_bundle(&fleet2.endpoints[0]), bundle2);
 
+    // A fleet-2 node replaced (a new, empty disk) hands out no bundle until
+    // the operator installs the latest one from the auditor.
+    let mut fleet2 = fleet2;
+    fleet2.replace(2);
+    let (status, _) = get_bytes(&format!("{}/v1/bundle", fleet2.endpoints[2]));
+    assert_eq!(status, 404);
+    let installed = bkv(&[
+        "operator",
+        "install",
+        "--auditor",
+        &auditor.url,
+        "--auditor-key",
+        keys.0,
+        "--operator-key",
+        keys.1,
+        "--endpoint",
+        &fleet2.endpoints[2],
+    ]);
+    assert!(installed.status.success(), "{}", text(&installed));
+    assert!(
+        text(&installed).contains("installed epoch 2"),
+        "{}",
+        text(&installed)
+    );
+    let reinstalled = ValidationBundle::from_bytes(&node_bundle(&fleet2.endpoints[2])).unwrap();
+    assert_eq!(reinstalled.epoch, 2);
+
     // The client that knew fleet 1 learns fleet 2 over the air and
     // registers there.
     let bob = client("register", &fleet2, "bob", "bob-code", keys, &state, &[]);

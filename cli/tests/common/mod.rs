@@ -213,6 +213,20 @@ impl NodeFleet {
         self.wait_serving();
     }
 
+    /// Stops node `i` (0-based), deletes its data directory (a new disk),
+    /// and starts it again: it recovers the records from its peers.
+    pub fn replace(&mut self, i: usize) {
+        self.nodes[i].stop();
+        let data = self.args[i]
+            .iter()
+            .position(|a| a == "--data")
+            .map(|k| PathBuf::from(&self.args[i][k + 1]))
+            .unwrap();
+        std::fs::remove_dir_all(&data).unwrap();
+        self.nodes[i] = self.spawn(i);
+        self.wait_serving();
+    }
+
     /// Waits (at most 60 s) until every node serves and one knows a leader.
     pub fn wait_serving(&self) {
         let client = FleetClient::new();
