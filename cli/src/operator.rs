@@ -2,7 +2,9 @@
 //! fleet keys over the air (SPEC.md §18.2, §23, §31.1 steps 8–9).
 //!
 //! `publish` takes a ceremony that has not been published (`bkv fleet
-//! ceremony --auditor URL` wrote its `ceremony.json`), submits the
+//! ceremony --auditor URL` wrote its `ceremony.json`) and runs the
+//! ceremony's last steps (`ceremony::complete`) with the auditor over HTTP
+//! as the publisher ([`HttpPublisher`]): it submits the
 //! artifact to the auditor, verifies the auditor's statement signature
 //! under the pinned auditor key, counter-signs it with the operator key
 //! (opened inside the ceremony's simulated HSM), sends the
@@ -24,12 +26,13 @@ use std::time::Duration;
 use backup_key_vault::bundle::artifact::to_hex;
 use backup_key_vault::bundle::ed25519::verify_strict;
 use backup_key_vault::bundle::{
-    artifact_digest, CounterSignature, EncodedBundle, OperatorSigningKey, SignatureMessage,
-    TrustAnchors, ValidationBundle, VerifiedFleet,
+    artifact_digest, CounterSignature, EncodedBundle, FleetKeyArtifact, OperatorSigningKey,
+    SignatureMessage, TrustAnchors, ValidationBundle, VerifiedFleet,
 };
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use bkv_deploy::evidence::{parse_hex, Base64Bytes, Hex, LogEvidence, PendingCeremony, Transcript};
+use bkv_deploy::ceremony::{self, Publisher};
+use bkv_deploy::evidence::{parse_hex, PendingCeremony, Transcript};
 use bkv_fleet::net::unix_ms;
 use clap::Args;
 use serde_json::json;
@@ -333,15 +336,19 @@ fn run_publish(args: &PublishArgs) -> Result<(), Failure> {
     let epoch = transcript.epoch;
     let artifact = pending.fleet_key_artifact.as_bytes().to_vec();
     let digest = artifact_digest(&artifact);
-    if digest != transcript.artifact_digest.0 {
-        return Err(Failure::new(
-            Exit::Verification,
-            format!(
-                "{}: the artifact is not the one the transcript records",
-                args.ceremony.join("ceremony.json").display()
-            ),
-        ));
-    }
+    let public_keys = FleetKeyArtifact::from_bytes(&artifact)
+        .and_then(|a| a.fleet_public_keys())
+        .ok()
+        .filter(|_| digest == transcript.artifact_digest.0)
+        .ok_or_else(|| {
+            Failure::new(
+                Exit::Verification,
+                format!(
+                    "{}: the artifact is not the one the transcript records",
+                    args.ceremony.join("ceremony.json").display()
+                ),
+            )
+        })?;
     let token = secret::read(&SecretSource {
         flag: None,
         file: args.token_file.as_deref(),
@@ -349,178 +356,41 @@ fn run_publish(args: &PublishArgs) -> Result<(), Failure> {
         what: "auditor token",
         options: "--token-file FILE",
     })?;
-    let auditor = AuditorClient::new(&args.auditor, Some(token))?;
+    let mut publisher = HttpPublisher {
+        auditor: AuditorClient::new(&args.auditor, Some(token))?,
+        auditor_key,
+        exit: Exit::Other,
+    };
     say(&format!(
         "publishing fleet {} (epoch {epoch} of {ns}, artifact digest {})",
         transcript.fleet_id,
         to_hex(&digest)
     ));
 
-    // 0. The auditor must be the pinned one before anything is sent to it.
-    let (status, info) = auditor.get("/info")?;
-    let declared = info
-        .get("public_key")
-        .and_then(|k| k.as_str())
-        .and_then(parse_hex::<32>);
-    if status != 200 || declared != Some(auditor_key) {
-        return Err(Failure::new(
-            Exit::Verification,
-            format!(
-                "the auditor at {} signs with key {}, not the pinned --auditor-key {}: nothing \
-                 was submitted, counter-signed or installed",
-                auditor.base,
-                declared
-                    .map(|k| to_hex(&k))
-                    .unwrap_or_else(|| "(none)".into()),
-                to_hex(&auditor_key)
-            ),
-        ));
-    }
-
-    // 1. The namespace: a new one is registered with this artifact as its
-    //    root (SPEC.md §15.2).
-    let (status, value) = auditor.get(&format!("/namespaces/{ns}"))?;
-    match status {
-        200 => {}
-        404 => {
-            let (status, value) = auditor.post(
-                "/namespaces",
-                &json!({"name": ns, "root_epoch": epoch, "root_digest": to_hex(&digest)}),
-            )?;
-            if status != 201 {
-                return Err(Failure::other(format!(
-                    "the auditor refused to register namespace {ns} ({status}: {}); nothing was \
-                     published",
-                    error_text(&value)
-                )));
-            }
-            say(&format!(
-                "  registered namespace {ns} with root epoch {epoch}"
-            ));
-        }
-        _ => {
-            return Err(Failure::other(format!(
-                "the auditor answered {status} for namespace {ns}: {}",
-                error_text(&value)
-            )))
-        }
-    }
-
-    // 2. The statement: submitted unless this artifact is already logged at
-    //    this epoch (a publish run again after a failure).
-    let (status, existing) = auditor.get(&format!("/namespaces/{ns}/audits/{epoch}"))?;
-    let statement = match status {
-        200 => {
-            let logged = existing
-                .get("digest")
-                .and_then(|d| d.as_str())
-                .and_then(parse_hex::<32>);
-            if logged != Some(digest) {
-                return Err(Failure::new(
-                    Exit::Verification,
-                    format!(
-                        "the auditor logged another artifact at epoch {epoch} of {ns} (digest {}), \
-                         not this ceremony's ({}): nothing was counter-signed or installed; run \
-                         the ceremony again for the next epoch",
-                        logged.map(|d| to_hex(&d)).unwrap_or_default(),
-                        to_hex(&digest)
-                    ),
-                ));
-            }
-            say(&format!(
-                "  epoch {epoch} was already logged with this artifact"
-            ));
-            existing
-        }
-        404 => {
-            let (status, value) = auditor.post(
-                &format!("/namespaces/{ns}/audits"),
-                &json!({
-                    "epoch": epoch,
-                    "artifact": pending.fleet_key_artifact,
-                    "digest": to_hex(&digest),
-                }),
-            )?;
-            if status != 200 {
-                return Err(Failure::other(format!(
-                    "the auditor refused to log the artifact at epoch {epoch} of {ns} ({status}: \
-                     {}); nothing was counter-signed or installed",
-                    error_text(&value)
-                )));
-            }
-            say(&format!("  the auditor logged epoch {epoch}"));
-            value
-        }
-        _ => {
-            return Err(Failure::other(format!(
-                "the auditor answered {status} for epoch {epoch}: {}",
-                error_text(&existing)
-            )))
-        }
+    // Steps 8 and 9 of the ceremony (SPEC.md §31.1), as `bkv fleet
+    // ceremony` runs them with an in-process auditor: the auditor logs the
+    // artifact (the publisher checks its signature under the pinned key),
+    // the operator key counter-signs, the evidence is assembled.
+    let prepared = ceremony::PreparedCeremony {
+        pending,
+        sealed: Vec::new(),
+        sealed_operator: Vec::new(),
+        public_keys,
     };
-
-    // 3. The auditor's signature over the statement, under the pinned key;
-    //    only then does the operator key sign anything.
-    let signature = statement
-        .get("signature")
-        .and_then(|s| s.as_str())
-        .and_then(parse_hex::<64>);
-    let timestamp = statement.get("timestamp_ms").and_then(|t| t.as_u64());
-    let (Some(signature), Some(timestamp_ms)) = (signature, timestamp) else {
-        return Err(Failure::other(
-            "the auditor's statement has no signature or timestamp; nothing was counter-signed",
-        ));
-    };
-    let message = SignatureMessage {
-        namespace: &ns,
-        timestamp_ms,
-        epoch,
-        digest,
-    };
-    if !verify_strict(&auditor_key, &message.to_bytes(), &signature) {
-        return Err(Failure::new(
-            Exit::Verification,
-            format!(
-                "the auditor's signature on epoch {epoch} does not verify under the pinned \
-                 auditor key {}: is --auditor-key this auditor's (`GET {}/info`)? Nothing was \
-                 counter-signed or installed",
-                to_hex(&auditor_key),
-                auditor.base
-            ),
-        ));
-    }
-    say(&format!(
-        "  the auditor's signature verifies under {}…",
-        &to_hex(&auditor_key)[..16]
-    ));
-
-    // 4. The counter-signature, made in the HSM, sent to the auditor.
-    let counter = CounterSignature {
-        operator_key: operator.public_key(),
-        signature: operator.countersign(&signature),
-    };
-    let (status, value) = auditor.post(
-        &format!("/namespaces/{ns}/audits/{epoch}/counter-signature"),
-        &json!({
-            "operator_key": to_hex(&counter.operator_key),
-            "signature": to_hex(&counter.signature),
-        }),
-    )?;
-    if status != 200 {
-        return Err(Failure::other(format!(
-            "the auditor refused the counter-signature ({status}: {}); nothing was installed",
-            error_text(&value)
-        )));
-    }
+    let outcome = ceremony::complete(prepared, &mut publisher, &operator).map_err(|e| {
+        let message = match e {
+            ceremony::CeremonyError::Publish(why) => why,
+            other => other.to_string(),
+        };
+        Failure::new(publisher.exit, message)
+    })?;
     say(&format!(
         "  counter-signed with operator key {}…",
-        &to_hex(&counter.operator_key)[..16]
+        &to_hex(&operator.public_key())[..16]
     ));
 
-    // 5. The bundle with its inclusion proof and checkpoint, verified as a
-    //    client verifies it.
-    let mut bundle = auditor.bundle(&ns, epoch)?;
-    bundle.counter_signature = Some(counter);
+    // The bundle as a client verifies it.
+    let bundle = outcome.bundle;
     let anchors = TrustAnchors::new(&[auditor_key], &[operator.public_key()]).with_namespace(&ns);
     let fleet = verify_bundle(&anchors, &bundle)?;
     if bundle.artifact != artifact {
@@ -537,27 +407,255 @@ fn run_publish(args: &PublishArgs) -> Result<(), Failure> {
         fleet.checkpoint().tree_size
     ));
 
-    // 6. The evidence, and the bundle beside it.
-    let evidence = pending.into_evidence(LogEvidence {
-        namespace: transcript.namespace.clone(),
-        epoch,
-        auditor_key: Hex(auditor_key),
-        bundle: Base64Bytes(encoded.as_bytes().to_vec()),
-    });
+    // The evidence, and the bundle beside it.
     let evidence_path = args.ceremony.join("evidence.json");
     let bundle_path = args.ceremony.join("bundle");
-    write_replacing(&evidence_path, &evidence.to_json())?;
+    write_replacing(&evidence_path, &outcome.evidence.to_json())?;
     write_replacing(&bundle_path, encoded.as_bytes())?;
     say(&format!("evidence:    {}", evidence_path.display()));
     say(&format!("bundle:      {}", bundle_path.display()));
 
-    // 7. Every node.
+    // Every node.
     if nodes.is_empty() {
         say("no --endpoint or --fleet given: install it with `bkv operator install`");
         return Ok(());
     }
     say(&format!("installing on {} nodes:", nodes.len()));
     install_on(&nodes, &encoded)
+}
+
+/// The auditor over HTTP as the ceremony's [`Publisher`]: it checks the
+/// auditor's declared key and its signature under the pinned key before
+/// the operator key signs anything, and picks up a publication that an
+/// earlier run left half done. `exit` is the exit code of its last failure.
+struct HttpPublisher {
+    auditor: AuditorClient,
+    auditor_key: [u8; 32],
+    exit: Exit,
+}
+
+impl HttpPublisher {
+    fn fail(&mut self, exit: Exit, message: String) -> String {
+        self.exit = exit;
+        message
+    }
+
+    fn call(
+        &mut self,
+        answer: Result<(u16, serde_json::Value), Failure>,
+    ) -> Result<(u16, serde_json::Value), String> {
+        answer.map_err(|f| self.fail(f.exit, f.message))
+    }
+}
+
+impl Publisher for HttpPublisher {
+    fn next_epoch(&mut self, namespace: &str) -> Result<u64, String> {
+        next_epoch(&self.auditor.base, namespace).map_err(|f| self.fail(f.exit, f.message))
+    }
+
+    fn publish(
+        &mut self,
+        ns: &str,
+        epoch: u64,
+        artifact: &[u8],
+    ) -> Result<ValidationBundle, String> {
+        let auditor_key = self.auditor_key;
+        let digest = artifact_digest(artifact);
+        let base = self.auditor.base.clone();
+
+        // The auditor must be the pinned one before anything is sent to it.
+        let (status, info) = self.call(self.auditor.get("/info"))?;
+        let declared = info
+            .get("public_key")
+            .and_then(|k| k.as_str())
+            .and_then(parse_hex::<32>);
+        if status != 200 || declared != Some(auditor_key) {
+            return Err(self.fail(
+                Exit::Verification,
+                format!(
+                    "the auditor at {base} signs with key {}, not the pinned --auditor-key {}: \
+                     nothing was submitted, counter-signed or installed",
+                    declared
+                        .map(|k| to_hex(&k))
+                        .unwrap_or_else(|| "(none)".into()),
+                    to_hex(&auditor_key)
+                ),
+            ));
+        }
+
+        // The namespace: a new one is registered with this artifact as its
+        // root (SPEC.md §15.2).
+        let (status, value) = self.call(self.auditor.get(&format!("/namespaces/{ns}")))?;
+        match status {
+            200 => {}
+            404 => {
+                let body = json!({"name": ns, "root_epoch": epoch, "root_digest": to_hex(&digest)});
+                let (status, value) = self.call(self.auditor.post("/namespaces", &body))?;
+                if status != 201 {
+                    return Err(self.fail(
+                        Exit::Other,
+                        format!(
+                            "the auditor refused to register namespace {ns} ({status}: {}); \
+                             nothing was published",
+                            error_text(&value)
+                        ),
+                    ));
+                }
+                say(&format!(
+                    "  registered namespace {ns} with root epoch {epoch}"
+                ));
+            }
+            _ => {
+                return Err(self.fail(
+                    Exit::Other,
+                    format!(
+                        "the auditor answered {status} for namespace {ns}: {}",
+                        error_text(&value)
+                    ),
+                ))
+            }
+        }
+
+        // The statement: submitted unless this artifact is already logged
+        // at this epoch (a publish run again after a failure).
+        let (status, existing) = self.call(
+            self.auditor
+                .get(&format!("/namespaces/{ns}/audits/{epoch}")),
+        )?;
+        let statement = match status {
+            200 => {
+                let logged = existing
+                    .get("digest")
+                    .and_then(|d| d.as_str())
+                    .and_then(parse_hex::<32>);
+                if logged != Some(digest) {
+                    return Err(self.fail(
+                        Exit::Verification,
+                        format!(
+                            "the auditor logged another artifact at epoch {epoch} of {ns} \
+                             (digest {}), not this ceremony's ({}): nothing was counter-signed \
+                             or installed; run the ceremony again for the next epoch",
+                            logged.map(|d| to_hex(&d)).unwrap_or_default(),
+                            to_hex(&digest)
+                        ),
+                    ));
+                }
+                say(&format!(
+                    "  epoch {epoch} was already logged with this artifact"
+                ));
+                existing
+            }
+            404 => {
+                let text = String::from_utf8_lossy(artifact).into_owned();
+                let body = json!({"epoch": epoch, "artifact": text, "digest": to_hex(&digest)});
+                let (status, value) = self.call(
+                    self.auditor
+                        .post(&format!("/namespaces/{ns}/audits"), &body),
+                )?;
+                if status != 200 {
+                    return Err(self.fail(
+                        Exit::Other,
+                        format!(
+                            "the auditor refused to log the artifact at epoch {epoch} of {ns} \
+                             ({status}: {}); nothing was counter-signed or installed",
+                            error_text(&value)
+                        ),
+                    ));
+                }
+                say(&format!("  the auditor logged epoch {epoch}"));
+                value
+            }
+            _ => {
+                return Err(self.fail(
+                    Exit::Other,
+                    format!(
+                        "the auditor answered {status} for epoch {epoch}: {}",
+                        error_text(&existing)
+                    ),
+                ))
+            }
+        };
+
+        // The auditor's signature over the statement, under the pinned key:
+        // only then may the operator key sign anything.
+        let signature = statement
+            .get("signature")
+            .and_then(|s| s.as_str())
+            .and_then(parse_hex::<64>);
+        let timestamp = statement.get("timestamp_ms").and_then(|t| t.as_u64());
+        let (Some(signature), Some(timestamp_ms)) = (signature, timestamp) else {
+            return Err(self.fail(
+                Exit::Other,
+                "the auditor's statement has no signature or timestamp; nothing was \
+                 counter-signed"
+                    .into(),
+            ));
+        };
+        let message = SignatureMessage {
+            namespace: ns,
+            timestamp_ms,
+            epoch,
+            digest,
+        };
+        if !verify_strict(&auditor_key, &message.to_bytes(), &signature) {
+            return Err(self.fail(
+                Exit::Verification,
+                format!(
+                    "the auditor's signature on epoch {epoch} does not verify under the pinned \
+                     auditor key {}: is --auditor-key this auditor's (`GET {base}/info`)? \
+                     Nothing was counter-signed or installed",
+                    to_hex(&auditor_key)
+                ),
+            ));
+        }
+        say(&format!(
+            "  the auditor's signature verifies under {}…",
+            &to_hex(&auditor_key)[..16]
+        ));
+        // The bundle (inclusion proof, latest checkpoint) of this very
+        // statement.
+        let bundle = self
+            .auditor
+            .bundle(ns, epoch)
+            .map_err(|f| self.fail(f.exit, f.message))?;
+        if bundle.auditor_signature != signature || bundle.digest != digest {
+            return Err(self.fail(
+                Exit::Verification,
+                format!(
+                    "the auditor's bundle for epoch {epoch} is not the statement it signed; \
+                     nothing was counter-signed or installed"
+                ),
+            ));
+        }
+        Ok(bundle)
+    }
+
+    fn counter_sign(
+        &mut self,
+        ns: &str,
+        epoch: u64,
+        counter: CounterSignature,
+    ) -> Result<(), String> {
+        let body = json!({
+            "operator_key": to_hex(&counter.operator_key),
+            "signature": to_hex(&counter.signature),
+        });
+        let (status, value) = self.call(self.auditor.post(
+            &format!("/namespaces/{ns}/audits/{epoch}/counter-signature"),
+            &body,
+        ))?;
+        if status != 200 {
+            return Err(self.fail(
+                Exit::Other,
+                format!(
+                    "the auditor refused the counter-signature ({status}: {}); nothing was \
+                     installed",
+                    error_text(&value)
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn verify_bundle(

@@ -5,11 +5,13 @@
 //! Order: check every HSM's certificate chain to the vendor root; the
 //! first HSM generates the fleet secrets; the artifact is built for the
 //! auditor's next epoch; the transcript is written; the first HSM seals
-//! the secrets to every HSM's import key (bound to the transcript digest
-//! and the HSM id) and the others import them; every HSM attests; every
-//! participant signs the transcript; the auditor logs the artifact and the
-//! operator counter-signs the auditor's signature. The secrets exist in
-//! clear only inside the simulated HSMs.
+//! the secrets, and the operator's counter-signing key the transcript
+//! records, to every HSM's import key (bound to the transcript digest and
+//! the HSM id) and the others import them; every HSM attests; every
+//! participant signs the transcript ([`prepare`]); the auditor logs the
+//! artifact and the operator counter-signs the auditor's signature
+//! ([`complete`], which `bkv operator publish` runs later against a live
+//! auditor). The secrets exist in clear only inside the simulated HSMs.
 
 use std::fmt;
 
