@@ -171,6 +171,12 @@ impl BundleStore {
     /// Checks, stores durably, then installs; on any refusal or failure the
     /// node keeps what it had.
     fn install(&self, node: &mut Node, bytes: &[u8]) -> Installed {
+        self.check_and_set(node, bytes, true)
+    }
+
+    /// [`Self::install`]; `store: false` for the bundle read from the file
+    /// itself at start.
+    fn check_and_set(&self, node: &mut Node, bytes: &[u8], store: bool) -> Installed {
         let anchors = self.anchors.as_ref().ok_or_else(|| {
             (
                 403,
@@ -190,15 +196,17 @@ impl BundleStore {
                 ),
                 e => (422, format!("refused: {e}")),
             })?;
-        write_durably(&self.path, bundle.as_bytes()).map_err(|e| {
-            (
-                500,
-                format!(
-                    "could not store the bundle in {}: {e}; nothing changed",
-                    self.path.display()
-                ),
-            )
-        })?;
+        if store {
+            write_durably(&self.path, bundle.as_bytes()).map_err(|e| {
+                (
+                    500,
+                    format!(
+                        "could not store the bundle in {}: {e}; nothing changed",
+                        self.path.display()
+                    ),
+                )
+            })?;
+        }
         node.set_bundle(bundle)
             .map_err(|e| (422, format!("refused: {e}")))?;
         Ok(fleet.epoch_to_store())
@@ -218,7 +226,7 @@ impl BundleStore {
                 return;
             }
         };
-        match self.install(node, &bytes) {
+        match self.check_and_set(node, &bytes, false) {
             Ok(epoch) => eprintln!(
                 "node {}: handing out the stored bundle of epoch {epoch} ({})",
                 node.id(),
