@@ -634,3 +634,73 @@ fn a_checkpoint_with_sixteen_post_quantum_cosignatures_fits_a_bundle() {
         .verify_bytes(response.bundle.as_bytes(), NOW, None)
         .unwrap();
 }
+
+#[test]
+fn a_member_installs_only_bundles_its_own_anchors_accept_for_its_own_keys() {
+    let mut s = setup(40);
+    let mut vault = Vault::new(
+        &s.secrets,
+        VaultPolicy::insecure_test_only(),
+        MemoryStore::new(),
+    )
+    .unwrap();
+    let encoded = |b: &ValidationBundle| EncodedBundle::new(b.clone()).unwrap();
+
+    // An auditor the member was not started with.
+    let mut stranger = TestAuditor::new(7, DEFAULT_NAMESPACE);
+    let mut foreign =
+        stranger.publish(&artifact(&s.secrets.public_keys(), 1, DEFAULT_NAMESPACE), 1);
+    foreign.countersign(&s.operator);
+    assert_eq!(
+        vault.install_bundle(&s.anchors, encoded(&foreign), NOW),
+        Err(BundleError::UnknownAuditorKey)
+    );
+    // A counter-signature by another operator key.
+    let mut other_operator = s.bundle.clone();
+    other_operator.countersign(&OperatorSigningKey::from_bytes(&[9; 32]));
+    assert_eq!(
+        vault.install_bundle(&s.anchors, encoded(&other_operator), NOW),
+        Err(BundleError::UnknownOperatorKey)
+    );
+    // Another fleet's keys, properly logged and counter-signed.
+    let other = FleetSecrets::generate(&mut rng(41));
+    let mut other_fleet = s
+        .auditor
+        .publish(&artifact(&other.public_keys(), 2, DEFAULT_NAMESPACE), 2);
+    other_fleet.countersign(&s.operator);
+    assert_eq!(
+        vault.install_bundle(&s.anchors, encoded(&other_fleet), NOW),
+        Err(BundleError::KeyNotListed(KeyRole::OpaqueKeyExchange))
+    );
+    assert!(vault.bundle().is_none(), "nothing was installed");
+
+    // The right bundle installs; the same fleet republished at epoch 3
+    // replaces it; epoch 1 is then refused as a rollback.
+    assert_eq!(
+        vault
+            .install_bundle(&s.anchors, encoded(&s.bundle), NOW)
+            .unwrap()
+            .epoch_to_store(),
+        1
+    );
+    let mut newer = s
+        .auditor
+        .publish(&artifact(&s.secrets.public_keys(), 3, DEFAULT_NAMESPACE), 3);
+    newer.countersign(&s.operator);
+    vault
+        .install_bundle(&s.anchors, encoded(&newer), NOW)
+        .unwrap();
+    assert_eq!(
+        vault.check_bundle(&s.anchors, &encoded(&s.bundle), NOW),
+        Err(BundleError::Rollback {
+            stored: 3,
+            presented: 1
+        })
+    );
+    assert_eq!(vault.bundle().unwrap().bundle().epoch, 3);
+    // Expired at the member's clock.
+    assert_eq!(
+        vault.check_bundle(&s.anchors, &encoded(&newer), 2_000_000),
+        Err(BundleError::Expired)
+    );
+}

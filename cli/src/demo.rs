@@ -436,16 +436,18 @@ fn over_the_air(args: &DemoArgs, step: &mut usize) -> Step<()> {
     let mut vault = Vault::new(&secrets, policy, MemoryStore::new()).map_err(|e| m("vault")(&e))?;
     drop(secrets);
     let encoded = EncodedBundle::new(bundle).map_err(|e| m("bundle")(&e))?;
+    // The vault installs it as a fleet member does (`POST /v1/bundle`):
+    // only if it verifies under the keys it pins and names its own keys.
+    let anchors = TrustAnchors::new(&[auditor.public_key()], &[operator.public_key()]);
     vault
-        .set_bundle(encoded)
+        .install_bundle(&anchors, encoded, unix_ms())
         .map_err(|e| m("vault refused the bundle")(&e))?;
     demo_step(
         t,
-        "operator counter-signed in the HSM; the vault hands the bundle out".into(),
+        "operator counter-signed in the HSM; the vault checked and hands it out".into(),
     );
 
     let t = Instant::now();
-    let anchors = TrustAnchors::new(&[auditor.public_key()], &[operator.public_key()]);
     let mut stored_epoch: Option<u64> = None;
     let answer = vault.handle(&mut OsRng, 0, &BundleRequest {}.to_bytes());
     let response = BundleResponse::from_bytes(&answer).map_err(|e| m("bundle response")(&e))?;

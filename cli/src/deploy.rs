@@ -74,8 +74,19 @@ pub struct CeremonyArgs {
     vendor: Option<PathBuf>,
     /// The auditor's database directory (in-process auditor); created if
     /// missing. Default: OUT/auditor.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "auditor")]
     auditor_dir: Option<PathBuf>,
+    /// A running auditor (`bkv auditor serve`) at this base URL: the
+    /// artifact is made for its next epoch and NOT published; the ceremony
+    /// writes OUT/ceremony.json and `bkv operator publish` publishes it.
+    #[arg(long, value_name = "URL")]
+    auditor: Option<String>,
+    /// Take the operator's counter-signing key from an earlier ceremony's
+    /// directory (opened in its first HSM) instead of generating one:
+    /// every fleet of a namespace is counter-signed by the same key, the
+    /// one clients pin.
+    #[arg(long, value_name = "DIR")]
+    operator_from: Option<PathBuf>,
     /// Days the fleet-key artifact is valid.
     #[arg(long, default_value_t = 365)]
     valid_days: u64,
@@ -93,8 +104,9 @@ fn parse_hsm(spec: &str) -> Result<(Name, Name), String> {
 /// evidence as an outsider would.
 pub fn ceremony(args: &CeremonyArgs) -> ExitCode {
     match run_ceremony(args) {
-        Ok(report) if report.passed() => ExitCode::SUCCESS,
-        Ok(_) => {
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(report)) if report.passed() => ExitCode::SUCCESS,
+        Ok(Some(_)) => {
             eprintln!("error: the ceremony's own evidence does not verify");
             Exit::Verification.into()
         }
@@ -102,7 +114,9 @@ pub fn ceremony(args: &CeremonyArgs) -> ExitCode {
     }
 }
 
-fn run_ceremony(args: &CeremonyArgs) -> Result<Report, String> {
+/// The ceremony's report, or `None` when it was prepared for publication
+/// by `bkv operator publish`.
+fn run_ceremony(args: &CeremonyArgs) -> Result<Option<Report>, String> {
     let now = bkv_deploy::now_ms();
     let measurement = hex32(&args.measurement, "--measurement")?;
     let fleet_id = name(&args.fleet_id, "fleet id")?;
@@ -132,9 +146,26 @@ fn run_ceremony(args: &CeremonyArgs) -> Result<Report, String> {
     .map_err(|e| e.to_string())?;
 
     let out = &args.out;
-    if out.join("evidence.json").exists() {
-        return Err(format!("{} already holds evidence", out.display()));
+    if out.join("evidence.json").exists() || out.join("ceremony.json").exists() {
+        return Err(format!("{} already holds a ceremony", out.display()));
     }
+    // The operator key: an earlier ceremony's (the one clients pin), or a
+    // new one; it leaves this process only sealed to the HSMs.
+    let operator = match &args.operator_from {
+        Some(dir) => {
+            let transcript = crate::operator::ceremony_transcript(dir).map_err(|e| e.message)?;
+            crate::operator::open_operator_key(dir, &transcript, None).map_err(|e| e.message)?
+        }
+        None => OperatorSigningKey::generate(&mut rand::rngs::OsRng),
+    };
+    // With a running auditor: its next epoch, asked before anything is
+    // written (an auditor that cannot be reached leaves nothing behind).
+    let auditor_epoch = match &args.auditor {
+        Some(url) => {
+            Some(crate::operator::next_epoch(url, namespace.as_str()).map_err(|e| e.message)?)
+        }
+        None => None,
+    };
     for dir in ["sealed", "hsms", "participants"] {
         std::fs::create_dir_all(out.join(dir)).map_err(|e| format!("{}: {e}", out.display()))?;
     }
@@ -161,12 +192,6 @@ fn run_ceremony(args: &CeremonyArgs) -> Result<Report, String> {
             .map_err(|e| e.to_string())?;
         hsms.push((hsm, site));
     }
-    let auditor_dir = args
-        .auditor_dir
-        .clone()
-        .unwrap_or_else(|| out.join("auditor"));
-    let mut auditor = Auditor::open(&auditor_dir).map_err(|e| e.to_string())?;
-    let operator = OperatorSigningKey::generate(&mut rand::rngs::OsRng);
     let plan = CeremonyPlan {
         fleet_id,
         namespace: namespace.clone(),
@@ -186,6 +211,46 @@ fn run_ceremony(args: &CeremonyArgs) -> Result<Report, String> {
             site: site.clone(),
         })
         .collect();
+    if let (Some(url), Some(epoch)) = (&args.auditor, auditor_epoch) {
+        // Prepared only: `bkv operator publish` publishes it.
+        let prepared = ceremony::prepare(
+            &plan,
+            epoch,
+            &mut taking_part,
+            &participants,
+            &root,
+            &operator,
+        )
+        .map_err(|e| e.to_string())?;
+        drop(taking_part);
+        write_ceremony_files(
+            out,
+            &hsms,
+            &participants,
+            &prepared.sealed,
+            &prepared.sealed_operator,
+        )?;
+        let pending_path = out.join("ceremony.json");
+        write(&pending_path, &prepared.pending.to_json())?;
+        print_ceremony(&prepared.pending.transcript, &prepared.public_keys);
+        println!(
+            "  artifact for epoch {epoch} of {}, not yet published",
+            namespace.as_str()
+        );
+        println!("ceremony:    {}", pending_path.display());
+        println!("vendor root: {}", root_pem.display());
+        println!("sealed:      {}", out.join("sealed").display());
+        println!(
+            "\nnext: bkv operator publish --ceremony {} --auditor {url} --auditor-key HEX --token-file FILE --fleet DIR",
+            out.display()
+        );
+        return Ok(None);
+    }
+    let auditor_dir = args
+        .auditor_dir
+        .clone()
+        .unwrap_or_else(|| out.join("auditor"));
+    let mut auditor = Auditor::open(&auditor_dir).map_err(|e| e.to_string())?;
     let outcome = ceremony::run(
         &plan,
         &mut taking_part,
@@ -196,25 +261,12 @@ fn run_ceremony(args: &CeremonyArgs) -> Result<Report, String> {
     )
     .map_err(|e| e.to_string())?;
     drop(taking_part);
-
-    // The sealed secrets, one file per HSM; the HSMs' own keys (simulated
-    // NVRAM); the participants' and the operator's keys (simulation).
-    for (id, blob) in &outcome.sealed {
-        write(&out.join("sealed").join(format!("{id}.sealed")), blob)?;
-    }
-    for (hsm, _) in &hsms {
-        hsm.save(&out.join("hsms").join(format!("{}.json", hsm.id())))
-            .map_err(|e| e.to_string())?;
-    }
-    for p in &participants {
-        write_secret(
-            &out.join("participants").join(format!("{}.key", p.name())),
-            to_hex(&p.seed()[..]).as_bytes(),
-        )?;
-    }
-    write_secret(
-        &out.join("operator.key"),
-        to_hex(&operator.to_bytes()[..]).as_bytes(),
+    write_ceremony_files(
+        out,
+        &hsms,
+        &participants,
+        &outcome.sealed,
+        &outcome.sealed_operator,
     )?;
     let evidence_path = out.join("evidence.json");
     write(&evidence_path, &outcome.evidence.to_json())?;
@@ -227,31 +279,8 @@ fn run_ceremony(args: &CeremonyArgs) -> Result<Report, String> {
         &serde_json::to_vec_pretty(&export).map_err(|e| e.to_string())?,
     )?;
 
-    let keys = outcome.public_keys;
     let t = &outcome.evidence.transcript;
-    println!(
-        "ceremony for fleet {} at {} ms: {} HSMs, {} participants",
-        t.fleet_id,
-        t.time_ms,
-        t.hsms.len(),
-        t.participants.len()
-    );
-    for h in &t.hsms {
-        println!(
-            "  HSM {} at {}: secrets sealed to its import key",
-            h.id, h.site
-        );
-    }
-    println!(
-        "  key-exchange key {} (fingerprint {})",
-        to_hex(&keys.key_exchange),
-        to_hex(&bkv_deploy::evidence::sha256(&keys.key_exchange))
-    );
-    println!(
-        "  transport key    {} (fingerprint {})",
-        to_hex(&keys.transport),
-        to_hex(&bkv_deploy::evidence::sha256(&keys.transport))
-    );
+    print_ceremony(t, &outcome.public_keys);
     println!(
         "  artifact logged at epoch {} of {} by auditor {}",
         t.epoch,
@@ -265,11 +294,99 @@ fn run_ceremony(args: &CeremonyArgs) -> Result<Report, String> {
     println!("\nverifying the evidence as an outsider would:\n");
     let verifier = Verifier::new(root, bkv_deploy::now_ms())
         .pin_auditor_key(auditor.public_key())
+        .pin_operator_key(operator.public_key())
         .expect_measurement(measurement);
     let mut log = ExportLog::new(export);
     let report = verifier.verify(&outcome.evidence, Some(&mut log));
     print!("{}", report.to_text());
-    Ok(report)
+    Ok(Some(report))
+}
+
+fn print_ceremony(t: &bkv_deploy::evidence::Transcript, keys: &backup_key_vault::FleetPublicKeys) {
+    println!(
+        "ceremony for fleet {} at {} ms: {} HSMs, {} participants",
+        t.fleet_id,
+        t.time_ms,
+        t.hsms.len(),
+        t.participants.len()
+    );
+    for h in &t.hsms {
+        println!(
+            "  HSM {} at {}: secrets and operator key sealed to its import key",
+            h.id, h.site
+        );
+    }
+    println!(
+        "  key-exchange key {} (fingerprint {})",
+        to_hex(&keys.key_exchange),
+        to_hex(&bkv_deploy::evidence::sha256(&keys.key_exchange))
+    );
+    println!(
+        "  transport key    {} (fingerprint {})",
+        to_hex(&keys.transport),
+        to_hex(&bkv_deploy::evidence::sha256(&keys.transport))
+    );
+    println!("  operator key     {}", t.operator_key);
+}
+
+/// Writes the sealed secrets and operator key (one file each per HSM), the
+/// HSMs' own keys (simulated NVRAM) and the participants' keys
+/// (simulation).
+fn write_ceremony_files(
+    out: &Path,
+    hsms: &[(SimulatedHsm, Name)],
+    participants: &[ParticipantKey],
+    sealed: &[(Name, Vec<u8>)],
+    sealed_operator: &[(Name, Vec<u8>)],
+) -> Result<(), String> {
+    for (id, blob) in sealed {
+        write(&out.join("sealed").join(format!("{id}.sealed")), blob)?;
+    }
+    for (id, blob) in sealed_operator {
+        write(&out.join("sealed").join(format!("{id}.operator")), blob)?;
+    }
+    for (hsm, _) in hsms {
+        hsm.save(&out.join("hsms").join(format!("{}.json", hsm.id())))
+            .map_err(|e| e.to_string())?;
+    }
+    for p in participants {
+        write_secret(
+            &out.join("participants").join(format!("{}.key", p.name())),
+            to_hex(&p.seed()[..]).as_bytes(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Opens the fleet secrets of a ceremony's HSM `hsm` in that simulated
+/// HSM, for the node that runs on it (`bkv node --ceremony DIR --hsm ID`).
+pub fn open_ceremony_secrets(
+    dir: &Path,
+    hsm: &str,
+) -> Result<backup_key_vault::FleetSecrets, crate::exit::Failure> {
+    use crate::exit::Failure;
+    let transcript = crate::operator::ceremony_transcript(dir)?;
+    if !transcript.hsms.iter().any(|h| h.id.as_str() == hsm) {
+        return Err(Failure::usage(format!(
+            "--hsm {hsm}: the ceremony in {} has HSMs {}",
+            dir.display(),
+            transcript
+                .hsms
+                .iter()
+                .map(|h| h.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let state = dir.join("hsms").join(format!("{hsm}.json"));
+    let device = SimulatedHsm::load(&state)
+        .map_err(|e| Failure::other(format!("HSM {hsm} ({}): {e}", state.display())))?;
+    let sealed_path = dir.join("sealed").join(format!("{hsm}.sealed"));
+    let sealed = std::fs::read(&sealed_path)
+        .map_err(|e| Failure::other(format!("cannot read {}: {e}", sealed_path.display())))?;
+    device
+        .open_sealed(&sealed, &transcript.digest())
+        .map_err(|e| Failure::other(format!("{}: {e}", sealed_path.display())))
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -374,6 +491,12 @@ pub struct VerifyDeploymentArgs {
     /// evidence's declared key is used, with a warning.
     #[arg(long = "auditor-key")]
     auditor_keys: Vec<String>,
+    /// Pinned operator counter-signing key (hex); repeat for several. The
+    /// transcript's operator key must be one of them, and the bundle
+    /// counter-signed by it. Without one, the transcript's key is used,
+    /// with a warning.
+    #[arg(long = "operator-key")]
+    operator_keys: Vec<String>,
     /// A participant who must have signed the transcript (Ed25519 key,
     /// hex); repeat.
     #[arg(long = "participant-key")]
@@ -471,6 +594,9 @@ pub fn verify_deployment(args: &VerifyDeploymentArgs) -> ExitCode {
         let mut verifier = Verifier::new(root, args.at.unwrap_or_else(bkv_deploy::now_ms));
         for k in &args.auditor_keys {
             verifier = verifier.pin_auditor_key(hex32(k, "--auditor-key")?);
+        }
+        for k in &args.operator_keys {
+            verifier = verifier.pin_operator_key(hex32(k, "--operator-key")?);
         }
         for k in &args.participant_keys {
             verifier = verifier.require_participant(hex32(k, "--participant-key")?);

@@ -22,19 +22,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use backup_key_vault::bundle::{TrustAnchors, VerifiedFleet};
 use backup_key_vault::client::{ClientConfig, Recovery, Registration};
 use backup_key_vault::vault::VaultPolicy;
 use backup_key_vault::wire::{
-    KeyRelease, RecoveryResponse, RegistrationConfirmation, RegistrationResponse, Rejection,
-    RejectionCode,
+    BundleRequest, BundleResponse, KeyRelease, RecoveryResponse, RecoveryResponseWithBundle,
+    RegistrationConfirmation, RegistrationResponse, Rejection, RejectionCode,
 };
 use backup_key_vault::{ClientError, FleetPublicKeys, FleetSecrets, OsRng, RecordId, RecoveryCode};
-use bkv_fleet::net::{run_node, FleetClient, NodeOptions};
+use bkv_fleet::net::{run_node, unix_ms, FleetClient, NodeOptions};
 use bkv_fleet::FleetError;
 use clap::Args;
 use sha2::{Digest, Sha256};
 
 use crate::exit::{self, Exit, Failure};
+use crate::ota::{bundle_refused, ClientState, PinArgs};
 use crate::secret::{self, SecretSource};
 
 /// `bkv node`.
@@ -57,9 +59,25 @@ pub struct NodeArgs {
     #[arg(long)]
     listen: SocketAddr,
     /// The fleet secrets file (hex; refused unless only its owner can read
-    /// it: `chmod 600 FILE`).
-    #[arg(long)]
-    secrets: PathBuf,
+    /// it: `chmod 600 FILE`), as `bkv fleet up` writes it. Or --ceremony.
+    #[arg(
+        long,
+        required_unless_present = "ceremony",
+        conflicts_with = "ceremony"
+    )]
+    secrets: Option<PathBuf>,
+    /// Run on a simulated HSM of a key ceremony (`bkv fleet ceremony
+    /// --out DIR`): the HSM of --hsm opens its sealed secrets there.
+    #[arg(long, value_name = "DIR", requires = "hsm")]
+    ceremony: Option<PathBuf>,
+    /// With --ceremony: the id of the HSM this node runs on.
+    #[arg(long, value_name = "ID", requires = "ceremony")]
+    hsm: Option<String>,
+    /// The keys a validation bundle must verify under to be installed
+    /// (`POST /v1/bundle`) and handed out (SPEC.md §16.2, §23). Without
+    /// them the node hands out no bundle.
+    #[command(flatten)]
+    pins: PinArgs,
     /// Tiny Argon2 parameters (tests and demos only).
     #[arg(long)]
     insecure_fast: bool,
@@ -94,9 +112,24 @@ pub struct UpArgs {
 /// `bkv register` and `bkv recover`.
 #[derive(Args, Debug)]
 pub struct ClientArgs {
-    /// The fleet directory (`fleet.public`, `endpoints`).
+    /// The fleet directory: its `endpoints` (one node URL a line) and,
+    /// unless the keys are learned over the air (--auditor-key and
+    /// --operator-key), its `fleet.public`.
     #[arg(long, default_value = "bkv-fleet")]
     fleet: PathBuf,
+    /// A node's URL (http://HOST:PORT); repeat. Replaces the fleet
+    /// directory's `endpoints`.
+    #[arg(long = "endpoint", value_name = "URL")]
+    endpoints: Vec<String>,
+    /// Learn the fleet's keys from its validation bundle, verified under
+    /// these keys (SPEC.md §17), instead of reading `fleet.public`.
+    #[command(flatten)]
+    pins: PinArgs,
+    /// With --auditor-key/--operator-key: the file where the client
+    /// remembers the newest epoch it accepted (created if missing). A
+    /// bundle older than it is refused.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
     /// The record's name (its id is SHA-256 of it).
     #[arg(long)]
     record: String,
@@ -234,7 +267,16 @@ fn run_one_node(args: &NodeArgs) -> Result<(), Failure> {
             args.listen
         )));
     }
-    let secrets = read_secrets(&args.secrets)?;
+    let anchors = args.pins.anchors()?;
+    let secrets = match (&args.secrets, &args.ceremony, &args.hsm) {
+        (Some(path), _, _) => read_secrets(path)?,
+        (None, Some(dir), Some(hsm)) => crate::deploy::open_ceremony_secrets(dir, hsm)?,
+        _ => {
+            return Err(Failure::usage(
+                "give --secrets FILE, or --ceremony DIR and --hsm ID",
+            ))
+        }
+    };
     can_listen(own, "this node's peer address")?;
     can_listen(args.listen, "this node's client address")?;
     secret::create_private_dir(&args.data)?;
@@ -246,6 +288,7 @@ fn run_one_node(args: &NodeArgs) -> Result<(), Failure> {
         policy: policy(args.insecure_fast),
         tick: Duration::from_millis(args.tick_ms.max(1)),
         nvram: args.nvram.clone(),
+        anchors,
     };
     if let Some(path) = &args.nvram {
         eprintln!(
@@ -488,8 +531,21 @@ fn run_up(args: &UpArgs) -> Result<(), Failure> {
     }
 }
 
+/// Where the client's trust in the fleet's keys comes from.
+enum Trust {
+    /// `fleet.public`, pinned.
+    Pinned(ClientConfig),
+    /// A validation bundle verified under the anchors; the state file
+    /// remembers the newest epoch.
+    OverTheAir {
+        anchors: TrustAnchors,
+        state: ClientState,
+    },
+}
+
 struct Target {
-    config: ClientConfig,
+    trust: Trust,
+    insecure_fast: bool,
     endpoints: Vec<String>,
     record_id: RecordId,
     code: RecoveryCode,
@@ -532,17 +588,19 @@ fn parse_public(text: &str, path: &Path) -> Result<FleetPublicKeys, Failure> {
     })
 }
 
-fn target(args: &ClientArgs) -> Result<Target, Failure> {
-    let keys = parse_public(
-        &fleet_file(&args.fleet, "fleet.public")?,
-        &args.fleet.join("fleet.public"),
-    )?;
-    let config = if args.insecure_fast {
-        ClientConfig::insecure_test_only(keys)
-    } else {
-        ClientConfig::new(keys)
-    };
-    let endpoints: Vec<String> = fleet_file(&args.fleet, "endpoints")?
+/// The node URLs: `--endpoint`s, else the fleet directory's `endpoints`.
+pub fn endpoints(fleet: &Path, given: &[String]) -> Result<Vec<String>, Failure> {
+    if !given.is_empty() {
+        for e in given {
+            if !e.starts_with("http://") {
+                return Err(Failure::usage(format!(
+                    "--endpoint {e:?}: expected http://HOST:PORT"
+                )));
+            }
+        }
+        return Ok(given.to_vec());
+    }
+    let endpoints: Vec<String> = fleet_file(fleet, "endpoints")?
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -551,9 +609,37 @@ fn target(args: &ClientArgs) -> Result<Target, Failure> {
     if endpoints.is_empty() {
         return Err(Failure::other(format!(
             "{}: lists no node",
-            args.fleet.join("endpoints").display()
+            fleet.join("endpoints").display()
         )));
     }
+    Ok(endpoints)
+}
+
+fn target(args: &ClientArgs) -> Result<Target, Failure> {
+    let trust = match args.pins.anchors()? {
+        Some(anchors) => {
+            let path = args.state.as_deref().ok_or_else(|| {
+                Failure::usage(
+                    "--auditor-key and --operator-key need --state FILE: the file where the \
+                     client remembers the newest epoch it accepted (created if missing)",
+                )
+            })?;
+            let state = ClientState::open(path, anchors.namespace())?;
+            Trust::OverTheAir { anchors, state }
+        }
+        None => {
+            let keys = parse_public(
+                &fleet_file(&args.fleet, "fleet.public")?,
+                &args.fleet.join("fleet.public"),
+            )?;
+            Trust::Pinned(if args.insecure_fast {
+                ClientConfig::insecure_test_only(keys)
+            } else {
+                ClientConfig::new(keys)
+            })
+        }
+    };
+    let endpoints = endpoints(&args.fleet, &args.endpoints)?;
     let endpoints = match args.node {
         Some(k) => vec![endpoints
             .get(k.wrapping_sub(1))
@@ -577,7 +663,8 @@ fn target(args: &ClientArgs) -> Result<Target, Failure> {
     let code = RecoveryCode::new(code.as_bytes())
         .map_err(|e| Failure::usage(format!("the recovery code: {e}")))?;
     Ok(Target {
-        config,
+        trust,
+        insecure_fast: args.insecure_fast,
         endpoints,
         record_id,
         code,
@@ -610,6 +697,11 @@ fn refused(node: &str, code: RejectionCode) -> Failure {
         ),
         RejectionCode::RequestNotAuthentic => Failure::other(format!(
             "{node} refused the request as not authentic: does fleet.public belong to this fleet?"
+        )),
+        RejectionCode::NoBundle => Failure::other(format!(
+            "{node} holds no validation bundle: the operator installs one with `bkv operator \
+             install` (or, to pin the fleet's keys instead, drop --auditor-key/--operator-key \
+             and use the fleet directory's fleet.public)"
         )),
         other => Failure::other(format!("{node} refused: {other:?}")),
     }
@@ -753,11 +845,11 @@ pub fn recover(args: &ClientArgs) -> ExitCode {
 
 fn with_key_out(
     args: &ClientArgs,
-    flow: fn(&Target, &mut KeyOut) -> Result<(), Failure>,
+    flow: fn(&mut Target, &mut KeyOut) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
-    let t = target(args)?;
+    let mut t = target(args)?;
     let mut out = KeyOut::create(args.key_out.as_deref())?;
-    match flow(&t, &mut out) {
+    match flow(&mut t, &mut out) {
         Ok(()) => Ok(()),
         Err(e) => {
             out.discard();
@@ -766,9 +858,62 @@ fn with_key_out(
     }
 }
 
-fn run_register(t: &Target, out: &mut KeyOut) -> Result<(), Failure> {
+/// Asks the nodes for the fleet's bundle and verifies it under `anchors`,
+/// refusing one older than `floor`.
+fn learn_fleet(
+    client: &FleetClient,
+    t: &Target,
+    anchors: &TrustAnchors,
+    floor: Option<u64>,
+    out: &mut KeyOut,
+) -> Result<(VerifiedFleet, ClientConfig), Failure> {
+    let (node, answer) = first_answer(client, &t.endpoints, &BundleRequest {}.to_bytes())?;
+    let response = BundleResponse::from_bytes(&answer).map_err(|_| unexpected(&node, &answer))?;
+    let fleet = anchors
+        .verify(response.bundle.bundle(), unix_ms(), floor)
+        .map_err(|e| bundle_refused(&node, &e, "nothing was sent"))?;
+    out.say(&format!(
+        "fleet {} learned from {node}: epoch {} of {}, signed by the pinned auditor and operator",
+        fleet.artifact().fleet_id,
+        fleet.epoch_to_store(),
+        anchors.namespace()
+    ));
+    let config = if t.insecure_fast {
+        ClientConfig::insecure_test_only_from_verified_fleet(&fleet)
+    } else {
+        ClientConfig::from_verified_fleet(&fleet)
+    };
+    Ok((fleet, config))
+}
+
+/// The configuration to talk to the fleet with: the pinned one, or one
+/// learned from the fleet's verified bundle (its epoch remembered first,
+/// SPEC.md §17). Also returns the epoch, when learned.
+fn fleet_config(
+    client: &FleetClient,
+    t: &mut Target,
+    floor: impl Fn(&ClientState) -> Option<u64>,
+    out: &mut KeyOut,
+) -> Result<(ClientConfig, Option<u64>), Failure> {
+    match &t.trust {
+        Trust::Pinned(config) => Ok((config.clone(), None)),
+        Trust::OverTheAir { anchors, state } => {
+            let (fleet, config) = learn_fleet(client, t, anchors, floor(state), out)?;
+            let epoch = fleet.epoch_to_store();
+            if let Trust::OverTheAir { state, .. } = &mut t.trust {
+                state.accept(epoch, None)?;
+            }
+            Ok((config, Some(epoch)))
+        }
+    }
+}
+
+fn run_register(t: &mut Target, out: &mut KeyOut) -> Result<(), Failure> {
     let client = FleetClient::new();
-    let (state, request) = Registration::start(&mut OsRng, &t.config, t.record_id, &t.code, None)
+    // A new registration goes only to a fleet at least as new as the newest
+    // one the client accepted.
+    let (config, epoch) = fleet_config(&client, t, ClientState::newest_epoch, out)?;
+    let (state, request) = Registration::start(&mut OsRng, &config, t.record_id, &t.code, None)
         .map_err(client_failure)?;
     let (node, answer) = first_answer(&client, &t.endpoints, &request.to_bytes())?;
     let response =
@@ -780,6 +925,9 @@ fn run_register(t: &Target, out: &mut KeyOut) -> Result<(), Failure> {
     let confirmation =
         RegistrationConfirmation::from_bytes(&answer).map_err(|_| unexpected(&node, &answer))?;
     let registered = state.finish(&confirmation).map_err(client_failure)?;
+    if let (Some(epoch), Trust::OverTheAir { state, .. }) = (epoch, &mut t.trust) {
+        state.accept(epoch, Some(&t.record_id))?;
+    }
     out.say(&format!(
         "registered via {node}: generation {}",
         registered.generation
@@ -791,18 +939,40 @@ fn run_register(t: &Target, out: &mut KeyOut) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run_recover(t: &Target, out: &mut KeyOut) -> Result<(), Failure> {
+fn run_recover(t: &mut Target, out: &mut KeyOut) -> Result<(), Failure> {
     let client = FleetClient::new();
+    // A record recovers from the fleet it was registered with: the bundle
+    // may not be older than the epoch the state file remembers for it.
+    let record_id = t.record_id;
+    let floor = move |s: &ClientState| s.floor_for(&record_id);
+    let (config, _) = fleet_config(&client, t, floor, out)?;
     let (state, ke1) =
-        Recovery::start(&mut OsRng, &t.config, t.record_id, &t.code).map_err(client_failure)?;
+        Recovery::start(&mut OsRng, &config, t.record_id, &t.code).map_err(client_failure)?;
     let (node, answer) = first_answer(&client, &t.endpoints, &ke1.to_bytes())?;
-    let ke2 = RecoveryResponse::from_bytes(&answer).map_err(|_| unexpected(&node, &answer))?;
+    // A node that holds a bundle attaches it to KE2 (SPEC.md §16.2): a
+    // client that learned its keys over the air verifies it again (the KE2
+    // must come from the fleet the bundle names); a pinned client uses
+    // its pinned keys.
+    let with_bundle = RecoveryResponseWithBundle::from_bytes(&answer).ok();
+    let ke2 = match &with_bundle {
+        Some(w) => w.response.clone(),
+        None => RecoveryResponse::from_bytes(&answer).map_err(|_| unexpected(&node, &answer))?,
+    };
     out.say(&format!(
         "attempts remaining {} (via {node})",
         ke2.attempts_remaining
     ));
-    let (state, ke3) = state.finish(&mut OsRng, &ke2).map_err(|e| {
-        let mut failure = client_failure(e);
+    let finished = match (&t.trust, &with_bundle) {
+        (Trust::OverTheAir { anchors, state: s }, Some(w)) => state
+            .finish_with_bundle(&mut OsRng, w, anchors, unix_ms(), s.floor_for(&t.record_id))
+            .map(|(state, ke3, _)| (state, ke3))
+            .map_err(|e| match e {
+                ClientError::Bundle(e) => bundle_refused(&node, &e, "KE3 was not sent"),
+                e => client_failure(e),
+            }),
+        _ => state.finish(&mut OsRng, &ke2).map_err(client_failure),
+    };
+    let (state, ke3) = finished.map_err(|mut failure| {
         if failure.exit == Exit::WrongCode && ke2.attempts_remaining == 0 {
             failure
                 .message

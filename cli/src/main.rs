@@ -7,6 +7,8 @@ mod demo;
 mod deploy;
 mod exit;
 mod fleet_node;
+mod operator;
+mod ota;
 mod secret;
 
 use std::process::ExitCode;
@@ -44,6 +46,11 @@ enum Command {
     /// Run one fleet member (any address; loopback in `fleet up`): the vault replicated by Raft, its
     /// state in redb, an HTTP API for clients (SPEC.md §23).
     Node(fleet_node::NodeArgs),
+    /// The operator's side of fleet keys over the air: publish a
+    /// ceremony's artifact through the auditor, counter-sign it, and
+    /// install the bundle on the nodes (SPEC.md §18.2, §23).
+    #[command(subcommand)]
+    Operator(OperatorCommand),
     /// Register a recovery code with a fleet; prints the backup key.
     #[command(after_help = exit::HELP)]
     Register(fleet_node::ClientArgs),
@@ -54,15 +61,29 @@ enum Command {
 
 #[derive(Subcommand)]
 enum FleetCommand {
-    /// Create a fleet in simulated HSMs: secrets generated in the first
-    /// HSM and sealed to each HSM, attestations, a transcript signed by the
+    /// Create a fleet in simulated HSMs: secrets and the operator key
+    /// sealed to each HSM, attestations, a transcript signed by the
     /// participants, the fleet-key artifact logged by the auditor; writes
-    /// the evidence package and verifies it. Never prints a secret.
-    Ceremony(deploy::CeremonyArgs),
+    /// the evidence package and verifies it. With --auditor URL, prepares
+    /// it for `bkv operator publish` instead. Never prints a secret.
+    Ceremony(Box<deploy::CeremonyArgs>),
     /// Start a local fleet of `bkv node` processes on loopback, with a
     /// generated secrets file (for trying the fleet out; the ceremony seals
     /// secrets per HSM instead).
     Up(fleet_node::UpArgs),
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Publish a ceremony's fleet-key artifact: submit it to the auditor,
+    /// verify the auditor's signature under the pinned key, counter-sign
+    /// it with the operator key, fetch the bundle, verify it, write the
+    /// evidence, and install the bundle on the nodes.
+    Publish(operator::PublishArgs),
+    /// Install a logged, counter-signed bundle (from the auditor or a
+    /// file) on nodes, after verifying it under the pinned keys: for a
+    /// restarted node with a wiped disk, or a replaced one.
+    Install(operator::InstallArgs),
 }
 
 #[derive(Subcommand)]
@@ -112,6 +133,8 @@ fn main() -> ExitCode {
         Command::Fleet(FleetCommand::Ceremony(args)) => deploy::ceremony(&args),
         Command::Fleet(FleetCommand::Up(args)) => fleet_node::up(&args),
         Command::Node(args) => fleet_node::node(&args),
+        Command::Operator(OperatorCommand::Publish(args)) => operator::publish(&args),
+        Command::Operator(OperatorCommand::Install(args)) => operator::install(&args),
         Command::Register(args) => fleet_node::register(&args),
         Command::Recover(args) => fleet_node::recover(&args),
     }

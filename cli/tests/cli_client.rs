@@ -4,7 +4,8 @@
 //! recovery code from a file or the environment, and errors that name the
 //! file or address.
 
-use std::net::TcpListener;
+mod common;
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -13,19 +14,7 @@ use std::time::{Duration, Instant};
 use backup_key_vault::{FleetSecrets, OsRng};
 use bkv_fleet::net::FleetClient;
 
-const BKV: &str = env!("CARGO_BIN_EXE_bkv");
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{free_port, free_ports, hex, BKV};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -50,10 +39,14 @@ impl Fleet {
             hex(&[keys.key_exchange, keys.transport].concat()),
         )
         .unwrap();
-        let peers: Vec<String> = (0..n)
-            .map(|i| format!("{}=127.0.0.1:{}", i + 1, free_port()))
+        // All at once, so no two nodes get the same port.
+        let ports = free_ports(2 * n);
+        let (peer_ports, client_ports) = ports.split_at(n);
+        let peers: Vec<String> = peer_ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
             .collect();
-        let client_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let endpoints: Vec<String> = client_ports
             .iter()
             .map(|p| format!("http://127.0.0.1:{p}"))

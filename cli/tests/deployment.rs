@@ -141,9 +141,44 @@ fn ceremony_then_verify_deployment_and_no_secret_anywhere() {
         secrets.public_keys().key_exchange,
         parsed.transcript.fleet_keys[0].public_key.0
     );
+    // The operator's counter-signing key: sealed to every HSM like the
+    // secrets, its public half in the transcript, no loose key file.
+    let sealed_operator = std::fs::read(out.join("sealed/hsm-2.operator")).unwrap();
+    let operator = seal::open_operator_key(
+        &sealed_operator,
+        &import,
+        &parsed.transcript.digest(),
+        "hsm-2",
+    )
+    .unwrap();
+    assert_eq!(operator.public_key(), parsed.transcript.operator_key.0);
+    assert_eq!(
+        parsed
+            .bundle()
+            .unwrap()
+            .counter_signature
+            .unwrap()
+            .operator_key,
+        operator.public_key()
+    );
+    assert!(seal::open_operator_key(
+        &sealed_operator,
+        &import,
+        &parsed.transcript.digest(),
+        "hsm-1"
+    )
+    .is_err());
+    assert!(!out.join("operator.key").exists());
+    let operator_seed = operator.to_bytes();
     let encoded = secrets.to_bytes();
     let whole = &encoded[..];
-    let parts = [whole, &whole[1..65], &whole[65..97], &whole[97..129]];
+    let parts = [
+        whole,
+        &whole[1..65],
+        &whole[65..97],
+        &whole[97..129],
+        &operator_seed[..],
+    ];
     let mut forms: Vec<Vec<u8>> = Vec::new();
     for part in parts {
         forms.push(part.to_vec());
@@ -253,6 +288,12 @@ fn verify_deployment_against_the_live_auditor() {
         .unwrap()
         .trim_start_matches("auditor key ")
         .to_string();
+    // The operator key the transcript records (sealed to the HSMs).
+    let operator = Evidence::from_json(&std::fs::read(out.join("evidence.json")).unwrap())
+        .unwrap()
+        .transcript
+        .operator_key
+        .to_string();
     let args = |log: &str| {
         bkv(&[
             "audit",
@@ -264,6 +305,8 @@ fn verify_deployment_against_the_live_auditor() {
             log,
             "--auditor-key",
             &key,
+            "--operator-key",
+            &operator,
         ])
     };
     let live = args(&url);

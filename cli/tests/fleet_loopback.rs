@@ -3,7 +3,8 @@
 //! refusal with nothing released; restart them and recover again; the
 //! attempts counter is the same whichever node answers.
 
-use std::net::TcpListener;
+mod common;
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -12,19 +13,7 @@ use std::time::{Duration, Instant};
 use backup_key_vault::{FleetSecrets, OsRng};
 use bkv_fleet::net::FleetClient;
 
-const BKV: &str = env!("CARGO_BIN_EXE_bkv");
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{free_ports, hex, BKV};
 
 struct Fleet {
     dir: PathBuf,
@@ -46,8 +35,9 @@ impl Fleet {
             hex(&[keys.key_exchange, keys.transport].concat()),
         )
         .unwrap();
-        let peer_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let client_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        // All at once, so no two nodes get the same port.
+        let ports = free_ports(2 * n);
+        let (peer_ports, client_ports) = ports.split_at(n);
         let peers: Vec<String> = peer_ports
             .iter()
             .enumerate()

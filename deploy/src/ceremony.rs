@@ -5,11 +5,13 @@
 //! Order: check every HSM's certificate chain to the vendor root; the
 //! first HSM generates the fleet secrets; the artifact is built for the
 //! auditor's next epoch; the transcript is written; the first HSM seals
-//! the secrets to every HSM's import key (bound to the transcript digest
-//! and the HSM id) and the others import them; every HSM attests; every
-//! participant signs the transcript; the auditor logs the artifact and the
-//! operator counter-signs the auditor's signature. The secrets exist in
-//! clear only inside the simulated HSMs.
+//! the secrets, and the operator's counter-signing key the transcript
+//! records, to every HSM's import key (bound to the transcript digest and
+//! the HSM id) and the others import them; every HSM attests; every
+//! participant signs the transcript ([`prepare`]); the auditor logs the
+//! artifact and the operator counter-signs the auditor's signature
+//! ([`complete`], which `bkv operator publish` runs later against a live
+//! auditor). The secrets exist in clear only inside the simulated HSMs.
 
 use std::fmt;
 
@@ -25,8 +27,8 @@ use zeroize::Zeroizing;
 use crate::attestation::{AttestationVerifier as _, CheckTime, X509StatementVerifier};
 use crate::evidence::{
     sha256, Attestation, Base64Bytes, Evidence, Hex, LogEvidence, MeasurementClaim, Name,
-    Participant, ParticipantSignature, QuorumPolicy, Role, Transcript, TranscriptHsm,
-    TranscriptKey, EVIDENCE_FORMAT, TRANSCRIPT_VERSION,
+    Participant, ParticipantSignature, PendingCeremony, QuorumPolicy, Role, Transcript,
+    TranscriptHsm, TranscriptKey, PENDING_FORMAT, TRANSCRIPT_VERSION,
 };
 use crate::measure::RECIPE;
 use crate::sim::{SimError, SimulatedHsm};
@@ -176,12 +178,36 @@ pub struct CeremonyHsm<'a> {
     pub site: Name,
 }
 
+/// A ceremony up to, not including, the publication of its artifact
+/// (steps 1–7 of SPEC.md §31.1).
+pub struct PreparedCeremony {
+    /// Everything of the evidence but the log section.
+    pub pending: PendingCeremony,
+    /// Each HSM's sealed secrets, to be written to its own file.
+    pub sealed: Vec<(Name, Vec<u8>)>,
+    /// The operator's counter-signing key sealed to each HSM.
+    pub sealed_operator: Vec<(Name, Vec<u8>)>,
+    /// The fleet's public keys.
+    pub public_keys: FleetPublicKeys,
+}
+
+impl fmt::Debug for PreparedCeremony {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedCeremony")
+            .field("fleet_id", &self.pending.transcript.fleet_id)
+            .field("public_keys", &self.public_keys)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What the ceremony produced.
 pub struct CeremonyOutcome {
     /// The evidence package.
     pub evidence: Evidence,
     /// Each HSM's sealed secrets, to be written to its own file.
     pub sealed: Vec<(Name, Vec<u8>)>,
+    /// The operator's counter-signing key sealed to each HSM.
+    pub sealed_operator: Vec<(Name, Vec<u8>)>,
     /// The fleet's public keys.
     pub public_keys: FleetPublicKeys,
     /// The bundle, as the auditor handed it out (counter-signed).
@@ -278,7 +304,8 @@ pub fn check_quorum<'a>(
 }
 
 /// Runs the ceremony. `vendor` is the vendor root every HSM must chain to;
-/// `operator` counter-signs the auditor's signature.
+/// `operator` counter-signs the auditor's signature. [`prepare`] for the
+/// publisher's next epoch, then [`complete`].
 pub fn run(
     plan: &CeremonyPlan,
     hsms: &mut [CeremonyHsm<'_>],
@@ -287,6 +314,25 @@ pub fn run(
     publisher: &mut dyn Publisher,
     operator: &OperatorSigningKey,
 ) -> Result<CeremonyOutcome, CeremonyError> {
+    let epoch = publisher
+        .next_epoch(plan.namespace.as_str())
+        .map_err(CeremonyError::Publish)?;
+    let prepared = prepare(plan, epoch, hsms, participants, vendor, operator)?;
+    complete(prepared, publisher, operator)
+}
+
+/// Steps 1–7 of SPEC.md §31.1 for the artifact of `epoch`: the secrets
+/// generated and sealed to every HSM, the operator key sealed to every HSM
+/// and recorded in the transcript, the attestations and the participants'
+/// signatures. Nothing is published.
+pub fn prepare(
+    plan: &CeremonyPlan,
+    epoch: u64,
+    hsms: &mut [CeremonyHsm<'_>],
+    participants: &[ParticipantKey],
+    vendor: &X509StatementVerifier,
+    operator: &OperatorSigningKey,
+) -> Result<PreparedCeremony, CeremonyError> {
     if hsms.is_empty() || participants.is_empty() {
         return Err(CeremonyError::Plan(
             "a ceremony needs HSMs and participants".into(),
@@ -339,7 +385,6 @@ pub fn run(
     let keys = genesis.hsm.generate_fleet_secrets();
 
     let ns = plan.namespace.as_str();
-    let epoch = publisher.next_epoch(ns).map_err(CeremonyError::Publish)?;
     let artifact = FleetKeyArtifact::for_fleet(
         ns,
         plan.fleet_id.as_str(),
@@ -393,12 +438,14 @@ pub fn run(
                 public_key: Hex(p.public_key()),
             })
             .collect(),
+        operator_key: Hex(operator.public_key()),
     };
     let digest = transcript.digest();
 
     // The first HSM seals the secrets to every HSM (itself included, so
     // each can be restarted from its file); the others import them.
     let mut sealed = Vec::with_capacity(hsms.len());
+    let mut sealed_operator = Vec::with_capacity(hsms.len());
     {
         let genesis = hsms
             .first()
@@ -409,6 +456,14 @@ pub fn run(
                     .hsm
                     .seal_for(&h.hsm.import_public_key(), &digest, h.hsm.id().as_str())?;
             sealed.push((h.hsm.id().clone(), blob));
+            let blob = crate::seal::seal_operator_key(
+                operator,
+                &h.hsm.import_public_key(),
+                &digest,
+                h.hsm.id().as_str(),
+            )
+            .map_err(|e| CeremonyError::Hsm(SimError::Seal(e)))?;
+            sealed_operator.push((h.hsm.id().clone(), blob));
         }
     }
     for (h, (_, blob)) in hsms.iter_mut().zip(&sealed).skip(1) {
@@ -419,9 +474,46 @@ pub fn run(
         .map(|h| h.hsm.attest(&plan.fleet_id, digest))
         .collect::<Result<Vec<_>, _>>()?;
     let transcript_signatures = participants.iter().map(|p| p.sign(&transcript)).collect();
+    Ok(PreparedCeremony {
+        pending: PendingCeremony {
+            format: PENDING_FORMAT.into(),
+            transcript,
+            transcript_signatures,
+            attestations,
+            fleet_key_artifact: String::from_utf8(artifact)
+                .map_err(|_| CeremonyError::Plan("artifact is not UTF-8".into()))?,
+        },
+        sealed,
+        sealed_operator,
+        public_keys: keys,
+    })
+}
 
+/// Steps 8–9 of SPEC.md §31.1: the auditor logs the artifact, the operator
+/// counter-signs the auditor's signature (refused unless `operator` is the
+/// key the transcript records) and sends it to the auditor; the evidence
+/// is assembled.
+pub fn complete(
+    prepared: PreparedCeremony,
+    publisher: &mut dyn Publisher,
+    operator: &OperatorSigningKey,
+) -> Result<CeremonyOutcome, CeremonyError> {
+    let PreparedCeremony {
+        pending,
+        sealed,
+        sealed_operator,
+        public_keys,
+    } = prepared;
+    if pending.transcript.operator_key.0 != operator.public_key() {
+        return Err(CeremonyError::Plan(
+            "the operator key is not the one the transcript records".into(),
+        ));
+    }
+    let ns = pending.transcript.namespace.as_str();
+    let epoch = pending.transcript.epoch;
+    let artifact = pending.fleet_key_artifact.as_bytes();
     let mut bundle = publisher
-        .publish(ns, epoch, &artifact)
+        .publish(ns, epoch, artifact)
         .map_err(CeremonyError::Publish)?;
     bundle.countersign(operator);
     if let Some(counter) = bundle.counter_signature {
@@ -432,24 +524,18 @@ pub fn run(
     let bundle_bytes = bundle
         .to_bytes()
         .map_err(|e| CeremonyError::Publish(format!("bundle: {e}")))?;
-    let evidence = Evidence {
-        format: EVIDENCE_FORMAT.into(),
-        log: LogEvidence {
-            namespace: plan.namespace.clone(),
-            epoch,
-            auditor_key: Hex(bundle.auditor_key),
-            bundle: Base64Bytes(bundle_bytes),
-        },
-        transcript,
-        transcript_signatures,
-        attestations,
-        fleet_key_artifact: String::from_utf8(artifact)
-            .map_err(|_| CeremonyError::Plan("artifact is not UTF-8".into()))?,
+    let log = LogEvidence {
+        namespace: pending.transcript.namespace.clone(),
+        epoch,
+        auditor_key: Hex(bundle.auditor_key),
+        bundle: Base64Bytes(bundle_bytes),
     };
+    let evidence = pending.into_evidence(log);
     Ok(CeremonyOutcome {
         evidence,
         sealed,
-        public_keys: keys,
+        sealed_operator,
+        public_keys,
         bundle,
     })
 }

@@ -26,8 +26,13 @@ use sha2::{Digest, Sha256};
 
 /// The evidence format's name and version.
 pub const EVIDENCE_FORMAT: &str = "bkv-deployment-evidence/v1";
-/// Version of the [`Transcript`] encoding.
-pub const TRANSCRIPT_VERSION: u32 = 1;
+/// Version of the [`Transcript`] encoding. Version 2 (SPEC.md §13,
+/// revision 10) records the operator's counter-signing key; version 1 is
+/// refused.
+pub const TRANSCRIPT_VERSION: u32 = 2;
+/// The format of a ceremony that has not been published yet
+/// ([`PendingCeremony`]).
+pub const PENDING_FORMAT: &str = "bkv-ceremony-pending/v1";
 /// Version of the [`Statement`] encoding.
 pub const STATEMENT_VERSION: u32 = 1;
 /// Domain label prefixed to the transcript's canonical JSON before signing.
@@ -386,6 +391,10 @@ pub struct Transcript {
     pub quorum: QuorumPolicy,
     /// Who took part and signs.
     pub participants: Vec<Participant>,
+    /// The operator's Ed25519 counter-signing key (SPEC.md §15.1), sealed
+    /// to every HSM of this ceremony: the bundle's counter-signature must
+    /// be by this key.
+    pub operator_key: Hex<32>,
 }
 
 impl Transcript {
@@ -518,6 +527,67 @@ pub struct Evidence {
     pub fleet_key_artifact: String,
     /// Its publication in the auditor's log.
     pub log: LogEvidence,
+}
+
+/// A ceremony whose artifact is not published yet (`bkv fleet ceremony
+/// --auditor URL` writes it; `bkv operator publish` completes it into the
+/// [`Evidence`]): everything of the evidence but the log section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingCeremony {
+    /// Always [`PENDING_FORMAT`].
+    pub format: String,
+    /// The ceremony transcript.
+    pub transcript: Transcript,
+    /// The participants' signatures over it.
+    pub transcript_signatures: Vec<ParticipantSignature>,
+    /// One attestation per HSM.
+    pub attestations: Vec<Attestation>,
+    /// The fleet-key artifact, its exact text (SPEC.md §14).
+    pub fleet_key_artifact: String,
+}
+
+impl PendingCeremony {
+    /// Decodes strictly: the format, then the fields (unknown or repeated
+    /// ones refused), then every rule of the evidence but the log's.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, EvidenceError> {
+        if bytes.len() > MAX_EVIDENCE_LEN {
+            return Err(EvidenceError::TooLarge { len: bytes.len() });
+        }
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| json_error(&e))?;
+        match value.get("format").and_then(serde_json::Value::as_str) {
+            Some(PENDING_FORMAT) => {}
+            Some(other) => return Err(EvidenceError::UnknownFormat(other.to_string())),
+            None => return Err(EvidenceError::Invalid("format (missing)")),
+        }
+        let pending: Self = serde_json::from_slice(bytes).map_err(|e| json_error(&e))?;
+        if pending.transcript.version != TRANSCRIPT_VERSION {
+            return Err(EvidenceError::UnsupportedVersion {
+                what: "transcript",
+                version: pending.transcript.version,
+            });
+        }
+        Ok(pending)
+    }
+
+    /// As pretty JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+
+    /// The evidence, once the artifact is logged: `log` added.
+    pub fn into_evidence(self, log: LogEvidence) -> Evidence {
+        Evidence {
+            format: EVIDENCE_FORMAT.into(),
+            transcript: self.transcript,
+            transcript_signatures: self.transcript_signatures,
+            attestations: self.attestations,
+            fleet_key_artifact: self.fleet_key_artifact,
+            log,
+        }
+    }
 }
 
 impl Evidence {

@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+use backup_key_vault::bundle::OperatorSigningKey;
 use backup_key_vault::FleetSecrets;
 use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -24,6 +25,10 @@ pub const SEAL_VERSION: u8 = 1;
 pub const SEAL_INFO: &[u8] = b"bkv-deploy/v1/fleet-secrets";
 /// Length of a sealed file.
 pub const SEALED_LEN: usize = 1 + 32 + backup_key_vault::fleet::FLEET_SECRETS_LEN + 16;
+/// The HPKE `info` prefix of a sealed operator key.
+pub const OPERATOR_SEAL_INFO: &[u8] = b"bkv-deploy/v1/operator-key";
+/// Length of a sealed operator key: the same layout, a 32-byte seed.
+pub const SEALED_OPERATOR_LEN: usize = 1 + 32 + 32 + 16;
 
 /// Why sealing or opening failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,7 +119,11 @@ impl rand_core_09::RngCore for Rng09 {
 impl rand_core_09::CryptoRng for Rng09 {}
 
 fn info(transcript_digest: &[u8; 32], hsm_id: &str) -> Vec<u8> {
-    let mut info = SEAL_INFO.to_vec();
+    info_with(SEAL_INFO, transcript_digest, hsm_id)
+}
+
+fn info_with(label: &[u8], transcript_digest: &[u8; 32], hsm_id: &str) -> Vec<u8> {
+    let mut info = label.to_vec();
     info.extend_from_slice(transcript_digest);
     info.extend_from_slice(hsm_id.as_bytes());
     info
@@ -128,23 +137,89 @@ pub fn seal(
     transcript_digest: &[u8; 32],
     hsm_id: &str,
 ) -> Result<Vec<u8>, SealError> {
+    let plaintext = secrets.to_bytes();
+    seal_bytes(&plaintext[..], import_key, &info(transcript_digest, hsm_id))
+}
+
+fn seal_bytes(plaintext: &[u8], import_key: &[u8; 32], info: &[u8]) -> Result<Vec<u8>, SealError> {
     let pk =
         <Kem as hpke::Kem>::PublicKey::from_bytes(import_key).map_err(|_| SealError::BadKey)?;
-    let plaintext = secrets.to_bytes();
     let (enc, ciphertext) = hpke::single_shot_seal::<Aead, Kdf, Kem, _>(
         &OpModeS::Base,
         &pk,
-        &info(transcript_digest, hsm_id),
-        &plaintext[..],
+        info,
+        plaintext,
         &[],
         &mut Rng09,
     )
     .map_err(|_| SealError::BadKey)?;
-    let mut out = Vec::with_capacity(SEALED_LEN);
+    let mut out = Vec::with_capacity(1 + 32 + plaintext.len() + 16);
     out.push(SEAL_VERSION);
     out.extend_from_slice(&enc.to_bytes());
     out.extend_from_slice(&ciphertext);
     Ok(out)
+}
+
+/// Seals the operator's counter-signing key (its 32-byte seed) to
+/// `import_key` for the ceremony `transcript_digest` and HSM `hsm_id`:
+/// the layout of the fleet secrets' file, `info =
+/// "bkv-deploy/v1/operator-key" || transcript_digest || hsm_id` (SPEC.md
+/// §31.3).
+pub fn seal_operator_key(
+    operator: &OperatorSigningKey,
+    import_key: &[u8; 32],
+    transcript_digest: &[u8; 32],
+    hsm_id: &str,
+) -> Result<Vec<u8>, SealError> {
+    let seed = operator.to_bytes();
+    seal_bytes(
+        &seed[..],
+        import_key,
+        &info_with(OPERATOR_SEAL_INFO, transcript_digest, hsm_id),
+    )
+}
+
+/// Opens a sealed operator key with the HSM's import key.
+pub fn open_operator_key(
+    sealed: &[u8],
+    import_key: &ImportKey,
+    transcript_digest: &[u8; 32],
+    hsm_id: &str,
+) -> Result<OperatorSigningKey, SealError> {
+    if sealed.len() != SEALED_OPERATOR_LEN {
+        return Err(SealError::Malformed);
+    }
+    let plaintext = open_bytes(
+        sealed,
+        import_key,
+        &info_with(OPERATOR_SEAL_INFO, transcript_digest, hsm_id),
+    )?;
+    let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
+        plaintext
+            .as_slice()
+            .try_into()
+            .map_err(|_| SealError::BadSecrets)?,
+    );
+    Ok(OperatorSigningKey::from_bytes(&seed))
+}
+
+fn open_bytes(
+    sealed: &[u8],
+    import_key: &ImportKey,
+    info: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    let (version, rest) = sealed.split_first().ok_or(SealError::Malformed)?;
+    if *version != SEAL_VERSION {
+        return Err(SealError::Malformed);
+    }
+    let (enc, ciphertext) = rest.split_first_chunk::<32>().ok_or(SealError::Malformed)?;
+    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|_| SealError::Malformed)?;
+    let sk =
+        <Kem as hpke::Kem>::PrivateKey::from_bytes(&import_key.0).map_err(|_| SealError::BadKey)?;
+    Ok(Zeroizing::new(
+        hpke::single_shot_open::<Aead, Kdf, Kem>(&OpModeR::Base, &sk, &enc, info, ciphertext, &[])
+            .map_err(|_| SealError::DoesNotOpen)?,
+    ))
 }
 
 /// Opens a sealed file with the HSM's import key.
@@ -157,24 +232,6 @@ pub fn open(
     if sealed.len() != SEALED_LEN {
         return Err(SealError::Malformed);
     }
-    let (version, rest) = sealed.split_first().ok_or(SealError::Malformed)?;
-    if *version != SEAL_VERSION {
-        return Err(SealError::Malformed);
-    }
-    let (enc, ciphertext) = rest.split_first_chunk::<32>().ok_or(SealError::Malformed)?;
-    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|_| SealError::Malformed)?;
-    let sk =
-        <Kem as hpke::Kem>::PrivateKey::from_bytes(&import_key.0).map_err(|_| SealError::BadKey)?;
-    let plaintext = Zeroizing::new(
-        hpke::single_shot_open::<Aead, Kdf, Kem>(
-            &OpModeR::Base,
-            &sk,
-            &enc,
-            &info(transcript_digest, hsm_id),
-            ciphertext,
-            &[],
-        )
-        .map_err(|_| SealError::DoesNotOpen)?,
-    );
+    let plaintext = open_bytes(sealed, import_key, &info(transcript_digest, hsm_id))?;
     FleetSecrets::from_bytes(&plaintext).map_err(|_| SealError::BadSecrets)
 }

@@ -11,7 +11,7 @@
 use std::fmt;
 use std::path::Path;
 
-use backup_key_vault::bundle::KeyRole;
+use backup_key_vault::bundle::{KeyRole, OperatorSigningKey};
 use backup_key_vault::vault::{MemoryStore, Vault, VaultPolicy};
 use backup_key_vault::{FleetPublicKeys, FleetSecrets, OsRng, VaultError};
 use rcgen::{
@@ -387,6 +387,38 @@ impl SimulatedHsm {
         let keys = secrets.public_keys();
         self.secrets = Some(secrets);
         Ok(keys)
+    }
+
+    /// Opens secrets sealed to it without keeping them: the node process
+    /// that runs on this (simulated) HSM takes them.
+    pub fn open_sealed(
+        &self,
+        sealed: &[u8],
+        transcript_digest: &[u8; 32],
+    ) -> Result<FleetSecrets, SimError> {
+        seal::open(
+            sealed,
+            &self.import_key,
+            transcript_digest,
+            self.id.as_str(),
+        )
+        .map_err(SimError::Seal)
+    }
+
+    /// Opens the operator's counter-signing key sealed to it (SPEC.md
+    /// §31.3).
+    pub fn open_operator_key(
+        &self,
+        sealed: &[u8],
+        transcript_digest: &[u8; 32],
+    ) -> Result<OperatorSigningKey, SimError> {
+        seal::open_operator_key(
+            sealed,
+            &self.import_key,
+            transcript_digest,
+            self.id.as_str(),
+        )
+        .map_err(SimError::Seal)
     }
 
     /// The statement this HSM makes about its state for a ceremony.

@@ -376,6 +376,7 @@ pub struct Verifier {
     attestation: Vec<Box<dyn AttestationVerifier>>,
     now_ms: u64,
     auditor_keys: Vec<[u8; 32]>,
+    operator_keys: Vec<[u8; 32]>,
     participants: Vec<[u8; 32]>,
     min_hsms: u32,
     min_sites: u32,
@@ -424,6 +425,7 @@ impl Verifier {
             attestation: vec![Box::new(vendor)],
             now_ms,
             auditor_keys: Vec::new(),
+            operator_keys: Vec::new(),
             participants: Vec::new(),
             min_hsms: 0,
             min_sites: 0,
@@ -441,6 +443,14 @@ impl Verifier {
     /// the evidence's declared key is used and a warning is reported.
     pub fn pin_auditor_key(mut self, key: [u8; 32]) -> Self {
         self.auditor_keys.push(key);
+        self
+    }
+
+    /// Pins an operator counter-signing key: the transcript's operator key
+    /// must be one of the pinned ones. Without a pin, the transcript's key
+    /// is used, with a warning.
+    pub fn pin_operator_key(mut self, key: [u8; 32]) -> Self {
+        self.operator_keys.push(key);
         self
     }
 
@@ -855,10 +865,33 @@ impl Verifier {
         if !auditor.verify_strict(&bundle.statement().to_bytes(), &bundle.auditor_signature) {
             return Err("the auditor's signature over the statement does not verify".into());
         }
-        if let Some(c) = &bundle.counter_signature {
-            if !verify_strict(&c.operator_key, &bundle.auditor_signature, &c.signature) {
-                return Err("the operator's counter-signature does not verify".into());
-            }
+        // The counter-signature is the operator's, by the key the
+        // transcript records (sealed to the HSMs at the ceremony).
+        let operator = t.operator_key.0;
+        if self.operator_keys.is_empty() {
+            warnings.push(format!(
+                "the operator key is not pinned (--operator-key): the counter-signature was checked under the key the transcript records, {}",
+                to_hex(&operator)
+            ));
+        } else if !self.operator_keys.contains(&operator) {
+            return Err(format!(
+                "the transcript's operator key {} is not a pinned operator key",
+                to_hex(&operator)
+            ));
+        }
+        let c = bundle
+            .counter_signature
+            .as_ref()
+            .ok_or("the bundle carries no operator counter-signature")?;
+        if c.operator_key != operator {
+            return Err(format!(
+                "the counter-signature is by operator key {}, not by the key the transcript records ({})",
+                to_hex(&c.operator_key),
+                to_hex(&operator)
+            ));
+        }
+        if !verify_strict(&c.operator_key, &bundle.auditor_signature, &c.signature) {
+            return Err("the operator's counter-signature does not verify".into());
         }
         let checkpoint =
             Checkpoint::verify_note(&bundle.checkpoint, ns, std::slice::from_ref(&auditor))

@@ -84,3 +84,48 @@ fn sealed_secrets_open_only_for_their_hsm_and_ceremony() {
     let participant = ParticipantKey::generate(name("dave"));
     assert!(!format!("{participant:?}").contains(&to_hex(&participant.seed()[..])));
 }
+
+#[test]
+fn the_sealed_operator_key_opens_only_for_its_hsm_and_ceremony_and_never_as_fleet_secrets() {
+    use bkv_deploy::seal::SEALED_OPERATOR_LEN;
+    let mut w = three_sites();
+    let outcome = w.ceremony();
+    let digest = outcome.evidence.transcript.digest();
+    assert_eq!(
+        outcome.evidence.transcript.operator_key.0,
+        w.operator.public_key()
+    );
+    let (id, blob) = &outcome.sealed_operator[1];
+    assert_eq!(id.as_str(), "hsm-2");
+    assert_eq!(blob.len(), SEALED_OPERATOR_LEN);
+    let state = tempfile::tempdir().unwrap();
+    let path = state.path().join("hsm-2.json");
+    w.hsms[1].save(&path).unwrap();
+    let hsm = bkv_deploy::sim::SimulatedHsm::load(&path).unwrap();
+    let opened = hsm.open_operator_key(blob, &digest).unwrap();
+    assert_eq!(opened.public_key(), w.operator.public_key());
+
+    // Another HSM's file, another ceremony: nothing opens.
+    let (_, other) = &outcome.sealed_operator[2];
+    assert!(hsm.open_operator_key(other, &digest).is_err());
+    assert!(hsm.open_operator_key(blob, &[0; 32]).is_err());
+    // The labels differ: neither kind of file opens as the other.
+    let (_, secrets_blob) = &outcome.sealed[1];
+    assert!(hsm.open_operator_key(secrets_blob, &digest).is_err());
+    assert!(hsm.open_sealed(blob, &digest).is_err());
+    let mut relabelled = blob.clone();
+    relabelled.resize(SEALED_LEN, 0);
+    assert!(hsm.open_sealed(&relabelled, &digest).is_err());
+    // Malformed files are refused, never a panic.
+    for len in [0, 1, 33, SEALED_OPERATOR_LEN - 1, SEALED_OPERATOR_LEN + 1] {
+        let mut bad = blob.clone();
+        bad.resize(len, 0);
+        assert!(hsm.open_operator_key(&bad, &digest).is_err());
+    }
+    let mut flipped = blob.clone();
+    flipped[60] ^= 1;
+    assert!(hsm.open_operator_key(&flipped, &digest).is_err());
+    // Debug of the HSM or the key shows no seed.
+    let shown = format!("{hsm:?} {opened:?}");
+    assert!(!shown.contains(&to_hex(&opened.to_bytes()[..])), "{shown}");
+}

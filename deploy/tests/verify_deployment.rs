@@ -411,8 +411,8 @@ fn a_truncated_or_malformed_evidence_file_fails_at_the_evidence_step() {
             "unknown evidence format",
         ),
         (
-            text.replacen("\"version\": 1", "\"version\": 2", 1),
-            "unsupported transcript version",
+            text.replacen("\"version\": 2", "\"version\": 1", 1),
+            "unsupported transcript version 1",
         ),
         (
             text.replacen("\"min_hsms\": 3", "\"min_hsms\": 0", 1),
@@ -464,4 +464,54 @@ fn a_truncated_or_malformed_evidence_file_fails_at_the_evidence_step() {
         &["more than"],
     );
     let _ = Hex([0u8; 1]);
+}
+
+#[test]
+fn the_counter_signature_must_be_by_the_operator_key_the_transcript_records() {
+    let mut w = three_sites();
+    let outcome = w.ceremony();
+    let evidence = outcome.evidence;
+    assert_eq!(evidence.transcript.operator_key.0, w.operator.public_key());
+
+    // A bundle counter-signed by another key than the transcript's.
+    let mut bundle = evidence.bundle().unwrap();
+    let other = backup_key_vault::bundle::OperatorSigningKey::from_bytes(&[77; 32]);
+    bundle.countersign(&other);
+    let mut swapped = evidence.clone();
+    swapped.log.bundle.0 = bundle.to_bytes().unwrap();
+    assert_fails_at(
+        &reverify(&w, &swapped),
+        StepId::AuditorLog,
+        &["not by the key the transcript records"],
+    );
+
+    // No counter-signature at all.
+    bundle.counter_signature = None;
+    let mut unsigned = evidence.clone();
+    unsigned.log.bundle.0 = bundle.to_bytes().unwrap();
+    assert_fails_at(
+        &reverify(&w, &unsigned),
+        StepId::AuditorLog,
+        &["no operator counter-signature"],
+    );
+
+    // A verifier that pins another operator key refuses the transcript's.
+    let report = w
+        .verifier_without_operator_pin()
+        .pin_operator_key(other.public_key())
+        .verify_bytes(&evidence.to_json(), None);
+    assert_fails_at(
+        &report,
+        StepId::AuditorLog,
+        &["is not a pinned operator key"],
+    );
+    // Without a pin it passes, with a warning naming the key it used.
+    let report = w
+        .verifier_without_operator_pin()
+        .verify_bytes(&evidence.to_json(), None);
+    assert!(report.passed(), "{}", report.to_text());
+    assert!(report
+        .warnings
+        .iter()
+        .any(|w| w.contains("the operator key is not pinned")));
 }

@@ -12,6 +12,18 @@
 //!   answer is the vault's wire answer (a Rejection when refused), always
 //!   with status 200. `GET /v1/status` reports the node's state as text;
 //!   `GET /metrics` the same and more in Prometheus text format.
+//! * The fleet's validation bundle (§16.2, §23): `GET /v1/bundle` answers
+//!   the bundle this node hands out (its §16.1 bytes; 404 without one).
+//!   `POST /v1/bundle` installs one, authenticated by its content: the
+//!   node checks it under the auditor and operator keys it was started
+//!   with ([`NodeOptions::anchors`]) against the wall clock, refuses one
+//!   older than its own and one that does not list this fleet's keys
+//!   ([`Node::check_bundle`]), writes it to `bundle` in its data directory
+//!   (temporary file, fsync, rename), and only then hands it out. 200 with
+//!   `installed epoch N`; 422 with the reason when refused (nothing
+//!   changed); 403 when the node has no anchors; 500 when it could not be
+//!   stored (nothing changed). On start the stored bundle is checked the
+//!   same way and handed out only if it still passes.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,9 +36,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use backup_key_vault::bundle::{EncodedBundle, TrustAnchors};
 use backup_key_vault::vault::{RecordSlot, VaultPolicy};
 use backup_key_vault::wire::{MessageType, Rejection, RejectionCode};
-use backup_key_vault::{FleetSecrets, OsRng};
+use backup_key_vault::{BundleError, FleetSecrets, OsRng};
 use bkv_http::tokio::sync::oneshot;
 use bkv_http::{Answer, Front, Handler, Limits, Request};
 
@@ -37,8 +50,9 @@ use crate::platform::{FileNvram, HostError, HostOp, HostStore, Nvram, Row, Table
 
 /// Largest frame a peer may send.
 pub const MAX_FRAME: usize = 16 << 20;
-/// Largest client request body.
-pub const MAX_REQUEST: usize = 64 << 10;
+/// Largest client request body: a vault message, or a bundle to install
+/// (at most `bundle::MAX_BUNDLE_LEN`, 149,124 bytes).
+pub const MAX_REQUEST: usize = 160 << 10;
 /// How long a client request may wait for its answer.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client may take to send its request head, and then its body.
@@ -69,13 +83,26 @@ pub struct NodeOptions {
     /// whoever can write it can roll it back with the disk. `None`: the
     /// node runs without NVRAM and every start goes through the §22.3 gate.
     pub nvram: Option<PathBuf>,
+    /// The auditor and operator keys (and namespace) a bundle must verify
+    /// under to be installed (SPEC.md §17). `None`: the node installs no
+    /// bundle and hands none out.
+    pub anchors: Option<TrustAnchors>,
 }
+
+/// Name of the file, in the node's data directory, that keeps the
+/// installed bundle (its §16.1 encoding).
+pub const BUNDLE_FILE: &str = "bundle";
+
+/// What a bundle installation came to.
+type Installed = Result<u64, (u16, String)>;
 
 enum Input {
     Peer(Vec<u8>),
     Client(Vec<u8>, oneshot::Sender<Vec<u8>>),
     Status(oneshot::Sender<String>),
     Metrics(oneshot::Sender<String>),
+    Bundle(oneshot::Sender<Option<Vec<u8>>>),
+    InstallBundle(Vec<u8>, oneshot::Sender<Installed>),
 }
 
 /// Upper bounds (seconds) of the disk write latency histogram.
@@ -123,6 +150,111 @@ impl HostStore for TimedHost {
 
 fn io_err(e: impl core::fmt::Display) -> FleetError {
     FleetError::Io(e.to_string())
+}
+
+/// Milliseconds since the Unix epoch: the clock a bundle's validity
+/// window is checked against.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Where a node keeps its bundle, and what it checks bundles against.
+struct BundleStore {
+    path: PathBuf,
+    anchors: Option<TrustAnchors>,
+}
+
+impl BundleStore {
+    /// Checks, stores durably, then installs; on any refusal or failure the
+    /// node keeps what it had.
+    fn install(&self, node: &mut Node, bytes: &[u8]) -> Installed {
+        self.check_and_set(node, bytes, true)
+    }
+
+    /// [`Self::install`]; `store: false` for the bundle read from the file
+    /// itself at start.
+    fn check_and_set(&self, node: &mut Node, bytes: &[u8], store: bool) -> Installed {
+        let anchors = self.anchors.as_ref().ok_or_else(|| {
+            (
+                403,
+                "this node was started without --auditor-key and --operator-key: it installs no bundle; restart it with both".to_string(),
+            )
+        })?;
+        let bundle = EncodedBundle::from_bytes(bytes)
+            .map_err(|e| (422, format!("refused: not a validation bundle: {e}")))?;
+        let fleet = node
+            .check_bundle(anchors, &bundle, unix_ms())
+            .map_err(|e| match e {
+                BundleError::KeyNotListed(role) => (
+                    422,
+                    format!(
+                        "refused: the bundle names another fleet's keys (its {role} key is not this node's)"
+                    ),
+                ),
+                e => (422, format!("refused: {e}")),
+            })?;
+        if store {
+            write_durably(&self.path, bundle.as_bytes()).map_err(|e| {
+                (
+                    500,
+                    format!(
+                        "could not store the bundle in {}: {e}; nothing changed",
+                        self.path.display()
+                    ),
+                )
+            })?;
+        }
+        node.set_bundle(bundle)
+            .map_err(|e| (422, format!("refused: {e}")))?;
+        Ok(fleet.epoch_to_store())
+    }
+
+    /// At start: hands out the stored bundle if it still passes every check.
+    fn load(&self, node: &mut Node) {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::warn!(
+                    "node {}: cannot read {}: {e}; handing out no bundle until the operator installs one",
+                    node.id(),
+                    self.path.display()
+                );
+                return;
+            }
+        };
+        match self.check_and_set(node, &bytes, false) {
+            Ok(epoch) => tracing::info!(
+                "node {}: handing out the stored bundle of epoch {epoch} ({})",
+                node.id(),
+                self.path.display()
+            ),
+            Err((_, why)) => tracing::warn!(
+                "node {}: the stored bundle {} is not handed out ({why}); install one with `bkv operator install`",
+                node.id(),
+                self.path.display()
+            ),
+        }
+    }
+}
+
+/// Writes `bytes` to `path` so that a crash leaves the old file or the new
+/// one: a temporary file beside it, synced, renamed, the directory synced.
+fn write_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Runs a node until the process ends.
@@ -178,6 +310,11 @@ pub fn run_node(options: NodeOptions, secrets: &FleetSecrets) -> Result<(), Flee
         .peers
         .get(&options.id)
         .ok_or_else(|| FleetError::Io("this node's id is not in --peers".into()))?;
+    let bundles = BundleStore {
+        path: options.data_dir.join(BUNDLE_FILE),
+        anchors: options.anchors.clone(),
+    };
+    bundles.load(&mut node);
     let (tx, rx) = mpsc::channel::<Input>();
     let listener = TcpListener::bind(own).map_err(io_err)?;
     let peer_tx = tx.clone();
@@ -201,7 +338,7 @@ pub fn run_node(options: NodeOptions, secrets: &FleetSecrets) -> Result<(), Flee
         senders.insert(*id, s);
     }
     drop(tx);
-    drive(&mut node, &rx, &senders, options.tick, &mut rng);
+    drive(&mut node, &rx, &senders, options.tick, &mut rng, &bundles);
     shutdown.shutdown();
     Ok(())
 }
@@ -231,6 +368,7 @@ fn drive(
     senders: &BTreeMap<u64, SyncSender<Vec<u8>>>,
     tick: Duration,
     rng: &mut OsRng,
+    bundles: &BundleStore,
 ) {
     let started = Instant::now();
     let mut next_tick = Instant::now() + tick;
@@ -257,7 +395,15 @@ fn drive(
             }
         }
         for input in inputs {
-            handle_input(node, rng, now_ms, input, &mut waiting, &mut next_tag);
+            handle_input(
+                node,
+                rng,
+                now_ms,
+                input,
+                &mut waiting,
+                &mut next_tag,
+                bundles,
+            );
         }
         if Instant::now() >= next_tick {
             node.tick(rng, now_ms);
@@ -362,6 +508,7 @@ fn handle_input(
     input: Input,
     waiting: &mut BTreeMap<u64, oneshot::Sender<Vec<u8>>>,
     next_tag: &mut u64,
+    bundles: &BundleStore,
 ) {
     match input {
         Input::Peer(bytes) => node.receive(rng, &bytes),
@@ -375,6 +522,12 @@ fn handle_input(
                     waiting.insert(*next_tag, reply);
                 }
             }
+        }
+        Input::Bundle(reply) => {
+            let _ = reply.send(node.bundle().map(|b| b.as_bytes().to_vec()));
+        }
+        Input::InstallBundle(bytes, reply) => {
+            let _ = reply.send(bundles.install(node, &bytes));
         }
         Input::Metrics(reply) => {
             let _ = reply.send(node_metrics(node));
@@ -486,6 +639,12 @@ fn node_metrics(node: &Node) -> String {
         );
     };
     metric("id", "gauge", "This node's id.", node.id());
+    metric(
+        "bundle_epoch",
+        "gauge",
+        "Epoch of the validation bundle this node hands out (0: none).",
+        node.bundle().map_or(0, |b| b.bundle().epoch),
+    );
     metric(
         "serving",
         "gauge",
@@ -742,6 +901,42 @@ fn client_handler(tx: Sender<Input>, disk: Arc<DiskStats>) -> Handler {
                         status: 200,
                         content_type: "application/octet-stream",
                         body: answer,
+                    }
+                }
+                ("GET", "/v1/bundle") => {
+                    let (reply_tx, reply_rx) = oneshot::channel();
+                    let answer = if send(Input::Bundle(reply_tx)) {
+                        bkv_http::tokio::time::timeout(CLIENT_TIMEOUT, reply_rx)
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                    } else {
+                        None
+                    };
+                    match answer {
+                        Some(Some(bytes)) => Answer {
+                            status: 200,
+                            content_type: "application/octet-stream",
+                            body: bytes,
+                        },
+                        Some(None) => Answer::text(404, "this node holds no bundle\n"),
+                        None => Answer::text(503, "unavailable\n"),
+                    }
+                }
+                ("POST", "/v1/bundle") => {
+                    let (reply_tx, reply_rx) = oneshot::channel();
+                    let answer = if send(Input::InstallBundle(request.body, reply_tx)) {
+                        bkv_http::tokio::time::timeout(CLIENT_TIMEOUT, reply_rx)
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                    } else {
+                        None
+                    };
+                    match answer {
+                        Some(Ok(epoch)) => Answer::text(200, format!("installed epoch {epoch}\n")),
+                        Some(Err((status, why))) => Answer::text(status, why + "\n"),
+                        None => Answer::text(503, "unavailable\n"),
                     }
                 }
                 ("GET", "/v1/status") => {

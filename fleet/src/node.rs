@@ -23,11 +23,13 @@ use raft::prelude::{ConfState, Entry, EntryType, Message, MessageType, Snapshot}
 use raft::{Config, RawNode, ReadState, SnapshotStatus, StateRole};
 use rand_core::{CryptoRng, RngCore};
 
+use backup_key_vault::bundle::{EncodedBundle, TrustAnchors, VerifiedFleet};
 use backup_key_vault::vault::{
     Answer, Applied, Command, RecordSlot, RecordStore, RecordTable, Step, Suspended, Vault,
     VaultPolicy,
 };
 use backup_key_vault::wire::{MessageType as WireType, RecoveryStart, Rejection, RejectionCode};
+use backup_key_vault::BundleError;
 use backup_key_vault::{FleetSecrets, RecordId, StoreError};
 
 use crate::codec::{self, PeerMessage, ProposalId};
@@ -629,6 +631,30 @@ impl Node {
                 None
             }
         }
+    }
+
+    // ----- Validation bundle ----------------------------------------------
+
+    /// Checks a bundle for installation (SPEC.md §16.2, §23): see
+    /// [`Vault::check_bundle`]. Changes nothing.
+    pub fn check_bundle(
+        &self,
+        anchors: &TrustAnchors,
+        bundle: &EncodedBundle,
+        now_ms: u64,
+    ) -> Result<VerifiedFleet, BundleError> {
+        self.vault.check_bundle(anchors, bundle, now_ms)
+    }
+
+    /// Hands out `bundle` from now on (after [`Self::check_bundle`] and
+    /// after the caller stored it durably).
+    pub fn set_bundle(&mut self, bundle: EncodedBundle) -> Result<(), BundleError> {
+        self.vault.set_bundle(bundle)
+    }
+
+    /// The bundle this node hands out, if any.
+    pub fn bundle(&self) -> Option<&EncodedBundle> {
+        self.vault.bundle()
     }
 
     // ----- Clients --------------------------------------------------------

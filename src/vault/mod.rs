@@ -518,6 +518,44 @@ impl<S: RecordStore> Vault<S> {
         Ok(())
     }
 
+    /// Checks a bundle as a fleet member does before it installs it
+    /// (SPEC.md §16.2): every check of §17 under the member's own
+    /// `anchors` (the auditor and operator keys it was started with) at
+    /// `now_ms`, not older than the bundle it holds
+    /// ([`BundleError::Rollback`]), and listing exactly this vault's keys
+    /// ([`BundleError::KeyNotListed`]). Changes nothing: the caller stores
+    /// the bundle durably, then calls [`Self::set_bundle`].
+    pub fn check_bundle(
+        &self,
+        anchors: &crate::bundle::TrustAnchors,
+        bundle: &EncodedBundle,
+        now_ms: u64,
+    ) -> Result<crate::bundle::VerifiedFleet, BundleError> {
+        let held = self.bundle.as_ref().map(|b| b.bundle().epoch);
+        let fleet = anchors.verify(bundle.bundle(), now_ms, held)?;
+        let listed = fleet.public_keys();
+        if !bool::from(listed.key_exchange.ct_eq(&self.public_keys.key_exchange)) {
+            return Err(BundleError::KeyNotListed(KeyRole::OpaqueKeyExchange));
+        }
+        if !bool::from(listed.transport.ct_eq(&self.public_keys.transport)) {
+            return Err(BundleError::KeyNotListed(KeyRole::HpkeTransport));
+        }
+        Ok(fleet)
+    }
+
+    /// [`Self::check_bundle`], then [`Self::set_bundle`]: for a member that
+    /// keeps nothing on disk.
+    pub fn install_bundle(
+        &mut self,
+        anchors: &crate::bundle::TrustAnchors,
+        bundle: EncodedBundle,
+        now_ms: u64,
+    ) -> Result<crate::bundle::VerifiedFleet, BundleError> {
+        let fleet = self.check_bundle(anchors, &bundle, now_ms)?;
+        self.set_bundle(bundle)?;
+        Ok(fleet)
+    }
+
     /// The bundle the vault hands out, if the operator set one.
     pub fn bundle(&self) -> Option<&EncodedBundle> {
         self.bundle.as_ref()

@@ -106,6 +106,12 @@ impl World {
     }
 
     pub fn verifier(&self) -> Verifier {
+        self.verifier_without_operator_pin()
+            .pin_operator_key(self.operator.public_key())
+    }
+
+    /// [`Self::verifier`] without the operator key pinned.
+    pub fn verifier_without_operator_pin(&self) -> Verifier {
         Verifier::new(
             X509StatementVerifier::new(self.vendor.root_der().to_vec()).unwrap(),
             self.now,
