@@ -925,17 +925,20 @@ fn run_register(t: &mut Target, out: &mut KeyOut) -> Result<(), Failure> {
     let confirmation =
         RegistrationConfirmation::from_bytes(&answer).map_err(|_| unexpected(&node, &answer))?;
     let registered = state.finish(&confirmation).map_err(client_failure)?;
-    if let (Some(epoch), Trust::OverTheAir { state, .. }) = (epoch, &mut t.trust) {
-        state.accept(epoch, Some(&t.record_id))?;
-    }
     out.say(&format!(
         "registered via {node}: generation {}",
         registered.generation
     ));
+    // The registration is committed: the key goes out first, so a state
+    // file that cannot be written loses no key (the epoch it would record
+    // was already remembered before anything was sent).
     out.key(
         registered.backup_key.expose_secret(),
         "the registration is committed: `bkv recover` gets the key back",
     )?;
+    if let (Some(epoch), Trust::OverTheAir { state, .. }) = (epoch, &mut t.trust) {
+        state.accept(epoch, Some(&t.record_id))?;
+    }
     Ok(())
 }
 

@@ -117,7 +117,16 @@ struct AuditorClient {
 
 impl AuditorClient {
     fn new(base: &str, token: Option<zeroize::Zeroizing<String>>) -> Result<Self, Failure> {
-        if !base.starts_with("http://") && !base.starts_with("https://") {
+        if base.starts_with("https://") {
+            // This build has no TLS client: say so instead of failing later
+            // as if the auditor were down.
+            return Err(Failure::usage(format!(
+                "--auditor {base:?}: this bkv speaks plain HTTP only; reach the auditor on \
+                 loopback (http://127.0.0.1:PORT, where `bkv auditor serve` listens), e.g. \
+                 through an SSH tunnel or on the auditor's host"
+            )));
+        }
+        if !base.starts_with("http://") {
             return Err(Failure::usage(format!(
                 "--auditor {base:?}: expected the auditor's base URL, http://HOST:PORT"
             )));
@@ -172,7 +181,8 @@ impl AuditorClient {
             .post(&url)
             .header("Content-Type", "application/json");
         if let Some(token) = &self.token {
-            request = request.header("Authorization", &format!("Bearer {}", token.as_str()));
+            let header = zeroize::Zeroizing::new(format!("Bearer {}", token.as_str()));
+            request = request.header("Authorization", header.as_str());
         }
         self.answer(&format!("POST {path} at"), request.send(body.to_string()))
     }

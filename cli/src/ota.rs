@@ -193,25 +193,59 @@ impl ClientState {
         self.save()
     }
 
-    fn save(&self) -> Result<(), Failure> {
+    /// Writes the file, merged with what is on disk now: under an
+    /// exclusive lock on `FILE.lock`, the file is read again and every
+    /// epoch kept at the larger of the two values, so two clients running
+    /// at once can only raise what is remembered, never lower it. The new
+    /// contents go to a temporary file of this process, synced, renamed
+    /// over the file, and the directory synced, so a crash leaves the old
+    /// file or the new one.
+    fn save(&mut self) -> Result<(), Failure> {
+        let path = self.path.clone();
         let fail = |e: std::io::Error| {
             Failure::other(format!(
-                "cannot write the client state {}: {e}; the newest epoch is not remembered",
-                self.path.display()
+                "cannot write the client state {}: {e}; check that its directory is writable                  by this user, then run the command again",
+                path.display()
             ))
         };
+        let sibling = |suffix: &str| {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            PathBuf::from(p)
+        };
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(sibling(".lock"))
+            .map_err(fail)?;
+        lock.lock().map_err(fail)?;
+        if let Ok(current) = Self::open(&path, &self.file.namespace) {
+            if let Some(e) = current.file.newest_epoch {
+                self.file.newest_epoch = Some(self.file.newest_epoch.map_or(e, |n| n.max(e)));
+            }
+            for (record, e) in current.file.records {
+                let kept = self.file.records.entry(record).or_insert(e);
+                *kept = (*kept).max(e);
+            }
+        }
         let json = serde_json::to_vec_pretty(&self.file)
             .map_err(|e| Failure::other(format!("client state: {e}")))?;
-        let mut tmp = self.path.clone().into_os_string();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
+        let tmp = sibling(&format!(".tmp.{}", std::process::id()));
         {
             let mut f = std::fs::File::create(&tmp).map_err(fail)?;
             f.write_all(&json).map_err(fail)?;
             f.write_all(b"\n").map_err(fail)?;
             f.sync_all().map_err(fail)?;
         }
-        std::fs::rename(&tmp, &self.path).map_err(fail)?;
+        std::fs::rename(&tmp, &path).map_err(fail)?;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(fail)?;
         Ok(())
     }
 }
@@ -263,7 +297,32 @@ mod tests {
         assert_eq!(state.newest_epoch(), Some(2));
         assert_eq!(state.floor_for(&alice), Some(1));
         assert_eq!(state.floor_for(&bob), Some(2));
-        assert!(!dir.path().join("state.json.tmp").exists());
+        assert!(!dir
+            .path()
+            .join(format!("state.json.tmp.{}", std::process::id()))
+            .exists());
+    }
+
+    /// Two clients that opened the same file before either wrote: the one
+    /// that writes last, having seen only epoch 1, does not lower the
+    /// newest epoch the other wrote, nor forget its record.
+    #[test]
+    fn concurrent_clients_only_raise_what_is_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let (alice, bob) = (RecordId([1; 32]), RecordId([2; 32]));
+        ClientState::open(&path, "ns")
+            .unwrap()
+            .accept(1, None)
+            .unwrap();
+        let mut first = ClientState::open(&path, "ns").unwrap();
+        let mut second = ClientState::open(&path, "ns").unwrap();
+        first.accept(2, Some(&alice)).unwrap();
+        second.accept(1, Some(&bob)).unwrap();
+        let state = ClientState::open(&path, "ns").unwrap();
+        assert_eq!(state.newest_epoch(), Some(2));
+        assert_eq!(state.floor_for(&alice), Some(2));
+        assert_eq!(state.floor_for(&bob), Some(1));
     }
 
     #[test]

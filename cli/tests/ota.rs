@@ -482,7 +482,8 @@ fn a_fleet_published_through_the_auditor_reaches_a_client_that_pins_two_keys() {
     assert!(alice.status.success(), "{}", text(&alice));
     assert_eq!(backup_key(&alice), alice_key);
     // A new registration on the older fleet is a rollback: refused before
-    // anything is sent.
+    // anything is sent, and the state file is left as it was.
+    let state_before = std::fs::read(&state).unwrap();
     let carol = client(
         "register",
         &fleet1,
@@ -499,6 +500,7 @@ fn a_fleet_published_through_the_auditor_reaches_a_client_that_pins_two_keys() {
         "{}",
         text(&carol)
     );
+    assert_eq!(std::fs::read(&state).unwrap(), state_before);
     // A client pinning another auditor refuses the bundle.
     let fresh = d.join("fresh-state.json");
     let wrong = client(

@@ -165,6 +165,11 @@ pub fn unix_ms() -> u64 {
 struct BundleStore {
     path: PathBuf,
     anchors: Option<TrustAnchors>,
+    /// The epoch of the bundle stored in `path` at start even when it no
+    /// longer verifies (expired, pins changed): a floor an install must
+    /// not go below, so a restart does not reopen the door to an older,
+    /// still valid epoch.
+    floor: std::cell::Cell<Option<u64>>,
 }
 
 impl BundleStore {
@@ -183,8 +188,24 @@ impl BundleStore {
                 "this node was started without --auditor-key and --operator-key: it installs no bundle; restart it with both".to_string(),
             )
         })?;
+        // The bundle already handed out, offered again (anyone can fetch it
+        // from GET /v1/bundle): nothing to check or write.
+        if let Some(held) = node.bundle().filter(|b| b.as_bytes() == bytes) {
+            return Ok(held.bundle().epoch);
+        }
         let bundle = EncodedBundle::from_bytes(bytes)
             .map_err(|e| (422, format!("refused: not a validation bundle: {e}")))?;
+        if let Some(floor) = self.floor.get() {
+            if bundle.bundle().epoch < floor {
+                return Err((
+                    422,
+                    format!(
+                        "refused: rollback: epoch {} is older than the stored epoch {floor}",
+                        bundle.bundle().epoch
+                    ),
+                ));
+            }
+        }
         let fleet = node
             .check_bundle(anchors, &bundle, unix_ms())
             .map_err(|e| match e {
@@ -209,7 +230,10 @@ impl BundleStore {
         }
         node.set_bundle(bundle)
             .map_err(|e| (422, format!("refused: {e}")))?;
-        Ok(fleet.epoch_to_store())
+        let epoch = fleet.epoch_to_store();
+        self.floor
+            .set(Some(self.floor.get().map_or(epoch, |f| f.max(epoch))));
+        Ok(epoch)
     }
 
     /// At start: hands out the stored bundle if it still passes every check.
@@ -226,6 +250,9 @@ impl BundleStore {
                 return;
             }
         };
+        if let Ok(stored) = EncodedBundle::from_bytes(&bytes) {
+            self.floor.set(Some(stored.bundle().epoch));
+        }
         match self.check_and_set(node, &bytes, false) {
             Ok(epoch) => tracing::info!(
                 "node {}: handing out the stored bundle of epoch {epoch} ({})",
@@ -313,6 +340,7 @@ pub fn run_node(options: NodeOptions, secrets: &FleetSecrets) -> Result<(), Flee
     let bundles = BundleStore {
         path: options.data_dir.join(BUNDLE_FILE),
         anchors: options.anchors.clone(),
+        floor: std::cell::Cell::new(None),
     };
     bundles.load(&mut node);
     let (tx, rx) = mpsc::channel::<Input>();
