@@ -564,6 +564,25 @@ impl AwaitingRecoveryResponse {
         self.open_with(&self.channel.for_session(&response.session_id), response)
     }
 
+    /// Seals `ke3` in this exchange's channel for the session `response`
+    /// opened, as [`Self::finish`] does with the real KE3. **For tests and
+    /// negative vectors** that play someone holding the channel's keys and
+    /// sending a KE3 of their own; an app never needs it.
+    #[doc(hidden)]
+    pub fn seal_finish(&self, response: &RecoveryResponse, ke3: &[u8; wire::KE3_LEN]) -> RecoveryFinish {
+        let session_id = response.session_id;
+        let keys = self.channel.for_session(&session_id);
+        RecoveryFinish {
+            record_id: self.record_id,
+            session_id,
+            sealed: crypto::seal(
+                &keys.finish,
+                &crypto::aad(label::AAD_RECOVERY_FINISH, &self.record_id, &session_id),
+                ke3,
+            ),
+        }
+    }
+
     fn open_with(
         &self,
         keys: &crypto::RecoveryKeys,

@@ -407,8 +407,6 @@ mod tests {
     /// `MissingRole(role)`, as if the role had no key.
     #[test]
     fn a_key_twice_and_two_keys_for_one_role_are_typed() {
-        let bytes = sample().to_bytes().unwrap();
-        let text = core::str::from_utf8(&bytes).unwrap();
         let mut twice_keys = sample();
         twice_keys.keys[0].role = KeyRole::HpkeTransport;
         twice_keys.keys[0].public_key = twice_keys.keys[1].public_key.clone();
