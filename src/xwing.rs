@@ -149,6 +149,24 @@ impl PrivateKey {
         self.sk_m.0.as_slice()
     }
 
+    /// A key from its expanded parts instead of its seed (which is then
+    /// unknown: the key serializes as 32 zero bytes). **Only for the test
+    /// that plays a recording relay** handed the ML-KEM decapsulation key
+    /// and the X25519 scalar; no protocol path uses it.
+    #[doc(hidden)]
+    pub fn from_expanded_parts(
+        mlkem_decapsulation_key: &[u8; MLKEM_PRIVATE_KEY_LEN],
+        x25519_private_key: &[u8; 32],
+        public: &PublicKey,
+    ) -> Self {
+        Self {
+            seed: Zeroizing::new([0; PRIVATE_KEY_LEN]),
+            sk_m: MlKemPrivate(MlKem768PrivateKey::from(*mlkem_decapsulation_key)),
+            sk_x: Zeroizing::new(*x25519_private_key),
+            public: public.clone(),
+        }
+    }
+
     /// The X25519 private scalar, for the test that plays a relay that
     /// computes discrete logarithms.
     #[doc(hidden)]
