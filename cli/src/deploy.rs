@@ -249,8 +249,8 @@ fn run_ceremony(args: &CeremonyArgs) -> Result<Report, String> {
     );
     println!(
         "  transport key    {} (fingerprint {})",
-        to_hex(&keys.transport),
-        to_hex(&bkv_deploy::evidence::sha256(&keys.transport))
+        to_hex(keys.transport.as_bytes()),
+        to_hex(&bkv_deploy::evidence::sha256(keys.transport.as_bytes()))
     );
     println!(
         "  artifact logged at epoch {} of {} by auditor {}",

@@ -299,7 +299,7 @@ pub fn prepare_fleet(
     };
     let keys = secrets.public_keys();
     let mut public = keys.key_exchange.to_vec();
-    public.extend_from_slice(&keys.transport);
+    public.extend_from_slice(keys.transport.as_bytes());
     let write = |name: &str, text: String| -> Result<(), Failure> {
         let path = dir.join(name);
         std::fs::write(&path, text)
@@ -517,18 +517,19 @@ fn fleet_file(fleet: &Path, name: &str) -> Result<String, Failure> {
 fn parse_public(text: &str, path: &Path) -> Result<FleetPublicKeys, Failure> {
     let bad = |problem: String| {
         Failure::other(format!(
-            "{}: {problem}; expected 128 hex digits (the key-exchange key, then the transport key)",
+            "{}: {problem}; expected 2496 hex digits (the 32-byte key-exchange key, then the 1216-byte X-Wing transport key)",
             path.display()
         ))
     };
     let bytes = unhex(text).map_err(bad)?;
     let (ke, tr) = bytes
         .split_at_checked(32)
-        .filter(|(_, tr)| tr.len() == 32)
+        .filter(|(_, tr)| tr.len() == backup_key_vault::fleet::TRANSPORT_PUBLIC_KEY_LEN)
         .ok_or_else(|| bad(format!("{} bytes", bytes.len())))?;
     Ok(FleetPublicKeys {
         key_exchange: ke.try_into().map_err(|_| bad("32 bytes".into()))?,
-        transport: tr.try_into().map_err(|_| bad("32 bytes".into()))?,
+        transport: backup_key_vault::fleet::TransportPublicKey::from_slice(tr)
+            .ok_or_else(|| bad("1216 bytes".into()))?,
     })
 }
 
@@ -797,13 +798,17 @@ fn run_recover(t: &Target, out: &mut KeyOut) -> Result<(), Failure> {
         Recovery::start(&mut OsRng, &t.config, t.record_id, &t.code).map_err(client_failure)?;
     let (node, answer) = first_answer(&client, &t.endpoints, &ke1.to_bytes())?;
     let ke2 = RecoveryResponse::from_bytes(&answer).map_err(|_| unexpected(&node, &answer))?;
+    // Sealed in the channel (SPEC.md §4.4): only this client reads it.
+    let attempts_remaining = state
+        .open(&ke2)
+        .map_err(client_failure)?
+        .attempts_remaining;
     out.say(&format!(
-        "attempts remaining {} (via {node})",
-        ke2.attempts_remaining
+        "attempts remaining {attempts_remaining} (via {node})"
     ));
     let (state, ke3) = state.finish(&mut OsRng, &ke2).map_err(|e| {
         let mut failure = client_failure(e);
-        if failure.exit == Exit::WrongCode && ke2.attempts_remaining == 0 {
+        if failure.exit == Exit::WrongCode && attempts_remaining == 0 {
             failure
                 .message
                 .push_str("; no attempts remain: the record is locked and will be erased");

@@ -47,7 +47,7 @@ impl Fleet {
         let keys = secrets.public_keys();
         std::fs::write(
             dir.join("fleet.public"),
-            hex(&[keys.key_exchange, keys.transport].concat()),
+            hex(&[&keys.key_exchange[..], &keys.transport.as_bytes()[..]].concat()),
         )
         .unwrap();
         let peers: Vec<String> = (0..n)

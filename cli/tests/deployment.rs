@@ -139,7 +139,7 @@ fn ceremony_then_verify_deployment_and_no_secret_anywhere() {
     let secrets = seal::open(&sealed, &import, &parsed.transcript.digest(), "hsm-2").unwrap();
     assert_eq!(
         secrets.public_keys().key_exchange,
-        parsed.transcript.fleet_keys[0].public_key.0
+        parsed.transcript.fleet_keys[0].public_key.0[..]
     );
     let encoded = secrets.to_bytes();
     let whole = &encoded[..];

@@ -24,7 +24,7 @@ use zeroize::Zeroizing;
 
 use crate::attestation::{AttestationVerifier as _, CheckTime, X509StatementVerifier};
 use crate::evidence::{
-    sha256, Attestation, Base64Bytes, Evidence, Hex, LogEvidence, MeasurementClaim, Name,
+    sha256, Attestation, Base64Bytes, Evidence, FleetKeyHex, Hex, LogEvidence, MeasurementClaim, Name,
     Participant, ParticipantSignature, QuorumPolicy, Role, Transcript, TranscriptHsm,
     TranscriptKey, EVIDENCE_FORMAT, TRANSCRIPT_VERSION,
 };
@@ -351,10 +351,10 @@ pub fn run(
     .to_bytes()
     .map_err(|e| CeremonyError::Plan(format!("artifact: {e}")))?;
 
-    let fleet_key = |role: KeyRole, public_key: [u8; 32]| TranscriptKey {
+    let fleet_key = |role: KeyRole, public_key: &[u8]| TranscriptKey {
         role: Role(role),
-        public_key: Hex(public_key),
-        fingerprint: Hex(sha256(&public_key)),
+        public_key: FleetKeyHex(public_key.to_vec()),
+        fingerprint: Hex(sha256(public_key)),
     };
     let transcript = Transcript {
         version: TRANSCRIPT_VERSION,
@@ -377,8 +377,8 @@ pub fn run(
             })
             .collect(),
         fleet_keys: vec![
-            fleet_key(KeyRole::OpaqueKeyExchange, keys.key_exchange),
-            fleet_key(KeyRole::HpkeTransport, keys.transport),
+            fleet_key(KeyRole::OpaqueKeyExchange, &keys.key_exchange),
+            fleet_key(KeyRole::HpkeTransport, keys.transport.as_bytes()),
         ],
         artifact_digest: Hex(artifact_digest(&artifact)),
         measurement: MeasurementClaim {
