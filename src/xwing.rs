@@ -15,6 +15,7 @@
 
 use core::fmt;
 
+use curve25519_dalek::edwards::EdwardsPoint;
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use hpke::generic_array::typenum::{Sum, U1024, U192, U32, U96};
 use hpke::kem::SharedSecret;
@@ -129,7 +130,7 @@ impl PrivateKey {
         sk_x.copy_from_slice(tail);
         let pair = mlkem768::generate_key_pair(*d_z);
         let (sk_m, pk_m) = pair.into_parts();
-        let pk_x = MontgomeryPoint::mul_base_clamped(*sk_x).to_bytes();
+        let pk_x = x25519_base(&sk_x);
         let mut public = [0u8; PUBLIC_KEY_LEN];
         let (m, x) = public.split_at_mut(MLKEM_PUBLIC_KEY_LEN);
         m.copy_from_slice(pk_m.as_slice());
@@ -252,6 +253,31 @@ impl Deserializable for EncappedKey {
     }
 }
 
+/// X25519 (RFC 7748) of the clamped `scalar` and the u-coordinate `u`.
+///
+/// A point on the curve is multiplied as its Edwards form, where
+/// curve25519-dalek uses its vectorised (AVX2) backend; the u-coordinate of
+/// the product is the same, whichever of the two Edwards points with that
+/// u is taken, and the clamped integer is used unreduced (a multiple of the
+/// cofactor), exactly as the Montgomery ladder does. A u that is not on the
+/// curve (the twist), which only a forged ciphertext carries, takes the
+/// ladder. Which branch runs depends on the public `u` alone.
+fn x25519(scalar: &[u8; 32], u: &[u8; 32]) -> [u8; 32] {
+    let point = MontgomeryPoint(*u);
+    match point.to_edwards(0) {
+        Some(edwards) => edwards.mul_clamped(*scalar).to_montgomery().to_bytes(),
+        None => point.mul_clamped(*scalar).to_bytes(),
+    }
+}
+
+/// X25519 of the clamped `scalar` and the base point, from the basepoint
+/// table.
+fn x25519_base(scalar: &[u8; 32]) -> [u8; 32] {
+    EdwardsPoint::mul_base_clamped(*scalar)
+        .to_montgomery()
+        .to_bytes()
+}
+
 /// X-Wing's combiner: `SHA3-256(ss_M || ss_X || ct_X || pk_X || label)`.
 fn combine(ss_m: &[u8; 32], ss_x: &[u8; 32], ct_x: &[u8; 32], pk_x: &[u8; 32]) -> [u8; 32] {
     let mut input = Zeroizing::new([0u8; 32 * 4 + 6]);
@@ -281,8 +307,8 @@ impl XWing {
         ek_x.copy_from_slice(tail);
         let (ct_m, ss_m) = mlkem768::encapsulate(&MlKem768PublicKey::from(pk_m), *m_rand);
         let ss_m = Zeroizing::new(ss_m);
-        let ct_x = MontgomeryPoint::mul_base_clamped(*ek_x).to_bytes();
-        let ss_x = Zeroizing::new(MontgomeryPoint(pk_x).mul_clamped(*ek_x).to_bytes());
+        let ct_x = x25519_base(&ek_x);
+        let ss_x = Zeroizing::new(x25519(&ek_x, &pk_x));
         let ss = Zeroizing::new(combine(&ss_m, &ss_x, &ct_x, &pk_x));
         let mut ct = [0u8; CIPHERTEXT_LEN];
         let (m, x) = ct.split_at_mut(MLKEM_CIPHERTEXT_LEN);
@@ -300,7 +326,7 @@ impl XWing {
             &private.sk_m.0,
             &MlKem768Ciphertext::from(ct_m),
         ));
-        let ss_x = Zeroizing::new(MontgomeryPoint(ct_x).mul_clamped(*private.sk_x).to_bytes());
+        let ss_x = Zeroizing::new(x25519(&private.sk_x, &ct_x));
         let (_, pk_x) = private.public.parts();
         Zeroizing::new(combine(&ss_m, &ss_x, &ct_x, &pk_x))
     }
@@ -379,6 +405,45 @@ mod tests {
         }
         let other = PrivateKey::from_seed(&[8; 32]);
         assert_ne!(*XWing::decapsulate(&other, &ct), *ss);
+    }
+
+    /// The Edwards route gives RFC 7748's X25519 for every u: points of
+    /// the prime-order subgroup, points with a torsion component, small-order
+    /// points, twist points (the ladder), and u ≥ p.
+    #[test]
+    fn x25519_matches_the_montgomery_ladder_for_every_kind_of_u() {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        let scalars = [[0u8; 32], [0xFF; 32], [7; 32], [0x42; 32]];
+        let mut us: alloc::vec::Vec<[u8; 32]> = alloc::vec![
+            [0; 32],
+            [1; 32],
+            [9; 32],
+            [0xFF; 32],
+            x25519_base(&[3; 32]),
+        ];
+        for torsion in EIGHT_TORSION {
+            us.push(torsion.to_montgomery().to_bytes());
+            let mixed = EdwardsPoint::mul_base_clamped([5; 32]) + torsion;
+            us.push(mixed.to_montgomery().to_bytes());
+        }
+        // Some small u that is not on the curve (on its twist): the ladder.
+        let twist = (2u8..64)
+            .map(|n| {
+                let mut u = [0u8; 32];
+                u[0] = n;
+                u
+            })
+            .find(|u| MontgomeryPoint(*u).to_edwards(0).is_none())
+            .unwrap();
+        us.push(twist);
+        for u in us {
+            for s in scalars {
+                assert_eq!(x25519(&s, &u), MontgomeryPoint(u).mul_clamped(s).to_bytes());
+            }
+        }
+        for s in scalars {
+            assert_eq!(x25519_base(&s), MontgomeryPoint::mul_base_clamped(s).to_bytes());
+        }
     }
 
     #[test]
