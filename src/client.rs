@@ -438,8 +438,9 @@ fn channel_to_fleet<R: RngCore + CryptoRng>(
     ),
     ClientError,
 > {
-    let transport = <HpkeKem as hpke::Kem>::PublicKey::from_bytes(config.fleet.transport.as_bytes())
-        .map_err(|_| ClientError::InvalidFleetKey)?;
+    let transport =
+        <HpkeKem as hpke::Kem>::PublicKey::from_bytes(config.fleet.transport.as_bytes())
+            .map_err(|_| ClientError::InvalidFleetKey)?;
     let info = crypto::bound_to_record(info_label, record_id);
     hpke::setup_sender::<HpkeAead, HpkeKdf, HpkeKem, _>(
         &OpModeS::Base,
@@ -560,7 +561,10 @@ impl AwaitingRecoveryResponse {
     /// what the app may show before it stretches the code (attempts
     /// remaining, informational; the record's Argon2 parameters). A response
     /// that does not open is [`ClientError::RecoveryFailed`].
-    pub fn open(&self, response: &RecoveryResponse) -> Result<RecoveryResponseContents, ClientError> {
+    pub fn open(
+        &self,
+        response: &RecoveryResponse,
+    ) -> Result<RecoveryResponseContents, ClientError> {
         self.open_with(&self.channel.for_session(&response.session_id), response)
     }
 
@@ -569,7 +573,11 @@ impl AwaitingRecoveryResponse {
     /// negative vectors** that play someone holding the channel's keys and
     /// sending a KE3 of their own; an app never needs it.
     #[doc(hidden)]
-    pub fn seal_finish(&self, response: &RecoveryResponse, ke3: &[u8; wire::KE3_LEN]) -> RecoveryFinish {
+    pub fn seal_finish(
+        &self,
+        response: &RecoveryResponse,
+        ke3: &[u8; wire::KE3_LEN],
+    ) -> RecoveryFinish {
         let session_id = response.session_id;
         let keys = self.channel.for_session(&session_id);
         RecoveryFinish {

@@ -275,18 +275,21 @@ impl RecoveryKeys {
     /// secret: a replayed KE1 opens the same context, the vault's fresh
     /// session id makes every answer's keys new.
     pub(crate) fn for_session(&self, session_id: &SessionId) -> Self {
-        let bind = |secret: &Secret32| {
-            derive_key(
-                &secret.0,
-                label::RECOVERY_SESSION_KEY,
-                &[session_id.as_bytes()],
-            )
-        };
         Self {
-            response: bind(&self.response),
-            finish: bind(&self.finish),
-            release: bind(&self.release),
+            response: Self::bind(&self.response, session_id),
+            finish: Self::bind(&self.finish, session_id),
+            release: Self::bind(&self.release, session_id),
         }
+    }
+
+    /// One exported secret bound to a session: the vault binds each when
+    /// it first needs it (the response key at KE2, the others at KE3).
+    pub(crate) fn bind(secret: &Secret32, session_id: &SessionId) -> Secret32 {
+        derive_key(
+            &secret.0,
+            label::RECOVERY_SESSION_KEY,
+            &[session_id.as_bytes()],
+        )
     }
 }
 

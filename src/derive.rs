@@ -175,7 +175,11 @@ pub fn registration_request_aad(
     record_id: &RecordId,
     encapsulated_key: &[u8; wire::ENCAPSULATED_KEY_LEN],
 ) -> Vec<u8> {
-    request_aad(MessageType::RegistrationRequest, record_id, encapsulated_key)
+    request_aad(
+        MessageType::RegistrationRequest,
+        record_id,
+        encapsulated_key,
+    )
 }
 
 /// The aad of the recovery start's HPKE seal: its first 1154 bytes,
@@ -384,8 +388,8 @@ mod tests {
     fn labels_have_the_specified_lengths_and_prefix() {
         // SPEC.md §4.2's "Len" column, in table order.
         let lens = [
-            32, 28, 37, 35, 36, 40, 41, 39, 40, 44, 28, 31, 31, 28, 29, 44, 40, 45, 43, 44, 35,
-            35, 41, 39,
+            32, 28, 37, 35, 36, 40, 41, 39, 40, 44, 28, 31, 31, 28, 29, 44, 40, 45, 43, 44, 35, 35,
+            41, 39,
         ];
         assert_eq!(LABELS.len(), lens.len());
         for ((name, bytes), len) in LABELS.iter().zip(lens) {

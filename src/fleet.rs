@@ -14,9 +14,9 @@ use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::crypto::{label, HpkeKem};
-use crate::xwing;
 use crate::error::WireError;
 use crate::suite::Suite;
+use crate::xwing;
 
 /// Length of the OPRF seed.
 pub const OPRF_SEED_LEN: usize = 64;

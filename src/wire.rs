@@ -380,7 +380,11 @@ impl RecoveryResponseContents {
         let mut out = [0u8; RECOVERY_RESPONSE_PLAINTEXT_LEN];
         let filled = crate::crypto::fill(
             &mut out,
-            &[&[self.attempts_remaining], &self.stretching.to_bytes(), &self.ke2],
+            &[
+                &[self.attempts_remaining],
+                &self.stretching.to_bytes(),
+                &self.ke2,
+            ],
         );
         debug_assert!(filled, "the lengths are constants that add up");
         out
@@ -398,7 +402,9 @@ impl RecoveryResponseContents {
         Ok(Self {
             attempts_remaining,
             stretching: stretching(*params)?,
-            ke2: ke2.try_into().map_err(|_| WireError::InvalidField("length"))?,
+            ke2: ke2
+                .try_into()
+                .map_err(|_| WireError::InvalidField("length"))?,
         })
     }
 }

@@ -414,13 +414,8 @@ mod tests {
     fn x25519_matches_the_montgomery_ladder_for_every_kind_of_u() {
         use curve25519_dalek::constants::EIGHT_TORSION;
         let scalars = [[0u8; 32], [0xFF; 32], [7; 32], [0x42; 32]];
-        let mut us: alloc::vec::Vec<[u8; 32]> = alloc::vec![
-            [0; 32],
-            [1; 32],
-            [9; 32],
-            [0xFF; 32],
-            x25519_base(&[3; 32]),
-        ];
+        let mut us: alloc::vec::Vec<[u8; 32]> =
+            alloc::vec![[0; 32], [1; 32], [9; 32], [0xFF; 32], x25519_base(&[3; 32]),];
         for torsion in EIGHT_TORSION {
             us.push(torsion.to_montgomery().to_bytes());
             let mixed = EdwardsPoint::mul_base_clamped([5; 32]) + torsion;
@@ -442,7 +437,10 @@ mod tests {
             }
         }
         for s in scalars {
-            assert_eq!(x25519_base(&s), MontgomeryPoint::mul_base_clamped(s).to_bytes());
+            assert_eq!(
+                x25519_base(&s),
+                MontgomeryPoint::mul_base_clamped(s).to_bytes()
+            );
         }
     }
 
@@ -459,10 +457,7 @@ mod tests {
         let mut bad = *public.as_bytes();
         bad[0] = 0xFF;
         bad[1] |= 0x0F;
-        assert_eq!(
-            PublicKey::from_bytes(&bad),
-            Err(HpkeError::ValidationError)
-        );
+        assert_eq!(PublicKey::from_bytes(&bad), Err(HpkeError::ValidationError));
         assert!(EncappedKey::from_bytes(&[0; 1119]).is_err());
         assert_eq!(alloc::format!("{private:?}"), "XWingPrivateKey(..)");
     }

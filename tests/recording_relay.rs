@@ -114,9 +114,7 @@ fn aead_open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
 /// relay without the ML-KEM key uses one of its own for the ML-KEM half.
 fn open_upload(rec: &Recording, knows: &Knowledge) -> Option<Vec<u8>> {
     let own = PrivateKey::from_seed(&[0x42; 32]);
-    let mlkem = knows
-        .mlkem
-        .unwrap_or(*own.mlkem_decapsulation_key());
+    let mlkem = knows.mlkem.unwrap_or(*own.mlkem_decapsulation_key());
     let sk = PrivateKey::from_expanded_parts(&mlkem, &knows.x25519, &knows.transport_public);
     let request = RegistrationRequest::from_bytes(&rec.registration_request).unwrap();
     let enc = <XWing as Kem>::EncappedKey::from_bytes(&request.encapsulated_key).unwrap();
@@ -143,7 +141,10 @@ fn open_upload(rec: &Recording, knows: &Knowledge) -> Option<Vec<u8>> {
     let upload = RegistrationUpload::from_bytes(&rec.registration_upload).unwrap();
     let key = hkdf(
         &upload_secret,
-        &[label("REGISTRATION_SESSION_KEY"), upload.session_id.as_bytes()],
+        &[
+            label("REGISTRATION_SESSION_KEY"),
+            upload.session_id.as_bytes(),
+        ],
     );
     aead_open(
         &key,

@@ -506,11 +506,7 @@ fn oprf_answers_collected_before_registration_are_worthless_after() {
     );
     w.register(id(1), RIGHT).unwrap();
     let after = answer(&mut w);
-    assert_ne!(
-        before[..32],
-        after[..32],
-        "the record has its own OPRF key"
-    );
+    assert_ne!(before[..32], after[..32], "the record has its own OPRF key");
     // A re-registration gets a fresh key again.
     w.vault.delete_record(&id(1)).unwrap();
     w.register(id(1), RIGHT).unwrap();
@@ -801,7 +797,11 @@ fn a_relay_cannot_forge_attempts_remaining_and_the_client_reports_the_sealed_cou
             Some(byte) => *byte ^= 0x40,
             None => forged.session_id.0[0] ^= 0x40,
         }
-        assert_eq!(state.open(&forged), Err(ClientError::RecoveryFailed), "byte {at}");
+        assert_eq!(
+            state.open(&forged),
+            Err(ClientError::RecoveryFailed),
+            "byte {at}"
+        );
         let (state, ke3) = state.finish(&mut w.rng, &ke2).unwrap();
         let release = w.vault.recovery_finish(w.now, &ke3).unwrap();
         let recovered = state.finish(&release).unwrap();
@@ -868,7 +868,10 @@ fn a_relay_answering_ke1_with_its_own_ke2_learns_nothing_about_its_guess() {
         let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
         let (_, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
         assert_eq!(
-            relay.vault.recovery_start(&mut relay.rng, relay.now, &ke1).err(),
+            relay
+                .vault
+                .recovery_start(&mut relay.rng, relay.now, &ke1)
+                .err(),
             Some(VaultError::RequestNotAuthentic),
             "a vault without the fleet's transport key cannot open KE1"
         );

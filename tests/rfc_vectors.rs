@@ -550,7 +550,12 @@ fn hpke_xwing_vectors() {
     assert_eq!(vectors.len(), 1);
     for v in vectors {
         assert_eq!(
-            (v["mode"].as_u64(), v["kem_id"].as_u64(), v["kdf_id"].as_u64(), v["aead_id"].as_u64()),
+            (
+                v["mode"].as_u64(),
+                v["kem_id"].as_u64(),
+                v["kdf_id"].as_u64(),
+                v["aead_id"].as_u64()
+            ),
             (Some(0), Some(0x647a), Some(1), Some(3))
         );
         let (sk, pk) = XWing::derive_keypair(&json_hex(&v, "ikmR"));
@@ -567,9 +572,13 @@ fn hpke_xwing_vectors() {
         .unwrap();
         assert_eq!(&enc.to_bytes()[..], &json_hex(&v, "enc")[..]);
         let enc = <XWing as Kem>::EncappedKey::from_bytes(&json_hex(&v, "enc")).unwrap();
-        let mut receiver =
-            hpke::setup_receiver::<ChaCha20Poly1305, HkdfSha256, XWing>(&OpModeR::Base, &sk, &enc, &info)
-                .unwrap();
+        let mut receiver = hpke::setup_receiver::<ChaCha20Poly1305, HkdfSha256, XWing>(
+            &OpModeR::Base,
+            &sk,
+            &enc,
+            &info,
+        )
+        .unwrap();
         let encryptions = v["encryptions"].as_array().unwrap();
         assert_eq!(encryptions.len(), 10);
         for e in encryptions {
@@ -581,9 +590,13 @@ fn hpke_xwing_vectors() {
         assert_eq!(exports.len(), 5);
         for x in exports {
             let mut out = vec![0u8; x["L"].as_u64().unwrap() as usize];
-            receiver.export(&json_hex(x, "exporter_context"), &mut out).unwrap();
+            receiver
+                .export(&json_hex(x, "exporter_context"), &mut out)
+                .unwrap();
             assert_eq!(out, json_hex(x, "exported_value"));
-            sender.export(&json_hex(x, "exporter_context"), &mut out).unwrap();
+            sender
+                .export(&json_hex(x, "exporter_context"), &mut out)
+                .unwrap();
             assert_eq!(out, json_hex(x, "exported_value"));
         }
     }

@@ -182,7 +182,8 @@ fn check_fleet(flow: &Value) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     );
     // The X-Wing key expanded from the seed (§4.1, §4.4; the expansion is
     // checked against the draft's own vectors in tests/rfc_vectors.rs).
-    let xwing = backup_key_vault::xwing::PrivateKey::from_seed(&tr_sk.clone().try_into().expect("32"));
+    let xwing =
+        backup_key_vault::xwing::PrivateKey::from_seed(&tr_sk.clone().try_into().expect("32"));
     assert_eq!(
         b(&f["tr_pk"])[..],
         <backup_key_vault::xwing::XWing as hpke::Kem>::sk_to_pk(&xwing).as_bytes()[..]
@@ -407,14 +408,12 @@ fn check_recoveries(flow: &Value, reg: &Registration) -> usize {
         type Kem = backup_key_vault::xwing::XWing;
         let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(&reg.tr_sk).unwrap();
         let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&ke1[34..1154]).unwrap();
-        let mut ctx =
-            hpke::setup_receiver::<hpke::aead::ChaCha20Poly1305, hpke::kdf::HkdfSha256, Kem>(
-                &hpke::OpModeR::Base,
-                &sk,
-                &enc,
-                &info,
-            )
-            .unwrap();
+        let mut ctx = hpke::setup_receiver::<
+            hpke::aead::ChaCha20Poly1305,
+            hpke::kdf::HkdfSha256,
+            Kem,
+        >(&hpke::OpModeR::Base, &sk, &enc, &info)
+        .unwrap();
         let opaque_ke1 = ctx.open(&ke1[1154..], &ke1[..1154]).unwrap();
         assert_eq!(b(&cv["ke1"]), opaque_ke1);
         let export = |name: &str| {
@@ -444,7 +443,8 @@ fn check_recoveries(flow: &Value, reg: &Registration) -> usize {
         assert_eq!(b(&sv["K_chan_release"]), k_chan_release);
         let response_aad = [label2("aad/recovery-response"), rid.clone(), sid.clone()].concat();
         assert_eq!(b(&sv["response_aad"]), response_aad);
-        let opened = open(&k_chan_resp, &response_aad, &sealed_msg.sealed).expect("K_chan_resp opens §5.6");
+        let opened =
+            open(&k_chan_resp, &response_aad, &sealed_msg.sealed).expect("K_chan_resp opens §5.6");
         assert_eq!(b(&sv["response_plaintext"]), opened);
         let msg = backup_key_vault::wire::RecoveryResponseContents::from_bytes(
             &opened.clone().try_into().unwrap(),
@@ -706,13 +706,15 @@ fn negative_vectors_produce_their_errors() {
             "RegistrationConfirmation" => wire::RegistrationConfirmation::from_bytes(&input).err(),
             "RecoveryStart" => wire::RecoveryStart::from_bytes(&input).err(),
             "RecoveryResponse" => RecoveryResponse::from_bytes(&input).err(),
-            "RecoveryResponseContents" => match <&[u8; wire::RECOVERY_RESPONSE_PLAINTEXT_LEN]>::try_from(&input[..]) {
-                Ok(plaintext) => wire::RecoveryResponseContents::from_bytes(plaintext).err(),
-                Err(_) => Some(WireError::Length {
-                    expected: wire::RECOVERY_RESPONSE_PLAINTEXT_LEN,
-                    found: input.len(),
-                }),
-            },
+            "RecoveryResponseContents" => {
+                match <&[u8; wire::RECOVERY_RESPONSE_PLAINTEXT_LEN]>::try_from(&input[..]) {
+                    Ok(plaintext) => wire::RecoveryResponseContents::from_bytes(plaintext).err(),
+                    Err(_) => Some(WireError::Length {
+                        expected: wire::RECOVERY_RESPONSE_PLAINTEXT_LEN,
+                        found: input.len(),
+                    }),
+                }
+            }
             "RecoveryFinish" => wire::RecoveryFinish::from_bytes(&input).err(),
             "KeyRelease" => wire::KeyRelease::from_bytes(&input).err(),
             "Rejection" => Rejection::from_bytes(&input).err(),

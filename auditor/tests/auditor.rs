@@ -389,12 +389,14 @@ fn the_monitor_verifies_a_log_and_lists_key_changes() {
         .iter()
         .any(|c| matches!(c, KeyChange::Removed { .. })));
     assert_eq!(report.epochs[2].changes.len(), 2);
-    assert!(report.epochs[2].changes.iter().any(
-        |c| matches!(c, KeyChange::Added { role, .. } if role == "xwing_transport")
-    ));
-    assert!(report.epochs[2].changes.iter().any(
-        |c| matches!(c, KeyChange::Removed { role, .. } if role == "xwing_transport")
-    ));
+    assert!(report.epochs[2]
+        .changes
+        .iter()
+        .any(|c| matches!(c, KeyChange::Added { role, .. } if role == "xwing_transport")));
+    assert!(report.epochs[2]
+        .changes
+        .iter()
+        .any(|c| matches!(c, KeyChange::Removed { role, .. } if role == "xwing_transport")));
     // A pin the log does not match.
     let wrong = Pins {
         auditor_keys: vec![[1; 32]],

@@ -799,10 +799,7 @@ fn run_recover(t: &Target, out: &mut KeyOut) -> Result<(), Failure> {
     let (node, answer) = first_answer(&client, &t.endpoints, &ke1.to_bytes())?;
     let ke2 = RecoveryResponse::from_bytes(&answer).map_err(|_| unexpected(&node, &answer))?;
     // Sealed in the channel (SPEC.md §4.4): only this client reads it.
-    let attempts_remaining = state
-        .open(&ke2)
-        .map_err(client_failure)?
-        .attempts_remaining;
+    let attempts_remaining = state.open(&ke2).map_err(client_failure)?.attempts_remaining;
     out.say(&format!(
         "attempts remaining {attempts_remaining} (via {node})"
     ));

@@ -24,8 +24,8 @@ use zeroize::Zeroizing;
 
 use crate::attestation::{AttestationVerifier as _, CheckTime, X509StatementVerifier};
 use crate::evidence::{
-    sha256, Attestation, Base64Bytes, Evidence, FleetKeyHex, Hex, LogEvidence, MeasurementClaim, Name,
-    Participant, ParticipantSignature, QuorumPolicy, Role, Transcript, TranscriptHsm,
+    sha256, Attestation, Base64Bytes, Evidence, FleetKeyHex, Hex, LogEvidence, MeasurementClaim,
+    Name, Participant, ParticipantSignature, QuorumPolicy, Role, Transcript, TranscriptHsm,
     TranscriptKey, EVIDENCE_FORMAT, TRANSCRIPT_VERSION,
 };
 use crate::measure::RECIPE;

@@ -23,7 +23,8 @@ use zeroize::Zeroizing;
 
 use crate::attestation::{ALG_ECDSA_P256_SHA256, EKU_HSM_ATTESTATION_ARCS, X509_STATEMENT_FORMAT};
 use crate::evidence::{
-    Attestation, AttestedKey, Base64Bytes, FleetKeyHex, Hex, HexBytes, Name, Role, Statement, STATEMENT_VERSION,
+    Attestation, AttestedKey, Base64Bytes, FleetKeyHex, Hex, HexBytes, Name, Role, Statement,
+    STATEMENT_VERSION,
 };
 use crate::seal::{self, ImportKey, SealError};
 

@@ -21,13 +21,13 @@ use backup_key_vault::vault::{
     Applied, Command, MemoryStore, RecordSlot, RecordStore, Vault, VaultPolicy,
 };
 use backup_key_vault::wire::{
-    self, BundleRequest, BundleResponse, KeyRelease, RecoveryFinish, RecoveryResponse, RecoveryResponseContents,
-    RecoveryResponseWithBundle, RecoveryStart, RegistrationConfirmation, RegistrationRequest,
-    RegistrationResponse, RegistrationUpload, Rejection,
+    self, BundleRequest, BundleResponse, KeyRelease, RecoveryFinish, RecoveryResponse,
+    RecoveryResponseContents, RecoveryResponseWithBundle, RecoveryStart, RegistrationConfirmation,
+    RegistrationRequest, RegistrationResponse, RegistrationUpload, Rejection,
 };
 use backup_key_vault::{
-    BackupKey, BundleError, ClientError, FleetSecrets, RecordId, RecoveryCode,
-    StoreError, StretchingParams, VaultError, WireError,
+    BackupKey, BundleError, ClientError, FleetSecrets, RecordId, RecoveryCode, StoreError,
+    StretchingParams, VaultError, WireError,
 };
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::ChaCha20Poly1305;
@@ -341,7 +341,13 @@ impl RecordStore for RecordingStore {
 pub fn seal(key: &[u8], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     ChaCha20Poly1305::new_from_slice(key)
         .unwrap()
-        .encrypt(&[0u8; 12].into(), Payload { msg: plaintext, aad })
+        .encrypt(
+            &[0u8; 12].into(),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         .unwrap()
 }
 
@@ -1126,10 +1132,22 @@ fn tampered_ke2s(
         ..StretchingParams::INSECURE_TEST_ONLY
     };
     let [evaluated, mac, masked, invalid_point, identity_element, identity_share, above, other_params] =
-        [evaluated, mac, masked, invalid_point, identity_element, identity_share, above, other_params]
-            .map(reseal);
+        [
+            evaluated,
+            mac,
+            masked,
+            invalid_point,
+            identity_element,
+            identity_share,
+            above,
+            other_params,
+        ]
+        .map(reseal);
     vec![
-        ("session id changed (the channel's keys are bound to it)", sid),
+        (
+            "session id changed (the channel's keys are bound to it)",
+            sid,
+        ),
         ("sealed ciphertext bit flipped", body),
         ("sealed tag bit flipped", tag),
         ("evaluated element bit flipped", evaluated),
@@ -1609,7 +1627,10 @@ pub fn negative() -> Value {
     decoders.extend([
         fleet_case("empty", &[]),
         fleet_case("one byte short", &secrets[..128]),
-        fleet_case("version 1 (retired: an X25519 transport key)", &with(&secrets, 0, &[1])),
+        fleet_case(
+            "version 1 (retired: an X25519 transport key)",
+            &with(&secrets, 0, &[1]),
+        ),
         fleet_case("version 3", &with(&secrets, 0, &[3])),
         fleet_case("key-exchange key zero", &with(&secrets, 65, &[0; 32])),
         fleet_case(

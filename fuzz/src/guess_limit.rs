@@ -244,7 +244,10 @@ impl Model {
                 );
                 if let Some(opener) = opener {
                     assert_eq!(
-                        opener.open(&ke2).expect("the vault's KE2 opens").attempts_remaining,
+                        opener
+                            .open(&ke2)
+                            .expect("the vault's KE2 opens")
+                            .attempts_remaining,
                         MAX - used_after,
                         "KE2 reports the committed count"
                     );

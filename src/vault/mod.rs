@@ -39,9 +39,9 @@ use crate::wire::{
     self, BundleRequest, BundleResponse, KeyRelease, MessageType, RecoveryFinish, RecoveryResponse,
     RecoveryResponseContents, RecoveryResponseWithBundle, RecoveryStart, RegistrationConfirmation,
     RegistrationRequest, RegistrationResponse, RegistrationUpload, Rejection, KE1_LEN, KE3_LEN,
-    OPAQUE_REGISTRATION_RECORD_LEN,
-    OPAQUE_REGISTRATION_REQUEST_LEN, REKEY_TOKEN_LEN, RELEASE_PLAINTEXT_LEN,
-    SEALED_REGISTRATION_PLAINTEXT_LEN, SEALED_UPLOAD_PLAINTEXT_LEN, WRAPPED_KEY_LEN,
+    OPAQUE_REGISTRATION_RECORD_LEN, OPAQUE_REGISTRATION_REQUEST_LEN, REKEY_TOKEN_LEN,
+    RELEASE_PLAINTEXT_LEN, SEALED_REGISTRATION_PLAINTEXT_LEN, SEALED_UPLOAD_PLAINTEXT_LEN,
+    WRAPPED_KEY_LEN,
 };
 
 use sessions::Sessions;
@@ -120,8 +120,10 @@ impl VaultPolicy {
 /// A recovery session between KE2 and KE3.
 struct PendingRecovery {
     server_login: ServerLogin<Suite>,
-    /// The channel's keys, bound to this session: KE3 opens under
-    /// `finish`, the release key takes `release`.
+    /// The channel's exported secrets (SPEC.md §4.4), bound to this
+    /// session when KE3 arrives: it opens under the bound `finish`, the
+    /// release key takes the bound `release`. (Binding them at KE2 would
+    /// put two more HKDFs on the hot path.)
     channel: crypto::RecoveryKeys,
     /// `None` for the fake-record path: KE3 always fails.
     record: Option<PendingRecord>,
@@ -924,9 +926,9 @@ impl<S: RecordStore> Vault<S> {
         };
         contents.ke2.copy_from_slice(&start.message.serialize());
         let session_id = SessionId::random(rng);
-        let channel = channel.for_session(&session_id);
+        let response_key = crypto::RecoveryKeys::bind(&channel.response, &session_id);
         let sealed = crypto::seal(
-            &channel.response,
+            &response_key,
             &crypto::aad(label::AAD_RECOVERY_RESPONSE, &record_id, &session_id),
             &contents.to_bytes(),
         );
@@ -988,8 +990,9 @@ impl<S: RecordStore> Vault<S> {
             .recoveries
             .peek(&session_id, &record_id, now)
             .map_err(|_| VaultError::AuthenticationFailed)?;
+        let finish_key = crypto::RecoveryKeys::bind(&pending.channel.finish, &session_id);
         let ke3: Zeroizing<[u8; KE3_LEN]> = crypto::open(
-            &pending.channel.finish,
+            &finish_key,
             &crypto::aad(label::AAD_RECOVERY_FINISH, &record_id, &session_id),
             &msg.sealed,
         )
@@ -1019,7 +1022,10 @@ impl<S: RecordStore> Vault<S> {
                         record_id,
                         session_id,
                         session_key,
-                        channel_release: pending.channel.release.clone(),
+                        channel_release: crypto::RecoveryKeys::bind(
+                            &pending.channel.release,
+                            &session_id,
+                        ),
                         record,
                     },
                 }))
@@ -1082,8 +1088,12 @@ impl<S: RecordStore> Vault<S> {
                     _ => return Err(VaultError::AuthenticationFailed),
                 };
                 let ids: [&[u8]; 2] = [record_id.as_bytes(), session_id.as_bytes()];
-                let release_key =
-                    crypto::release_key(&session_key[..], &channel_release, &record_id, &session_id);
+                let release_key = crypto::release_key(
+                    &session_key[..],
+                    &channel_release,
+                    &record_id,
+                    &session_id,
+                );
                 let token = crypto::derive_key(&session_key[..], label::REKEY_TOKEN, &ids);
                 self.grant_rekey(record_id, record.generation, token, now);
                 // SPEC.md §5.8: the wrapped key, then the count the reset
