@@ -424,6 +424,9 @@ impl Recovery {
     }
 }
 
+/// The client's side of an HPKE context of the channel (SPEC.md §4.4).
+type SenderContext = hpke::aead::AeadCtxS<HpkeAead, HpkeKdf, HpkeKem>;
+
 /// Opens an HPKE (X-Wing) context to the fleet's transport key, with `info
 /// = label || record_id` (SPEC.md §4.4).
 fn channel_to_fleet<R: RngCore + CryptoRng>(
@@ -431,13 +434,7 @@ fn channel_to_fleet<R: RngCore + CryptoRng>(
     config: &ClientConfig,
     info_label: &[u8],
     record_id: &RecordId,
-) -> Result<
-    (
-        <HpkeKem as hpke::Kem>::EncappedKey,
-        hpke::aead::AeadCtxS<HpkeAead, HpkeKdf, HpkeKem>,
-    ),
-    ClientError,
-> {
+) -> Result<(<HpkeKem as hpke::Kem>::EncappedKey, SenderContext), ClientError> {
     let transport =
         <HpkeKem as hpke::Kem>::PublicKey::from_bytes(config.fleet.transport.as_bytes())
             .map_err(|_| ClientError::InvalidFleetKey)?;
@@ -534,7 +531,7 @@ impl AwaitingRecoveryResponse {
         let sealed = crypto::seal(
             &keys.finish,
             &crypto::aad(label::AAD_RECOVERY_FINISH, &self.record_id, &session_id),
-            &*ke3,
+            &ke3,
         );
         Ok((
             AwaitingKeyRelease {

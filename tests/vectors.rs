@@ -404,7 +404,7 @@ fn check_recoveries(flow: &Value, reg: &Registration) -> usize {
         let info = [label2("recovery"), rid.clone()].concat();
         assert_eq!(b(&cv["hpke_info"]), info);
         assert_eq!(b(&cv["hpke_aad"]), ke1[..1154]);
-        use hpke::{Deserializable, Kem as _};
+        use hpke::Deserializable;
         type Kem = backup_key_vault::xwing::XWing;
         let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(&reg.tr_sk).unwrap();
         let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&ke1[34..1154]).unwrap();

@@ -1666,7 +1666,7 @@ pub fn negative() -> Value {
     );
     // KE1s with a bad point, sealed properly to the fleet (§4.4), so the
     // check behind the channel is what refuses them.
-    let plain_ke1 = ClientLogin::<Suite>::start(&mut ChaCha20Rng::seed_from_u64(0x6b65_31), CODE)
+    let plain_ke1 = ClientLogin::<Suite>::start(&mut ChaCha20Rng::seed_from_u64(0x006b_6531), CODE)
         .unwrap()
         .message
         .serialize()
