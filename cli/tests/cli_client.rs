@@ -327,10 +327,10 @@ fn errors_name_the_file_and_the_next_step() {
         .unwrap();
     let text = stderr(&out);
     assert!(text.contains("fleet.public"), "{text}");
-    assert!(text.contains("128 hex digits"), "{text}");
+    assert!(text.contains("2496 hex digits"), "{text}");
 
     // --node out of range is a usage error.
-    std::fs::write(dir.path().join("fleet.public"), "ab".repeat(64)).unwrap();
+    std::fs::write(dir.path().join("fleet.public"), "ab".repeat(1248)).unwrap();
     let out = Command::new(BKV)
         .args([
             "recover", "--record", "a", "--code", "c", "--node", "7", "--fleet",
