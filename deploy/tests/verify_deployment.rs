@@ -411,7 +411,7 @@ fn a_truncated_or_malformed_evidence_file_fails_at_the_evidence_step() {
             "unknown evidence format",
         ),
         (
-            text.replacen("\"version\": 1", "\"version\": 2", 1),
+            text.replacen("\"version\": 2", "\"version\": 3", 1),
             "unsupported transcript version",
         ),
         (
