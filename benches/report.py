@@ -66,6 +66,22 @@ ratio("vault recovery start / bare ServerLogin::start", start, bare_start, 1.00)
 ratio("vault recovery start / floor (4 var + 1 table + 5 compress)", start, floor)
 ratio("bare ServerLogin::start / floor", bare_start, floor)
 ratio("vault recovery finish / bare ServerLogin::finish", median_ns("vault", "recovery_finish"), median_ns("baseline", "server_login_finish"))
+# Revision 11 (SPEC.md §4.4): the X-Wing channel. Today's recovery start
+# without it is the same run's vault path less the channel work the vault
+# now does (open the KE1, seal the KE2), each measured in group `channel`;
+# before the channel, the vault path was at or below bare ServerLogin::start
+# (BENCHMARKS.md), which is the second, measured-only baseline.
+ch = lambda n: median_ns("channel", n)
+vault_channel = None
+if None not in (ch("vault_open_ke1"), ch("vault_seal_ke2")):
+    vault_channel = ch("vault_open_ke1") + ch("vault_seal_ke2")
+if None not in (start, vault_channel):
+    ratio("vault recovery start / the same without the channel (derived)", start, start - vault_channel, 1.30)
+ratio("vault recovery start / bare ServerLogin::start (no channel)", start, bare_start, 1.30)
+client_channel = None
+if None not in (ch("client_seal_ke1"), ch("client_open_ke2_seal_ke3")):
+    client_channel = ch("client_seal_ke1") + ch("client_open_ke2_seal_ke3")
+ratio("client channel work / raw Argon2 (default params)", client_channel, median_ns("client_default", "raw_argon2"), 0.01)
 for params in ("test", "default", "default_parallel"):
     group = f"client_{params}"
     if median_ns(group, "recovery") is None and params.endswith("parallel"):
@@ -127,5 +143,9 @@ print()
 print("recovery start by phase (medians; BENCHMARKS.md derives the rest):")
 for name in ("ke1_decode", "record_decode", "oprf_key_derivation", "server_login_start"):
     print(f"  {name:<22} {fmt(median_ns('phases', name))}")
+print()
+print("the channel (medians):")
+for name in ("xwing_decapsulate", "vault_open_ke1", "vault_seal_ke2", "client_seal_ke1", "client_open_ke2_seal_ke3"):
+    print(f"  {name:<26} {fmt(median_ns('channel', name))}")
 for name in ("registration_response", "registration_upload"):
     print(f"  vault {name:<16} {fmt(median_ns('vault', name))}")

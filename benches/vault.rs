@@ -563,9 +563,136 @@ fn bundle_paths(c: &mut Criterion) {
     g.finish();
 }
 
+/// The X-Wing channel's own work (SPEC.md §4.4), each piece as the vault
+/// and the client do it, with the crate's public building blocks: what
+/// revision 11 added to the vault's recovery start (open the KE1, seal the
+/// KE2) and to the client's recovery (seal the KE1, open the KE2, seal the
+/// KE3, the release key's extra input).
+fn channel_ops(c: &mut Criterion) {
+    use backup_key_vault::derive;
+    use backup_key_vault::xwing::{PrivateKey, XWing};
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    use chacha20poly1305::ChaCha20Poly1305;
+    use hpke::aead::ChaCha20Poly1305 as HpkeChaCha;
+    use hpke::kdf::HkdfSha256;
+    use hpke::{Kem, OpModeR, OpModeS};
+
+    struct Rng09(ChaCha20Rng);
+    impl hpke::rand_core::RngCore for Rng09 {
+        fn next_u32(&mut self) -> u32 {
+            rand::RngCore::next_u32(&mut self.0)
+        }
+        fn next_u64(&mut self) -> u64 {
+            rand::RngCore::next_u64(&mut self.0)
+        }
+        fn fill_bytes(&mut self, dst: &mut [u8]) {
+            rand::RngCore::fill_bytes(&mut self.0, dst)
+        }
+    }
+    impl hpke::rand_core::CryptoRng for Rng09 {}
+
+    let label = |name: &str| {
+        derive::LABELS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, l)| *l)
+            .unwrap()
+    };
+    let bind = |secret: &[u8], sid: &[u8]| {
+        let mut k = [0u8; 32];
+        hkdf::Hkdf::<sha2::Sha512>::new(None, secret)
+            .expand_multi_info(&[label("RECOVERY_SESSION_KEY"), sid], &mut k)
+            .unwrap();
+        k
+    };
+    let aead_seal = |key: &[u8; 32], aad: &[u8], pt: &[u8]| {
+        ChaCha20Poly1305::new(key.into())
+            .encrypt(&[0u8; 12].into(), Payload { msg: pt, aad })
+            .unwrap()
+    };
+    let exports = [
+        label("EXPORT_RECOVERY_RESPONSE"),
+        label("EXPORT_RECOVERY_FINISH"),
+        label("EXPORT_RECOVERY_RELEASE"),
+    ];
+    let sk = PrivateKey::from_seed(&[9; 32]);
+    let pk = XWing::sk_to_pk(&sk);
+    let info = derive::recovery_hpke_info(&ID);
+    let mut rng = Rng09(rng());
+    let (enc, mut sender) = hpke::setup_sender::<HpkeChaCha, HkdfSha256, XWing, _>(
+        &OpModeS::Base,
+        &pk,
+        &info,
+        &mut rng,
+    )
+    .unwrap();
+    let aad = derive::recovery_start_aad(&ID, enc.as_bytes());
+    let sealed_ke1 = sender.seal(&[5u8; 96], &aad).unwrap();
+    let sid = [3u8; 16];
+    let mut g = c.benchmark_group("channel");
+    g.bench_function("xwing_decapsulate", |b| {
+        b.iter(|| XWing::decapsulate(black_box(&sk), black_box(&enc)))
+    });
+    // Vault: decapsulate, key schedule, open the KE1, export three secrets.
+    g.bench_function("vault_open_ke1", |b| {
+        b.iter(|| {
+            let mut ctx = hpke::setup_receiver::<HpkeChaCha, HkdfSha256, XWing>(
+                &OpModeR::Base,
+                &sk,
+                black_box(&enc),
+                &info,
+            )
+            .unwrap();
+            let ke1 = ctx.open(black_box(&sealed_ke1), &aad).unwrap();
+            let mut out = [[0u8; 32]; 3];
+            for (label, k) in exports.iter().zip(out.iter_mut()) {
+                ctx.export(label, k).unwrap();
+            }
+            (ke1, out)
+        })
+    });
+    // Vault: bind the response secret to the session, seal the KE2's 333
+    // bytes (the other two secrets are bound at KE3, off this path).
+    let ke2_aad = derive::recovery_response_aad(&ID, &backup_key_vault::SessionId(sid));
+    g.bench_function("vault_seal_ke2", |b| {
+        b.iter(|| {
+            let key = bind(black_box(&[1u8; 32]), &sid);
+            aead_seal(&key, &ke2_aad, black_box(&[7u8; 333]))
+        })
+    });
+    // Client: encapsulate, key schedule, seal the KE1, export three secrets.
+    g.bench_function("client_seal_ke1", |b| {
+        b.iter(|| {
+            let (enc, mut ctx) = hpke::setup_sender::<HpkeChaCha, HkdfSha256, XWing, _>(
+                &OpModeS::Base,
+                black_box(&pk),
+                &info,
+                &mut rng,
+            )
+            .unwrap();
+            let sealed = ctx.seal(&[5u8; 96], &aad).unwrap();
+            let mut out = [[0u8; 32]; 3];
+            for (label, k) in exports.iter().zip(out.iter_mut()) {
+                ctx.export(label, k).unwrap();
+            }
+            (enc, sealed, out)
+        })
+    });
+    // Client: bind, open the KE2, seal the KE3 (open costs as seal).
+    g.bench_function("client_open_ke2_seal_ke3", |b| {
+        b.iter(|| {
+            let keys = [[1u8; 32], [2; 32], [3; 32]].map(|y| bind(&y, &sid));
+            let ke2 = aead_seal(&keys[0], &ke2_aad, black_box(&[7u8; 333]));
+            let ke3 = aead_seal(&keys[1], &ke2_aad, black_box(&[8u8; 64]));
+            (ke2, ke3)
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
-    targets = vault_paths, baselines, phases, group_ops, client_paths, bundle_paths
+    targets = vault_paths, baselines, phases, group_ops, channel_ops, client_paths, bundle_paths
 }
 criterion_main!(benches);

@@ -9,7 +9,7 @@
 
 use core::fmt;
 
-use hpke::{Deserializable, OpModeS, Serializable};
+use hpke::{Deserializable, OpModeS};
 use opaque_ke::{
     ClientLogin, ClientLoginFinishParameters, ClientRegistration,
     ClientRegistrationFinishParameters, CredentialResponse, Identifiers,
@@ -25,9 +25,10 @@ use crate::fleet::FleetPublicKeys;
 use crate::suite::{KeyStretching, StretchingParams, Suite};
 use crate::types::{BackupKey, RecordId, RecoveryCode, Secret32, SessionId, BACKUP_KEY_LEN};
 use crate::wire::{
-    self, KeyRelease, RecoveryFinish, RecoveryResponse, RecoveryResponseWithBundle, RecoveryStart,
-    RegistrationConfirmation, RegistrationRequest, RegistrationResponse, RegistrationUpload,
-    OPAQUE_REGISTRATION_RECORD_LEN, RELEASE_PLAINTEXT_LEN, SEALED_REGISTRATION_PLAINTEXT_LEN,
+    self, KeyRelease, RecoveryFinish, RecoveryResponse, RecoveryResponseContents,
+    RecoveryResponseWithBundle, RecoveryStart, RegistrationConfirmation, RegistrationRequest,
+    RegistrationResponse, RegistrationUpload, OPAQUE_REGISTRATION_RECORD_LEN,
+    RECOVERY_RESPONSE_PLAINTEXT_LEN, RELEASE_PLAINTEXT_LEN, SEALED_REGISTRATION_PLAINTEXT_LEN,
     SEALED_UPLOAD_PLAINTEXT_LEN, WRAPPED_KEY_LEN,
 };
 
@@ -216,19 +217,10 @@ impl Registration {
             return Err(ClientError::Internal);
         }
 
-        let transport = <HpkeKem as hpke::Kem>::PublicKey::from_bytes(&config.fleet.transport)
-            .map_err(|_| ClientError::InvalidFleetKey)?;
-        let info = crypto::bound_to_record(label::HPKE_INFO, &record_id);
-        let (encapped, mut ctx) = hpke::setup_sender::<HpkeAead, HpkeKdf, HpkeKem, _>(
-            &OpModeS::Base,
-            &transport,
-            &info,
-            &mut crypto::HpkeRng(rng),
-        )
-        .map_err(|_| ClientError::InvalidFleetKey)?;
+        let (encapped, mut ctx) = channel_to_fleet(rng, config, label::HPKE_INFO, &record_id)?;
         let mut request = RegistrationRequest {
             record_id,
-            encapsulated_key: encapped.to_bytes().into(),
+            encapsulated_key: *encapped.as_bytes(),
             sealed: [0; SEALED_REGISTRATION_PLAINTEXT_LEN + wire::TAG_LEN],
         };
         let sealed = ctx
@@ -360,6 +352,8 @@ pub struct AwaitingRecoveryResponse {
     record_id: RecordId,
     code: RecoveryCode,
     opaque: ClientLogin<Suite>,
+    /// The channel's exported secrets, not yet bound to a session.
+    channel: crypto::RecoveryKeys,
 }
 
 /// Waiting for the vault's [`KeyRelease`].
@@ -389,7 +383,8 @@ pub struct Recovered {
 }
 
 impl Recovery {
-    /// Starts recovering `record_id` with `code`: OPAQUE KE1.
+    /// Starts recovering `record_id` with `code`: OPAQUE KE1, sealed with
+    /// HPKE (X-Wing) to the fleet's transport key (SPEC.md §5.5).
     pub fn start<R: RngCore + CryptoRng>(
         rng: &mut R,
         config: &ClientConfig,
@@ -398,18 +393,59 @@ impl Recovery {
     ) -> Result<(AwaitingRecoveryResponse, RecoveryStart), ClientError> {
         let start =
             ClientLogin::<Suite>::start(rng, code.as_bytes()).map_err(|_| ClientError::Internal)?;
-        let mut ke1 = [0u8; wire::KE1_LEN];
+        let mut ke1 = Zeroizing::new([0u8; wire::KE1_LEN]);
         ke1.copy_from_slice(&start.message.serialize());
+        let (encapped, mut ctx) =
+            channel_to_fleet(rng, config, label::HPKE_INFO_RECOVERY, &record_id)?;
+        let mut request = RecoveryStart {
+            record_id,
+            encapsulated_key: *encapped.as_bytes(),
+            sealed: [0; wire::KE1_LEN + wire::TAG_LEN],
+        };
+        let sealed = ctx
+            .seal(&ke1[..], &crate::vault::recovery_start_aad(&request))
+            .map_err(|_| ClientError::Internal)?;
+        request.sealed = sealed
+            .as_slice()
+            .try_into()
+            .map_err(|_| ClientError::Internal)?;
+        let channel = crypto::export_recovery_keys(|l, out| ctx.export(l, out))
+            .ok_or(ClientError::Internal)?;
         Ok((
             AwaitingRecoveryResponse {
                 config: config.clone(),
                 record_id,
                 code: code.clone(),
                 opaque: start.state,
+                channel,
             },
-            RecoveryStart { record_id, ke1 },
+            request,
         ))
     }
+}
+
+/// The client's side of an HPKE context of the channel (SPEC.md §4.4).
+type SenderContext = hpke::aead::AeadCtxS<HpkeAead, HpkeKdf, HpkeKem>;
+
+/// Opens an HPKE (X-Wing) context to the fleet's transport key, with `info
+/// = label || record_id` (SPEC.md §4.4).
+fn channel_to_fleet<R: RngCore + CryptoRng>(
+    rng: &mut R,
+    config: &ClientConfig,
+    info_label: &[u8],
+    record_id: &RecordId,
+) -> Result<(<HpkeKem as hpke::Kem>::EncappedKey, SenderContext), ClientError> {
+    let transport =
+        <HpkeKem as hpke::Kem>::PublicKey::from_bytes(config.fleet.transport.as_bytes())
+            .map_err(|_| ClientError::InvalidFleetKey)?;
+    let info = crypto::bound_to_record(info_label, record_id);
+    hpke::setup_sender::<HpkeAead, HpkeKdf, HpkeKem, _>(
+        &OpModeS::Base,
+        &transport,
+        &info,
+        &mut crypto::HpkeRng(rng),
+    )
+    .map_err(|_| ClientError::InvalidFleetKey)
 }
 
 impl AwaitingRecoveryResponse {
@@ -446,15 +482,22 @@ impl AwaitingRecoveryResponse {
     /// answers KE1 with a KE2 of its own, built for a guessed code, would
     /// learn from any difference in the app's reaction whether the guess
     /// was right, without the vault counting it (SPEC.md §6.2, §7.5).
+    ///
+    /// The sealed response is opened first: one that does not open (altered
+    /// by the relay, or for another exchange) is
+    /// [`ClientError::RecoveryFailed`] too, before any stretching.
     pub fn finish<R: RngCore + CryptoRng>(
         self,
         rng: &mut R,
         response: &RecoveryResponse,
     ) -> Result<(AwaitingKeyRelease, RecoveryFinish), ClientError> {
-        self.config.check_stretching(&response.stretching)?;
-        let ke2 = CredentialResponse::<Suite>::deserialize(&response.ke2)
+        let session_id = response.session_id;
+        let keys = self.channel.for_session(&session_id);
+        let contents = self.open_with(&keys, response)?;
+        self.config.check_stretching(&contents.stretching)?;
+        let ke2 = CredentialResponse::<Suite>::deserialize(&contents.ke2)
             .map_err(|_| WireError::InvalidField("ke2"))?;
-        let ksf = KeyStretching::new(response.stretching);
+        let ksf = KeyStretching::new(contents.stretching);
         let context = crypto::bound_to_record(label::OPAQUE_CONTEXT, &self.record_id);
         let finished = self
             .opaque
@@ -482,24 +525,85 @@ impl AwaitingRecoveryResponse {
             return Err(ClientError::RecoveryFailed);
         }
 
-        let session_id = response.session_id;
         let ids: [&[u8]; 2] = [self.record_id.as_bytes(), session_id.as_bytes()];
-        let mut ke3 = [0u8; wire::KE3_LEN];
+        let mut ke3 = Zeroizing::new([0u8; wire::KE3_LEN]);
         ke3.copy_from_slice(&finished.message.serialize());
+        let sealed = crypto::seal(
+            &keys.finish,
+            &crypto::aad(label::AAD_RECOVERY_FINISH, &self.record_id, &session_id),
+            &ke3,
+        );
         Ok((
             AwaitingKeyRelease {
                 record_id: self.record_id,
                 session_id,
-                release_key: crypto::derive_key(&finished.session_key, label::RELEASE_KEY, &ids),
+                release_key: crypto::release_key(
+                    &finished.session_key,
+                    &keys.release,
+                    &self.record_id,
+                    &session_id,
+                ),
                 wrap_key: wrap_key(&finished.export_key, &self.record_id),
                 rekey_token: crypto::derive_key(&finished.session_key, label::REKEY_TOKEN, &ids),
             },
             RecoveryFinish {
                 record_id: self.record_id,
                 session_id,
-                ke3,
+                sealed,
             },
         ))
+    }
+
+    /// Opens the sealed part of the vault's response without finishing:
+    /// what the app may show before it stretches the code (attempts
+    /// remaining, informational; the record's Argon2 parameters). A response
+    /// that does not open is [`ClientError::RecoveryFailed`].
+    pub fn open(
+        &self,
+        response: &RecoveryResponse,
+    ) -> Result<RecoveryResponseContents, ClientError> {
+        self.open_with(&self.channel.for_session(&response.session_id), response)
+    }
+
+    /// Seals `ke3` in this exchange's channel for the session `response`
+    /// opened, as [`Self::finish`] does with the real KE3. **For tests and
+    /// negative vectors** that play someone holding the channel's keys and
+    /// sending a KE3 of their own; an app never needs it.
+    #[doc(hidden)]
+    pub fn seal_finish(
+        &self,
+        response: &RecoveryResponse,
+        ke3: &[u8; wire::KE3_LEN],
+    ) -> RecoveryFinish {
+        let session_id = response.session_id;
+        let keys = self.channel.for_session(&session_id);
+        RecoveryFinish {
+            record_id: self.record_id,
+            session_id,
+            sealed: crypto::seal(
+                &keys.finish,
+                &crypto::aad(label::AAD_RECOVERY_FINISH, &self.record_id, &session_id),
+                ke3,
+            ),
+        }
+    }
+
+    fn open_with(
+        &self,
+        keys: &crypto::RecoveryKeys,
+        response: &RecoveryResponse,
+    ) -> Result<RecoveryResponseContents, ClientError> {
+        let plaintext: Zeroizing<[u8; RECOVERY_RESPONSE_PLAINTEXT_LEN]> = crypto::open(
+            &keys.response,
+            &crypto::aad(
+                label::AAD_RECOVERY_RESPONSE,
+                &self.record_id,
+                &response.session_id,
+            ),
+            &response.sealed,
+        )
+        .ok_or(ClientError::RecoveryFailed)?;
+        Ok(RecoveryResponseContents::from_bytes(&plaintext)?)
     }
 }
 

@@ -11,8 +11,9 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
 use crate::types::{RecordId, Secret32, SessionId};
 use crate::wire::TAG_LEN;
 
-/// HPKE suite: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305.
-pub(crate) type HpkeKem = hpke::kem::X25519HkdfSha256;
+/// HPKE suite of the channel (SPEC.md §4.4): X-Wing (ML-KEM-768 +
+/// X25519, KEM id 0x647a), HKDF-SHA256, ChaCha20-Poly1305.
+pub(crate) type HpkeKem = crate::xwing::XWing;
 pub(crate) type HpkeKdf = hpke::kdf::HkdfSha256;
 pub(crate) type HpkeAead = hpke::aead::ChaCha20Poly1305;
 
@@ -20,7 +21,19 @@ pub(crate) type HpkeAead = hpke::aead::ChaCha20Poly1305;
 /// encryption, so the AEAD nonce is fixed at zero.
 pub(crate) mod label {
     /// HPKE `info` prefix for registration (followed by the record id).
-    pub const HPKE_INFO: &[u8] = b"backup-key-vault/v1/registration";
+    /// `v2`: the channel's KEM is X-Wing (SPEC.md §4.4).
+    pub const HPKE_INFO: &[u8] = b"backup-key-vault/v2/registration";
+    /// HPKE `info` prefix for recovery (followed by the record id).
+    pub const HPKE_INFO_RECOVERY: &[u8] = b"backup-key-vault/v2/recovery";
+    /// HPKE exporter context for the recovery response (KE2) key.
+    pub const EXPORT_RECOVERY_RESPONSE: &[u8] = b"backup-key-vault/v2/recovery-response";
+    /// HPKE exporter context for the recovery finish (KE3) key.
+    pub const EXPORT_RECOVERY_FINISH: &[u8] = b"backup-key-vault/v2/recovery-finish";
+    /// HPKE exporter context for the channel's share of the release key.
+    pub const EXPORT_RECOVERY_RELEASE: &[u8] = b"backup-key-vault/v2/recovery-release";
+    /// HKDF info: an exported recovery secret -> that secret's key for one
+    /// session (followed by the session id).
+    pub const RECOVERY_SESSION_KEY: &[u8] = b"backup-key-vault/v2/recovery-session-key";
     /// HPKE exporter context for the registration response key.
     pub const EXPORT_RESPONSE: &[u8] = b"backup-key-vault/v1/registration-response";
     /// HPKE exporter context for the registration upload key.
@@ -32,8 +45,9 @@ pub(crate) mod label {
     pub const REGISTRATION_SESSION_KEY: &[u8] = b"backup-key-vault/v1/registration-session-key";
     /// HKDF info: export key -> backup-key wrapping key.
     pub const WRAP_KEY: &[u8] = b"backup-key-vault/v1/wrap-key";
-    /// HKDF info: session key -> key-release key.
-    pub const RELEASE_KEY: &[u8] = b"backup-key-vault/v1/release-key";
+    /// HKDF info: OPAQUE session key || the channel's release secret ->
+    /// key-release key (`v2`: the channel's secret joined the input).
+    pub const RELEASE_KEY: &[u8] = b"backup-key-vault/v2/release-key";
     /// HKDF info: session key -> rekey token.
     pub const REKEY_TOKEN: &[u8] = b"backup-key-vault/v1/rekey-token";
     /// OPAQUE key-exchange context prefix (followed by the record id).
@@ -58,6 +72,8 @@ pub(crate) mod label {
     pub const AAD_CONFIRM: &[u8] = b"backup-key-vault/v1/aad/registration-confirm";
     pub const AAD_WRAP: &[u8] = b"backup-key-vault/v1/aad/wrapped-key";
     pub const AAD_RELEASE: &[u8] = b"backup-key-vault/v1/aad/key-release";
+    pub const AAD_RECOVERY_RESPONSE: &[u8] = b"backup-key-vault/v2/aad/recovery-response";
+    pub const AAD_RECOVERY_FINISH: &[u8] = b"backup-key-vault/v2/aad/recovery-finish";
 }
 
 /// Writes `parts` one after another into `out`. Returns `false`, having
@@ -226,6 +242,75 @@ impl RegistrationKeys {
             confirm: bind(&self.confirm),
         }
     }
+}
+
+/// The recovery channel's keys (SPEC.md §4.4): exported from the HPKE
+/// context of the [`crate::wire::RecoveryStart`], then bound to the session
+/// the vault opened ([`RecoveryKeys::for_session`]), as for registration.
+#[derive(Clone)]
+pub(crate) struct RecoveryKeys {
+    pub response: Secret32,
+    pub finish: Secret32,
+    pub release: Secret32,
+}
+
+pub(crate) fn export_recovery_keys<F>(export: F) -> Option<RecoveryKeys>
+where
+    F: Fn(&[u8], &mut [u8]) -> Result<(), hpke::HpkeError>,
+{
+    let take = |label: &[u8]| -> Option<Secret32> {
+        let mut k = Secret32([0; 32]);
+        export(label, &mut k.0).ok()?;
+        Some(k)
+    };
+    Some(RecoveryKeys {
+        response: take(label::EXPORT_RECOVERY_RESPONSE)?,
+        finish: take(label::EXPORT_RECOVERY_FINISH)?,
+        release: take(label::EXPORT_RECOVERY_RELEASE)?,
+    })
+}
+
+impl RecoveryKeys {
+    /// `HKDF(secret, RECOVERY_SESSION_KEY || session_id)` for each exported
+    /// secret: a replayed KE1 opens the same context, the vault's fresh
+    /// session id makes every answer's keys new.
+    pub(crate) fn for_session(&self, session_id: &SessionId) -> Self {
+        Self {
+            response: Self::bind(&self.response, session_id),
+            finish: Self::bind(&self.finish, session_id),
+            release: Self::bind(&self.release, session_id),
+        }
+    }
+
+    /// One exported secret bound to a session: the vault binds each when
+    /// it first needs it (the response key at KE2, the others at KE3).
+    pub(crate) fn bind(secret: &Secret32, session_id: &SessionId) -> Secret32 {
+        derive_key(
+            &secret.0,
+            label::RECOVERY_SESSION_KEY,
+            &[session_id.as_bytes()],
+        )
+    }
+}
+
+/// The key-release key (SPEC.md §4.2, §5.8): `HKDF(session_key ||
+/// channel_release, RELEASE_KEY || record_id || session_id)`. Both halves
+/// are needed: the OPAQUE session key (only the client that knew the code
+/// and the fleet have it) and the channel's (post-quantum) release secret.
+pub(crate) fn release_key(
+    session_key: &[u8],
+    channel_release: &Secret32,
+    record_id: &RecordId,
+    session_id: &SessionId,
+) -> Secret32 {
+    let mut ikm = Zeroizing::new(alloc::vec::Vec::with_capacity(session_key.len() + 32));
+    ikm.extend_from_slice(session_key);
+    ikm.extend_from_slice(&channel_release.0);
+    derive_key(
+        &ikm,
+        label::RELEASE_KEY,
+        &[record_id.as_bytes(), session_id.as_bytes()],
+    )
 }
 
 #[cfg(test)]

@@ -23,9 +23,15 @@ use crate::wire::{self, MessageType, WRAPPED_KEY_LEN};
 pub const CREDENTIAL_IDENTIFIER_LEN: usize = 32 + OPRF_NONCE_LEN;
 
 /// Every domain-separation label of SPEC.md §4.2, by its SPEC name, in the
-/// table's order. The bytes include the `backup-key-vault/v1/` prefix.
+/// table's order. The bytes include the `backup-key-vault/v1/` or (the
+/// channel's, revision 11) `backup-key-vault/v2/` prefix.
 pub const LABELS: &[(&str, &[u8])] = &[
     ("HPKE_INFO", label::HPKE_INFO),
+    ("HPKE_INFO_RECOVERY", label::HPKE_INFO_RECOVERY),
+    ("EXPORT_RECOVERY_RESPONSE", label::EXPORT_RECOVERY_RESPONSE),
+    ("EXPORT_RECOVERY_FINISH", label::EXPORT_RECOVERY_FINISH),
+    ("EXPORT_RECOVERY_RELEASE", label::EXPORT_RECOVERY_RELEASE),
+    ("RECOVERY_SESSION_KEY", label::RECOVERY_SESSION_KEY),
     ("EXPORT_RESPONSE", label::EXPORT_RESPONSE),
     ("EXPORT_UPLOAD", label::EXPORT_UPLOAD),
     ("EXPORT_CONFIRM", label::EXPORT_CONFIRM),
@@ -42,6 +48,8 @@ pub const LABELS: &[(&str, &[u8])] = &[
     ("AAD_CONFIRM", label::AAD_CONFIRM),
     ("AAD_WRAP", label::AAD_WRAP),
     ("AAD_RELEASE", label::AAD_RELEASE),
+    ("AAD_RECOVERY_RESPONSE", label::AAD_RECOVERY_RESPONSE),
+    ("AAD_RECOVERY_FINISH", label::AAD_RECOVERY_FINISH),
 ];
 
 fn key32(ikm: &[u8], label: &[u8], parts: &[&[u8]]) -> Zeroizing<[u8; 32]> {
@@ -63,16 +71,23 @@ pub fn wrapped_key(
     crypto::seal(&key, &wrap_aad(record_id), backup_key)
 }
 
-/// `K_release = HKDF(session_key, RELEASE_KEY || record_id || session_id, 32)`.
+/// `K_release = HKDF(session_key || K_chan_release, RELEASE_KEY ||
+/// record_id || session_id, 32)`, where `K_chan_release` is the recovery
+/// channel's release key ([`RecoveryKeys::release`]).
 pub fn release_key(
     session_key: &[u8],
+    channel_release: &[u8; 32],
     record_id: &RecordId,
     session_id: &SessionId,
 ) -> Zeroizing<[u8; 32]> {
-    key32(
-        session_key,
-        label::RELEASE_KEY,
-        &[record_id.as_bytes(), session_id.as_bytes()],
+    Zeroizing::new(
+        crypto::release_key(
+            session_key,
+            &crate::types::Secret32(*channel_release),
+            record_id,
+            session_id,
+        )
+        .0,
     )
 }
 
@@ -154,18 +169,50 @@ pub fn hpke_info(record_id: &RecordId) -> Vec<u8> {
     crypto::bound_to_record(label::HPKE_INFO, record_id)
 }
 
-/// The aad of the registration request's HPKE seal: its first 66 bytes,
-/// `0x01 || 0x01 || record_id || enc` (§4.2).
+/// The aad of the registration request's HPKE seal: its first 1154 bytes,
+/// `0x01 || 0x02 || record_id || enc` (§4.4).
 pub fn registration_request_aad(
     record_id: &RecordId,
     encapsulated_key: &[u8; wire::ENCAPSULATED_KEY_LEN],
 ) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(wire::HEADER_LEN + 64);
-    aad.push(MessageType::RegistrationRequest as u8);
-    aad.push(wire::VERSION);
+    request_aad(
+        MessageType::RegistrationRequest,
+        record_id,
+        encapsulated_key,
+    )
+}
+
+/// The aad of the recovery start's HPKE seal: its first 1154 bytes,
+/// `0x05 || 0x02 || record_id || enc` (§4.4).
+pub fn recovery_start_aad(
+    record_id: &RecordId,
+    encapsulated_key: &[u8; wire::ENCAPSULATED_KEY_LEN],
+) -> Vec<u8> {
+    request_aad(MessageType::RecoveryStart, record_id, encapsulated_key)
+}
+
+fn request_aad(ty: MessageType, record_id: &RecordId, encapsulated_key: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(wire::HEADER_LEN + 32 + encapsulated_key.len());
+    aad.push(ty as u8);
+    aad.push(ty.version());
     aad.extend_from_slice(record_id.as_bytes());
     aad.extend_from_slice(encapsulated_key);
     aad
+}
+
+/// The HPKE `info` of a recovery: `HPKE_INFO_RECOVERY || record_id` (§5.5).
+pub fn recovery_hpke_info(record_id: &RecordId) -> Vec<u8> {
+    crypto::bound_to_record(label::HPKE_INFO_RECOVERY, record_id)
+}
+
+/// AEAD aad of the sealed recovery response (§5.6).
+pub fn recovery_response_aad(record_id: &RecordId, session_id: &SessionId) -> Vec<u8> {
+    crypto::aad(label::AAD_RECOVERY_RESPONSE, record_id, session_id)
+}
+
+/// AEAD aad of the sealed recovery finish (§5.7).
+pub fn recovery_finish_aad(record_id: &RecordId, session_id: &SessionId) -> Vec<u8> {
+    crypto::aad(label::AAD_RECOVERY_FINISH, record_id, session_id)
 }
 
 /// The OPAQUE login context: `OPAQUE_CONTEXT || record_id` (§3).
@@ -232,6 +279,72 @@ pub fn registration_exports(
     })
 }
 
+/// The recovery channel's keys of one session (§4.4): `K_chan_resp`,
+/// `K_chan_finish`, `K_chan_release`, each `HKDF(Export(ctx,
+/// EXPORT_RECOVERY_x, 32), RECOVERY_SESSION_KEY || session_id)`; or, from
+/// [`recovery_exports`], the exported secrets before that binding.
+pub struct RecoveryKeys {
+    /// Seals the recovery response (§5.6).
+    pub response: Zeroizing<[u8; 32]>,
+    /// Seals the recovery finish (§5.7).
+    pub finish: Zeroizing<[u8; 32]>,
+    /// The channel's half of the release key (§5.8).
+    pub release: Zeroizing<[u8; 32]>,
+}
+
+impl core::fmt::Debug for RecoveryKeys {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("RecoveryKeys([redacted])")
+    }
+}
+
+fn recovery_exported(
+    transport_private: &[u8; 32],
+    encapsulated_key: &[u8; wire::ENCAPSULATED_KEY_LEN],
+    record_id: &RecordId,
+) -> Option<crypto::RecoveryKeys> {
+    let sk = <HpkeKem as hpke::Kem>::PrivateKey::from_bytes(transport_private).ok()?;
+    let enc = <HpkeKem as hpke::Kem>::EncappedKey::from_bytes(encapsulated_key).ok()?;
+    let ctx = hpke::setup_receiver::<HpkeAead, HpkeKdf, HpkeKem>(
+        &OpModeR::Base,
+        &sk,
+        &enc,
+        &recovery_hpke_info(record_id),
+    )
+    .ok()?;
+    crypto::export_recovery_keys(|l, out| ctx.export(l, out))
+}
+
+fn recovery_keys_out(keys: crypto::RecoveryKeys) -> RecoveryKeys {
+    RecoveryKeys {
+        response: Zeroizing::new(keys.response.0),
+        finish: Zeroizing::new(keys.finish.0),
+        release: Zeroizing::new(keys.release.0),
+    }
+}
+
+/// The secrets exported from a recovery's HPKE context (X-Wing receiver
+/// with the transport private key, the KE1's `enc`, `info =
+/// HPKE_INFO_RECOVERY || record_id`), before they are bound to a session.
+pub fn recovery_exports(
+    transport_private: &[u8; 32],
+    encapsulated_key: &[u8; wire::ENCAPSULATED_KEY_LEN],
+    record_id: &RecordId,
+) -> Option<RecoveryKeys> {
+    recovery_exported(transport_private, encapsulated_key, record_id).map(recovery_keys_out)
+}
+
+/// The recovery channel's keys for the session the vault opened.
+pub fn recovery_keys(
+    transport_private: &[u8; 32],
+    encapsulated_key: &[u8; wire::ENCAPSULATED_KEY_LEN],
+    record_id: &RecordId,
+    session_id: &SessionId,
+) -> Option<RecoveryKeys> {
+    recovery_exported(transport_private, encapsulated_key, record_id)
+        .map(|k| recovery_keys_out(k.for_session(session_id)))
+}
+
 fn exported(
     transport_private: &[u8; 32],
     encapsulated_key: &[u8; wire::ENCAPSULATED_KEY_LEN],
@@ -275,12 +388,19 @@ mod tests {
     fn labels_have_the_specified_lengths_and_prefix() {
         // SPEC.md §4.2's "Len" column, in table order.
         let lens = [
-            32, 41, 39, 40, 44, 28, 31, 31, 28, 29, 44, 40, 45, 43, 44, 35, 35,
+            32, 28, 37, 35, 36, 40, 41, 39, 40, 44, 28, 31, 31, 28, 29, 44, 40, 45, 43, 44, 35, 35,
+            41, 39,
         ];
         assert_eq!(LABELS.len(), lens.len());
         for ((name, bytes), len) in LABELS.iter().zip(lens) {
             assert_eq!(bytes.len(), len, "{name}");
-            assert!(bytes.starts_with(b"backup-key-vault/v1/"), "{name}");
+            let v2 = name.contains("RECOVERY") || ["HPKE_INFO", "RELEASE_KEY"].contains(name);
+            let prefix: &[u8] = if v2 {
+                b"backup-key-vault/v2/"
+            } else {
+                b"backup-key-vault/v1/"
+            };
+            assert!(bytes.starts_with(prefix), "{name}");
         }
     }
 

@@ -98,8 +98,8 @@ pub enum ClientError {
     ReleaseNotAuthentic,
     /// The rekey authorization belongs to another record.
     RekeyAuthorizationMismatch,
-    /// The fleet's transport key could not be used (for example an all-zero
-    /// X25519 key).
+    /// The fleet's transport key could not be used: an X-Wing key whose
+    /// ML-KEM part fails FIPS 203's check (SPEC.md §4.4).
     InvalidFleetKey,
     /// An internal cryptographic operation failed unexpectedly.
     Internal,

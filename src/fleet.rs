@@ -7,7 +7,7 @@
 use core::fmt;
 
 use curve25519_dalek::{RistrettoPoint, Scalar};
-use hpke::{Deserializable, Kem as _, Serializable};
+use hpke::{Deserializable, Kem as _};
 use opaque_ke::ServerSetup;
 use rand_core::{CryptoRng, RngCore};
 use subtle::ConstantTimeEq;
@@ -16,17 +16,24 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 use crate::crypto::{label, HpkeKem};
 use crate::error::WireError;
 use crate::suite::Suite;
+use crate::xwing;
 
 /// Length of the OPRF seed.
 pub const OPRF_SEED_LEN: usize = 64;
-/// Version byte of the [`FleetSecrets`] encoding.
-pub const FLEET_SECRETS_VERSION: u8 = 1;
-/// Encoded length of [`FleetSecrets`]: version, OPRF seed, two private keys.
-pub const FLEET_SECRETS_LEN: usize = 1 + OPRF_SEED_LEN + 32 + 32;
+/// Version byte of the [`FleetSecrets`] encoding. Version 2: the transport
+/// private key is an X-Wing seed (SPEC.md §4.1, §4.4); version 1 (an X25519
+/// key) is refused.
+pub const FLEET_SECRETS_VERSION: u8 = 2;
+/// Encoded length of [`FleetSecrets`]: version, OPRF seed, the key-exchange
+/// private key and the X-Wing seed.
+pub const FLEET_SECRETS_LEN: usize = 1 + OPRF_SEED_LEN + 32 + xwing::PRIVATE_KEY_LEN;
+/// Length of the fleet's transport public key (X-Wing).
+pub const TRANSPORT_PUBLIC_KEY_LEN: usize = xwing::PUBLIC_KEY_LEN;
 
 /// What every HSM of one fleet holds: the OPRF seed (from which each
 /// record's OPRF key is derived), the OPAQUE key-exchange private key
-/// (ristretto255), and the HPKE transport private key (X25519).
+/// (ristretto255), and the transport private key (the 32-byte seed of an
+/// X-Wing key: ML-KEM-768 and X25519) every client message is sealed to.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct FleetSecrets {
     oprf_seed: [u8; OPRF_SEED_LEN],
@@ -65,7 +72,7 @@ impl FleetSecrets {
     }
 
     /// Encodes the secrets for sealing to an HSM:
-    /// `version || oprf_seed || key_exchange_private || transport_private`.
+    /// `version (2) || oprf_seed || key_exchange_private || transport_seed`.
     pub fn to_bytes(&self) -> Zeroizing<[u8; FLEET_SECRETS_LEN]> {
         let mut out = Zeroizing::new([0u8; FLEET_SECRETS_LEN]);
         let filled = crate::crypto::fill(
@@ -113,8 +120,8 @@ impl FleetSecrets {
         let key_exchange = RistrettoPoint::mul_base(&scalar).compress().to_bytes();
         let transport = self
             .transport_key()
-            .map(|sk| HpkeKem::sk_to_pk(&sk).to_bytes().into())
-            .unwrap_or([0; 32]);
+            .map(|sk| TransportPublicKey(*HpkeKem::sk_to_pk(&sk).as_bytes()))
+            .unwrap_or(TransportPublicKey([0; TRANSPORT_PUBLIC_KEY_LEN]));
         FleetPublicKeys {
             key_exchange,
             transport,
@@ -157,7 +164,7 @@ impl FleetSecrets {
         )
     }
 
-    /// The HPKE transport private key.
+    /// The transport private key (X-Wing), expanded from its seed.
     pub(crate) fn transport_key(&self) -> Option<<HpkeKem as hpke::Kem>::PrivateKey> {
         <HpkeKem as hpke::Kem>::PrivateKey::from_bytes(&self.transport_private).ok()
     }
@@ -223,8 +230,56 @@ impl fmt::Debug for FleetTransportKey {
 pub struct FleetPublicKeys {
     /// The OPAQUE key-exchange public key (ristretto255, compressed).
     pub key_exchange: [u8; 32],
-    /// The HPKE transport public key (X25519).
-    pub transport: [u8; 32],
+    /// The transport public key (X-Wing: ML-KEM-768 then X25519) every
+    /// client message is sealed to (SPEC.md §4.4).
+    pub transport: TransportPublicKey,
+}
+
+/// The fleet's transport public key: an X-Wing key, `pk_M (1184) || pk_X
+/// (32)` (SPEC.md §4.1). Public; `Debug` shows its first bytes only.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TransportPublicKey(pub [u8; TRANSPORT_PUBLIC_KEY_LEN]);
+
+impl TransportPublicKey {
+    /// The encoded key.
+    pub fn as_bytes(&self) -> &[u8; TRANSPORT_PUBLIC_KEY_LEN] {
+        &self.0
+    }
+
+    /// The key from its encoding: exactly [`TRANSPORT_PUBLIC_KEY_LEN`]
+    /// bytes (validated where it is used: [`crate::ClientError::InvalidFleetKey`]).
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
+}
+
+impl fmt::Debug for TransportPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TransportPublicKey(")?;
+        for b in self.0.iter().take(8) {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+impl serde::Serialize for TransportPublicKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+impl<'de> serde::Deserialize<'de> for TransportPublicKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes: alloc::vec::Vec<u8> = serde::Deserialize::deserialize(d)?;
+        Self::from_slice(&bytes).ok_or_else(|| {
+            serde::de::Error::invalid_length(bytes.len(), &"1216 bytes (an X-Wing public key)")
+        })
+    }
 }
 
 impl FleetPublicKeys {
@@ -252,10 +307,10 @@ mod tests {
         long.push(0);
         assert!(FleetSecrets::from_bytes(&long).is_err());
         let mut wrong_version = *bytes;
-        wrong_version[0] = 2;
+        wrong_version[0] = 1;
         assert_eq!(
             FleetSecrets::from_bytes(&wrong_version).err(),
-            Some(WireError::UnsupportedVersion(2))
+            Some(WireError::UnsupportedVersion(1))
         );
         let mut zero_scalar = *bytes;
         zero_scalar[65..97].fill(0);

@@ -46,6 +46,7 @@ pub mod suite;
 pub mod types;
 pub mod vault;
 pub mod wire;
+pub mod xwing;
 
 pub use error::{BundleError, ClientError, StoreError, VaultError, WireError};
 pub use fleet::{FleetPublicKeys, FleetSecrets};

@@ -1,8 +1,10 @@
 //! Strict codecs for every protocol message (SPEC.md §5).
 //!
 //! Every message starts with a one-byte type and a one-byte version
-//! ([`MessageType::version`]: [`VERSION`], or [`KEY_RELEASE_VERSION`] for a
-//! [`KeyRelease`]), then fixed-length fields. A decoder accepts exactly the
+//! ([`MessageType::version`]: [`CHANNEL_VERSION`] for the messages between
+//! client and vault, which travel inside the post-quantum channel
+//! (SPEC.md §4.4), [`KEY_RELEASE_VERSION`] for a [`KeyRelease`], [`VERSION`]
+//! for the rejection and the bundle messages), then fixed-length fields. A decoder accepts exactly the
 //! length its type requires and nothing else: no trailing bytes, no optional
 //! fields. Group elements and OPAQUE sub-messages inside a message are
 //! validated where they are used (the vault or the client parses them with
@@ -15,18 +17,23 @@ use crate::error::WireError;
 use crate::suite::StretchingParams;
 use crate::types::{RecordId, SessionId, RECORD_ID_LEN, SESSION_ID_LEN};
 
-/// The protocol version every message carries, but a [`KeyRelease`].
+/// The version of the messages outside the channel: [`Rejection`],
+/// [`BundleRequest`], [`BundleResponse`].
 pub const VERSION: u8 = 1;
-/// The version a [`KeyRelease`] carries. Version 2: the sealed plaintext
-/// adds the count of unforgiven attempts after the wrapped key (SPEC.md
-/// §5.8); version 1 is refused.
-pub const KEY_RELEASE_VERSION: u8 = 2;
+/// The version of the registration and recovery messages (types 0x01-0x07
+/// and 0x0C): version 2 travels inside the X-Wing channel (SPEC.md §4.4);
+/// version 1 (X25519 registration, recovery in clear) is refused.
+pub const CHANNEL_VERSION: u8 = 2;
+/// The version a [`KeyRelease`] carries. Version 3: sealed under a key
+/// that also takes the channel's release secret (SPEC.md §5.8); versions 1
+/// and 2 are refused.
+pub const KEY_RELEASE_VERSION: u8 = 3;
 /// Length of the header: type and version.
 pub const HEADER_LEN: usize = 2;
 /// Length of an AEAD tag (ChaCha20-Poly1305 and HPKE's ChaCha20-Poly1305).
 pub const TAG_LEN: usize = 16;
-/// Length of an HPKE X25519 encapsulated key.
-pub const ENCAPSULATED_KEY_LEN: usize = 32;
+/// Length of an HPKE encapsulated key: an X-Wing ciphertext.
+pub const ENCAPSULATED_KEY_LEN: usize = crate::xwing::CIPHERTEXT_LEN;
 /// Length of OPAQUE's `RegistrationRequest` (a blinded ristretto255 element).
 pub const OPAQUE_REGISTRATION_REQUEST_LEN: usize = 32;
 /// Length of OPAQUE's `RegistrationResponse` (evaluated element, server key).
@@ -53,6 +60,9 @@ pub const RELEASE_PLAINTEXT_LEN: usize = WRAPPED_KEY_LEN + 1;
 /// and a 32-byte rekey token (all zero in mode 0).
 pub const SEALED_REGISTRATION_PLAINTEXT_LEN: usize =
     OPAQUE_REGISTRATION_REQUEST_LEN + 1 + REKEY_TOKEN_LEN;
+/// Plaintext of the sealed part of a [`RecoveryResponse`]: attempts
+/// remaining, the record's Argon2 parameters, KE2 ([`RecoveryResponseContents`]).
+pub const RECOVERY_RESPONSE_PLAINTEXT_LEN: usize = 1 + StretchingParams::ENCODED_LEN + KE2_LEN;
 /// Plaintext of the sealed part of a [`RegistrationUpload`].
 pub const SEALED_UPLOAD_PLAINTEXT_LEN: usize =
     OPAQUE_REGISTRATION_RECORD_LEN + StretchingParams::ENCODED_LEN + WRAPPED_KEY_LEN;
@@ -109,11 +119,13 @@ impl MessageType {
     }
 
     /// The version this type's messages carry: [`KEY_RELEASE_VERSION`] for
-    /// [`KeyRelease`], [`VERSION`] for every other.
+    /// [`KeyRelease`], [`VERSION`] for [`Rejection`] and the bundle
+    /// request and response, [`CHANNEL_VERSION`] for every other.
     pub fn version(self) -> u8 {
         match self {
             Self::KeyRelease => KEY_RELEASE_VERSION,
-            _ => VERSION,
+            Self::Rejection | Self::BundleRequest | Self::BundleResponse => VERSION,
+            _ => CHANNEL_VERSION,
         }
     }
 
@@ -270,7 +282,7 @@ fn stretching(bytes: [u8; StretchingParams::ENCODED_LEN]) -> Result<StretchingPa
 
 message! {
     /// Registration step 1, client to vault: an OPAQUE registration request
-    /// sealed with HPKE to the fleet's transport key (SPEC.md §6.1).
+    /// sealed with HPKE (X-Wing) to the fleet's transport key (SPEC.md §5.1).
     RegistrationRequest = RegistrationRequest {
         /// The record to register.
         record_id: RecordId = (RECORD_ID_LEN, |v| v.0, record_id),
@@ -321,48 +333,101 @@ message! {
 }
 
 message! {
-    /// Recovery step 1, client to vault: OPAQUE KE1.
+    /// Recovery step 1, client to vault: OPAQUE KE1 sealed with HPKE
+    /// (X-Wing) to the fleet's transport key (SPEC.md §5.5).
     RecoveryStart = RecoveryStart {
         /// The record to recover.
         record_id: RecordId = (RECORD_ID_LEN, |v| v.0, record_id),
-        /// OPAQUE KE1.
-        ke1: [u8; KE1_LEN] = (KE1_LEN, |v| *v, raw),
+        /// HPKE encapsulated key (an X-Wing ciphertext).
+        encapsulated_key: [u8; ENCAPSULATED_KEY_LEN] = (ENCAPSULATED_KEY_LEN, |v| *v, raw),
+        /// HPKE ciphertext of KE1.
+        sealed: [u8; KE1_LEN + TAG_LEN] = (KE1_LEN + TAG_LEN, |v| *v, raw),
     }
 }
 
 message! {
-    /// Recovery step 2, vault to client: OPAQUE KE2, sent only after the
-    /// attempt it costs was committed.
+    /// Recovery step 2, vault to client: attempts remaining, the record's
+    /// Argon2 parameters and OPAQUE KE2, sealed under a key exported from
+    /// the KE1's HPKE context and bound to the session (SPEC.md §5.6); sent
+    /// only after the attempt it costs was committed.
     RecoveryResponse = RecoveryResponse {
         /// The pending session KE3 must name.
         session_id: SessionId = (SESSION_ID_LEN, |v| v.0, session_id),
-        /// Attempts left after this one (unauthenticated: informational).
-        attempts_remaining: u8 = (1, |v| [*v], |b: [u8; 1]| Ok(b[0])),
-        /// The Argon2 parameters stored with the record.
-        stretching: StretchingParams =
-            (StretchingParams::ENCODED_LEN, |v| v.to_bytes(), stretching),
-        /// OPAQUE KE2.
-        ke2: [u8; KE2_LEN] = (KE2_LEN, |v| *v, raw),
+        /// ChaCha20-Poly1305 of the [`RecoveryResponseContents`].
+        sealed: [u8; RECOVERY_RESPONSE_PLAINTEXT_LEN + TAG_LEN] =
+            (RECOVERY_RESPONSE_PLAINTEXT_LEN + TAG_LEN, |v| *v, raw),
+    }
+}
+
+/// What a [`RecoveryResponse`] seals: `attempts_remaining (1) ||
+/// stretching (12) || KE2 (320)` (SPEC.md §5.6). Only the client that sent
+/// the KE1 can open it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryResponseContents {
+    /// Attempts left after this one. Outside every OPAQUE MAC (the vault
+    /// could say anything), so informational; [`crate::client::Recovered`]
+    /// carries the count to rely on.
+    pub attempts_remaining: u8,
+    /// The Argon2 parameters stored with the record.
+    pub stretching: StretchingParams,
+    /// OPAQUE KE2.
+    pub ke2: [u8; KE2_LEN],
+}
+
+impl RecoveryResponseContents {
+    /// The plaintext encoding.
+    pub fn to_bytes(&self) -> [u8; RECOVERY_RESPONSE_PLAINTEXT_LEN] {
+        let mut out = [0u8; RECOVERY_RESPONSE_PLAINTEXT_LEN];
+        let filled = crate::crypto::fill(
+            &mut out,
+            &[
+                &[self.attempts_remaining],
+                &self.stretching.to_bytes(),
+                &self.ke2,
+            ],
+        );
+        debug_assert!(filled, "the lengths are constants that add up");
+        out
+    }
+
+    /// Decodes the plaintext: Argon2 parameters validated
+    /// (`InvalidField("stretching parameters")`); KE2 is checked at use.
+    pub fn from_bytes(bytes: &[u8; RECOVERY_RESPONSE_PLAINTEXT_LEN]) -> Result<Self, WireError> {
+        let Some((&attempts_remaining, rest)) = bytes.split_first() else {
+            return Err(WireError::InvalidField("length"));
+        };
+        let (params, ke2) = rest
+            .split_first_chunk::<{ StretchingParams::ENCODED_LEN }>()
+            .ok_or(WireError::InvalidField("length"))?;
+        Ok(Self {
+            attempts_remaining,
+            stretching: stretching(*params)?,
+            ke2: ke2
+                .try_into()
+                .map_err(|_| WireError::InvalidField("length"))?,
+        })
     }
 }
 
 message! {
-    /// Recovery step 3, client to vault: OPAQUE KE3 for a pending session.
+    /// Recovery step 3, client to vault: OPAQUE KE3 for a pending session,
+    /// sealed under a key exported from the KE1's HPKE context and bound to
+    /// the session (SPEC.md §5.7).
     RecoveryFinish = RecoveryFinish {
         /// The record being recovered.
         record_id: RecordId = (RECORD_ID_LEN, |v| v.0, record_id),
         /// The session from the KE2.
         session_id: SessionId = (SESSION_ID_LEN, |v| v.0, session_id),
-        /// OPAQUE KE3.
-        ke3: [u8; KE3_LEN] = (KE3_LEN, |v| *v, raw),
+        /// ChaCha20-Poly1305 of KE3.
+        sealed: [u8; KE3_LEN + TAG_LEN] = (KE3_LEN + TAG_LEN, |v| *v, raw),
     }
 }
 
 message! {
     /// Recovery step 4, vault to client: the wrapped backup key and the
     /// count of attempts no success forgave before this one, encrypted under
-    /// a key derived from the OPAQUE session key (version
-    /// [`KEY_RELEASE_VERSION`]).
+    /// a key derived from the OPAQUE session key and the channel's release
+    /// secret (version [`KEY_RELEASE_VERSION`]).
     KeyRelease = KeyRelease {
         /// The session this closes.
         session_id: SessionId = (SESSION_ID_LEN, |v| v.0, session_id),
@@ -524,7 +589,7 @@ impl BundleResponse {
 }
 
 /// KE2 with the fleet's validation bundle, "as part of the HSM response"
-/// (SPEC.md §16.2): the body of a [`RecoveryResponse`] (349 bytes), then
+/// (SPEC.md §16.2): the body of a [`RecoveryResponse`] (365 bytes), then
 /// `u32be(len) || bundle`. A vault that holds a bundle answers every KE1
 /// with this message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -578,13 +643,17 @@ mod tests {
     #[test]
     fn encoded_lengths_are_the_specified_ones() {
         // SPEC.md §5 lists these; a change here is a wire-format change.
-        assert_eq!(RegistrationRequest::ENCODED_LEN, 2 + 32 + 32 + 65 + 16);
+        assert_eq!(RegistrationRequest::ENCODED_LEN, 2 + 32 + 1120 + 65 + 16);
+        assert_eq!(RegistrationRequest::ENCODED_LEN, 1235);
         assert_eq!(RegistrationResponse::ENCODED_LEN, 2 + 16 + 64 + 16);
         assert_eq!(RegistrationUpload::ENCODED_LEN, 2 + 32 + 16 + 252 + 16);
         assert_eq!(RegistrationConfirmation::ENCODED_LEN, 2 + 16 + 24);
-        assert_eq!(RecoveryStart::ENCODED_LEN, 2 + 32 + 96);
-        assert_eq!(RecoveryResponse::ENCODED_LEN, 2 + 16 + 1 + 12 + 320);
-        assert_eq!(RecoveryFinish::ENCODED_LEN, 2 + 32 + 16 + 64);
+        assert_eq!(RecoveryStart::ENCODED_LEN, 2 + 32 + 1120 + 96 + 16);
+        assert_eq!(RecoveryStart::ENCODED_LEN, 1266);
+        assert_eq!(RecoveryResponse::ENCODED_LEN, 2 + 16 + 1 + 12 + 320 + 16);
+        assert_eq!(RecoveryResponse::ENCODED_LEN, 367);
+        assert_eq!(RecoveryFinish::ENCODED_LEN, 2 + 32 + 16 + 64 + 16);
+        assert_eq!(RecoveryFinish::ENCODED_LEN, 130);
         assert_eq!(KeyRelease::ENCODED_LEN, 2 + 16 + 48 + 1 + 16);
         assert_eq!(Rejection::ENCODED_LEN, 3);
     }
@@ -593,17 +662,19 @@ mod tests {
     fn round_trip_and_header_checks() {
         let msg = RecoveryStart {
             record_id: RecordId([7; 32]),
-            ke1: [9; KE1_LEN],
+            encapsulated_key: [8; ENCAPSULATED_KEY_LEN],
+            sealed: [9; KE1_LEN + TAG_LEN],
         };
         let bytes = msg.to_bytes();
         assert_eq!(bytes.len(), RecoveryStart::ENCODED_LEN);
         assert_eq!(RecoveryStart::from_bytes(&bytes), Ok(msg));
 
+        // Version 1 is the retired KE1 in clear.
         let mut wrong_version = bytes.clone();
-        wrong_version[1] = 2;
+        wrong_version[1] = 1;
         assert_eq!(
             RecoveryStart::from_bytes(&wrong_version),
-            Err(WireError::UnsupportedVersion(2))
+            Err(WireError::UnsupportedVersion(1))
         );
         let mut wrong_type = bytes.clone();
         wrong_type[0] = MessageType::RecoveryFinish as u8;
@@ -625,15 +696,15 @@ mod tests {
         assert_eq!(
             RecoveryStart::from_bytes(&long),
             Err(WireError::Length {
-                expected: 130,
-                found: 131
+                expected: 1266,
+                found: 1267
             })
         );
         assert_eq!(
-            RecoveryStart::from_bytes(&bytes[..129]),
+            RecoveryStart::from_bytes(&bytes[..1265]),
             Err(WireError::Length {
-                expected: 130,
-                found: 129
+                expected: 1266,
+                found: 1265
             })
         );
         assert_eq!(RecoveryStart::from_bytes(&[]), Err(WireError::Empty));
@@ -641,15 +712,21 @@ mod tests {
     }
 
     #[test]
-    fn a_key_release_carries_version_2_and_refuses_version_1() {
+    fn a_key_release_carries_version_3_and_refuses_versions_1_and_2() {
         let release = KeyRelease {
             session_id: SessionId([4; 16]),
             sealed: [6; RELEASE_PLAINTEXT_LEN + TAG_LEN],
         };
         let bytes = release.to_bytes();
-        assert_eq!(bytes[..2], [0x08, 0x02]);
+        assert_eq!(bytes[..2], [0x08, 0x03]);
         assert_eq!(bytes.len(), 83);
         assert_eq!(KeyRelease::from_bytes(&bytes), Ok(release));
+        let mut v2 = bytes.clone();
+        v2[1] = 2;
+        assert_eq!(
+            KeyRelease::from_bytes(&v2),
+            Err(WireError::UnsupportedVersion(2))
+        );
         let mut v1 = bytes.clone();
         v1[1] = 1;
         assert_eq!(
@@ -663,19 +740,25 @@ mod tests {
             KeyRelease::from_bytes(&old),
             Err(WireError::UnsupportedVersion(1))
         );
-        // Every other message stays at version 1.
+        // The channel's messages carry version 2, the rest version 1.
         let start = RecoveryStart {
             record_id: RecordId([7; 32]),
-            ke1: [9; KE1_LEN],
+            encapsulated_key: [8; ENCAPSULATED_KEY_LEN],
+            sealed: [9; KE1_LEN + TAG_LEN],
         }
         .to_bytes();
-        assert_eq!(start[1], 1);
-        let mut v2 = start.clone();
-        v2[1] = 2;
-        assert_eq!(
-            RecoveryStart::from_bytes(&v2),
-            Err(WireError::UnsupportedVersion(2))
-        );
+        assert_eq!(start[1], 2);
+        for ty in 0x01..=0x0C {
+            let ty = MessageType::from_byte(ty).unwrap();
+            let expected = match ty {
+                MessageType::KeyRelease => 3,
+                MessageType::Rejection
+                | MessageType::BundleRequest
+                | MessageType::BundleResponse => 1,
+                _ => 2,
+            };
+            assert_eq!(ty.version(), expected, "{ty:?}");
+        }
     }
 
     #[test]
@@ -689,18 +772,17 @@ mod tests {
             Rejection::from_bytes(&bytes),
             Err(WireError::InvalidField("rejection code"))
         );
-        let msg = RecoveryResponse {
-            session_id: SessionId([1; 16]),
+        let msg = RecoveryResponseContents {
             attempts_remaining: 9,
             stretching: StretchingParams::INSECURE_TEST_ONLY,
             ke2: [3; KE2_LEN],
         };
         let mut bytes = msg.to_bytes();
-        assert_eq!(RecoveryResponse::from_bytes(&bytes), Ok(msg));
+        assert_eq!(RecoveryResponseContents::from_bytes(&bytes), Ok(msg));
         // p_cost = 0 is not an Argon2 parameter set.
-        bytes[2 + 16 + 1 + 8..2 + 16 + 1 + 12].copy_from_slice(&[0; 4]);
+        bytes[1 + 8..1 + 12].copy_from_slice(&[0; 4]);
         assert_eq!(
-            RecoveryResponse::from_bytes(&bytes),
+            RecoveryResponseContents::from_bytes(&bytes),
             Err(WireError::InvalidField("stretching parameters"))
         );
     }

@@ -130,7 +130,8 @@ fn valid_messages_round_trip_and_every_truncation_or_extension_fails() {
 fn truncation_errors_are_typed() {
     let ke1 = RecoveryStart {
         record_id: id(1),
-        ke1: [0; KE1_LEN],
+        encapsulated_key: [0; ENCAPSULATED_KEY_LEN],
+        sealed: [0; KE1_LEN + TAG_LEN],
     }
     .to_bytes();
     assert_eq!(RecoveryStart::from_bytes(&ke1[..1]), Err(WireError::Empty));
@@ -176,7 +177,7 @@ proptest! {
 
     #[test]
     fn the_client_never_recovers_a_key_from_random_responses(
-        ke2 in prop::collection::vec(any::<u8>(), KE2_LEN),
+        ke2 in prop::collection::vec(any::<u8>(), RecoveryResponse::ENCODED_LEN - 2 - 16),
         sealed in prop::collection::vec(any::<u8>(), KeyRelease::ENCODED_LEN - 2 - 16),
     ) {
         let mut w = World::new(41);
@@ -185,7 +186,7 @@ proptest! {
         let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
         let real = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
         let mut forged = real.clone();
-        forged.ke2.copy_from_slice(&ke2);
+        forged.sealed.copy_from_slice(&ke2);
         prop_assert!(state.finish(&mut w.rng, &forged).is_err());
         // A genuine KE2 but a forged release: no key either.
         let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();

@@ -100,6 +100,9 @@ impl Model {
         if live_before && self.used(rec).is_some() {
             self.issued[rec as usize] += 1;
         }
+        // What the client sends when its code is wrong: a KE3 that fails
+        // the vault's OPAQUE check, sealed in the session's channel.
+        let wrong_ke3 = state.seal_finish(&ke2, &[0x5A; 64]);
         Some(match state.finish(&mut self.w.rng, &ke2) {
             Ok((state, ke3)) => {
                 assert!(
@@ -115,11 +118,7 @@ impl Model {
                 }
             }
             Err(_) => {
-                let ke3 = RecoveryFinish {
-                    record_id: id(rec),
-                    session_id: ke2.session_id,
-                    ke3: [0x5A; 64],
-                };
+                let ke3 = wrong_ke3;
                 Session {
                     rec,
                     right: false,

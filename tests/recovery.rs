@@ -28,7 +28,7 @@ fn each_wrong_code_costs_exactly_one_attempt_and_success_resets() {
         let code = RecoveryCode::new(WRONG.as_bytes()).unwrap();
         let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
         let ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
-        assert_eq!(ke2.attempts_remaining, max - spent);
+        assert_eq!(state.open(&ke2).unwrap().attempts_remaining, max - spent);
         assert_eq!(attempts_used(&w, 1), Some(spent));
         assert_eq!(
             state.finish(&mut w.rng, &ke2).err(),
@@ -69,15 +69,24 @@ fn a_wrong_ke3_costs_the_attempt_that_ke2_already_charged() {
         Some(VaultError::AuthenticationFailed)
     );
     assert_eq!(attempts_used(&w, 1), Some(2));
-    // KE3 of session A presented as session B's: OPAQUE rejects it.
+    // KE3 of session A presented as session B's: sealed under session A's
+    // channel key, it does not open under B's, and leaves B alone.
     let mut spliced = ke3a.clone();
     spliced.session_id = ke2b.session_id;
     assert_eq!(
         w.vault.recovery_finish(w.now, &spliced).err(),
+        Some(VaultError::RequestNotAuthentic)
+    );
+    assert_eq!(attempts_used(&w, 1), Some(2));
+    // Session A's OPAQUE KE3 resealed into B's channel (an attacker with
+    // both sessions' channel keys): OPAQUE rejects it and B is used up.
+    let wrong = b.seal_finish(&ke2b, &[0x11; 64]);
+    assert_eq!(
+        w.vault.recovery_finish(w.now, &wrong).err(),
         Some(VaultError::AuthenticationFailed)
     );
     assert_eq!(attempts_used(&w, 1), Some(2));
-    // Session B was consumed by the spliced KE3, so its own KE3 fails too.
+    // Session B was consumed by that KE3, so its own KE3 fails too.
     let (_, ke3b) = b.finish(&mut w.rng, &ke2b).unwrap();
     assert_eq!(
         w.vault.recovery_finish(w.now, &ke3b).err(),
@@ -145,16 +154,26 @@ fn a_failed_ke3_on_the_last_attempt_erases_at_once() {
     // An attacker who has a KE3 for another session sends it into the last
     // attempt's session.
     let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
-    let (_, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+    let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
     let ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
-    assert_eq!(ke2.attempts_remaining, 0);
+    assert_eq!(state.open(&ke2).unwrap().attempts_remaining, 0);
+    // Without the channel's keys it cannot even seal a KE3: refused before
+    // the session is touched.
     let forged = backup_key_vault::wire::RecoveryFinish {
         record_id: id(1),
         session_id: ke2.session_id,
-        ke3: [7; 64],
+        sealed: [7; 80],
     };
     assert_eq!(
         w.vault.recovery_finish(w.now, &forged).err(),
+        Some(VaultError::RequestNotAuthentic)
+    );
+    // A forged KE3 sealed in this session's channel (what an attacker
+    // holding the channel keys could send): the OPAQUE check fails and the
+    // last attempt erases the record.
+    let wrong_ke3 = state.seal_finish(&ke2, &[7; 64]);
+    assert_eq!(
+        w.vault.recovery_finish(w.now, &wrong_ke3).err(),
         Some(VaultError::AuthenticationFailed)
     );
     assert_eq!(
@@ -293,7 +312,7 @@ fn unknown_record_gets_a_fake_response_like_a_fresh_record() {
     let mut w = World::new(9);
     w.register(id(1), RIGHT).unwrap();
     let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
-    let (_, real_ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+    let (real_state, real_ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
     let real = w
         .vault
         .recovery_start(&mut w.rng, w.now, &real_ke1)
@@ -301,11 +320,12 @@ fn unknown_record_gets_a_fake_response_like_a_fresh_record() {
     let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(9), &code).unwrap();
     let fake = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
     assert_eq!(fake.to_bytes().len(), real.to_bytes().len());
+    let (fake_opened, real_opened) = (state.open(&fake).unwrap(), real_state.open(&real).unwrap());
     assert_eq!(
-        fake.attempts_remaining, real.attempts_remaining,
+        fake_opened.attempts_remaining, real_opened.attempts_remaining,
         "both report a fresh record"
     );
-    assert_eq!(fake.stretching, real.stretching);
+    assert_eq!(fake_opened.stretching, real_opened.stretching);
     assert_eq!(
         state.finish(&mut w.rng, &fake).err(),
         Some(ClientError::RecoveryFailed)
@@ -362,22 +382,25 @@ fn client_refuses_parameters_below_its_floor_or_above_its_ceiling() {
         state.finish(&mut w.rng, &ke2).err(),
         Some(ClientError::StretchingBelowFloor)
     );
-    // A relay inflating them to exhaust the phone is refused too.
-    let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
-    let mut ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
-    ke2.stretching = StretchingParams {
-        m_cost: 4 * 1024 * 1024,
+    // Parameters above the client's ceiling (what a compromised fleet
+    // could send to exhaust the phone; a relay cannot, they are sealed) are
+    // refused too.
+    let low_ceiling = w.config.clone().with_ceiling(StretchingParams {
+        m_cost: 4,
         t_cost: 1,
         p_cost: 1,
-    };
+    });
+    let (state, ke1) = Recovery::start(&mut w.rng, &low_ceiling, id(1), &code).unwrap();
+    let ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
     assert_eq!(
         state.finish(&mut w.rng, &ke2).err(),
         Some(ClientError::StretchingAboveCeiling)
     );
-    // Parameters changed within the bounds just fail the exchange.
+    // A relay that changes a byte of the sealed response (the parameters
+    // are inside it) just fails the exchange.
     let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
     let mut ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
-    ke2.stretching.t_cost += 1;
+    ke2.sealed[9] ^= 1;
     assert_eq!(
         state.finish(&mut w.rng, &ke2).err(),
         Some(ClientError::RecoveryFailed)
@@ -469,26 +492,26 @@ fn oprf_answers_collected_before_registration_are_worthless_after() {
     // against the record's first KE2.
     let mut w = World::new(15);
     let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
-    let (_, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
-    let before = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
-    let again = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+    let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+    let answer = |w: &mut World<_>| {
+        let response = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+        state.open(&response).unwrap().ke2
+    };
+    let before = answer(&mut w);
+    let again = answer(&mut w);
     assert_eq!(
-        before.ke2[..32],
-        again.ke2[..32],
+        before[..32],
+        again[..32],
         "an unknown id answers consistently"
     );
     w.register(id(1), RIGHT).unwrap();
-    let after = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
-    assert_ne!(
-        before.ke2[..32],
-        after.ke2[..32],
-        "the record has its own OPRF key"
-    );
+    let after = answer(&mut w);
+    assert_ne!(before[..32], after[..32], "the record has its own OPRF key");
     // A re-registration gets a fresh key again.
     w.vault.delete_record(&id(1)).unwrap();
     w.register(id(1), RIGHT).unwrap();
-    let fresh = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
-    assert_ne!(after.ke2[..32], fresh.ke2[..32]);
+    let fresh = answer(&mut w);
+    assert_ne!(after[..32], fresh[..32]);
 }
 
 #[test]
@@ -756,25 +779,34 @@ fn tampering_with_the_releases_count_fails_the_release() {
 }
 
 #[test]
-fn a_relay_that_forges_attempts_remaining_changes_nothing_the_client_reports() {
+fn a_relay_cannot_forge_attempts_remaining_and_the_client_reports_the_sealed_count() {
     let mut w = World::new(43);
     let registered = w.register(id(1), RIGHT).unwrap();
     let max = w.vault.policy().max_attempts;
-    for forged in [0, 1, max - 1, max, u8::MAX] {
-        // Two guesses, then the user's recovery with a KE2 whose
-        // unauthenticated count the relay rewrote ("nothing happened", or
-        // "last attempt").
+    for at in [0, 1, 17, 100, 364] {
+        // Two guesses, then the user's recovery; the relay rewrites a byte
+        // of the sealed KE2 (where the count used to travel in clear): the
+        // response no longer opens. The untouched one does.
         spend_guesses(&mut w, 1, 2);
         let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
         let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
-        let mut ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
-        assert_eq!(ke2.attempts_remaining, max - 3);
-        ke2.attempts_remaining = forged;
+        let ke2 = w.vault.recovery_start(&mut w.rng, w.now, &ke1).unwrap();
+        assert_eq!(state.open(&ke2).unwrap().attempts_remaining, max - 3);
+        let mut forged = ke2.clone();
+        match forged.sealed.get_mut(at) {
+            Some(byte) => *byte ^= 0x40,
+            None => forged.session_id.0[0] ^= 0x40,
+        }
+        assert_eq!(
+            state.open(&forged),
+            Err(ClientError::RecoveryFailed),
+            "byte {at}"
+        );
         let (state, ke3) = state.finish(&mut w.rng, &ke2).unwrap();
         let release = w.vault.recovery_finish(w.now, &ke3).unwrap();
         let recovered = state.finish(&release).unwrap();
         assert_eq!(recovered.backup_key, registered.backup_key);
-        assert_eq!(recovered.unforgiven_attempts, 2, "forged {forged}");
+        assert_eq!(recovered.unforgiven_attempts, 2, "byte {at}");
     }
 }
 
@@ -825,12 +857,36 @@ fn a_relay_answering_ke1_with_its_own_ke2_learns_nothing_about_its_guess() {
     // (under the relay's key-exchange key); a wrong one does not. The app
     // must fail the same way in both cases, or the relay tests guesses
     // outside the real vault's count.
+    //
+    // Since revision 11 a relay cannot even open the KE1 (it is sealed to
+    // the fleet's transport key), so this plays the stronger relay that
+    // stole the transport private key but not the OPAQUE keys.
     let mut w = World::new(41);
     w.register(id(1), RIGHT).unwrap();
     for (guess, opens) in [(RIGHT, true), (WRONG, false)] {
         let mut relay = World::new(42 + u64::from(opens));
-        relay.register(id(1), guess).unwrap();
         let code = RecoveryCode::new(RIGHT.as_bytes()).unwrap();
+        let (_, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
+        assert_eq!(
+            relay
+                .vault
+                .recovery_start(&mut relay.rng, relay.now, &ke1)
+                .err(),
+            Some(VaultError::RequestNotAuthentic),
+            "a vault without the fleet's transport key cannot open KE1"
+        );
+        let mut stolen = *relay.secrets.to_bytes();
+        stolen[97..129].copy_from_slice(&w.secrets.to_bytes()[97..129]);
+        let secrets = backup_key_vault::FleetSecrets::from_bytes(&stolen).unwrap();
+        relay.vault = backup_key_vault::vault::Vault::new(
+            &secrets,
+            VaultPolicy::insecure_test_only(),
+            MemoryStore::new(),
+        )
+        .unwrap();
+        relay.config =
+            backup_key_vault::client::ClientConfig::insecure_test_only(secrets.public_keys());
+        relay.register(id(1), guess).unwrap();
         let (state, ke1) = Recovery::start(&mut w.rng, &w.config, id(1), &code).unwrap();
         let forged = relay
             .vault

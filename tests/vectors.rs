@@ -145,6 +145,13 @@ fn label(name: &str) -> Vec<u8> {
     format!("{P}{name}").into_bytes()
 }
 
+/// The labels revision 11 added or moved for the X-Wing channel (§4.2).
+const P2: &str = "backup-key-vault/v2/";
+
+fn label2(name: &str) -> Vec<u8> {
+    format!("{P2}{name}").into_bytes()
+}
+
 fn step<'a>(flow: &'a Value, call: &str, nth: usize) -> &'a Value {
     flow["steps"]
         .as_array()
@@ -165,7 +172,7 @@ fn check_fleet(flow: &Value) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let (seed, ke_sk, tr_sk) = (b(&f["oprf_seed"]), b(&f["ke_sk"]), b(&f["tr_sk"]));
     assert_eq!(
         b(&f["secrets"]),
-        [&[1u8][..], &seed, &ke_sk, &tr_sk].concat(),
+        [&[2u8][..], &seed, &ke_sk, &tr_sk].concat(),
         "FleetSecrets encoding"
     );
     let sk = Scalar::from_canonical_bytes(ke_sk.clone().try_into().expect("32")).unwrap();
@@ -173,9 +180,18 @@ fn check_fleet(flow: &Value) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         b(&f["ke_pk"]),
         RistrettoPoint::mul_base(&sk).compress().to_bytes()
     );
+    // The X-Wing key expanded from the seed (§4.1, §4.4; the expansion is
+    // checked against the draft's own vectors in tests/rfc_vectors.rs).
+    let xwing =
+        backup_key_vault::xwing::PrivateKey::from_seed(&tr_sk.clone().try_into().expect("32"));
     assert_eq!(
-        b(&f["tr_pk"]),
-        MontgomeryPoint::mul_base_clamped(tr_sk.clone().try_into().expect("32")).to_bytes()
+        b(&f["tr_pk"])[..],
+        <backup_key_vault::xwing::XWing as hpke::Kem>::sk_to_pk(&xwing).as_bytes()[..]
+    );
+    assert_eq!(
+        b(&f["tr_pk"])[1184..],
+        MontgomeryPoint::mul_base_clamped(*xwing.x25519_private_key()).to_bytes(),
+        "pk_X is the X25519 half"
     );
     let wide = hkdf(&seed, &[&label("dummy-key")], 64);
     assert_eq!(b(&f["dummy_key_wide"]), wide);
@@ -194,6 +210,7 @@ fn check_fleet(flow: &Value) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
 }
 
 struct Registration {
+    tr_sk: Vec<u8>,
     record: Vec<u8>,
     wrapped: Vec<u8>,
     nonce: Vec<u8>,
@@ -205,20 +222,20 @@ fn check_registration(flow: &Value, seed: &[u8], tr_sk: &[u8], ke_pk: &[u8]) -> 
     let rid = b(&flow["record_id"]);
     let start = step(flow, "Registration::start", 0);
     let request = b(&start["output"]["hex"]);
-    assert_eq!(request.len(), 147);
-    assert_eq!(request[..2], [0x01, 0x01]);
+    assert_eq!(request.len(), 1235);
+    assert_eq!(request[..2], [0x01, 0x02]);
     assert_eq!(request[2..34], rid[..]);
     let v = &start["values"];
-    let info = [label("registration"), rid.clone()].concat();
+    let info = [label2("registration"), rid.clone()].concat();
     assert_eq!(b(&v["hpke_info"]), info);
-    assert_eq!(b(&v["hpke_aad"]), request[..66]);
+    assert_eq!(b(&v["hpke_aad"]), request[..1154]);
 
-    // HPKE base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
-    // ChaCha20-Poly1305, with the transport private key.
+    // HPKE base mode, X-Wing, HKDF-SHA256, ChaCha20-Poly1305, with the
+    // transport private key (§4.4).
     use hpke::{Deserializable, Kem as _};
-    type Kem = hpke::kem::X25519HkdfSha256;
+    type Kem = backup_key_vault::xwing::XWing;
     let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(tr_sk).unwrap();
-    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&request[34..66]).unwrap();
+    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&request[34..1154]).unwrap();
     let mut ctx = hpke::setup_receiver::<hpke::aead::ChaCha20Poly1305, hpke::kdf::HkdfSha256, Kem>(
         &hpke::OpModeR::Base,
         &sk,
@@ -226,7 +243,7 @@ fn check_registration(flow: &Value, seed: &[u8], tr_sk: &[u8], ke_pk: &[u8]) -> 
         &info,
     )
     .unwrap();
-    let plaintext = ctx.open(&request[66..], &request[..66]).unwrap();
+    let plaintext = ctx.open(&request[1154..], &request[..1154]).unwrap();
     assert_eq!(b(&v["sealed_plaintext"]), plaintext);
     assert_eq!(plaintext[32..], [0u8; 33], "mode 0, zero token");
     assert_eq!(b(&v["opaque_registration_request"]), plaintext[..32]);
@@ -248,7 +265,7 @@ fn check_registration(flow: &Value, seed: &[u8], tr_sk: &[u8], ke_pk: &[u8]) -> 
     let vstep = step(flow, "Vault::registration_request", 0);
     let response = b(&vstep["output"]["hex"]);
     let (nonce, sid) = (draw(vstep, 0), draw(vstep, 1));
-    assert_eq!(response[..2], [0x02, 0x01]);
+    assert_eq!(response[..2], [0x02, 0x02]);
     assert_eq!(response[2..18], sid[..], "session id = the vault's draw");
     let v = &vstep["values"];
     let cid = [&rid[..], &nonce].concat();
@@ -301,7 +318,7 @@ fn check_registration(flow: &Value, seed: &[u8], tr_sk: &[u8], ke_pk: &[u8]) -> 
     // The upload.
     let cstep = step(flow, "AwaitingRegistrationResponse::finish", 0);
     let upload = b(&cstep["output"]["hex"]);
-    assert_eq!(upload[..2], [0x03, 0x01]);
+    assert_eq!(upload[..2], [0x03, 0x02]);
     assert_eq!(upload[2..34], rid[..]);
     assert_eq!(upload[34..50], sid[..]);
     let v = &cstep["values"];
@@ -360,6 +377,7 @@ fn check_registration(flow: &Value, seed: &[u8], tr_sk: &[u8], ke_pk: &[u8]) -> 
     .concat();
     assert_eq!(b(&commit["command"]), command, "Register command bytes");
     Registration {
+        tr_sk: tr_sk.to_vec(),
         record,
         wrapped,
         nonce,
@@ -379,10 +397,61 @@ fn check_recoveries(flow: &Value, reg: &Registration) -> usize {
         }
         let ke1 = b(&steps[i - 1]["output"]["hex"]);
         assert_eq!(b(&s["input"]), ke1);
+        // §4.4, §5.5: the KE1 sealed with HPKE (X-Wing) to the fleet.
+        assert_eq!(ke1.len(), 1266);
+        assert_eq!(ke1[..2], [0x05, 0x02]);
+        let cv = &steps[i - 1]["values"];
+        let info = [label2("recovery"), rid.clone()].concat();
+        assert_eq!(b(&cv["hpke_info"]), info);
+        assert_eq!(b(&cv["hpke_aad"]), ke1[..1154]);
+        use hpke::Deserializable;
+        type Kem = backup_key_vault::xwing::XWing;
+        let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(&reg.tr_sk).unwrap();
+        let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&ke1[34..1154]).unwrap();
+        let mut ctx = hpke::setup_receiver::<
+            hpke::aead::ChaCha20Poly1305,
+            hpke::kdf::HkdfSha256,
+            Kem,
+        >(&hpke::OpModeR::Base, &sk, &enc, &info)
+        .unwrap();
+        let opaque_ke1 = ctx.open(&ke1[1154..], &ke1[..1154]).unwrap();
+        assert_eq!(b(&cv["ke1"]), opaque_ke1);
+        let export = |name: &str| {
+            let mut k = [0u8; 32];
+            ctx.export(&label2(name), &mut k).unwrap();
+            k.to_vec()
+        };
+        let (y_resp, y_finish, y_release) = (
+            export("recovery-response"),
+            export("recovery-finish"),
+            export("recovery-release"),
+        );
+        assert_eq!(b(&cv["Y_resp"]), y_resp);
+        assert_eq!(b(&cv["Y_finish"]), y_finish);
+        assert_eq!(b(&cv["Y_release"]), y_release);
         let ke2 = b(&s["output"]["hex"]);
-        let msg = RecoveryResponse::from_bytes(&ke2).unwrap();
+        assert_eq!(ke2.len(), 367);
+        assert_eq!(ke2[..2], [0x06, 0x02]);
+        let sealed_msg = RecoveryResponse::from_bytes(&ke2).unwrap();
+        let sid = sealed_msg.session_id.0.to_vec();
+        let bind = |y: &[u8]| hkdf(y, &[&label2("recovery-session-key"), &sid], 32);
+        let (k_chan_resp, k_chan_finish, k_chan_release) =
+            (bind(&y_resp), bind(&y_finish), bind(&y_release));
+        let sv = &s["values"];
+        assert_eq!(b(&sv["K_chan_resp"]), k_chan_resp);
+        assert_eq!(b(&sv["K_chan_finish"]), k_chan_finish);
+        assert_eq!(b(&sv["K_chan_release"]), k_chan_release);
+        let response_aad = [label2("aad/recovery-response"), rid.clone(), sid.clone()].concat();
+        assert_eq!(b(&sv["response_aad"]), response_aad);
+        let opened =
+            open(&k_chan_resp, &response_aad, &sealed_msg.sealed).expect("K_chan_resp opens §5.6");
+        assert_eq!(b(&sv["response_plaintext"]), opened);
+        let msg = backup_key_vault::wire::RecoveryResponseContents::from_bytes(
+            &opened.clone().try_into().unwrap(),
+        )
+        .unwrap();
         assert_eq!(
-            msg.session_id.0[..],
+            sealed_msg.session_id.0[..],
             draw(s, 4)[..],
             "session id = the vault's draw"
         );
@@ -427,10 +496,24 @@ fn check_recoveries(flow: &Value, reg: &Registration) -> usize {
             continue;
         }
         let v = &client["values"];
-        let sid = msg.session_id.0.to_vec();
+        // §5.7: KE3 sealed under K_chan_finish.
+        let ke3 = b(&client["output"]["hex"]);
+        assert_eq!(ke3.len(), 130);
+        assert_eq!(ke3[..2], [0x07, 0x02]);
+        assert_eq!(ke3[34..50], sid[..]);
+        let finish_aad = [label2("aad/recovery-finish"), rid.clone(), sid.clone()].concat();
+        assert_eq!(b(&v["finish_aad"]), finish_aad);
+        assert_eq!(
+            open(&k_chan_finish, &finish_aad, &ke3[50..]).expect("K_chan_finish opens §5.7"),
+            b(&v["ke3"])
+        );
         let session_key = b(&v["session_key"]);
         let export_key = b(&v["export_key"]);
-        let k_release = hkdf(&session_key, &[&label("release-key"), &rid, &sid], 32);
+        let k_release = hkdf(
+            &[&session_key[..], &k_chan_release[..]].concat(),
+            &[&label2("release-key"), &rid, &sid],
+            32,
+        );
         assert_eq!(b(&v["K_release"]), k_release);
         let k_wrap = hkdf(&export_key, &[&label("wrap-key"), &rid], 32);
         assert_eq!(b(&v["K_wrap"]), k_wrap);
@@ -468,7 +551,7 @@ fn check_recoveries(flow: &Value, reg: &Registration) -> usize {
             Some(unforgiven)
         );
         let release = b(&vault["output"]["hex"]);
-        assert_eq!(release[..2], [0x08, 0x02], "KeyRelease, version 2");
+        assert_eq!(release[..2], [0x08, 0x03], "KeyRelease, version 3");
         assert_eq!(release.len(), 83);
         assert_eq!(release[2..18], sid[..]);
         let plaintext = open(&k_release, &aad, &release[18..]).expect("K_release opens §5.8");
@@ -623,6 +706,15 @@ fn negative_vectors_produce_their_errors() {
             "RegistrationConfirmation" => wire::RegistrationConfirmation::from_bytes(&input).err(),
             "RecoveryStart" => wire::RecoveryStart::from_bytes(&input).err(),
             "RecoveryResponse" => RecoveryResponse::from_bytes(&input).err(),
+            "RecoveryResponseContents" => {
+                match <&[u8; wire::RECOVERY_RESPONSE_PLAINTEXT_LEN]>::try_from(&input[..]) {
+                    Ok(plaintext) => wire::RecoveryResponseContents::from_bytes(plaintext).err(),
+                    Err(_) => Some(WireError::Length {
+                        expected: wire::RECOVERY_RESPONSE_PLAINTEXT_LEN,
+                        found: input.len(),
+                    }),
+                }
+            }
             "RecoveryFinish" => wire::RecoveryFinish::from_bytes(&input).err(),
             "KeyRelease" => wire::KeyRelease::from_bytes(&input).err(),
             "Rejection" => Rejection::from_bytes(&input).err(),
@@ -842,7 +934,10 @@ fn bundle_vectors_follow_the_spec() {
         hex(&fleet.public_keys().key_exchange),
         v["verified"]["ke_pk"]
     );
-    assert_eq!(hex(&fleet.public_keys().transport), v["verified"]["tr_pk"]);
+    assert_eq!(
+        hex(fleet.public_keys().transport.as_bytes()),
+        v["verified"]["tr_pk"]
+    );
     let keys = |k: &Value| -> Vec<[u8; 32]> {
         k.as_array()
             .unwrap()

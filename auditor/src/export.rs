@@ -531,9 +531,14 @@ pub fn proofs_from_entries(
 }
 
 fn key_changes(old: Option<&FleetKeyArtifact>, new: &FleetKeyArtifact) -> Vec<KeyChange> {
-    let roles = |a: Option<&FleetKeyArtifact>| -> BTreeMap<[u8; 32], KeyRole> {
-        a.map(|a| a.keys.iter().map(|k| (k.public_key, k.role)).collect())
-            .unwrap_or_default()
+    let roles = |a: Option<&FleetKeyArtifact>| -> BTreeMap<Vec<u8>, KeyRole> {
+        a.map(|a| {
+            a.keys
+                .iter()
+                .map(|k| (k.public_key.clone(), k.role))
+                .collect()
+        })
+        .unwrap_or_default()
     };
     let (before, after) = (roles(old), roles(Some(new)));
     let mut changes = Vec::new();

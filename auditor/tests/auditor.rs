@@ -20,7 +20,7 @@ const NS: &str = DEFAULT_NAMESPACE;
 fn keys(n: u8) -> FleetPublicKeys {
     FleetPublicKeys {
         key_exchange: [n; 32],
-        transport: [n.wrapping_add(100); 32],
+        transport: backup_key_vault::fleet::TransportPublicKey([n.wrapping_add(100); 1216]),
     }
 }
 
@@ -364,10 +364,11 @@ fn the_monitor_verifies_a_log_and_lists_key_changes() {
     let dir = tempfile::tempdir().unwrap();
     let operator = OperatorSigningKey::from_bytes(&[3; 32]);
     let mut a = auditor_with(dir.path(), 2, &operator);
-    // Epoch 3 swaps the two keys' roles and adds nothing.
+    // Epoch 3 rotates the transport key only. (Since revision 11 the two
+    // roles' keys differ in length, so a key cannot move between them.)
     let swapped = FleetPublicKeys {
-        key_exchange: keys(2).transport,
-        transport: keys(2).key_exchange,
+        key_exchange: keys(2).key_exchange,
+        transport: keys(3).transport,
     };
     let mut b = a.publish(NS, 3, &artifact(3, &swapped), None, 30).unwrap();
     b.countersign(&operator);
@@ -391,7 +392,11 @@ fn the_monitor_verifies_a_log_and_lists_key_changes() {
     assert!(report.epochs[2]
         .changes
         .iter()
-        .all(|c| matches!(c, KeyChange::RoleChanged { .. })));
+        .any(|c| matches!(c, KeyChange::Added { role, .. } if role == "xwing_transport")));
+    assert!(report.epochs[2]
+        .changes
+        .iter()
+        .any(|c| matches!(c, KeyChange::Removed { role, .. } if role == "xwing_transport")));
     // A pin the log does not match.
     let wrong = Pins {
         auditor_keys: vec![[1; 32]],

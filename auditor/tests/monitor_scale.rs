@@ -28,7 +28,11 @@ fn export_of(n: u64, auditor: &AuditorSigningKey, operator: &OperatorSigningKey)
     for epoch in 1..=n {
         let keys = FleetPublicKeys {
             key_exchange: fleet_key(epoch, 1),
-            transport: fleet_key(epoch, 2),
+            transport: {
+                let mut k = [2; 1216];
+                k[..32].copy_from_slice(&fleet_key(epoch, 2));
+                backup_key_vault::fleet::TransportPublicKey(k)
+            },
         };
         let artifact = FleetKeyArtifact::for_fleet(NS, "fleet", epoch, &keys, 0, u64::MAX)
             .to_bytes()

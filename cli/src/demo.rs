@@ -107,12 +107,17 @@ impl Demo {
         let (state, ke1) = Recovery::start(&mut OsRng, &self.config, record_id, code)
             .map_err(|e| Misbehaved(format!("recovery start: {e}")))?;
         let ke2 = self.exchange(&ke1.to_bytes(), wire::RecoveryResponse::from_bytes)?;
+        // The count is sealed in the channel (SPEC.md §4.4).
+        let remaining = state
+            .open(&ke2)
+            .map_err(|e| Misbehaved(format!("the vault's KE2 does not open: {e}")))?
+            .attempts_remaining;
         let (state, ke3) = match state.finish(&mut OsRng, &ke2) {
             Ok(next) => next,
-            Err(e) => return Ok((ke2.attempts_remaining, Err(e))),
+            Err(e) => return Ok((remaining, Err(e))),
         };
         let release = self.exchange(&ke3.to_bytes(), wire::KeyRelease::from_bytes)?;
-        Ok((ke2.attempts_remaining, state.finish(&release)))
+        Ok((remaining, state.finish(&release)))
     }
 
     fn exchange<T>(
@@ -224,7 +229,7 @@ fn story(args: &DemoArgs) -> Step<()> {
         format!(
             "vault on hsm-1; client trusts keys {}…/{}… from the evidence",
             &fingerprint(&keys.key_exchange)[..8],
-            &fingerprint(&keys.transport)[..8]
+            &fingerprint(keys.transport.as_bytes())[..8]
         ),
         (),
     );
@@ -283,9 +288,19 @@ fn story(args: &DemoArgs) -> Step<()> {
         );
     }
     let t = Instant::now();
-    let mut ke2 = demo.exchange(&held_ke1.to_bytes(), wire::RecoveryResponse::from_bytes)?;
-    // The relay also rewrites KE2's unauthenticated count, "nobody tried".
-    ke2.attempts_remaining = max - 1;
+    let ke2 = demo.exchange(&held_ke1.to_bytes(), wire::RecoveryResponse::from_bytes)?;
+    // The relay would like to rewrite KE2's count to "nobody tried", but the
+    // count is sealed in the channel (SPEC.md §4.4): a flipped byte makes
+    // the response not open.
+    let mut rewritten = ke2.clone();
+    rewritten.sealed[0] ^= 1;
+    if state.open(&rewritten).is_ok() {
+        return fail("a KE2 the relay rewrote opened");
+    }
+    let remaining = state
+        .open(&ke2)
+        .map_err(|e| Misbehaved(format!("the user's KE2 does not open: {e}")))?
+        .attempts_remaining;
     let recovered = state
         .finish(&mut OsRng, &ke2)
         .map_err(|e| Misbehaved(format!("the user's KE2: {e}")))
@@ -304,8 +319,7 @@ fn story(args: &DemoArgs) -> Step<()> {
     demo.report(
         t,
         format!(
-            "user's KE1 let through (relay's KE2 says {} left): recovered, counter at {max}",
-            ke2.attempts_remaining
+            "user's KE1 let through (sealed KE2 says {remaining} left; the relay cannot rewrite it): recovered, counter at {max}"
         ),
         (),
     );
@@ -461,7 +475,7 @@ fn over_the_air(args: &DemoArgs, step: &mut usize) -> Step<()> {
         format!(
             "client verified bundle and log proof; learned keys {}…/{}…",
             &fingerprint(&keys.key_exchange)[..8],
-            &fingerprint(&keys.transport)[..8]
+            &fingerprint(keys.transport.as_bytes())[..8]
         ),
     );
 

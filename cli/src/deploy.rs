@@ -323,8 +323,8 @@ fn print_ceremony(t: &bkv_deploy::evidence::Transcript, keys: &backup_key_vault:
     );
     println!(
         "  transport key    {} (fingerprint {})",
-        to_hex(&keys.transport),
-        to_hex(&bkv_deploy::evidence::sha256(&keys.transport))
+        to_hex(keys.transport.as_bytes()),
+        to_hex(&bkv_deploy::evidence::sha256(keys.transport.as_bytes()))
     );
     println!("  operator key     {}", t.operator_key);
 }

@@ -342,7 +342,7 @@ pub fn prepare_fleet(
     };
     let keys = secrets.public_keys();
     let mut public = keys.key_exchange.to_vec();
-    public.extend_from_slice(&keys.transport);
+    public.extend_from_slice(keys.transport.as_bytes());
     let write = |name: &str, text: String| -> Result<(), Failure> {
         let path = dir.join(name);
         std::fs::write(&path, text)
@@ -534,7 +534,7 @@ fn run_up(args: &UpArgs) -> Result<(), Failure> {
 /// Where the client's trust in the fleet's keys comes from.
 enum Trust {
     /// `fleet.public`, pinned.
-    Pinned(ClientConfig),
+    Pinned(Box<ClientConfig>),
     /// A validation bundle verified under the anchors; the state file
     /// remembers the newest epoch.
     OverTheAir {
@@ -573,18 +573,19 @@ fn fleet_file(fleet: &Path, name: &str) -> Result<String, Failure> {
 fn parse_public(text: &str, path: &Path) -> Result<FleetPublicKeys, Failure> {
     let bad = |problem: String| {
         Failure::other(format!(
-            "{}: {problem}; expected 128 hex digits (the key-exchange key, then the transport key)",
+            "{}: {problem}; expected 2496 hex digits (the 32-byte key-exchange key, then the 1216-byte X-Wing transport key)",
             path.display()
         ))
     };
     let bytes = unhex(text).map_err(bad)?;
     let (ke, tr) = bytes
         .split_at_checked(32)
-        .filter(|(_, tr)| tr.len() == 32)
+        .filter(|(_, tr)| tr.len() == backup_key_vault::fleet::TRANSPORT_PUBLIC_KEY_LEN)
         .ok_or_else(|| bad(format!("{} bytes", bytes.len())))?;
     Ok(FleetPublicKeys {
         key_exchange: ke.try_into().map_err(|_| bad("32 bytes".into()))?,
-        transport: tr.try_into().map_err(|_| bad("32 bytes".into()))?,
+        transport: backup_key_vault::fleet::TransportPublicKey::from_slice(tr)
+            .ok_or_else(|| bad("1216 bytes".into()))?,
     })
 }
 
@@ -632,11 +633,11 @@ fn target(args: &ClientArgs) -> Result<Target, Failure> {
                 &fleet_file(&args.fleet, "fleet.public")?,
                 &args.fleet.join("fleet.public"),
             )?;
-            Trust::Pinned(if args.insecure_fast {
+            Trust::Pinned(Box::new(if args.insecure_fast {
                 ClientConfig::insecure_test_only(keys)
             } else {
                 ClientConfig::new(keys)
-            })
+            }))
         }
     };
     let endpoints = endpoints(&args.fleet, &args.endpoints)?;
@@ -896,7 +897,7 @@ fn fleet_config(
     out: &mut KeyOut,
 ) -> Result<(ClientConfig, Option<u64>), Failure> {
     match &t.trust {
-        Trust::Pinned(config) => Ok((config.clone(), None)),
+        Trust::Pinned(config) => Ok((config.as_ref().clone(), None)),
         Trust::OverTheAir { anchors, state } => {
             let (fleet, config) = learn_fleet(client, t, anchors, floor(state), out)?;
             let epoch = fleet.epoch_to_store();
@@ -961,9 +962,10 @@ fn run_recover(t: &mut Target, out: &mut KeyOut) -> Result<(), Failure> {
         Some(w) => w.response.clone(),
         None => RecoveryResponse::from_bytes(&answer).map_err(|_| unexpected(&node, &answer))?,
     };
+    // Sealed in the channel (SPEC.md §4.4): only this client reads it.
+    let attempts_remaining = state.open(&ke2).map_err(client_failure)?.attempts_remaining;
     out.say(&format!(
-        "attempts remaining {} (via {node})",
-        ke2.attempts_remaining
+        "attempts remaining {attempts_remaining} (via {node})"
     ));
     let finished = match (&t.trust, &with_bundle) {
         (Trust::OverTheAir { anchors, state: s }, Some(w)) => state
@@ -976,7 +978,7 @@ fn run_recover(t: &mut Target, out: &mut KeyOut) -> Result<(), Failure> {
         _ => state.finish(&mut OsRng, &ke2).map_err(client_failure),
     };
     let (state, ke3) = finished.map_err(|mut failure| {
-        if failure.exit == Exit::WrongCode && ke2.attempts_remaining == 0 {
+        if failure.exit == Exit::WrongCode && attempts_remaining == 0 {
             failure
                 .message
                 .push_str("; no attempts remain: the record is locked and will be erased");

@@ -33,7 +33,7 @@ impl Drop for ServerProcess {
 fn artifact(epoch: u64, n: u8) -> String {
     let keys = FleetPublicKeys {
         key_exchange: [n; 32],
-        transport: [n ^ 0xff; 32],
+        transport: backup_key_vault::fleet::TransportPublicKey([n ^ 0xff; 1216]),
     };
     let bytes = FleetKeyArtifact::for_fleet(NS, "fleet", epoch, &keys, 0, u64::MAX)
         .to_bytes()

@@ -36,7 +36,7 @@ impl Fleet {
         let keys = secrets.public_keys();
         std::fs::write(
             dir.join("fleet.public"),
-            hex(&[keys.key_exchange, keys.transport].concat()),
+            hex(&[&keys.key_exchange[..], &keys.transport.as_bytes()[..]].concat()),
         )
         .unwrap();
         // All at once, so no two nodes get the same port.
@@ -320,10 +320,10 @@ fn errors_name_the_file_and_the_next_step() {
         .unwrap();
     let text = stderr(&out);
     assert!(text.contains("fleet.public"), "{text}");
-    assert!(text.contains("128 hex digits"), "{text}");
+    assert!(text.contains("2496 hex digits"), "{text}");
 
     // --node out of range is a usage error.
-    std::fs::write(dir.path().join("fleet.public"), "ab".repeat(64)).unwrap();
+    std::fs::write(dir.path().join("fleet.public"), "ab".repeat(1248)).unwrap();
     let out = Command::new(BKV)
         .args([
             "recover", "--record", "a", "--code", "c", "--node", "7", "--fleet",

@@ -139,7 +139,7 @@ fn ceremony_then_verify_deployment_and_no_secret_anywhere() {
     let secrets = seal::open(&sealed, &import, &parsed.transcript.digest(), "hsm-2").unwrap();
     assert_eq!(
         secrets.public_keys().key_exchange,
-        parsed.transcript.fleet_keys[0].public_key.0
+        parsed.transcript.fleet_keys[0].public_key.0[..]
     );
     // The operator's counter-signing key: sealed to every HSM like the
     // secrets, its public half in the transcript, no loose key file.

@@ -67,7 +67,7 @@ fn nodes_on_distinct_addresses_serve_limit_bodies_and_count() {
     let keys = secrets.public_keys();
     std::fs::write(
         dir.path().join("fleet.public"),
-        hex(&[keys.key_exchange, keys.transport].concat()),
+        hex(&[&keys.key_exchange[..], &keys.transport.as_bytes()[..]].concat()),
     )
     .unwrap();
     let hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];

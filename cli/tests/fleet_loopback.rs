@@ -32,7 +32,7 @@ impl Fleet {
         let keys = secrets.public_keys();
         std::fs::write(
             dir.join("fleet.public"),
-            hex(&[keys.key_exchange, keys.transport].concat()),
+            hex(&[&keys.key_exchange[..], &keys.transport.as_bytes()[..]].concat()),
         )
         .unwrap();
         // All at once, so no two nodes get the same port.
@@ -281,7 +281,7 @@ fn load_many_clients_against_five_node_processes() {
         .collect();
     let keys = FleetPublicKeys {
         key_exchange: public[..32].try_into().unwrap(),
-        transport: public[32..64].try_into().unwrap(),
+        transport: backup_key_vault::fleet::TransportPublicKey::from_slice(&public[32..]).unwrap(),
     };
     let endpoints = Arc::new(fleet.endpoints.clone());
 
@@ -376,12 +376,12 @@ fn load_many_clients_against_five_node_processes() {
                         }
                         return fail(format!("KE1 {node}: {:?}", refusal(&answer)));
                     };
+                    let remaining = state.open(&ke2).map(|c| c.attempts_remaining);
                     let (state, ke3) = match state.finish(&mut OsRng, &ke2) {
                         Ok(s) => s,
                         Err(e) => {
                             return fail(format!(
-                                "KE2 {node}: {e:?} (attempts remaining {}; an earlier upload unanswered: {upload_unanswered})",
-                                ke2.attempts_remaining
+                                "KE2 {node}: {e:?} (attempts remaining {remaining:?}; an earlier upload unanswered: {upload_unanswered})"
                             ))
                         }
                     };

@@ -161,7 +161,7 @@ fn start_fleet(dir: &Path, n: usize, nvram: &[usize]) -> Nodes {
     let keys = secrets.public_keys();
     std::fs::write(
         dir.join("fleet.public"),
-        hex(&[keys.key_exchange, keys.transport].concat()),
+        hex(&[&keys.key_exchange[..], &keys.transport.as_bytes()[..]].concat()),
     )
     .unwrap();
     let peer_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();

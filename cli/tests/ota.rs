@@ -247,7 +247,7 @@ fn a_fleet_published_through_the_auditor_reaches_a_client_that_pins_two_keys() {
         .transcript
         .fleet_keys
         .iter()
-        .flat_map(|k| k.public_key.0)
+        .flat_map(|k| k.public_key.0.clone())
         .collect();
     std::fs::write(pinned.join("fleet.public"), hex(&fleet_keys)).unwrap();
     std::fs::write(pinned.join("endpoints"), fleet1.endpoints.join("\n")).unwrap();

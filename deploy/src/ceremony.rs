@@ -26,8 +26,8 @@ use zeroize::Zeroizing;
 
 use crate::attestation::{AttestationVerifier as _, CheckTime, X509StatementVerifier};
 use crate::evidence::{
-    sha256, Attestation, Base64Bytes, Evidence, Hex, LogEvidence, MeasurementClaim, Name,
-    Participant, ParticipantSignature, PendingCeremony, QuorumPolicy, Role, Transcript,
+    sha256, Attestation, Base64Bytes, Evidence, FleetKeyHex, Hex, LogEvidence, MeasurementClaim,
+    Name, Participant, ParticipantSignature, PendingCeremony, QuorumPolicy, Role, Transcript,
     TranscriptHsm, TranscriptKey, PENDING_FORMAT, TRANSCRIPT_VERSION,
 };
 use crate::measure::RECIPE;
@@ -396,10 +396,10 @@ pub fn prepare(
     .to_bytes()
     .map_err(|e| CeremonyError::Plan(format!("artifact: {e}")))?;
 
-    let fleet_key = |role: KeyRole, public_key: [u8; 32]| TranscriptKey {
+    let fleet_key = |role: KeyRole, public_key: &[u8]| TranscriptKey {
         role: Role(role),
-        public_key: Hex(public_key),
-        fingerprint: Hex(sha256(&public_key)),
+        public_key: FleetKeyHex(public_key.to_vec()),
+        fingerprint: Hex(sha256(public_key)),
     };
     let transcript = Transcript {
         version: TRANSCRIPT_VERSION,
@@ -422,8 +422,8 @@ pub fn prepare(
             })
             .collect(),
         fleet_keys: vec![
-            fleet_key(KeyRole::OpaqueKeyExchange, keys.key_exchange),
-            fleet_key(KeyRole::HpkeTransport, keys.transport),
+            fleet_key(KeyRole::OpaqueKeyExchange, &keys.key_exchange),
+            fleet_key(KeyRole::HpkeTransport, keys.transport.as_bytes()),
         ],
         artifact_digest: Hex(artifact_digest(&artifact)),
         measurement: MeasurementClaim {

@@ -27,14 +27,16 @@ use sha2::{Digest, Sha256};
 /// The evidence format's name and version.
 pub const EVIDENCE_FORMAT: &str = "bkv-deployment-evidence/v1";
 /// Version of the [`Transcript`] encoding. Version 2 (SPEC.md §13,
-/// revision 10) records the operator's counter-signing key; version 1 is
-/// refused.
+/// revisions 10 and 11, developed together and released as one version)
+/// records the operator's counter-signing key, and a fleet key is as long
+/// as its role's ([`FleetKeyHex`]: 1216 bytes for the X-Wing transport
+/// key); version 1 is refused.
 pub const TRANSCRIPT_VERSION: u32 = 2;
 /// The format of a ceremony that has not been published yet
 /// ([`PendingCeremony`]).
 pub const PENDING_FORMAT: &str = "bkv-ceremony-pending/v1";
-/// Version of the [`Statement`] encoding.
-pub const STATEMENT_VERSION: u32 = 1;
+/// Version of the [`Statement`] encoding. Version 2: as the transcript's.
+pub const STATEMENT_VERSION: u32 = 2;
 /// Domain label prefixed to the transcript's canonical JSON before signing.
 pub const TRANSCRIPT_LABEL: &[u8] = b"bkv-deploy/v1/transcript\n";
 /// Domain label prefixed to a statement's canonical JSON before signing.
@@ -229,6 +231,37 @@ impl<'de, const N: usize> Deserialize<'de> for Hex<N> {
     }
 }
 
+/// A fleet public key as lower-case hex: 32 bytes (the OPAQUE key-exchange
+/// key) or 1216 (the X-Wing transport key); which one its role needs is
+/// checked where the role is known (SPEC.md §31.2).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FleetKeyHex(pub Vec<u8>);
+
+impl fmt::Debug for FleetKeyHex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&to_hex(&self.0))
+    }
+}
+
+impl Serialize for FleetKeyHex {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&to_hex(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for FleetKeyHex {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let lengths = KeyRole::ALL.map(|r| r.key_len());
+        match parse_hex_vec(&text) {
+            Some(b) if lengths.contains(&b.len()) => Ok(Self(b)),
+            _ => Err(D::Error::custom(format!(
+                "expected a fleet key: {lengths:?} bytes of lower-case hex"
+            ))),
+        }
+    }
+}
+
 /// Bytes of bounded length, as lower-case hex (a statement signature).
 #[derive(Clone, PartialEq, Eq)]
 pub struct HexBytes(pub Vec<u8>);
@@ -326,8 +359,8 @@ pub struct TranscriptHsm {
 pub struct TranscriptKey {
     /// The key's role.
     pub role: Role,
-    /// The public key.
-    pub public_key: Hex<32>,
+    /// The public key ([`KeyRole::key_len`] bytes).
+    pub public_key: FleetKeyHex,
     /// SHA-256 of the public key.
     pub fingerprint: Hex<32>,
 }
@@ -433,8 +466,9 @@ pub struct ParticipantSignature {
 pub struct AttestedKey {
     /// The key's role.
     pub role: Role,
-    /// The public key of the secret the HSM holds.
-    pub public_key: Hex<32>,
+    /// The public key of the secret the HSM holds ([`KeyRole::key_len`]
+    /// bytes).
+    pub public_key: FleetKeyHex,
     /// Whether the HSM's key policy forbids exporting the secret.
     pub non_exportable: bool,
 }

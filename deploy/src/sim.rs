@@ -23,7 +23,8 @@ use zeroize::Zeroizing;
 
 use crate::attestation::{ALG_ECDSA_P256_SHA256, EKU_HSM_ATTESTATION_ARCS, X509_STATEMENT_FORMAT};
 use crate::evidence::{
-    Attestation, AttestedKey, Base64Bytes, Hex, HexBytes, Name, Role, Statement, STATEMENT_VERSION,
+    Attestation, AttestedKey, Base64Bytes, FleetKeyHex, Hex, HexBytes, Name, Role, Statement,
+    STATEMENT_VERSION,
 };
 use crate::seal::{self, ImportKey, SealError};
 
@@ -428,9 +429,9 @@ impl SimulatedHsm {
         transcript_digest: [u8; 32],
     ) -> Result<Statement, SimError> {
         let keys = self.public_keys().ok_or(SimError::NoSecrets)?;
-        let key = |role: KeyRole, public_key: [u8; 32]| AttestedKey {
+        let key = |role: KeyRole, public_key: &[u8]| AttestedKey {
             role: Role(role),
-            public_key: Hex(public_key),
+            public_key: FleetKeyHex(public_key.to_vec()),
             non_exportable: self.non_exportable,
         };
         Ok(Statement {
@@ -441,8 +442,8 @@ impl SimulatedHsm {
             import_key: Hex(self.import_public_key()),
             measurement: Hex(self.measurement),
             keys: vec![
-                key(KeyRole::OpaqueKeyExchange, keys.key_exchange),
-                key(KeyRole::HpkeTransport, keys.transport),
+                key(KeyRole::OpaqueKeyExchange, &keys.key_exchange),
+                key(KeyRole::HpkeTransport, keys.transport.as_bytes()),
             ],
         })
     }

@@ -400,11 +400,21 @@ struct Attested<'a> {
     verifier: &'a dyn AttestationVerifier,
 }
 
-type KeySet = BTreeSet<(KeyRole, [u8; 32])>;
+type KeySet = BTreeSet<(KeyRole, Vec<u8>)>;
+
+/// A key as an operator reads it: a 32-byte key in full, a longer one
+/// (the X-Wing transport key) by its SHA-256.
+fn describe_key(key: &[u8]) -> String {
+    if key.len() <= 32 {
+        to_hex(key)
+    } else {
+        format!("sha256:{} ({} bytes)", to_hex(&sha256(key)), key.len())
+    }
+}
 
 fn describe_keys(keys: &KeySet) -> String {
     keys.iter()
-        .map(|(role, key)| format!("{role} {}", to_hex(key)))
+        .map(|(role, key)| format!("{role} {}", describe_key(key)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -964,7 +974,7 @@ fn statement_keys(a: &Attested<'_>) -> KeySet {
         .statement
         .keys
         .iter()
-        .map(|k| (k.role.0, k.public_key.0))
+        .map(|k| (k.role.0, k.public_key.0.clone()))
         .collect()
 }
 
@@ -979,10 +989,18 @@ fn fleet_keys(t: &Transcript, attested: &[Attested<'_>]) -> Result<(String, KeyS
                 k.role.0
             ));
         }
-        if roles.insert(k.role.0, k.public_key.0).is_some() {
+        if k.public_key.0.len() != k.role.0.key_len() {
+            errors.push(format!(
+                "the transcript's {} key is {} bytes, not {}",
+                k.role.0,
+                k.public_key.0.len(),
+                k.role.0.key_len()
+            ));
+        }
+        if roles.insert(k.role.0, k.public_key.0.clone()).is_some() {
             errors.push(format!("the transcript lists two {} keys", k.role.0));
         }
-        transcript_keys.insert((k.role.0, k.public_key.0));
+        transcript_keys.insert((k.role.0, k.public_key.0.clone()));
     }
     for role in KeyRole::ALL {
         if !roles.contains_key(&role) {
@@ -1062,7 +1080,7 @@ fn artifact(evidence: &Evidence, keys: &KeySet) -> Result<String, String> {
     let listed: KeySet = artifact
         .keys
         .iter()
-        .map(|k| (k.role, k.public_key))
+        .map(|k| (k.role, k.public_key.clone()))
         .collect();
     if &listed != keys || listed.len() != artifact.keys.len() {
         errors.push(format!(

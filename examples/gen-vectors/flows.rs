@@ -22,12 +22,12 @@ use backup_key_vault::vault::{
 };
 use backup_key_vault::wire::{
     self, BundleRequest, BundleResponse, KeyRelease, RecoveryFinish, RecoveryResponse,
-    RecoveryResponseWithBundle, RecoveryStart, RegistrationConfirmation, RegistrationRequest,
-    RegistrationResponse, RegistrationUpload, Rejection,
+    RecoveryResponseContents, RecoveryResponseWithBundle, RecoveryStart, RegistrationConfirmation,
+    RegistrationRequest, RegistrationResponse, RegistrationUpload, Rejection,
 };
 use backup_key_vault::{
-    BackupKey, BundleError, ClientError, FleetSecrets, RecordId, RecoveryCode, SessionId,
-    StoreError, StretchingParams, VaultError, WireError,
+    BackupKey, BundleError, ClientError, FleetSecrets, RecordId, RecoveryCode, StoreError,
+    StretchingParams, VaultError, WireError,
 };
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::ChaCha20Poly1305;
@@ -157,8 +157,8 @@ fn draws_json(call: &str, draws: &[Vec<u8>]) -> Value {
                 64,
             ),
             (
-                "HPKE ikmE: ephemeral key = DeriveKeyPair(ikmE) (RFC 9180)",
-                32,
+                "HPKE X-Wing encapsulation seed (ML-KEM-768 m, then the X25519 ephemeral scalar; §4.4)",
+                64,
             ),
         ],
         "AwaitingRegistrationResponse::finish" => &[("OPAQUE envelope_nonce", 32)],
@@ -173,6 +173,10 @@ fn draws_json(call: &str, draws: &[Vec<u8>]) -> Value {
                 32,
             ),
             ("client_nonce", 32),
+            (
+                "HPKE X-Wing encapsulation seed (ML-KEM-768 m, then the X25519 ephemeral scalar; §4.4)",
+                64,
+            ),
         ],
         "Vault::recovery_start" => &[
             (
@@ -332,6 +336,21 @@ impl RecordStore for RecordingStore {
 // ----- One flow -------------------------------------------------------------
 
 /// Opens a ChaCha20-Poly1305 box with a zero nonce (SPEC.md notation `Open`).
+/// ChaCha20-Poly1305 under a single-use key (nonce zero), as the protocol
+/// seals with exported and derived keys.
+pub fn seal(key: &[u8], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    ChaCha20Poly1305::new_from_slice(key)
+        .unwrap()
+        .encrypt(
+            &[0u8; 12].into(),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .unwrap()
+}
+
 pub fn open(key: &[u8], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
     ChaCha20Poly1305::new_from_slice(key)
         .ok()?
@@ -388,7 +407,7 @@ impl Flow {
             "ke_sk": hex(&bytes[65..97]),
             "tr_sk": hex(&bytes[97..129]),
             "ke_pk": hex(&public.key_exchange),
-            "tr_pk": hex(&public.transport),
+            "tr_pk": hex(public.transport.as_bytes()),
             "dummy_key_wide": hex(&derive::dummy_key_wide(&oprf_seed)[..]),
             "dummy_pk": hex(&dummy_pk),
             "server_setup": hex(&[&bytes[1..97], &dummy_pk[..]].concat()),
@@ -715,11 +734,28 @@ impl Flow {
         let code_value = RecoveryCode::new(code).unwrap();
         let (state, ke1) = Recovery::start(&mut rng, &self.config, record_id, &code_value).unwrap();
         let start_draws = rng.take();
+        // The channel (§4.4): what the vault decapsulates and exports.
+        let exports =
+            derive::recovery_exports(&self.tr_sk(), &ke1.encapsulated_key, &record_id).unwrap();
+        let ke1_aad = derive::recovery_start_aad(&record_id, &ke1.encapsulated_key);
+        let opaque_ke1 = ClientLogin::<Suite>::start(&mut Replay::new(&start_draws[..]), code)
+            .unwrap()
+            .message
+            .serialize()
+            .to_vec();
         self.push(json!({
             "actor": "client", "rng": role, "call": "Recovery::start",
             "inputs": { "record_id": hex(record_id.as_bytes()), "recovery_code": hex(code) },
             "rng_draws": draws_json("Recovery::start", &start_draws),
             "output": { "message": "RecoveryStart", "hex": hex(&ke1.to_bytes()) },
+            "values": {
+                "ke1": hex(&opaque_ke1),
+                "hpke_info": hex(&derive::recovery_hpke_info(&record_id)),
+                "hpke_aad": hex(&ke1_aad),
+                "Y_resp": hex(&exports.response[..]),
+                "Y_finish": hex(&exports.finish[..]),
+                "Y_release": hex(&exports.release[..]),
+            },
         }));
 
         // The OPRF nonce the vault will use: the live record's, else the
@@ -753,6 +789,22 @@ impl Flow {
             }
         };
         let oprf_seed = self.oprf_seed();
+        let sid = ke2.session_id;
+        let channel =
+            derive::recovery_keys(&self.tr_sk(), &ke1.encapsulated_key, &record_id, &sid).unwrap();
+        let response_aad = derive::recovery_response_aad(&record_id, &sid);
+        let response_plaintext: [u8; wire::RECOVERY_RESPONSE_PLAINTEXT_LEN] =
+            open(&channel.response[..], &response_aad, &ke2.sealed)
+                .unwrap()
+                .try_into()
+                .unwrap();
+        let contents = RecoveryResponseContents::from_bytes(&response_plaintext).unwrap();
+        let mut values = recovery_start_values(&oprf_seed, &record_id, live_nonce);
+        values["K_chan_resp"] = json!(hex(&channel.response[..]));
+        values["K_chan_finish"] = json!(hex(&channel.finish[..]));
+        values["K_chan_release"] = json!(hex(&channel.release[..]));
+        values["response_aad"] = json!(hex(&response_aad));
+        values["response_plaintext"] = json!(hex(&response_plaintext));
         self.push(json!({
             "actor": "vault", "rng": "vault", "call": "Vault::recovery_start",
             "now_ms": self.now,
@@ -760,7 +812,7 @@ impl Flow {
             "rng_draws": draws_json("Vault::recovery_start", &draws),
             "commits": commits,
             "output": { "message": "RecoveryResponse", "hex": hex(&ke2.to_bytes()) },
-            "values": recovery_start_values(&oprf_seed, &record_id, live_nonce),
+            "values": values,
             "slot_after": slot,
         }));
 
@@ -776,7 +828,7 @@ impl Flow {
                     "output": client_error(&e),
                 }));
                 if attacker_ke3 {
-                    self.attacker_ke3(ke2.session_id);
+                    self.attacker_ke3(seed, code, &ke2);
                 }
                 return RecoveryOutcome {
                     release: None,
@@ -785,7 +837,7 @@ impl Flow {
             }
         };
         // Recompute the OPAQUE keys with opaque-ke directly.
-        let ksf = KeyStretching::new(ke2.stretching);
+        let ksf = KeyStretching::new(contents.stretching);
         let context = derive::opaque_context(&record_id);
         let login = ClientLogin::<Suite>::start(&mut Replay::new(&start_draws), code)
             .unwrap()
@@ -793,7 +845,7 @@ impl Flow {
             .finish(
                 &mut Replay::new(&finish_draws),
                 code,
-                CredentialResponse::deserialize(&ke2.ke2).unwrap(),
+                CredentialResponse::deserialize(&contents.ke2).unwrap(),
                 ClientLoginFinishParameters::new(
                     Some(&context),
                     Identifiers::default(),
@@ -801,19 +853,25 @@ impl Flow {
                 ),
             )
             .unwrap();
-        assert_eq!(&login.message.serialize()[..], &ke3.ke3[..]);
+        let finish_aad = derive::recovery_finish_aad(&record_id, &sid);
+        assert_eq!(
+            &login.message.serialize()[..],
+            &open(&channel.finish[..], &finish_aad, &ke3.sealed).unwrap()[..]
+        );
         let session_key = login.session_key.to_vec();
         let export_key = login.export_key.to_vec();
-        let sid = ke2.session_id;
+        let release_key = derive::release_key(&session_key, &channel.release, &record_id, &sid);
         self.push(json!({
             "actor": "client", "rng": role, "call": "AwaitingRecoveryResponse::finish",
             "inputs": { "message": hex(&ke2.to_bytes()) },
             "rng_draws": draws_json("AwaitingRecoveryResponse::finish", &finish_draws),
             "output": { "message": "RecoveryFinish", "hex": hex(&ke3.to_bytes()) },
             "values": {
+                "ke3": hex(&login.message.serialize()),
+                "finish_aad": hex(&finish_aad),
                 "session_key": hex(&session_key),
                 "export_key": hex(&export_key),
-                "K_release": hex(&derive::release_key(&session_key, &record_id, &sid)[..]),
+                "K_release": hex(&release_key[..]),
                 "K_wrap": hex(&derive::wrap_key(&export_key, &record_id)[..]),
                 "rekey_token": hex(&derive::rekey_token(&session_key, &record_id, &sid)[..]),
                 "release_aad": hex(&derive::release_aad(&record_id, &sid)),
@@ -855,7 +913,8 @@ impl Flow {
             "output": { "message": "KeyRelease", "hex": hex(&release.to_bytes()) },
             "values": {
                 "session_key": hex(&session_key),
-                "K_release": hex(&derive::release_key(&session_key, &record_id, &sid)[..]),
+                "K_chan_release": hex(&channel.release[..]),
+                "K_release": hex(&release_key[..]),
                 "release_aad": hex(&derive::release_aad(&record_id, &sid)),
                 "release_plaintext": hex(&plaintext),
             },
@@ -873,7 +932,7 @@ impl Flow {
         }));
 
         // Negative: what this client refuses instead of the genuine answers.
-        for (what, msg) in tampered_ke2s(&ke2) {
+        for (what, msg) in tampered_ke2s(&ke2, &contents, &channel.response[..], &response_aad) {
             let (mut rng, state) = self.recovery_client(seed, code);
             let err = refused(state.finish(&mut rng, &msg));
             self.negative.push(json!({
@@ -914,13 +973,12 @@ impl Flow {
         state.finish(&mut rng, ke2).unwrap().0
     }
 
-    /// The relay answers a KE2 it holds with a KE3 of its own.
-    pub fn attacker_ke3(&mut self, session_id: SessionId) {
-        let ke3 = RecoveryFinish {
-            record_id: self.record_id,
-            session_id,
-            ke3: [0x5A; wire::KE3_LEN],
-        };
+    /// A KE3 that fails the vault's OPAQUE check, sealed in the session's
+    /// channel (an app that sends one anyway, or anyone holding the
+    /// client's channel keys).
+    pub fn attacker_ke3(&mut self, seed: u64, code: &[u8], ke2: &RecoveryResponse) {
+        let (_, state) = self.recovery_client(seed, code);
+        let ke3 = state.seal_finish(ke2, &[0x5A; wire::KE3_LEN]);
         let err = self.vault.recovery_finish(self.now, &ke3).unwrap_err();
         let commits = self.commits();
         let slot = self.slot();
@@ -1028,31 +1086,70 @@ fn tampered_responses(r: &RegistrationResponse) -> Vec<(&'static str, Registrati
     ]
 }
 
-fn tampered_ke2s(r: &RecoveryResponse) -> Vec<(&'static str, RecoveryResponse)> {
-    let mut evaluated = r.clone();
+/// What a client refuses instead of the genuine KE2: the sealed message
+/// changed in transit (the channel refuses it), and contents changed and
+/// then sealed properly under `K_chan_resp` (what only the fleet, or a
+/// party holding the channel's keys, could send), so each check behind the
+/// channel has a vector too.
+fn tampered_ke2s(
+    r: &RecoveryResponse,
+    contents: &RecoveryResponseContents,
+    key: &[u8],
+    aad: &[u8],
+) -> Vec<(&'static str, RecoveryResponse)> {
+    let mut sid = r.clone();
+    sid.session_id.0[0] ^= 1;
+    let mut body = r.clone();
+    body.sealed[0] ^= 1;
+    let mut tag = r.clone();
+    let last = tag.sealed.len() - 1;
+    tag.sealed[last] ^= 1;
+    let reseal = |c: RecoveryResponseContents| RecoveryResponse {
+        session_id: r.session_id,
+        sealed: seal(key, aad, &c.to_bytes()).try_into().unwrap(),
+    };
+    let mut evaluated = contents.clone();
     evaluated.ke2[0] ^= 1;
-    let mut mac = r.clone();
+    let mut mac = contents.clone();
     mac.ke2[319] ^= 1;
-    let mut masked = r.clone();
+    let mut masked = contents.clone();
     masked.ke2[64] ^= 1;
-    let mut invalid_point = r.clone();
+    let mut invalid_point = contents.clone();
     invalid_point.ke2[..32].fill(0xFF);
     // The identity's encoding is all zeros (§5.10).
-    let mut identity_element = r.clone();
+    let mut identity_element = contents.clone();
     identity_element.ke2[..32].fill(0);
-    let mut identity_share = r.clone();
+    let mut identity_share = contents.clone();
     identity_share.ke2[32 + 32 + 128 + 32..32 + 32 + 128 + 64].fill(0);
-    let mut above = r.clone();
+    let mut above = contents.clone();
     above.stretching = StretchingParams {
         m_cost: StretchingParams::DEFAULT_CEILING.m_cost + 8,
         ..StretchingParams::INSECURE_TEST_ONLY
     };
-    let mut other_params = r.clone();
+    let mut other_params = contents.clone();
     other_params.stretching = StretchingParams {
         m_cost: 16,
         ..StretchingParams::INSECURE_TEST_ONLY
     };
+    let [evaluated, mac, masked, invalid_point, identity_element, identity_share, above, other_params] =
+        [
+            evaluated,
+            mac,
+            masked,
+            invalid_point,
+            identity_element,
+            identity_share,
+            above,
+            other_params,
+        ]
+        .map(reseal);
     vec![
+        (
+            "session id changed (the channel's keys are bound to it)",
+            sid,
+        ),
+        ("sealed ciphertext bit flipped", body),
+        ("sealed tag bit flipped", tag),
         ("evaluated element bit flipped", evaluated),
         ("masked response bit flipped", masked),
         ("server MAC bit flipped", mac),
@@ -1134,8 +1231,8 @@ pub fn lockout() -> Value {
     f.recover("wrong-code client 2", 0x6276_6b2d_7772_6f32, WRONG, false);
     let last = f.recover("wrong-code client 3", 0x6276_6b2d_7772_6f33, WRONG, false);
     f.recover("wrong-code client 4", 0x6276_6b2d_7772_6f34, WRONG, false);
-    let sid = last.ke2.expect("a KE2 for the last attempt").session_id;
-    f.attacker_ke3(sid);
+    let last_ke2 = last.ke2.expect("a KE2 for the last attempt");
+    f.attacker_ke3(0x6276_6b2d_7772_6f33, WRONG, &last_ke2);
     f.recover("recovery client", REC_CLIENT, CODE, false);
     f.finish()
 }
@@ -1243,30 +1340,40 @@ pub fn negative() -> Value {
     wire!(RecoveryFinish, ke3, 0x05);
     wire!(KeyRelease, release, 0x04);
     wire!(Rejection, rejection, 0x08);
-    let mut bad = ke2.clone();
-    bad[2 + 16 + 1 + 8..2 + 16 + 1 + 12].fill(0);
-    decoders.push(decode_case(
-        "RecoveryResponse",
-        "p_cost = 0",
-        &bad,
-        RecoveryResponse::from_bytes,
-    ));
-    let mut bad = ke2.clone();
-    bad[2 + 16 + 1 + 4..2 + 16 + 1 + 8].fill(0);
-    decoders.push(decode_case(
-        "RecoveryResponse",
-        "t_cost = 0",
-        &bad,
-        RecoveryResponse::from_bytes,
-    ));
-    let mut bad = ke2.clone();
-    bad[2 + 16 + 1..2 + 16 + 1 + 4].copy_from_slice(&7u32.to_be_bytes());
-    decoders.push(decode_case(
-        "RecoveryResponse",
-        "m_cost = 7 (< 8)",
-        &bad,
-        RecoveryResponse::from_bytes,
-    ));
+    // The sealed plaintext of a KE2 (§5.6), decoded once the channel opened
+    // it: the Argon2 parameters are validated there.
+    let contents: Vec<u8> = {
+        let step = flow["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["call"] == "Vault::recovery_start" && s["output"]["hex"].is_string())
+            .unwrap();
+        from_hex(step["values"]["response_plaintext"].as_str().unwrap())
+    };
+    let decode_contents = |b: &[u8]| {
+        <&[u8; wire::RECOVERY_RESPONSE_PLAINTEXT_LEN]>::try_from(b)
+            .map_err(|_| WireError::Length {
+                expected: wire::RECOVERY_RESPONSE_PLAINTEXT_LEN,
+                found: b.len(),
+            })
+            .and_then(RecoveryResponseContents::from_bytes)
+    };
+    assert!(decode_contents(&contents).is_ok());
+    for (case, at, value) in [
+        ("p_cost = 0", 1 + 8, 0u32),
+        ("t_cost = 0", 1 + 4, 0),
+        ("m_cost = 7 (< 8)", 1, 7),
+    ] {
+        let mut bad = contents.clone();
+        bad[at..at + 4].copy_from_slice(&value.to_be_bytes());
+        decoders.push(decode_case(
+            "RecoveryResponseContents",
+            case,
+            &bad,
+            decode_contents,
+        ));
+    }
     for code in [0u8, 0xFF] {
         decoders.push(decode_case(
             "Rejection",
@@ -1336,25 +1443,19 @@ pub fn negative() -> Value {
         decode_case(
             "RecoveryResponseWithBundle",
             "KE2 and no length prefix",
-            &with_bundle[..351],
-            RecoveryResponseWithBundle::from_bytes,
-        ),
-        decode_case(
-            "RecoveryResponseWithBundle",
-            "p_cost = 0",
-            &set(&with_bundle, 2 + 16 + 1 + 8, &[0; 4]),
+            &with_bundle[..367],
             RecoveryResponseWithBundle::from_bytes,
         ),
         decode_case(
             "RecoveryResponseWithBundle",
             "length 0",
-            &set(&with_bundle, 351, &[0; 4]),
+            &set(&with_bundle, 367, &[0; 4]),
             RecoveryResponseWithBundle::from_bytes,
         ),
         decode_case(
             "RecoveryResponseWithBundle",
             "length above the largest bundle",
-            &set(&with_bundle, 351, &too_long),
+            &set(&with_bundle, 367, &too_long),
             RecoveryResponseWithBundle::from_bytes,
         ),
     ]);
@@ -1526,7 +1627,11 @@ pub fn negative() -> Value {
     decoders.extend([
         fleet_case("empty", &[]),
         fleet_case("one byte short", &secrets[..128]),
-        fleet_case("version 2", &with(&secrets, 0, &[2])),
+        fleet_case(
+            "version 1 (retired: an X25519 transport key)",
+            &with(&secrets, 0, &[1]),
+        ),
+        fleet_case("version 3", &with(&secrets, 0, &[3])),
         fleet_case("key-exchange key zero", &with(&secrets, 65, &[0; 32])),
         fleet_case(
             "key-exchange key not canonical (all 0xff)",
@@ -1559,19 +1664,46 @@ pub fn negative() -> Value {
         "a vault-to-client message (RegistrationResponse)",
         &response,
     );
+    // KE1s with a bad point, sealed properly to the fleet (§4.4), so the
+    // check behind the channel is what refuses them.
+    let plain_ke1 = ClientLogin::<Suite>::start(&mut ChaCha20Rng::seed_from_u64(0x006b_6531), CODE)
+        .unwrap()
+        .message
+        .serialize()
+        .to_vec();
     ask(
         "KE1 whose blinded element is not a valid encoding",
-        &with(&ke1, 34, &[0xFF; 32]),
+        &recovery_start_with(&fleet, &ke1, &with(&plain_ke1, 0, &[0xFF; 32])),
     );
     // The identity (all-zero encoding) where KE1 carries a point (§5.10):
     // a canonical encoding, refused all the same.
     ask(
         "KE1 whose blinded element is the identity",
-        &with(&ke1, 34, &[0; 32]),
+        &recovery_start_with(&fleet, &ke1, &with(&plain_ke1, 0, &[0; 32])),
     );
     ask(
         "KE1 whose client key share is the identity",
-        &with(&ke1, 34 + 64, &[0; 32]),
+        &recovery_start_with(&fleet, &ke1, &with(&plain_ke1, 64, &[0; 32])),
+    );
+    ask(
+        "KE1 whose HPKE seal was altered",
+        &with(&ke1, 1154, &[ke1[1154] ^ 1]),
+    );
+    ask(
+        "KE1 whose X-Wing ciphertext was altered (ML-KEM part)",
+        &with(&ke1, 34, &[ke1[34] ^ 1]),
+    );
+    ask(
+        "KE1 whose X-Wing ciphertext was altered (X25519 part)",
+        &with(&ke1, 34 + 1088, &[ke1[34 + 1088] ^ 1]),
+    );
+    ask(
+        "KE1 with another record id (HPKE info and aad differ)",
+        &with(&ke1, 2, &[ke1[2] ^ 1]),
+    );
+    ask(
+        "a retired version-1 KE1 (in clear, 130 bytes)",
+        &[&[0x05, 0x01][..], &ke1[2..34], &plain_ke1[..]].concat(),
     );
     ask(
         "registration request whose OPAQUE blinded element is the identity",
@@ -1681,10 +1813,11 @@ pub fn negative() -> Value {
 /// element) is `blinded` (mode 0, zero token).
 fn registration_request_with(fleet: &FleetSecrets, like: &[u8], blinded: &[u8; 32]) -> Vec<u8> {
     use hpke::{Deserializable, OpModeS, Serializable};
-    type Kem = hpke::kem::X25519HkdfSha256;
+    type Kem = backup_key_vault::xwing::XWing;
     let like = RegistrationRequest::from_bytes(like).unwrap();
     let transport =
-        <Kem as hpke::Kem>::PublicKey::from_bytes(&fleet.public_keys().transport).unwrap();
+        <Kem as hpke::Kem>::PublicKey::from_bytes(fleet.public_keys().transport.as_bytes())
+            .unwrap();
     let info = derive::hpke_info(&like.record_id);
     // hpke draws through rand_core 0.9.
     struct Rng09(ChaCha20Rng);
@@ -1708,11 +1841,53 @@ fn registration_request_with(fleet: &FleetSecrets, like: &[u8], blinded: &[u8; 3
         _,
     >(&OpModeS::Base, &transport, &info, &mut rng)
     .unwrap();
-    let enc: [u8; 32] = enc.to_bytes().into();
+    let enc: [u8; wire::ENCAPSULATED_KEY_LEN] = enc.to_bytes().as_slice().try_into().unwrap();
     let aad = derive::registration_request_aad(&like.record_id, &enc);
     let plaintext = [&blinded[..], &[0u8], &[0u8; 32]].concat();
     let sealed = ctx.seal(&plaintext, &aad).unwrap();
     RegistrationRequest {
+        record_id: like.record_id,
+        encapsulated_key: enc,
+        sealed: sealed.try_into().unwrap(),
+    }
+    .to_bytes()
+}
+
+/// A recovery start for the record of `like`, with `ke1` (any 96 bytes)
+/// sealed with HPKE (X-Wing) to the fleet's transport key (§5.5).
+fn recovery_start_with(fleet: &FleetSecrets, like: &[u8], ke1: &[u8]) -> Vec<u8> {
+    use hpke::{Deserializable, OpModeS, Serializable};
+    type Kem = backup_key_vault::xwing::XWing;
+    let like = RecoveryStart::from_bytes(like).unwrap();
+    let transport =
+        <Kem as hpke::Kem>::PublicKey::from_bytes(fleet.public_keys().transport.as_bytes())
+            .unwrap();
+    let info = derive::recovery_hpke_info(&like.record_id);
+    struct Rng09(ChaCha20Rng);
+    impl rand_core_09::RngCore for Rng09 {
+        fn next_u32(&mut self) -> u32 {
+            self.0.next_u32()
+        }
+        fn next_u64(&mut self) -> u64 {
+            self.0.next_u64()
+        }
+        fn fill_bytes(&mut self, dst: &mut [u8]) {
+            self.0.fill_bytes(dst)
+        }
+    }
+    impl rand_core_09::CryptoRng for Rng09 {}
+    let mut rng = Rng09(ChaCha20Rng::seed_from_u64(0x6b65_3120_7365_616c)); // "ke1 seal"
+    let (enc, mut ctx) = hpke::setup_sender::<
+        hpke::aead::ChaCha20Poly1305,
+        hpke::kdf::HkdfSha256,
+        Kem,
+        _,
+    >(&OpModeS::Base, &transport, &info, &mut rng)
+    .unwrap();
+    let enc: [u8; wire::ENCAPSULATED_KEY_LEN] = enc.to_bytes().as_slice().try_into().unwrap();
+    let aad = derive::recovery_start_aad(&like.record_id, &enc);
+    let sealed = ctx.seal(ke1, &aad).unwrap();
+    RecoveryStart {
         record_id: like.record_id,
         encapsulated_key: enc,
         sealed: sealed.try_into().unwrap(),
@@ -1806,11 +1981,11 @@ pub fn bundle() -> Value {
         keys: vec![
             FleetKey {
                 role: KeyRole::OpaqueKeyExchange,
-                public_key: public.key_exchange,
+                public_key: public.key_exchange.to_vec(),
             },
             FleetKey {
                 role: KeyRole::HpkeTransport,
-                public_key: public.transport,
+                public_key: public.transport.as_bytes().to_vec(),
             },
         ],
     };
@@ -1990,7 +2165,7 @@ pub fn bundle() -> Value {
             "auditor_public_key": hex(&auditor.public_key()),
             "operator_public_key": hex(&operator.public_key()),
             "ke_pk": hex(&public.key_exchange),
-            "tr_pk": hex(&public.transport),
+            "tr_pk": hex(public.transport.as_bytes()),
         },
         "artifact": hex(&artifact_bytes),
         "artifact_text": String::from_utf8(artifact_bytes.clone()).expect("JSON text"),
@@ -2014,7 +2189,7 @@ pub fn bundle() -> Value {
         }.to_bytes()),
         "verified": {
             "ke_pk": hex(&verified.public_keys().key_exchange),
-            "tr_pk": hex(&verified.public_keys().transport),
+            "tr_pk": hex(verified.public_keys().transport.as_bytes()),
             "epoch_to_store": verified.epoch_to_store(),
         },
         "negative": negative,

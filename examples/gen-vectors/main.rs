@@ -149,11 +149,8 @@ fn bundle_seeds(flow: &serde_json::Value) -> Vec<(&'static str, String, Vec<u8>)
         BundleRequest, BundleResponse, RecoveryResponse, RecoveryResponseWithBundle,
     };
 
-    let key = |name: &str| -> [u8; 32] {
-        flows::from_hex(flow["fleet"][name].as_str().expect("key"))
-            .try_into()
-            .expect("32 bytes")
-    };
+    let key =
+        |name: &str| -> Vec<u8> { flows::from_hex(flow["fleet"][name].as_str().expect("key")) };
     let artifact = FleetKeyArtifact {
         namespace: DEFAULT_NAMESPACE.to_string(),
         fleet_id: "vectors".to_string(),

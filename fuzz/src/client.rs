@@ -2,8 +2,8 @@
 //! against random vault responses. The client must never confirm a
 //! registration, accept a KE2, or return a backup key unless the response is
 //! the genuine one from the vault (SPEC.md §6: every vault answer is
-//! authenticated; only `attempts_remaining` and a KE2's session id may be
-//! changed by the relay, and a changed session id makes the release fail).
+//! authenticated; since revision 11 the KE2 is sealed in the channel under
+//! keys bound to its session id, so the relay can change none of it, §4.4).
 //!
 //! The genuine exchange is the one of `vectors/recovery-success.json`
 //! (same seeds, same inputs); `tests/fuzz_regressions.rs` checks that.
@@ -134,10 +134,11 @@ fn awaiting_confirmation() -> AwaitingRegistrationConfirmation {
 fn accept_ke2(bytes: &[u8]) -> Option<(AwaitingKeyRelease, RecoveryResponse)> {
     let ke2 = RecoveryResponse::from_bytes(bytes).ok()?;
     let (mut rng, state, _) = recovery_client();
+    let opened = state.open(&ke2).ok();
     let (next, ke3) = state.finish(&mut rng, &ke2).ok()?;
     let real = RecoveryResponse::from_bytes(&genuine().recovery_response).expect("genuine");
     assert!(
-        ke2.ke2 == real.ke2 && ke2.stretching == real.stretching,
+        ke2 == real && opened.is_some(),
         "the client accepted a KE2 the vault did not send"
     );
     assert_eq!(ke3.session_id, ke2.session_id);

@@ -221,10 +221,13 @@ impl Model {
     /// Sends a KE1. Every KE2 answered while the record stayed live in the
     /// same generation was built from it: it is counted, and it must come
     /// with exactly one committed charge (SPEC.md §8.3: charge, then KE2).
+    /// `opener`, the client that sent the KE1 (when the model still has
+    /// it), opens the sealed KE2 to check the count it reports.
     fn send_ke1(
         &mut self,
         rec: u8,
         ke1: &RecoveryStart,
+        opener: Option<&backup_key_vault::client::AwaitingRecoveryResponse>,
     ) -> Option<backup_key_vault::wire::RecoveryResponse> {
         let before = self.live(rec);
         let ke2 = self
@@ -239,11 +242,16 @@ impl Model {
                     used_before + 1,
                     "a KE2 built from a record without exactly one charge"
                 );
-                assert_eq!(
-                    ke2.attempts_remaining,
-                    MAX - used_after,
-                    "KE2 reports the committed count"
-                );
+                if let Some(opener) = opener {
+                    assert_eq!(
+                        opener
+                            .open(&ke2)
+                            .expect("the vault's KE2 opens")
+                            .attempts_remaining,
+                        MAX - used_after,
+                        "KE2 reports the committed count"
+                    );
+                }
                 if let Some(RecordSlot::Live(r)) = self.slot(rec) {
                     assert!(
                         !self.issued[rec as usize].contains(&r.charges),
@@ -260,7 +268,9 @@ impl Model {
         let (state, ke1) = Recovery::start(&mut self.rng, &self.config, id(rec), &code(right))
             .expect("client start");
         let live_before = self.live(rec).is_some();
-        let ke2 = self.send_ke1(rec, &ke1)?;
+        let ke2 = self.send_ke1(rec, &ke1, Some(&state))?;
+        // A wrong code's KE3, sealed in the session's channel.
+        let wrong_ke3 = state.seal_finish(&ke2, &[0x5A; 64]);
         Some(match state.finish(&mut self.rng, &ke2) {
             Ok((state, ke3)) => {
                 assert!(
@@ -280,11 +290,7 @@ impl Model {
                 rec,
                 right: false,
                 state: None,
-                ke3: RecoveryFinish {
-                    record_id: id(rec),
-                    session_id: ke2.session_id,
-                    ke3: [0x5A; 64],
-                },
+                ke3: wrong_ke3,
                 ke1,
                 sent: false,
             },
@@ -345,7 +351,7 @@ impl Model {
                 let (rec, ke1) = (s.rec, s.ke1.clone());
                 // The relay gets a fresh KE2 (and is charged for it); the
                 // session it opens supersedes the record's pending one.
-                let _ = self.send_ke1(rec, &ke1);
+                let _ = self.send_ke1(rec, &ke1, None);
             }
             Op::Splice { from, to } => {
                 let (from, to) = (from as usize % n, to as usize % n);

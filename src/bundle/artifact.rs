@@ -38,7 +38,10 @@ pub enum KeyRole {
     /// The OPAQUE-3DH key-exchange public key (ristretto255, compressed):
     /// what the vault's KE2 and registration response must name.
     OpaqueKeyExchange,
-    /// The HPKE transport public key (X25519) registration is sealed to.
+    /// The HPKE transport public key every client message is sealed to:
+    /// X-Wing (ML-KEM-768 + X25519), 1216 bytes, role name
+    /// `xwing_transport` (revision 11; the X25519 role `hpke_transport` is
+    /// retired and refused as unknown).
     HpkeTransport,
 }
 
@@ -50,7 +53,16 @@ impl KeyRole {
     pub fn name(&self) -> &'static str {
         match self {
             Self::OpaqueKeyExchange => "opaque_key_exchange",
-            Self::HpkeTransport => "hpke_transport",
+            Self::HpkeTransport => "xwing_transport",
+        }
+    }
+
+    /// The length of this role's public keys: 32 for the key-exchange key,
+    /// 1216 for the X-Wing transport key.
+    pub fn key_len(&self) -> usize {
+        match self {
+            Self::OpaqueKeyExchange => 32,
+            Self::HpkeTransport => crate::fleet::TRANSPORT_PUBLIC_KEY_LEN,
         }
     }
 
@@ -67,12 +79,12 @@ impl fmt::Display for KeyRole {
 }
 
 /// One public key of the fleet, with its role.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FleetKey {
     /// What the key is for.
     pub role: KeyRole,
-    /// The 32-byte public key.
-    pub public_key: [u8; 32],
+    /// The public key, [`KeyRole::key_len`] bytes.
+    pub public_key: Vec<u8>,
 }
 
 /// The published description of one fleet (SPEC.md §14).
@@ -127,11 +139,11 @@ impl FleetKeyArtifact {
             keys: alloc::vec![
                 FleetKey {
                     role: KeyRole::OpaqueKeyExchange,
-                    public_key: keys.key_exchange,
+                    public_key: keys.key_exchange.to_vec(),
                 },
                 FleetKey {
                     role: KeyRole::HpkeTransport,
-                    public_key: keys.transport,
+                    public_key: keys.transport.as_bytes().to_vec(),
                 },
             ],
         }
@@ -153,6 +165,9 @@ impl FleetKeyArtifact {
             return bad("number of keys");
         }
         for (i, key) in self.keys.iter().enumerate() {
+            if key.public_key.len() != key.role.key_len() {
+                return bad("public_key");
+            }
             let repeated = self
                 .keys
                 .iter()
@@ -227,7 +242,7 @@ impl FleetKeyArtifact {
             let public_key = entry
                 .get("public_key")
                 .and_then(Value::as_str)
-                .and_then(parse_hex32)
+                .and_then(|text| parse_hex(text, role.key_len()))
                 .ok_or(bad("public_key"))?;
             keys.push(FleetKey { role, public_key });
         }
@@ -250,19 +265,24 @@ impl FleetKeyArtifact {
 
     /// The one key listed for `role`; [`BundleError::MissingRole`] if none
     /// or several are.
-    pub fn key(&self, role: KeyRole) -> Result<[u8; 32], BundleError> {
+    pub fn key(&self, role: KeyRole) -> Result<&[u8], BundleError> {
         let mut found = self.keys.iter().filter(|k| k.role == role);
         match (found.next(), found.next()) {
-            (Some(key), None) => Ok(key.public_key),
+            (Some(key), None) => Ok(&key.public_key),
             _ => Err(BundleError::MissingRole(role)),
         }
     }
 
     /// The keys a client talks to the fleet with.
     pub fn fleet_public_keys(&self) -> Result<FleetPublicKeys, BundleError> {
+        let key_exchange = self.key(KeyRole::OpaqueKeyExchange)?;
+        let transport = self.key(KeyRole::HpkeTransport)?;
         Ok(FleetPublicKeys {
-            key_exchange: self.key(KeyRole::OpaqueKeyExchange)?,
-            transport: self.key(KeyRole::HpkeTransport)?,
+            key_exchange: key_exchange
+                .try_into()
+                .map_err(|_| BundleError::ArtifactMalformed("public_key"))?,
+            transport: crate::fleet::TransportPublicKey::from_slice(transport)
+                .ok_or(BundleError::ArtifactMalformed("public_key"))?,
         })
     }
 }
@@ -283,10 +303,10 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
     }
 }
 
-/// Lower-case hex of exactly 32 bytes.
-fn parse_hex32(text: &str) -> Option<[u8; 32]> {
+/// Lower-case hex of exactly `len` bytes.
+fn parse_hex(text: &str, len: usize) -> Option<Vec<u8>> {
     let digits = text.as_bytes();
-    if digits.len() != 64 {
+    if digits.len() != 2 * len {
         return None;
     }
     let value = |d: u8| match d {
@@ -294,7 +314,7 @@ fn parse_hex32(text: &str) -> Option<[u8; 32]> {
         b'a'..=b'f' => Some(d - b'a' + 10),
         _ => None,
     };
-    let mut out = [0u8; 32];
+    let mut out = alloc::vec![0u8; len];
     for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
         let (&hi, &lo) = (pair.first()?, pair.get(1)?);
         *byte = (value(hi)? << 4) | value(lo)?;
@@ -320,7 +340,7 @@ mod tests {
             1,
             &FleetPublicKeys {
                 key_exchange: [1; 32],
-                transport: [2; 32],
+                transport: crate::fleet::TransportPublicKey([2; 1216]),
             },
             10,
             20,
@@ -338,7 +358,7 @@ mod tests {
             a.fleet_public_keys().unwrap(),
             FleetPublicKeys {
                 key_exchange: [1; 32],
-                transport: [2; 32]
+                transport: crate::fleet::TransportPublicKey([2; 1216]),
             }
         );
     }
@@ -364,8 +384,21 @@ mod tests {
         assert!(FleetKeyArtifact::from_bytes(b"").is_err());
         assert!(FleetKeyArtifact::from_bytes(&[0xff; 40]).is_err());
         let mut dup = sample();
-        dup.keys[1].public_key = dup.keys[0].public_key;
+        dup.keys[1].public_key = dup.keys[0].public_key.clone();
         assert!(dup.to_bytes().is_err());
+        // A key of the wrong length for its role, and the retired X25519
+        // transport role.
+        let mut short = sample();
+        short.keys[1].public_key.truncate(32);
+        assert_eq!(
+            short.to_bytes(),
+            Err(BundleError::ArtifactMalformed("public_key"))
+        );
+        let retired = text.replace("xwing_transport", "hpke_transport");
+        assert_eq!(
+            FleetKeyArtifact::from_bytes(retired.as_bytes()),
+            Err(BundleError::ArtifactMalformed("role"))
+        );
     }
 
     /// SPEC.md §14, §17: one public key listed twice (under any roles) is
@@ -374,15 +407,20 @@ mod tests {
     /// `MissingRole(role)`, as if the role had no key.
     #[test]
     fn a_key_twice_and_two_keys_for_one_role_are_typed() {
-        let bytes = sample().to_bytes().unwrap();
-        let text = core::str::from_utf8(&bytes).unwrap();
-        let twice = text.replace(&"02".repeat(32), &"01".repeat(32));
+        let mut twice_keys = sample();
+        twice_keys.keys[0].role = KeyRole::HpkeTransport;
+        twice_keys.keys[0].public_key = twice_keys.keys[1].public_key.clone();
+        let twice = twice_keys.encode();
+        let twice = core::str::from_utf8(&twice).unwrap();
         assert_eq!(
             FleetKeyArtifact::from_bytes(twice.as_bytes()),
             Err(BundleError::ArtifactMalformed("key listed twice"))
         );
         let mut two = sample();
-        two.keys[1].role = KeyRole::OpaqueKeyExchange;
+        two.keys.push(FleetKey {
+            role: KeyRole::OpaqueKeyExchange,
+            public_key: alloc::vec![3; 32],
+        });
         let decoded = FleetKeyArtifact::from_bytes(&two.to_bytes().unwrap()).unwrap();
         assert_eq!(
             decoded.key(KeyRole::OpaqueKeyExchange),

@@ -37,10 +37,11 @@ use crate::suite::{StretchingParams, Suite};
 use crate::types::{RecordId, Secret32, SessionId};
 use crate::wire::{
     self, BundleRequest, BundleResponse, KeyRelease, MessageType, RecoveryFinish, RecoveryResponse,
-    RecoveryResponseWithBundle, RecoveryStart, RegistrationConfirmation, RegistrationRequest,
-    RegistrationResponse, RegistrationUpload, Rejection, OPAQUE_REGISTRATION_RECORD_LEN,
-    OPAQUE_REGISTRATION_REQUEST_LEN, REKEY_TOKEN_LEN, RELEASE_PLAINTEXT_LEN,
-    SEALED_REGISTRATION_PLAINTEXT_LEN, SEALED_UPLOAD_PLAINTEXT_LEN, WRAPPED_KEY_LEN,
+    RecoveryResponseContents, RecoveryResponseWithBundle, RecoveryStart, RegistrationConfirmation,
+    RegistrationRequest, RegistrationResponse, RegistrationUpload, Rejection, KE1_LEN, KE3_LEN,
+    OPAQUE_REGISTRATION_RECORD_LEN, OPAQUE_REGISTRATION_REQUEST_LEN, REKEY_TOKEN_LEN,
+    RELEASE_PLAINTEXT_LEN, SEALED_REGISTRATION_PLAINTEXT_LEN, SEALED_UPLOAD_PLAINTEXT_LEN,
+    WRAPPED_KEY_LEN,
 };
 
 use sessions::Sessions;
@@ -119,6 +120,11 @@ impl VaultPolicy {
 /// A recovery session between KE2 and KE3.
 struct PendingRecovery {
     server_login: ServerLogin<Suite>,
+    /// The channel's exported secrets (SPEC.md §4.4), bound to this
+    /// session when KE3 arrives: it opens under the bound `finish`, the
+    /// release key takes the bound `release`. (Binding them at KE2 would
+    /// put two more HKDFs on the hot path.)
+    channel: crypto::RecoveryKeys,
     /// `None` for the fake-record path: KE3 always fails.
     record: Option<PendingRecord>,
 }
@@ -225,6 +231,8 @@ enum Then {
     Ke2 {
         record_id: RecordId,
         ke1: CredentialRequest<Suite>,
+        /// The channel's exported secrets, not yet bound to a session.
+        channel: crypto::RecoveryKeys,
         live: Option<LiveRecord>,
         with_bundle: bool,
     },
@@ -233,6 +241,7 @@ enum Then {
         record_id: RecordId,
         session_id: SessionId,
         session_key: Zeroizing<[u8; 64]>,
+        channel_release: Secret32,
         record: PendingRecord,
     },
     /// Refuse (after the `Erase` that follows a failed last attempt).
@@ -430,6 +439,7 @@ impl<S: RecordStore> Vault<S> {
             Then::Ke2 {
                 record_id,
                 ke1,
+                channel,
                 live,
                 with_bundle,
             } => {
@@ -449,7 +459,7 @@ impl<S: RecordStore> Vault<S> {
                     (None, Applied::Erased) => None,
                     _ => return Err(VaultError::Unavailable),
                 };
-                self.make_ke2(rng, now, record_id, ke1, live, with_bundle)
+                self.make_ke2(rng, now, record_id, ke1, channel, live, with_bundle)
             }
             then => self.resume_without_randomness(now, then, outcome),
         }
@@ -511,7 +521,7 @@ impl<S: RecordStore> Vault<S> {
         if !bool::from(listed.key_exchange.ct_eq(&self.public_keys.key_exchange)) {
             return Err(BundleError::KeyNotListed(KeyRole::OpaqueKeyExchange));
         }
-        if !bool::from(listed.transport.ct_eq(&self.public_keys.transport)) {
+        if !bool::from(listed.transport.0.ct_eq(&self.public_keys.transport.0)) {
             return Err(BundleError::KeyNotListed(KeyRole::HpkeTransport));
         }
         self.bundle = Some(bundle);
@@ -537,7 +547,7 @@ impl<S: RecordStore> Vault<S> {
         if !bool::from(listed.key_exchange.ct_eq(&self.public_keys.key_exchange)) {
             return Err(BundleError::KeyNotListed(KeyRole::OpaqueKeyExchange));
         }
-        if !bool::from(listed.transport.ct_eq(&self.public_keys.transport)) {
+        if !bool::from(listed.transport.0.ct_eq(&self.public_keys.transport.0)) {
             return Err(BundleError::KeyNotListed(KeyRole::HpkeTransport));
         }
         Ok(fleet)
@@ -807,7 +817,10 @@ impl<S: RecordStore> Vault<S> {
     ) -> Result<Step, VaultError> {
         let now = self.tick(now);
         let record_id = msg.record_id;
-        let ke1 = CredentialRequest::<Suite>::deserialize(&msg.ke1)
+        // The channel first: nothing is charged for a KE1 that does not
+        // open under the fleet's transport key.
+        let (ke1, channel) = self.open_recovery_start(msg)?;
+        let ke1 = CredentialRequest::<Suite>::deserialize(&ke1[..])
             .map_err(|_| WireError::InvalidField("ke1"))?;
         if with_bundle && self.bundle.is_none() {
             return Err(VaultError::NoBundle);
@@ -818,7 +831,7 @@ impl<S: RecordStore> Vault<S> {
         let record = match self.load(&record_id)? {
             Some(RecordSlot::Live(record)) => record,
             _ => {
-                let answer = self.make_ke2(rng, now, record_id, ke1, None, with_bundle)?;
+                let answer = self.make_ke2(rng, now, record_id, ke1, channel, None, with_bundle)?;
                 return Ok(Step::Answered(answer));
             }
         };
@@ -833,6 +846,7 @@ impl<S: RecordStore> Vault<S> {
                 then: Then::Ke2 {
                     record_id,
                     ke1,
+                    channel,
                     live: Some(LiveRecord::from(&record)),
                     with_bundle,
                 },
@@ -853,20 +867,53 @@ impl<S: RecordStore> Vault<S> {
             then: Then::Ke2 {
                 record_id,
                 ke1,
+                channel,
                 live: None,
                 with_bundle,
             },
         }))
     }
 
+    /// Opens the HPKE (X-Wing) seal of a KE1 (SPEC.md §5.5): the KE1's
+    /// bytes and the channel's exported secrets.
+    fn open_recovery_start(
+        &self,
+        msg: &RecoveryStart,
+    ) -> Result<(Zeroizing<[u8; KE1_LEN]>, crypto::RecoveryKeys), VaultError> {
+        let encapped = <HpkeKem as hpke::Kem>::EncappedKey::from_bytes(&msg.encapsulated_key)
+            .map_err(|_| VaultError::RequestNotAuthentic)?;
+        let info = crypto::bound_to_record(label::HPKE_INFO_RECOVERY, &msg.record_id);
+        let mut ctx = hpke::setup_receiver::<HpkeAead, HpkeKdf, HpkeKem>(
+            &OpModeR::Base,
+            &self.transport_key,
+            &encapped,
+            &info,
+        )
+        .map_err(|_| VaultError::RequestNotAuthentic)?;
+        let opened = Zeroizing::new(
+            ctx.open(&msg.sealed, &recovery_start_aad(msg))
+                .map_err(|_| VaultError::RequestNotAuthentic)?,
+        );
+        let mut ke1 = Zeroizing::new([0u8; KE1_LEN]);
+        if opened.len() != KE1_LEN {
+            return Err(VaultError::RequestNotAuthentic);
+        }
+        ke1.copy_from_slice(&opened);
+        let channel = crypto::export_recovery_keys(|l, out| ctx.export(l, out))
+            .ok_or(VaultError::Internal)?;
+        Ok((ke1, channel))
+    }
+
     /// Builds KE2, from the record (after its charge) or from the fake-record
-    /// path, and opens the pending session.
+    /// path, seals it for the client, and opens the pending session.
+    #[allow(clippy::too_many_arguments)]
     fn make_ke2<R: RngCore + CryptoRng>(
         &mut self,
         rng: &mut R,
         now: u64,
         record_id: RecordId,
         ke1: CredentialRequest<Suite>,
+        channel: crypto::RecoveryKeys,
         live: Option<(LiveRecord, u8, u64)>,
         with_bundle: bool,
     ) -> Result<Answer, VaultError> {
@@ -910,9 +957,19 @@ impl<S: RecordStore> Vault<S> {
             },
         )
         .map_err(|_| VaultError::Internal)?;
-        let mut ke2 = [0u8; wire::KE2_LEN];
-        ke2.copy_from_slice(&start.message.serialize());
+        let mut contents = RecoveryResponseContents {
+            attempts_remaining,
+            stretching,
+            ke2: [0u8; wire::KE2_LEN],
+        };
+        contents.ke2.copy_from_slice(&start.message.serialize());
         let session_id = SessionId::random(rng);
+        let response_key = crypto::RecoveryKeys::bind(&channel.response, &session_id);
+        let sealed = crypto::seal(
+            &response_key,
+            &crypto::aad(label::AAD_RECOVERY_RESPONSE, &record_id, &session_id),
+            &contents.to_bytes(),
+        );
         // A new KE1 supersedes the record's previous session; its attempt
         // stays spent.
         self.recoveries.insert(
@@ -921,15 +978,11 @@ impl<S: RecordStore> Vault<S> {
             now.saturating_add(self.policy.session_ttl_ms),
             PendingRecovery {
                 server_login: start.state,
+                channel,
                 record: pending_record,
             },
         );
-        let response = RecoveryResponse {
-            session_id,
-            attempts_remaining,
-            stretching,
-            ke2,
-        };
+        let response = RecoveryResponse { session_id, sealed };
         match (with_bundle, &self.bundle) {
             (false, _) => Ok(Answer::RecoveryResponse(response)),
             (true, Some(bundle)) => Ok(Answer::RecoveryResponseWithBundle(
@@ -969,7 +1022,20 @@ impl<S: RecordStore> Vault<S> {
         let now = self.tick(now);
         let record_id = msg.record_id;
         let session_id = msg.session_id;
-        let ke3 = CredentialFinalization::<Suite>::deserialize(&msg.ke3)
+        // Open before consuming, so a relay that garbles a KE3 cannot use
+        // up the session with it (SPEC.md §7.3).
+        let pending = self
+            .recoveries
+            .peek(&session_id, &record_id, now)
+            .map_err(|_| VaultError::AuthenticationFailed)?;
+        let finish_key = crypto::RecoveryKeys::bind(&pending.channel.finish, &session_id);
+        let ke3: Zeroizing<[u8; KE3_LEN]> = crypto::open(
+            &finish_key,
+            &crypto::aad(label::AAD_RECOVERY_FINISH, &record_id, &session_id),
+            &msg.sealed,
+        )
+        .ok_or(VaultError::RequestNotAuthentic)?;
+        let ke3 = CredentialFinalization::<Suite>::deserialize(&ke3[..])
             .map_err(|_| WireError::InvalidField("ke3"))?;
         let pending = self
             .recoveries
@@ -994,6 +1060,10 @@ impl<S: RecordStore> Vault<S> {
                         record_id,
                         session_id,
                         session_key,
+                        channel_release: crypto::RecoveryKeys::bind(
+                            &pending.channel.release,
+                            &session_id,
+                        ),
                         record,
                     },
                 }))
@@ -1045,6 +1115,7 @@ impl<S: RecordStore> Vault<S> {
                 record_id,
                 session_id,
                 session_key,
+                channel_release,
                 record,
             } => {
                 let unforgiven_attempts = match outcome.map_err(|_| VaultError::Unavailable)? {
@@ -1055,7 +1126,12 @@ impl<S: RecordStore> Vault<S> {
                     _ => return Err(VaultError::AuthenticationFailed),
                 };
                 let ids: [&[u8]; 2] = [record_id.as_bytes(), session_id.as_bytes()];
-                let release_key = crypto::derive_key(&session_key[..], label::RELEASE_KEY, &ids);
+                let release_key = crypto::release_key(
+                    &session_key[..],
+                    &channel_release,
+                    &record_id,
+                    &session_id,
+                );
                 let token = crypto::derive_key(&session_key[..], label::REKEY_TOKEN, &ids);
                 self.grant_rekey(record_id, record.generation, token, now);
                 // SPEC.md §5.8: the wrapped key, then the count the reset
@@ -1170,11 +1246,29 @@ fn credential_identifier(record_id: &RecordId, oprf_nonce: &[u8; OPRF_NONCE_LEN]
 /// The associated data of the HPKE seal: the request's header and clear
 /// fields (type, version, record id, encapsulated key).
 pub(crate) fn registration_request_aad(msg: &RegistrationRequest) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(wire::HEADER_LEN + 64);
-    aad.push(MessageType::RegistrationRequest as u8);
-    aad.push(wire::VERSION);
-    aad.extend_from_slice(msg.record_id.as_bytes());
-    aad.extend_from_slice(&msg.encapsulated_key);
+    sealed_request_aad(
+        MessageType::RegistrationRequest,
+        &msg.record_id,
+        &msg.encapsulated_key,
+    )
+}
+
+/// The associated data of a KE1's HPKE seal, as for registration: every
+/// byte of the message before the sealed field.
+pub(crate) fn recovery_start_aad(msg: &RecoveryStart) -> Vec<u8> {
+    sealed_request_aad(
+        MessageType::RecoveryStart,
+        &msg.record_id,
+        &msg.encapsulated_key,
+    )
+}
+
+fn sealed_request_aad(ty: MessageType, record_id: &RecordId, encapsulated_key: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(wire::HEADER_LEN + 32 + encapsulated_key.len());
+    aad.push(ty as u8);
+    aad.push(ty.version());
+    aad.extend_from_slice(record_id.as_bytes());
+    aad.extend_from_slice(encapsulated_key);
     aad
 }
 
