@@ -400,16 +400,20 @@ mod tests {
         m.log_term = 6;
         m.commit = 39;
         m.priority = -3;
-        let mut e = Entry::default();
-        e.term = 7;
-        e.index = 41;
-        e.data = vec![1, 2, 3].into();
-        m.mut_entries().push(e);
-        let mut s = Snapshot::default();
-        s.data = vec![9; 5].into();
-        let mut cs = ConfState::default();
-        cs.voters = vec![1, 2, 3];
-        s.mut_metadata().set_conf_state(cs);
+        m.mut_entries().push(Entry {
+            term: 7,
+            index: 41,
+            data: vec![1, 2, 3].into(),
+            ..Entry::default()
+        });
+        let mut s = Snapshot {
+            data: vec![9; 5].into(),
+            ..Snapshot::default()
+        };
+        s.mut_metadata().set_conf_state(ConfState {
+            voters: vec![1, 2, 3],
+            ..ConfState::default()
+        });
         s.mut_metadata().index = 30;
         m.set_snapshot(s);
         m
@@ -481,8 +485,10 @@ mod tests {
         twice.extend_from_slice(&[0x10, 0x05]);
         assert!(decode_raft_message(&twice).is_err());
         // An over-long varint for `to` (canonically `10 02`).
-        let mut to = Message::default();
-        to.to = 2;
+        let to = Message {
+            to: 2,
+            ..Message::default()
+        };
         assert_eq!(to.write_to_bytes().unwrap(), [0x10, 0x02]);
         assert_eq!(decode_raft_message(&[0x10, 0x02]).unwrap(), to);
         assert!(decode_raft_message(&[0x10, 0x82, 0x00]).is_err());

@@ -184,12 +184,11 @@ pub fn fuzz(data: &[u8]) {
         .iter()
         .take(6)
         .enumerate()
-        .map(|(i, data)| {
-            let mut e = Entry::default();
-            e.index = i as u64 + 1;
-            e.term = term;
-            e.data = data.clone().into();
-            e
+        .map(|(i, data)| Entry {
+            index: i as u64 + 1,
+            term,
+            data: data.clone().into(),
+            ..Entry::default()
         })
         .collect();
     let hard_state = HardState {

@@ -94,16 +94,19 @@ impl Message {
                 entries,
             } => {
                 use protobuf::Message as _;
-                let mut m = raft::prelude::Message::default();
-                m.to = *to;
-                m.from = *from;
-                m.term = *term;
+                let mut m = raft::prelude::Message {
+                    to: *to,
+                    from: *from,
+                    term: *term,
+                    ..raft::prelude::Message::default()
+                };
                 for (i, data) in entries.iter().take(4).enumerate() {
-                    let mut e = raft::prelude::Entry::default();
-                    e.index = i as u64 + 1;
-                    e.term = *term;
-                    e.data = data.clone().into();
-                    m.mut_entries().push(e);
+                    m.mut_entries().push(raft::prelude::Entry {
+                        index: i as u64 + 1,
+                        term: *term,
+                        data: data.clone().into(),
+                        ..raft::prelude::Entry::default()
+                    });
                 }
                 PeerMessage::Raft(m.write_to_bytes().unwrap_or_default())
             }
