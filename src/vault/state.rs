@@ -1361,4 +1361,40 @@ mod tests {
             Some(&RecordSlot::Erased { generation: 4 })
         );
     }
+
+    /// A registration naming another generation than the live one is
+    /// refused; erasing is refused while a later charge holds the last
+    /// attempt.
+    #[test]
+    fn replaces_must_name_the_live_generation_and_a_later_charge_blocks_erase() {
+        let id = RecordId([5; 32]);
+        let mut t = RecordTable::new();
+        let register = |replaces, generation| Command::Register {
+            record_id: id,
+            replaces,
+            generation,
+            payload: payload(2),
+        };
+        assert!(!matches!(t.apply(&register(None, 1)), Applied::Refused(_)));
+        assert_eq!(
+            t.apply(&register(Some(2), 2)),
+            Applied::Refused(Refusal::GenerationMismatch)
+        );
+        let generation = t.get(&id).map(RecordSlot::generation).unwrap();
+        for _ in 0..2 {
+            t.apply(&Command::ChargeAttempt {
+                record_id: id,
+                generation,
+            });
+        }
+        assert_eq!(
+            t.apply(&Command::Erase {
+                record_id: id,
+                generation,
+                charge: 1,
+            }),
+            Applied::Refused(Refusal::NotExhausted),
+            "charge 2 holds the last attempt"
+        );
+    }
 }
