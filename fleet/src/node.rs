@@ -971,7 +971,7 @@ impl Node {
         }
         match message {
             PeerMessage::Raft(bytes) => {
-                let Ok(m) = Message::parse_from_bytes(&bytes) else {
+                let Ok(m) = codec::decode_raft_message(&bytes) else {
                     self.counters.inconsistent_messages += 1;
                     return;
                 };

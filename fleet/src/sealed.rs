@@ -620,8 +620,8 @@ impl SealedStore {
                 return Err(LoadError::Tampered("the log rows are not contiguous"));
             }
             let bytes = self.open_row(Table::Log, key, &[], sealed, "log row does not open")?;
-            let entry =
-                Entry::parse_from_bytes(&bytes).map_err(|_| LoadError::Tampered("log entry"))?;
+            let entry = crate::codec::decode_raft_entry(&bytes)
+                .map_err(|_| LoadError::Tampered("log entry"))?;
             if self.sealing && entry.index != index {
                 return Err(LoadError::Tampered("log entry index"));
             }

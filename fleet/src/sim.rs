@@ -220,6 +220,10 @@ pub struct Sim {
     step: usize,
     oracle: Oracle,
     report: SimReport,
+    /// The host's decisions, one byte each, before the RNG takes over
+    /// ([`Sim::with_script`]).
+    script: Vec<u8>,
+    script_at: usize,
 }
 
 type Check = Result<(), String>;
@@ -274,6 +278,8 @@ impl Sim {
             step: 0,
             oracle: Oracle::default(),
             report: SimReport::default(),
+            script: Vec::new(),
+            script_at: 0,
             cfg,
         };
         sim.node_rngs = (0..sim.cfg.nodes)
@@ -292,16 +298,41 @@ impl Sim {
         )
     }
 
+    /// Lets `script` make the host's decisions: every choice of the
+    /// scheduler (which step comes next, which message is delivered,
+    /// duplicated, dropped, recorded or replayed, which fault strikes which
+    /// node and which row an edit touches) takes the next byte of `script`,
+    /// and the seeded RNG once it runs out. Keys, nonces and the clients'
+    /// randomness always come from the RNG. A fuzzer drives the fleet this
+    /// way (`fuzz/hosts`, target `fleet_sim`); the oracle is the same.
+    #[must_use]
+    pub fn with_script(mut self, script: Vec<u8>) -> Self {
+        self.script = script;
+        self.script_at = 0;
+        self
+    }
+
+    /// One decision of the host: the script's next byte, else the RNG.
+    fn draw(&mut self) -> u64 {
+        match self.script.get(self.script_at) {
+            Some(&b) => {
+                self.script_at += 1;
+                u64::from(b)
+            }
+            None => self.rng.next_u64(),
+        }
+    }
+
     fn pick(&mut self, n: usize) -> usize {
         if n == 0 {
             0
         } else {
-            (self.rng.next_u64() % n as u64) as usize
+            (self.draw() % n as u64) as usize
         }
     }
 
     fn chance(&mut self, percent: u64) -> bool {
-        self.rng.next_u64() % 100 < percent
+        self.draw() % 100 < percent
     }
 
     fn node_config(&self, i: usize) -> NodeConfig {
@@ -392,8 +423,8 @@ impl Sim {
                     to: (to as usize).wrapping_sub(1),
                     bytes: bytes.clone(),
                 });
-            } else if self.rng.next_u64().is_multiple_of(8) {
-                let at = (self.rng.next_u64() % 256) as usize;
+            } else if self.draw().is_multiple_of(8) {
+                let at = (self.draw() % 256) as usize;
                 self.recorded[at] = InFlight {
                     from: i,
                     to: (to as usize).wrapping_sub(1),
@@ -1018,8 +1049,8 @@ impl Sim {
         };
         let other = self.pick(self.cfg.nodes);
         let foreign = (other != i).then(|| self.disks[other].image());
-        let r1 = self.rng.next_u64() as usize;
-        let r2 = self.rng.next_u64() as usize;
+        let r1 = self.draw() as usize;
+        let r2 = self.draw() as usize;
         let bit = 1u8 << self.pick(8);
         self.disks[i].edit(|image| {
             let Some(rows) = image.get_mut(&table) else {

@@ -169,3 +169,39 @@ fn the_simulation_catches_a_stale_fake_record_answer() {
     println!("stale answer caught at seed {seed}: {e}");
     assert!(e.contains("from the fake-record path"), "{e}");
 }
+
+/// A script makes the host's decisions (the fuzz target `fleet_sim` drives
+/// the fleet this way): a script that only ever picks the tick step starts
+/// no client, whatever the seed's RNG would have done; a script replays
+/// exactly; and a script that runs out hands over to the seed's RNG.
+#[test]
+fn a_script_makes_the_hosts_decisions() {
+    let seed = 7;
+    let cfg = || SimConfig {
+        steps: 60,
+        ..SimConfig::for_seed(seed)
+    };
+    // Step roll 50..=74 is "tick every node": 60 steps of ticks only, then
+    // the heal (whose delivery picks also read the script: 0, the first).
+    let ticks = Sim::new(seed, cfg())
+        .unwrap()
+        .with_script(vec![50; 4_000])
+        .run()
+        .unwrap();
+    assert_eq!(ticks.registrations, 0);
+    assert_eq!(ticks.ke2s, 0);
+    let unscripted = Sim::new(seed, cfg()).unwrap().run().unwrap();
+    assert!(unscripted.registrations > 0 || unscripted.ke2s > 0);
+    let script: Vec<u8> = (0..300u32).map(|i| (i * 37 % 251) as u8).collect();
+    let a = Sim::new(seed, cfg())
+        .unwrap()
+        .with_script(script.clone())
+        .run()
+        .unwrap();
+    let b = Sim::new(seed, cfg())
+        .unwrap()
+        .with_script(script)
+        .run()
+        .unwrap();
+    assert_eq!(format!("{a:?}"), format!("{b:?}"));
+}

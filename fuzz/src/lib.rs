@@ -3,6 +3,7 @@
 //! every committed corpus and regression input on stable Rust.
 #![forbid(unsafe_code)]
 
+pub mod checkpoint_note;
 pub mod client;
 pub mod guess_limit;
 pub mod roundtrip;
@@ -31,6 +32,7 @@ pub const TARGETS: &[&str] = &[
     "vault_handle",
     "vault_guess_limit",
     "client_responses",
+    "checkpoint_note",
 ];
 
 /// Runs the target named `target` on one input. Panics (as the target
@@ -60,6 +62,7 @@ pub fn run(target: &str, data: &[u8]) -> bool {
         "client_responses" => {
             client::fuzz(data);
         }
+        "checkpoint_note" => checkpoint_note::fuzz(data),
         _ => return false,
     }
     true

@@ -221,4 +221,70 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert!(s.has_live(&c, 0));
     }
+
+    /// Sweeping happens only when the table is full (the common path stays
+    /// logarithmic): below the bound, an expired session stays until it is
+    /// named, and is then reported as expired rather than unknown.
+    #[test]
+    fn no_sweep_below_the_bound() {
+        let mut s = Sessions::new(3);
+        s.insert(SessionId([1; 16]), A, 10, "a");
+        assert!(s.make_room(20, &B));
+        assert_eq!(s.len(), 1, "an expired session was swept below the bound");
+        assert_eq!(s.take(&SessionId([1; 16]), &A, 20), Err(Missing::Expired));
+    }
+
+    /// A swept session leaves nothing behind for its record: the record
+    /// gets room again only as any other record would.
+    #[test]
+    fn a_swept_session_frees_its_record() {
+        let mut s = Sessions::new(1);
+        s.insert(SessionId([1; 16]), A, 5, "a");
+        assert!(s.make_room(10, &B), "A's session expired: swept");
+        s.insert(SessionId([2; 16]), B, 100, "b");
+        assert!(
+            !s.make_room(10, &A),
+            "full with B's live session: A has no session of its own to supersede"
+        );
+        assert!(!s.has_live(&A, 10));
+    }
+
+    /// Likewise an evicted session: its record keeps no claim on a slot.
+    #[test]
+    fn an_evicted_session_frees_its_record() {
+        let mut s = Sessions::new(1);
+        s.insert(SessionId([1; 16]), A, 10, "a");
+        s.insert(SessionId([2; 16]), B, 20, "b");
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.take(&SessionId([1; 16]), &A, 0), Err(Missing::Unknown));
+        assert!(
+            !s.make_room(0, &A),
+            "full with B's live session: A's was evicted, nothing to supersede"
+        );
+    }
+
+    /// `peek` answers as `take` does, and leaves the session in place.
+    #[test]
+    fn peek_checks_record_and_expiry_and_keeps_the_session() {
+        let mut s = Sessions::new(2);
+        s.insert(SessionId([1; 16]), A, 10, "a");
+        let id = SessionId([1; 16]);
+        assert_eq!(s.peek(&id, &A, 9), Ok(&"a"));
+        assert_eq!(s.peek(&id, &A, 9), Ok(&"a"), "peek keeps the session");
+        assert_eq!(s.peek(&id, &B, 9), Err(Missing::OtherRecord));
+        assert_eq!(s.peek(&id, &A, 10), Err(Missing::Expired));
+        assert_eq!(s.peek(&SessionId([9; 16]), &A, 0), Err(Missing::Unknown));
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.take(&id, &A, 9), Ok("a"));
+    }
+
+    /// A taken session leaves no claim on a slot either.
+    #[test]
+    fn a_taken_session_frees_its_record() {
+        let mut s = Sessions::new(1);
+        s.insert(SessionId([1; 16]), A, 100, "a");
+        assert_eq!(s.take(&SessionId([1; 16]), &A, 0), Ok("a"));
+        s.insert(SessionId([2; 16]), B, 100, "b");
+        assert!(!s.make_room(0, &A));
+    }
 }

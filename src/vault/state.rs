@@ -1304,4 +1304,97 @@ mod tests {
             );
         }
     }
+
+    /// `Debug` names each type and its counters, and never prints the
+    /// registration record, the wrapped key or the OPRF nonce.
+    #[test]
+    fn debug_shows_counters_and_hides_the_payload() {
+        use alloc::format;
+        let record = StoredRecord::new(payload(5), 3);
+        let slot = RecordSlot::Live(record.clone());
+        let command = Command::Register {
+            record_id: RecordId([7; 32]),
+            replaces: None,
+            generation: 3,
+            payload: payload(5),
+        };
+        for (text, name) in [
+            (format!("{:?}", record.payload), "RecordPayload"),
+            (format!("{record:?}"), "StoredRecord"),
+            (format!("{slot:?}"), "Live"),
+            (format!("{command:?}"), "Register"),
+        ] {
+            assert!(text.contains(name), "{text}");
+            assert!(
+                text.contains("max_attempts") || text.contains("generation"),
+                "{text}"
+            );
+            for secret in ["17, 17, 17", "34, 34, 34", "51, 51, 51"] {
+                assert!(!text.contains(secret), "{text}");
+            }
+        }
+        let erased = format!("{:?}", RecordSlot::Erased { generation: 9 });
+        assert!(
+            erased.contains("Erased") && erased.contains('9'),
+            "{erased}"
+        );
+    }
+
+    /// A replica restores a snapshot's slots one by one and reads them back
+    /// in id order.
+    #[test]
+    fn restore_iter_len_is_empty() {
+        let mut t = RecordTable::new();
+        assert!(t.is_empty());
+        assert_eq!(t.len(), 0);
+        t.restore(RecordId([2; 32]), RecordSlot::Erased { generation: 4 });
+        t.restore(
+            RecordId([1; 32]),
+            RecordSlot::Live(StoredRecord::new(payload(3), 1)),
+        );
+        assert!(!t.is_empty());
+        assert_eq!(t.len(), 2);
+        let ids: alloc::vec::Vec<RecordId> = t.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, [RecordId([1; 32]), RecordId([2; 32])]);
+        assert_eq!(
+            t.get(&RecordId([2; 32])),
+            Some(&RecordSlot::Erased { generation: 4 })
+        );
+    }
+
+    /// A registration naming another generation than the live one is
+    /// refused; erasing is refused while a later charge holds the last
+    /// attempt.
+    #[test]
+    fn replaces_must_name_the_live_generation_and_a_later_charge_blocks_erase() {
+        let id = RecordId([5; 32]);
+        let mut t = RecordTable::new();
+        let register = |replaces, generation| Command::Register {
+            record_id: id,
+            replaces,
+            generation,
+            payload: payload(2),
+        };
+        assert!(!matches!(t.apply(&register(None, 1)), Applied::Refused(_)));
+        assert_eq!(
+            t.apply(&register(Some(2), 2)),
+            Applied::Refused(Refusal::GenerationMismatch)
+        );
+        let generation = t.get(&id).map(RecordSlot::generation).unwrap();
+        for _ in 0..2 {
+            t.apply(&Command::ChargeAttempt {
+                record_id: id,
+                generation,
+            });
+        }
+        assert_eq!(
+            t.apply(&Command::Erase {
+                record_id: id,
+                generation,
+                charge: 1,
+            }),
+            Applied::Refused(Refusal::NotExhausted),
+            "charge 2 holds the last attempt"
+        );
+    }
 }

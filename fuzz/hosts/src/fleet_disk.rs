@@ -1,0 +1,240 @@
+//! A node loading what the host hands it as its stored state (SPEC.md
+//! §22.1). The host's rows are authenticated under a key only the node
+//! derives, and one sealed manifest commits to all of them, so:
+//!
+//! * rows the fuzzer made up never load (the node refuses the disk and
+//!   starts as if wiped), whatever tables, keys and values they have;
+//! * a genuine disk (a manifest, log entries with fuzzer-chosen data, hard
+//!   state) that the fuzzer then edits (bits of values or keys flipped,
+//!   rows dropped, added, copied under other keys, swapped) loads only if
+//!   the edits left it exactly as written, and then loads what was
+//!   written.
+
+use arbitrary::{Arbitrary, Unstructured};
+use backup_key_vault::FleetSecrets;
+use bkv_fleet::platform::{MemHost, MemImage, Table};
+use bkv_fleet::sealed::{Boot, SealedStore, Write};
+use raft::prelude::{Entry, HardState};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+/// One change the host makes to the rows.
+#[derive(Arbitrary, Debug)]
+enum Edit {
+    FlipValue {
+        table: u8,
+        row: u8,
+        at: u16,
+        mask: u8,
+    },
+    FlipKey {
+        table: u8,
+        row: u8,
+        at: u8,
+        mask: u8,
+    },
+    Drop {
+        table: u8,
+        row: u8,
+    },
+    Put {
+        table: u8,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    CopyTo {
+        table: u8,
+        row: u8,
+        to_table: u8,
+        key: Vec<u8>,
+    },
+    Swap {
+        table: u8,
+        a: u8,
+        b: u8,
+    },
+    Clear {
+        table: u8,
+    },
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    /// Start from an empty disk instead of a genuine one.
+    from_scratch: bool,
+    /// Log entries' data on the genuine disk (at most 6).
+    entries: Vec<Vec<u8>>,
+    term: u8,
+    edits: Vec<Edit>,
+}
+
+fn table(t: u8) -> Table {
+    Table::ALL[usize::from(t) % Table::ALL.len()]
+}
+
+fn row(image: &MemImage, t: Table, i: u8) -> Option<(Vec<u8>, Vec<u8>)> {
+    let rows = image.get(&t)?;
+    let n = rows.len();
+    if n == 0 {
+        return None;
+    }
+    rows.iter()
+        .nth(usize::from(i) % n)
+        .map(|(k, v)| (k.clone(), v.clone()))
+}
+
+fn edit(image: &mut MemImage, e: Edit) {
+    match e {
+        Edit::FlipValue {
+            table: t,
+            row: i,
+            at,
+            mask,
+        } => {
+            let t = table(t);
+            if let Some((k, mut v)) = row(image, t, i) {
+                let n = v.len().max(1);
+                if let Some(b) = v.get_mut(usize::from(at) % n) {
+                    *b ^= mask;
+                }
+                image.entry(t).or_default().insert(k, v);
+            }
+        }
+        Edit::FlipKey {
+            table: t,
+            row: i,
+            at,
+            mask,
+        } => {
+            let t = table(t);
+            if let Some((mut k, v)) = row(image, t, i) {
+                let rows = image.entry(t).or_default();
+                rows.remove(&k);
+                let n = k.len().max(1);
+                if let Some(b) = k.get_mut(usize::from(at) % n) {
+                    *b ^= mask;
+                }
+                rows.insert(k, v);
+            }
+        }
+        Edit::Drop { table: t, row: i } => {
+            let t = table(t);
+            if let Some((k, _)) = row(image, t, i) {
+                image.entry(t).or_default().remove(&k);
+            }
+        }
+        Edit::Put {
+            table: t,
+            key,
+            value,
+        } => {
+            image.entry(table(t)).or_default().insert(key, value);
+        }
+        Edit::CopyTo {
+            table: t,
+            row: i,
+            to_table,
+            key,
+        } => {
+            if let Some((_, v)) = row(image, table(t), i) {
+                image.entry(table(to_table)).or_default().insert(key, v);
+            }
+        }
+        Edit::Swap { table: t, a, b } => {
+            let t = table(t);
+            if let (Some((ka, va)), Some((kb, vb))) = (row(image, t, a), row(image, t, b)) {
+                let rows = image.entry(t).or_default();
+                rows.insert(ka, vb);
+                rows.insert(kb, va);
+            }
+        }
+        Edit::Clear { table: t } => {
+            image.remove(&table(t));
+        }
+    }
+}
+
+fn is_empty(image: &MemImage) -> bool {
+    image.values().all(|rows| rows.is_empty())
+}
+
+/// The rows without the empty tables (a table with no rows and no table
+/// are the same disk).
+fn rows(image: &MemImage) -> MemImage {
+    image
+        .iter()
+        .filter(|(_, rows)| !rows.is_empty())
+        .map(|(t, rows)| (*t, rows.clone()))
+        .collect()
+}
+
+/// The target.
+pub fn fuzz(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let Ok(input) = Input::arbitrary(&mut u) else {
+        return;
+    };
+    let mut rng = ChaCha20Rng::seed_from_u64(22);
+    let key = FleetSecrets::generate(&mut rng).fleet_transport_key();
+    let node = 1;
+    let host = MemHost::new();
+    let term = u64::from(input.term);
+    let entries: Vec<Entry> = input
+        .entries
+        .iter()
+        .take(6)
+        .enumerate()
+        .map(|(i, data)| Entry {
+            index: i as u64 + 1,
+            term,
+            data: data.clone().into(),
+            ..Entry::default()
+        })
+        .collect();
+    let hard_state = HardState {
+        term,
+        vote: 2,
+        commit: entries.len() as u64,
+        ..HardState::default()
+    };
+    if !input.from_scratch {
+        let (mut store, _, _) = SealedStore::open(&key, node, Box::new(host.clone()), None, true)
+            .expect("an empty memory disk opens");
+        store
+            .set_incarnation(&mut rng, 1)
+            .expect("a memory disk takes writes");
+        store
+            .write(
+                &mut rng,
+                &Write {
+                    entries: &entries,
+                    hard_state: Some(&hard_state),
+                    ..Write::default()
+                },
+            )
+            .expect("a memory disk takes writes");
+    }
+    let genuine = host.image();
+    let mut image = genuine.clone();
+    for e in input.edits.into_iter().take(16) {
+        edit(&mut image, e);
+    }
+    host.restore(image.clone());
+    let (_, loaded, boot) = SealedStore::open(&key, node, Box::new(host), None, true)
+        .expect("a memory disk never fails to read");
+    if is_empty(&image) {
+        assert_eq!(boot, Boot::Unvouched, "an empty disk is a first start");
+        assert!(loaded.entries.is_empty() && loaded.incarnation == 0);
+    } else if rows(&image) == rows(&genuine) {
+        assert_eq!(boot, Boot::Unvouched, "the genuine disk was refused");
+        assert_eq!(loaded.entries, entries);
+        assert_eq!(loaded.hard_state, hard_state);
+        assert_eq!(loaded.incarnation, 1);
+    } else {
+        assert!(
+            matches!(boot, Boot::Rejected(_)),
+            "a disk the host made or edited was loaded ({boot:?})"
+        );
+        assert!(loaded.entries.is_empty() && loaded.incarnation == 0);
+    }
+}
