@@ -49,6 +49,8 @@ struct Fleet {
     rng: ChaCha20Rng,
     queue: Vec<(usize, usize, Vec<u8>)>,
     cut: BTreeSet<usize>,
+    /// Directed links that lose every message (`(from, to)`).
+    severed: BTreeSet<(usize, usize)>,
     /// Messages to this node are also kept on tape.
     recording: Option<usize>,
     tape: Vec<(usize, usize, Vec<u8>)>,
@@ -82,6 +84,7 @@ impl Fleet {
             rng,
             queue: Vec::new(),
             cut: BTreeSet::new(),
+            severed: BTreeSet::new(),
             recording: None,
             tape: Vec::new(),
             now: 1_000,
@@ -198,7 +201,10 @@ impl Fleet {
                 return;
             }
             for (from, to, bytes) in std::mem::take(&mut self.queue) {
-                if self.cut.contains(&from) || self.cut.contains(&to) {
+                if self.cut.contains(&from)
+                    || self.cut.contains(&to)
+                    || self.severed.contains(&(from, to))
+                {
                     continue;
                 }
                 if let Some(node) = self.nodes[to].as_mut() {
@@ -268,6 +274,31 @@ impl Fleet {
         state
             .finish(&RegistrationConfirmation::from_bytes(&answer).unwrap())
             .unwrap();
+    }
+
+    /// Severs the links between `a` and `b`, both ways (or mends them).
+    fn sever(&mut self, a: usize, b: usize, severed: bool) {
+        for link in [(a, b), (b, a)] {
+            if severed {
+                self.severed.insert(link);
+            } else {
+                self.severed.remove(&link);
+            }
+        }
+    }
+
+    /// Hands node `i` a wrong guess and does not wait for the answer.
+    fn submit_guess(&mut self, i: usize, record: RecordId) {
+        let guess = format!("guess-{}", self.rng.next_u64());
+        let code = RecoveryCode::new(guess.as_bytes()).unwrap();
+        let (_, ke1) = Recovery::start(&mut self.rng, &self.client, record, &code).unwrap();
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let now = self.now;
+        let node = self.nodes[i].as_mut().unwrap();
+        let answer = node.client_request(&mut self.rngs[i], now, tag, &ke1.to_bytes());
+        assert!(answer.is_none(), "a charge must wait for its commit");
+        self.collect(i);
     }
 
     /// A wrong guess through node `i`: whether a KE2 came back.
@@ -730,4 +761,109 @@ fn with_nvram_a_rolled_back_node_recovers_from_its_peers() {
     fleet.start(2);
     assert!(fleet.node(2).is_serving());
     assert_eq!(fleet.node(2).counters().rollbacks_detected, 0);
+}
+
+fn one_probe_round(c: &mut NodeConfig) {
+    c.probe_interval_ticks = 1_000_000;
+}
+
+/// The gate's second way out (SPEC §22.3, item 3; `Node::update_gate`): a
+/// restarted node's target counted an uncommitted tail that a leader of a
+/// later term then replaced with a shorter log. The node must serve once it
+/// has applied everything committed under the new term, without waiting
+/// for the old tail's length, and never before: not while its log holds
+/// only the old term's entries, however far they reach.
+#[test]
+fn a_target_whose_uncommitted_tail_a_later_leader_replaced_releases_the_gate_only_when_applied() {
+    const N: usize = 5;
+    const A: usize = 0; // the old leader, whose tail is never committed
+    const E: usize = 4; // the restarted node
+    let mut fleet = Fleet::memory(N, defended);
+    fleet.settle();
+    assert_eq!(fleet.leader(), Some(A));
+    fleet.register(A, RECORD, "right code");
+    fleet.tick(5);
+    let committed = fleet.node(A).commit_index();
+
+    // E stops; A is cut off from B, C and D and appends charges nobody
+    // else stores: its tail stays uncommitted.
+    fleet.stop(E);
+    for peer in 1..E {
+        fleet.sever(A, peer, true);
+    }
+    let old_term = fleet.node(A).term();
+    for _ in 0..MAX_ATTEMPTS {
+        fleet.submit_guess(A, RECORD);
+    }
+    let target = fleet.node(A).last_log();
+    assert_eq!(target.0, old_term);
+    assert!(target.1 >= committed + 2, "{target:?} after {committed}");
+    assert_eq!(fleet.node(A).commit_index(), committed);
+
+    // E restarts, reaches everyone: its probes' answers include A's, so
+    // its target is A's log, and A hands it the tail. Holding a log as up
+    // to date as the target, with nothing new committed, it must not serve.
+    // (Few ticks: B, C and D stop hearing A and will elect a leader.) E
+    // probes once only: later rounds would soon replace the target with
+    // the new leader's log, closing the window this test looks into (it
+    // lasts at most a probe interval in a real fleet).
+    fleet.tweak = one_probe_round;
+    fleet.start(E);
+    for _ in 0..12 {
+        fleet.tick(1);
+        assert!(!fleet.node(E).is_serving(), "served on an uncommitted tail");
+        if fleet.node(E).last_log() == target {
+            break;
+        }
+    }
+    assert_eq!(fleet.node(E).last_log(), target, "E took A's tail");
+    assert_eq!(fleet.node(A).term(), old_term, "no election yet");
+
+    // A goes away; E is kept out while B, C and D elect a leader of a later
+    // term, whose log is shorter than the target.
+    fleet.cut.insert(A);
+    for peer in 1..E {
+        fleet.sever(E, peer, true);
+    }
+    for _ in 0..400 {
+        if fleet.leader().is_some() {
+            break;
+        }
+        fleet.tick(1);
+        assert!(!fleet.node(E).is_serving(), "served while cut off");
+    }
+    let leader = fleet.leader().expect("B, C and D elect a leader");
+    assert_ne!(leader, E);
+    fleet.tick(5);
+    let new_term = fleet.node(leader).term();
+    let new_commit = fleet.node(leader).commit_index();
+    assert!(new_term > old_term);
+    assert!(
+        new_commit < target.1,
+        "the new log is shorter than the target"
+    );
+
+    // E comes back: its tail is replaced, and it serves once it has applied
+    // everything committed, before the log reaches the target's index.
+    for peer in 1..E {
+        fleet.sever(E, peer, false);
+    }
+    let mut served = false;
+    for _ in 0..100 {
+        fleet.tick(1);
+        let e = fleet.node(E);
+        if e.is_serving() {
+            assert_eq!(e.last_log().0, new_term, "served on the old term's tail");
+            assert!(e.applied_index() >= new_commit, "served before applying");
+            assert!(e.applied_index() < target.1);
+            served = true;
+            break;
+        }
+    }
+    assert!(
+        served,
+        "never left the gate: {:?}",
+        fleet.node(E).last_log()
+    );
+    assert!(!fleet.node(E).is_leader());
 }
