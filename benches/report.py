@@ -12,6 +12,8 @@ every number comes from the same `cargo bench` run) and prints
 - the client against raw Argon2 with the same parameters,
 - bundle verification against two strict Ed25519 verifications plus its
   hashing (the target), and its parts against theirs,
+- the monitor on 10,000 epochs against the signature verifications it
+  cannot skip (`cargo bench -p bkv-auditor --bench monitor`),
 - and the stored record's size and the vault's peak memory under 100,000
   records, from `cargo bench --bench memory` (target/criterion/memory/).
 """
@@ -115,6 +117,11 @@ if bundle is not None:
     pin = b("pin_key")
     if pin is not None:
         rows.append(("pinning one key (PinnedKey::new, once per key)", fmt(pin), "", "", ""))
+
+# The monitor (`cargo bench -p bkv-auditor --bench monitor`): 10,000 epochs
+# with a remembered state, against the 30,000 strict verifications it must do.
+ratio("monitor, 10,000 epochs / 30,000 strict Ed25519 verifications",
+      median_ns("monitor", "verify_namespace_10000"), median_ns("monitor", "floor_30000_verifications"))
 
 width = max(len(r[0]) for r in rows)
 print(f"{'path':<{width}}  {'ours':>11}  {'baseline':>11}  {'ratio':>7}")
