@@ -266,6 +266,11 @@ pub fn bundle_refused(from: &str, e: &backup_key_vault::BundleError, consequence
              to go back"
         }
         B::WrongNamespace | B::CheckpointOriginMismatch => "; check --namespace",
+        B::RecordNotOwned { .. } => {
+            "; the node belongs to a group of the realm that does not own this record id \
+             (SPEC.md §14.1): give the realm's directory with --fleet DIR, which routes by id, \
+             instead of --endpoint"
+        }
         _ => "",
     };
     Failure::new(
