@@ -205,3 +205,31 @@ fn a_script_makes_the_hosts_decisions() {
         .unwrap();
     assert_eq!(format!("{a:?}"), format!("{b:?}"));
 }
+
+/// SPEC.md §14.1, §24.2: a realm of two groups, each a simulated fleet
+/// with its own range, secrets, faults and guess-limit oracle; the realm
+/// routes each honest client to the group that owns its record id and
+/// misroutes some requests to the other group, which must refuse them
+/// at once. Every group keeps the guess limit, no node commits or answers
+/// for another group's id, and every honest client recovers from its own
+/// group. `BKV_SIM_REALM_SEEDS=N` runs N seeds (default 12).
+#[test]
+fn a_two_group_realm_keeps_the_guess_limit_per_group_and_refuses_other_groups_records() {
+    use bkv_fleet::realm_sim::run_realm_seed;
+    let seeds = env("BKV_SIM_REALM_SEEDS").unwrap_or(12);
+    let first = env("BKV_SIM_FIRST").unwrap_or(0);
+    let mut per_group = [(0u64, 0u64); 2];
+    let mut foreign = 0;
+    for seed in first..first + seeds {
+        let reports = run_realm_seed(seed).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(reports.len(), 2);
+        for (g, r) in reports.iter().enumerate() {
+            per_group[g].0 += r.registrations;
+            per_group[g].1 += r.ke2s;
+            foreign += r.foreign_refused;
+        }
+    }
+    println!("realm: per group (registrations, KE2s) {per_group:?}, foreign refused {foreign}");
+    assert!(per_group.iter().all(|&(reg, ke2)| reg > 0 && ke2 > 0));
+    assert!(foreign > 0);
+}
