@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backup_key_vault::bundle::{TrustAnchors, VerifiedFleet};
+use backup_key_vault::bundle::{FleetKeyArtifact, TrustAnchors, VerifiedFleet};
 use backup_key_vault::client::{ClientConfig, Recovery, Registration};
 use backup_key_vault::vault::VaultPolicy;
 use backup_key_vault::wire::{
@@ -1079,22 +1079,27 @@ fn learn_fleet(
 
 /// The configuration to talk to the fleet with: the pinned one, or one
 /// learned from the fleet's verified bundle (its epoch remembered first,
-/// SPEC.md §17). Also returns the epoch, when learned.
+/// SPEC.md §17). Also returns the verified artifact, when learned. A
+/// fleet whose range overlaps an accepted fleet's of the same realm and
+/// layout is refused (SPEC.md §14.1).
 fn fleet_config(
     client: &FleetClient,
     t: &mut Target,
     floor: impl Fn(&ClientState) -> Option<u64>,
     out: &mut KeyOut,
-) -> Result<(ClientConfig, Option<u64>), Failure> {
+) -> Result<(ClientConfig, Option<FleetKeyArtifact>), Failure> {
     match &t.trust {
         Trust::Pinned(config) => Ok((config.as_ref().clone(), None)),
         Trust::OverTheAir { anchors, state } => {
             let (fleet, config) = learn_fleet(client, t, anchors, floor(state), out)?;
-            let epoch = fleet.epoch_to_store();
+            let artifact = fleet.artifact().clone();
             if let Trust::OverTheAir { state, .. } = &mut t.trust {
-                state.accept(epoch, None)?;
+                state
+                    .check_realm(&artifact)
+                    .map_err(|e| bundle_refused("the node", &e, "nothing was sent"))?;
+                state.accept(&artifact, None)?;
             }
-            Ok((config, Some(epoch)))
+            Ok((config, Some(artifact)))
         }
     }
 }
@@ -1102,8 +1107,10 @@ fn fleet_config(
 fn run_register(t: &mut Target, out: &mut KeyOut) -> Result<(), Failure> {
     let client = FleetClient::new();
     // A new registration goes only to a fleet at least as new as the newest
-    // one the client accepted.
-    let (config, epoch) = fleet_config(&client, t, ClientState::newest_epoch, out)?;
+    // one the client accepted for this record's id.
+    let record_id = t.record_id;
+    let floor = move |s: &ClientState| s.registration_floor(&record_id);
+    let (config, learned) = fleet_config(&client, t, floor, out)?;
     let (state, request) = Registration::start(&mut OsRng, &config, t.record_id, &t.code, None)
         .map_err(client_failure)?;
     let (node, answer) = first_answer(&client, &t.endpoints, &request.to_bytes())?;
@@ -1127,8 +1134,8 @@ fn run_register(t: &mut Target, out: &mut KeyOut) -> Result<(), Failure> {
         registered.backup_key.expose_secret(),
         "the registration is committed: `bkv recover` gets the key back",
     )?;
-    if let (Some(epoch), Trust::OverTheAir { state, .. }) = (epoch, &mut t.trust) {
-        state.accept(epoch, Some(&t.record_id))?;
+    if let (Some(artifact), Trust::OverTheAir { state, .. }) = (learned, &mut t.trust) {
+        state.accept(&artifact, Some(&t.record_id))?;
     }
     Ok(())
 }

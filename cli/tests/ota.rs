@@ -220,7 +220,10 @@ fn a_fleet_published_through_the_auditor_reaches_a_client_that_pins_two_keys() {
     let alice_key = backup_key(&registered);
     let state_json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
-    assert_eq!(state_json["newest_epoch"], 1);
+    // One fleet accepted, alone in its realm (every record id), at epoch 1.
+    assert_eq!(state_json["fleets"].as_array().unwrap().len(), 1);
+    assert_eq!(state_json["fleets"][0]["epoch"], 1);
+    assert_eq!(state_json["fleets"][0]["first_record"], "0000000000000000");
 
     // One node restarted from its disk still hands out the bundle, and a
     // recovery through it works.
@@ -474,7 +477,13 @@ fn a_fleet_published_through_the_auditor_reaches_a_client_that_pins_two_keys() {
     let bob_key = backup_key(&bob);
     let state_json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
-    assert_eq!(state_json["newest_epoch"], 2);
+    let newest = state_json["fleets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["epoch"].as_u64().unwrap())
+        .max();
+    assert_eq!(newest, Some(2));
     let again = client("recover", &fleet2, "bob", "bob-code", keys, &state, &[]);
     assert_eq!(backup_key(&again), bob_key);
     // The record on fleet 1 still recovers from fleet 1.
