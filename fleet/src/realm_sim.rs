@@ -87,7 +87,7 @@ impl RealmSim {
         for _ in 0..self.steps * n {
             let g = (self.rng.next_u64() % n as u64) as usize;
             self.groups[g].1.step().map_err(|e| fail(g, e))?;
-            if self.rng.next_u64() % 16 == 0 {
+            if self.rng.next_u64().is_multiple_of(16) {
                 // A client of group h, misrouted to group g.
                 let h = (g + 1 + (self.rng.next_u64() % (n as u64 - 1)) as usize) % n;
                 let ids = &self.groups[h].2;
