@@ -206,7 +206,7 @@ fn policy(insecure_fast: bool) -> VaultPolicy {
 pub const REALM_FILE: &str = "realm";
 
 /// `FIRST-LAST`, two 16-digit hex prefixes, inclusive.
-fn parse_range(text: &str) -> Result<RecordRange, String> {
+pub fn parse_range(text: &str) -> Result<RecordRange, String> {
     let prefix = |t: &str| {
         (t.len() == 16)
             .then(|| u64::from_str_radix(t, 16).ok())
