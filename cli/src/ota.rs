@@ -228,6 +228,17 @@ impl ClientState {
                         file.format
                     )));
                 }
+                if let Some(bad) = file.fleets.iter().find(|f| f.range().is_none()) {
+                    return Err(Failure::other(format!(
+                        "{}: fleet {:?} has no valid range ({:?}-{:?}: 16 hex digits each, \
+                         first not after last); restore the file from a backup rather than \
+                         editing it",
+                        path.display(),
+                        bad.fleet_id,
+                        bad.first_record,
+                        bad.last_record
+                    )));
+                }
                 if file.namespace != namespace {
                     return Err(Failure::usage(format!(
                         "{}: remembers namespace {:?}, not --namespace {namespace:?}; use one \
@@ -580,6 +591,7 @@ mod tests {
         for bad in [
             text.replacen('{', "{\"extra\": 1,", 1),
             text.replace(STATE_FORMAT, "bkv-client-state/v9"),
+            text.replace("\"ffffffffffffffff\"", "\"fffffffffffffffg\""),
             text[..text.len() / 2].to_string(),
         ] {
             std::fs::write(&path, bad).unwrap();
