@@ -69,6 +69,10 @@ pub struct SimConfig {
     /// without a read barrier.
     #[cfg(feature = "broken-rule")]
     pub no_read_barrier: bool,
+    /// **Test only**: a group's nodes serve every record id, whatever the
+    /// group's range (a realm whose vaults forgot their range, §14.1).
+    #[cfg(feature = "broken-rule")]
+    pub ignore_range: bool,
 }
 
 impl SimConfig {
@@ -93,6 +97,8 @@ impl SimConfig {
             broken_rule: false,
             #[cfg(feature = "broken-rule")]
             no_read_barrier: false,
+            #[cfg(feature = "broken-rule")]
+            ignore_range: false,
         }
     }
 }
@@ -378,6 +384,9 @@ impl Sim {
         {
             c.broken_rule = self.cfg.broken_rule;
             c.no_read_barrier = self.cfg.no_read_barrier;
+            if self.cfg.ignore_range {
+                c.policy.records = RecordRange::ALL;
+            }
         }
         c
     }

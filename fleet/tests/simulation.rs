@@ -233,3 +233,26 @@ fn a_two_group_realm_keeps_the_guess_limit_per_group_and_refuses_other_groups_re
     assert!(per_group.iter().all(|&(reg, ke2)| reg > 0 && ke2 > 0));
     assert!(foreign > 0);
 }
+
+/// The realm's range check can fail: with nodes that serve every id
+/// whatever their group's range (feature `broken-rule`), a request for the
+/// other group's record is answered instead of refused, and the realm run
+/// names it.
+#[test]
+fn the_realm_simulation_catches_a_group_that_serves_another_groups_records() {
+    use bkv_fleet::realm_sim::RealmSim;
+    let mut caught = None;
+    for seed in 0..50 {
+        let cfg = SimConfig {
+            ignore_range: true,
+            ..SimConfig::for_seed(seed)
+        };
+        if let Err(e) = RealmSim::new(seed, 2, cfg).and_then(RealmSim::run) {
+            caught = Some((seed, e));
+            break;
+        }
+    }
+    let (seed, e) = caught.expect("a group serving foreign ids went unnoticed for 50 seeds");
+    println!("range ignored, caught at seed {seed}: {e}");
+    assert!(e.contains("did not refuse another group's record"), "{e}");
+}
