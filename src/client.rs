@@ -44,6 +44,9 @@ pub struct ClientConfig {
     /// Whether the fleet keys were learned from a verified validation
     /// bundle (then a key mismatch is [`BundleError::KeyNotListed`]).
     learned: bool,
+    /// The record ids the fleet owns (SPEC.md §14.1): registration and
+    /// recovery of any other id are refused before anything is sent.
+    records: crate::RecordRange,
 }
 
 impl ClientConfig {
@@ -56,6 +59,7 @@ impl ClientConfig {
             floor: StretchingParams::default(),
             ceiling: StretchingParams::DEFAULT_CEILING,
             learned: false,
+            records: crate::RecordRange::ALL,
         }
     }
 
@@ -66,6 +70,7 @@ impl ClientConfig {
     pub fn from_verified_fleet(fleet: &VerifiedFleet) -> Self {
         Self {
             learned: true,
+            records: fleet.artifact().records,
             ..Self::new(fleet.public_keys())
         }
     }
@@ -75,6 +80,7 @@ impl ClientConfig {
     pub fn insecure_test_only_from_verified_fleet(fleet: &VerifiedFleet) -> Self {
         Self {
             learned: true,
+            records: fleet.artifact().records,
             ..Self::insecure_test_only(fleet.public_keys())
         }
     }
@@ -104,12 +110,40 @@ impl ClientConfig {
             floor: StretchingParams::INSECURE_TEST_ONLY,
             ceiling: StretchingParams::DEFAULT_CEILING,
             learned: false,
+            records: crate::RecordRange::ALL,
         }
     }
 
     /// The fleet keys this client trusts.
     pub fn fleet(&self) -> &FleetPublicKeys {
         &self.fleet
+    }
+
+    /// A pinned fleet that is one group of a realm: it owns only `records`
+    /// (SPEC.md §14.1). A configuration from a verified bundle takes the
+    /// bundle's range instead.
+    pub fn with_records(mut self, records: crate::RecordRange) -> Self {
+        self.records = records;
+        self
+    }
+
+    /// The record ids the fleet owns.
+    pub fn records(&self) -> crate::RecordRange {
+        self.records
+    }
+
+    /// Refuses a record the fleet does not own:
+    /// `Bundle(RecordNotOwned)`, before anything is sent (SPEC.md §17
+    /// step 16).
+    fn check_record(&self, record_id: &RecordId) -> Result<(), ClientError> {
+        if self.records.contains(record_id) {
+            Ok(())
+        } else {
+            Err(ClientError::Bundle(BundleError::RecordNotOwned {
+                first: self.records.first,
+                last: self.records.last,
+            }))
+        }
     }
 
     /// The error for a vault key-exchange key that is not the trusted one.
@@ -194,6 +228,7 @@ impl Registration {
         code: &RecoveryCode,
         rekey: Option<&RekeyAuthorization>,
     ) -> Result<(AwaitingRegistrationResponse, RegistrationRequest), ClientError> {
+        config.check_record(&record_id)?;
         config.check_stretching(&config.stretching)?;
         let rekey = match rekey {
             Some(r) if r.record_id != record_id => {
@@ -391,6 +426,7 @@ impl Recovery {
         record_id: RecordId,
         code: &RecoveryCode,
     ) -> Result<(AwaitingRecoveryResponse, RecoveryStart), ClientError> {
+        config.check_record(&record_id)?;
         let start =
             ClientLogin::<Suite>::start(rng, code.as_bytes()).map_err(|_| ClientError::Internal)?;
         let mut ke1 = Zeroizing::new([0u8; wire::KE1_LEN]);
@@ -468,8 +504,10 @@ impl AwaitingRecoveryResponse {
         stored_epoch: Option<u64>,
     ) -> Result<(AwaitingKeyRelease, RecoveryFinish, VerifiedFleet), ClientError> {
         let fleet = anchors.verify(response.bundle.bundle(), now_ms, stored_epoch)?;
+        fleet.check_record(&self.record_id)?;
         self.config.fleet = fleet.public_keys();
         self.config.learned = true;
+        self.config.records = fleet.artifact().records;
         let (state, ke3) = self.finish(rng, &response.response)?;
         Ok((state, ke3, fleet))
     }

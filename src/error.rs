@@ -190,6 +190,10 @@ pub enum VaultError {
     Internal,
     /// The vault holds no validation bundle to hand out (SPEC.md §16.2).
     NoBundle,
+    /// The record id is outside the range of ids this vault's group owns
+    /// (SPEC.md §14.1, §7): refused before anything is opened, charged or
+    /// answered. Says nothing about the record: the ranges are public.
+    RecordNotInRange,
 }
 
 impl fmt::Display for VaultError {
@@ -209,6 +213,7 @@ impl fmt::Display for VaultError {
             Self::InvalidPolicy => f.write_str("invalid vault policy"),
             Self::Internal => f.write_str("internal error"),
             Self::NoBundle => f.write_str("no validation bundle set"),
+            Self::RecordNotInRange => f.write_str("record id outside the range this fleet serves"),
         }
     }
 }
@@ -304,6 +309,20 @@ pub enum BundleError {
     /// The vault used a key that the verified bundle does not list for this
     /// role.
     KeyNotListed(crate::bundle::KeyRole),
+    /// The fleet's range (§14.1) does not hold the client's record id: the
+    /// fleet does not own the record, so nothing is sent to it.
+    RecordNotOwned {
+        /// The first prefix the fleet owns.
+        first: u64,
+        /// The last prefix the fleet owns.
+        last: u64,
+    },
+    /// Two artifacts of one realm and layout name overlapping but
+    /// different ranges (§14.1): one record would have two groups.
+    RangeOverlap,
+    /// The bundle names another range of record ids than the vault serves
+    /// (§16.2): a vault hands out only a bundle for its own range.
+    RangeMismatch,
 }
 
 impl fmt::Display for BundleError {
@@ -344,6 +363,17 @@ impl fmt::Display for BundleError {
                     f,
                     "vault used a key the bundle does not list for role {role}"
                 )
+            }
+            Self::RecordNotOwned { first, last } => write!(
+                f,
+                "the fleet serves record ids {first:016x}..={last:016x} (first 8 bytes), \
+                 not this record"
+            ),
+            Self::RangeOverlap => {
+                f.write_str("two groups of one realm and layout name overlapping ranges")
+            }
+            Self::RangeMismatch => {
+                f.write_str("bundle names another range of record ids than the vault serves")
             }
         }
     }

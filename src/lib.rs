@@ -51,7 +51,7 @@ pub mod xwing;
 pub use error::{BundleError, ClientError, StoreError, VaultError, WireError};
 pub use fleet::{FleetPublicKeys, FleetSecrets};
 pub use suite::StretchingParams;
-pub use types::{BackupKey, RecordId, RecoveryCode, SessionId};
+pub use types::{BackupKey, RecordId, RecordRange, RecoveryCode, SessionId};
 
 /// The operating system's CSPRNG, for apps and tools on std platforms. The
 /// crate itself never reaches for randomness: every operation that needs it

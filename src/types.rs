@@ -40,6 +40,65 @@ impl fmt::Debug for RecordId {
     }
 }
 
+/// The contiguous range of record ids one group of a realm owns (SPEC.md
+/// §14.1): every id whose first 8 bytes, read as a big-endian `u64`, lie
+/// in `first..=last`. Not secret: it is published in the group's
+/// fleet-key artifact, and record ids travel in the clear.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RecordRange {
+    /// The lowest prefix owned (inclusive).
+    pub first: u64,
+    /// The highest prefix owned (inclusive).
+    pub last: u64,
+}
+
+impl RecordRange {
+    /// Every record id: the range of a realm of one group.
+    pub const ALL: RecordRange = RecordRange {
+        first: 0,
+        last: u64::MAX,
+    };
+
+    /// The range `first..=last`, or `None` if `first > last`.
+    pub fn new(first: u64, last: u64) -> Option<Self> {
+        (first <= last).then_some(Self { first, last })
+    }
+
+    /// The prefix ranges are ordered by: the id's first 8 bytes, big-endian.
+    pub fn prefix(record_id: &RecordId) -> u64 {
+        let [a, b, c, d, e, f, g, h, ..] = record_id.0;
+        u64::from_be_bytes([a, b, c, d, e, f, g, h])
+    }
+
+    /// Whether the range holds `record_id`.
+    pub fn contains(&self, record_id: &RecordId) -> bool {
+        let p = Self::prefix(record_id);
+        self.first <= p && p <= self.last
+    }
+
+    /// Whether the two ranges share an id.
+    pub fn overlaps(&self, other: &RecordRange) -> bool {
+        self.first <= other.last && other.first <= self.last
+    }
+
+    /// The `i`-th of `n` ranges that split the id space into equal parts
+    /// (the last part takes the remainder): `None` unless `i < n`. What
+    /// `bkv fleet up --groups n` assigns.
+    pub fn split(i: u64, n: u64) -> Option<Self> {
+        if i >= n {
+            return None;
+        }
+        let width = (u128::from(u64::MAX) + 1) / u128::from(n);
+        let first = u64::try_from(width * u128::from(i)).ok()?;
+        let last = if i + 1 == n {
+            u64::MAX
+        } else {
+            u64::try_from(width * u128::from(i + 1) - 1).ok()?
+        };
+        Self::new(first, last)
+    }
+}
+
 /// Names one pending vault session (a recovery or a registration). Made by
 /// the vault from its randomness, so a relay cannot predict it.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -166,6 +225,35 @@ impl ConstantTimeEq for Secret32 {
 mod tests {
     use super::*;
     use alloc::format;
+
+    /// SPEC.md §14.1: a range holds exactly the ids whose 8-byte prefix
+    /// lies in it, ends included; `split` tiles the space without gap or
+    /// overlap.
+    #[test]
+    fn record_ranges_contain_by_prefix_and_split_tiles_the_space() {
+        let id = |prefix: u64| {
+            let mut b = [0xff; 32];
+            b[..8].copy_from_slice(&prefix.to_be_bytes());
+            RecordId(b)
+        };
+        let r = RecordRange::new(10, 20).unwrap();
+        assert!(!r.contains(&id(9)) && r.contains(&id(10)) && r.contains(&id(20)));
+        assert!(!r.contains(&id(21)));
+        assert_eq!(RecordRange::new(21, 20), None);
+        assert!(r.overlaps(&RecordRange::new(20, 30).unwrap()));
+        assert!(!r.overlaps(&RecordRange::new(21, 30).unwrap()));
+        assert!(RecordRange::ALL.contains(&id(0)) && RecordRange::ALL.contains(&id(u64::MAX)));
+        for n in [1u64, 2, 3, 7] {
+            let parts: Vec<_> = (0..n).map(|i| RecordRange::split(i, n).unwrap()).collect();
+            assert_eq!(parts[0].first, 0);
+            assert_eq!(parts[parts.len() - 1].last, u64::MAX);
+            for w in parts.windows(2) {
+                assert_eq!(w[0].last + 1, w[1].first);
+            }
+            assert_eq!(RecordRange::split(n, n), None);
+        }
+        assert_eq!(RecordRange::split(0, 1), Some(RecordRange::ALL));
+    }
 
     #[test]
     fn secrets_are_redacted_in_debug() {

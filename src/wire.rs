@@ -472,6 +472,9 @@ pub enum RejectionCode {
     Internal = 10,
     /// The vault holds no validation bundle.
     NoBundle = 11,
+    /// The record id is outside the range this vault's group owns
+    /// (SPEC.md §14.1).
+    RecordNotInRange = 12,
 }
 
 impl RejectionCode {
@@ -488,6 +491,7 @@ impl RejectionCode {
             9 => Self::StretchingBelowFloor,
             10 => Self::Internal,
             11 => Self::NoBundle,
+            12 => Self::RecordNotInRange,
             _ => return Err(WireError::InvalidField("rejection code")),
         })
     }
@@ -508,6 +512,7 @@ impl From<crate::VaultError> for RejectionCode {
             E::StretchingBelowFloor => Self::StretchingBelowFloor,
             E::InvalidPolicy | E::Internal => Self::Internal,
             E::NoBundle => Self::NoBundle,
+            E::RecordNotInRange => Self::RecordNotInRange,
         }
     }
 }

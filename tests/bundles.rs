@@ -493,10 +493,11 @@ fn bundle_codec_round_trips_and_is_strict() {
         ValidationBundle::from_bytes(&long),
         Err(WireError::InvalidField("trailing bytes"))
     );
-    // Version 2 (SPEC.md §16.1); version 1, with its u16 checkpoint
-    // length, is retired.
-    assert_eq!(bytes[0], 2);
-    for v in [1, 3] {
+    // Version 3 (SPEC.md §16.1, revision 14); version 1, with its u16
+    // checkpoint length, and version 2, whose artifacts named no range,
+    // are retired.
+    assert_eq!(bytes[0], 3);
+    for v in [1, 2, 4] {
         let mut version = bytes.clone();
         version[0] = v;
         assert_eq!(
@@ -704,4 +705,191 @@ fn a_member_installs_only_bundles_its_own_anchors_accept_for_its_own_keys() {
         vault.check_bundle(&s.anchors, &encoded(&newer), 2_000_000),
         Err(BundleError::Expired)
     );
+}
+
+/// Registers `record` through `vault`'s byte interface, then recovers it
+/// with the bundle attached to KE2; returns whether the keys match.
+fn register_then_recover(
+    vault: &mut Vault<MemoryStore>,
+    anchors: &TrustAnchors,
+    config: &ClientConfig,
+    record: backup_key_vault::RecordId,
+    rng: &mut common::Rng,
+) -> bool {
+    let code = RecoveryCode::new(b"realm code").unwrap();
+    let (state, request) = Registration::start(rng, config, record, &code, None).unwrap();
+    let answer = vault.handle(rng, NOW, &request.to_bytes());
+    let (state, upload) = state
+        .finish(
+            rng,
+            &RegistrationResponse::from_bytes(&answer).unwrap(),
+            None,
+        )
+        .unwrap();
+    let answer = vault.handle(rng, NOW, &upload.to_bytes());
+    let registered = state
+        .finish(&RegistrationConfirmation::from_bytes(&answer).unwrap())
+        .unwrap();
+    let (state, ke1) = Recovery::start(rng, config, record, &code).unwrap();
+    let answer = vault.handle(rng, NOW, &ke1.to_bytes());
+    let ke2 = RecoveryResponseWithBundle::from_bytes(&answer).unwrap();
+    let (state, ke3, _) = state
+        .finish_with_bundle(rng, &ke2, anchors, NOW, None)
+        .unwrap();
+    let answer = vault.handle(rng, NOW, &ke3.to_bytes());
+    let recovered = state
+        .finish(&KeyRelease::from_bytes(&answer).unwrap())
+        .unwrap();
+    recovered.backup_key == registered.backup_key
+}
+
+/// SPEC.md §14.1, §17 step 16: a realm of two groups, each its own fleet
+/// with its own bundle naming its range. The client routes by record id
+/// and refuses a group that does not own its record before it sends
+/// anything; a vault refuses another group's record id before it opens,
+/// charges or answers anything, and refuses a bundle naming another
+/// range; a relay that attaches the other group's valid bundle to a KE2
+/// is caught; two groups of one realm and layout cannot overlap.
+#[test]
+fn a_realm_routes_by_record_id_and_a_group_that_does_not_own_the_record_is_refused() {
+    use backup_key_vault::{RecordId, RecordRange};
+    let mut rng = rng(40);
+    let mut auditor = TestAuditor::new(1, DEFAULT_NAMESPACE);
+    let operator = OperatorSigningKey::from_bytes(&[2; 32]);
+    let anchors = TrustAnchors::new(&[auditor.key.public_key()], &[operator.public_key()]);
+    let mut groups = Vec::new();
+    for g in 0..2u64 {
+        let secrets = FleetSecrets::generate(&mut rng);
+        let records = RecordRange::split(g, 2).unwrap();
+        let artifact = FleetKeyArtifact::for_fleet(
+            DEFAULT_NAMESPACE,
+            &format!("group-{g}"),
+            g + 1,
+            &secrets.public_keys(),
+            1_000,
+            1_000_000,
+        )
+        .in_realm("realm-a", 1, records)
+        .to_bytes()
+        .unwrap();
+        let mut bundle = auditor.publish(&artifact, g + 1);
+        bundle.countersign(&operator);
+        let policy = VaultPolicy {
+            records,
+            ..VaultPolicy::insecure_test_only()
+        };
+        let mut vault = Vault::new(&secrets, policy, MemoryStore::new()).unwrap();
+        vault
+            .set_bundle(EncodedBundle::new(bundle.clone()).unwrap())
+            .unwrap();
+        let fleet = anchors.verify(&bundle, NOW, None).unwrap();
+        groups.push((secrets, bundle, vault, fleet));
+    }
+    let (low, high) = (RecordId([0x10; 32]), RecordId([0x90; 32]));
+    let owner = |groups: &[(_, _, _, backup_key_vault::bundle::VerifiedFleet)],
+                 record: &RecordId| {
+        groups
+            .iter()
+            .position(|(_, _, _, fleet)| fleet.check_record(record).is_ok())
+            .unwrap()
+    };
+    assert_eq!((owner(&groups, &low), owner(&groups, &high)), (0, 1));
+    groups[0]
+        .3
+        .artifact()
+        .check_realm(groups[1].3.artifact())
+        .unwrap();
+
+    // Each record registers and recovers in the group that owns it.
+    for record in [low, high] {
+        let g = owner(&groups, &record);
+        let config = ClientConfig::insecure_test_only_from_verified_fleet(&groups[g].3);
+        assert!(register_then_recover(
+            &mut groups[g].2,
+            &anchors,
+            &config,
+            record,
+            &mut rng
+        ));
+    }
+
+    // The client refuses group 0 for a record of group 1, before sending.
+    let not_owned = BundleError::RecordNotOwned {
+        first: 0,
+        last: 0x7fff_ffff_ffff_ffff,
+    };
+    assert_eq!(groups[0].3.check_record(&high), Err(not_owned));
+    let config0 = ClientConfig::insecure_test_only_from_verified_fleet(&groups[0].3);
+    let code = RecoveryCode::new(b"realm code").unwrap();
+    assert_eq!(
+        Registration::start(&mut rng, &config0, high, &code, None).err(),
+        Some(ClientError::Bundle(not_owned))
+    );
+    assert_eq!(
+        Recovery::start(&mut rng, &config0, high, &code).err(),
+        Some(ClientError::Bundle(not_owned))
+    );
+
+    // Group 0's vault refuses group 1's record, whatever a client sends:
+    // a client that pins group 0's keys without a range gets code 12, and
+    // nothing is charged or pending.
+    let pinned = ClientConfig::insecure_test_only(groups[0].0.public_keys());
+    let (_, ke1) = Recovery::start(&mut rng, &pinned, high, &code).unwrap();
+    assert_eq!(
+        groups[0].2.recovery_start(&mut rng, NOW, &ke1).err(),
+        Some(backup_key_vault::VaultError::RecordNotInRange)
+    );
+    let answer = groups[0].2.handle(&mut rng, NOW, &ke1.to_bytes());
+    assert_eq!(rejected(&answer), RejectionCode::RecordNotInRange);
+    assert_eq!(groups[0].2.pending_recoveries(), 0);
+    let (_, request) = Registration::start(&mut rng, &pinned, high, &code, None).unwrap();
+    let answer = groups[0].2.handle(&mut rng, NOW, &request.to_bytes());
+    assert_eq!(rejected(&answer), RejectionCode::RecordNotInRange);
+    // Group 1 still holds the record, with no attempt spent.
+    let config1 = ClientConfig::insecure_test_only_from_verified_fleet(&groups[1].3);
+    let (state, ke1) = Recovery::start(&mut rng, &config1, high, &code).unwrap();
+    let answer = groups[1].2.handle(&mut rng, NOW, &ke1.to_bytes());
+    let ke2 = RecoveryResponseWithBundle::from_bytes(&answer).unwrap();
+    assert_eq!(state.open(&ke2.response).unwrap().attempts_remaining, 9);
+
+    // A vault refuses a bundle naming another range than it serves.
+    let other = EncodedBundle::new(groups[1].1.clone()).unwrap();
+    assert_eq!(
+        groups[0].2.set_bundle(other.clone()),
+        Err(BundleError::RangeMismatch)
+    );
+
+    // A relay attaching group 1's valid bundle to group 0's KE2 for a
+    // record of group 0: the bundle's fleet does not own the record.
+    let (state, ke1) = Recovery::start(&mut rng, &config0, low, &code).unwrap();
+    let response = groups[0].2.recovery_start(&mut rng, NOW, &ke1).unwrap();
+    let forged = RecoveryResponseWithBundle {
+        response,
+        bundle: other,
+    };
+    assert_eq!(
+        state
+            .finish_with_bundle(&mut rng, &forged, &anchors, NOW, None)
+            .err(),
+        Some(ClientError::Bundle(BundleError::RecordNotOwned {
+            first: 0x8000_0000_0000_0000,
+            last: u64::MAX,
+        }))
+    );
+
+    // Two groups of one realm and layout may not overlap; another layout
+    // (a range being moved, §14.1) or another realm may.
+    let a = groups[0].3.artifact().clone();
+    let overlapping = a.clone().in_realm(
+        "realm-a",
+        1,
+        RecordRange::new(0x7000_0000_0000_0000, u64::MAX).unwrap(),
+    );
+    assert_eq!(a.check_realm(&overlapping), Err(BundleError::RangeOverlap));
+    assert_eq!(overlapping.check_realm(&a), Err(BundleError::RangeOverlap));
+    let moved = overlapping
+        .clone()
+        .in_realm("realm-a", 2, overlapping.records);
+    assert_eq!(a.check_realm(&moved), Ok(()));
+    assert_eq!(a.check_realm(&a), Ok(()));
 }

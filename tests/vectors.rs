@@ -930,6 +930,20 @@ fn bundle_vectors_follow_the_spec() {
     let anchors = TrustAnchors::new(&[auditor.to_bytes()], &[operator.to_bytes()]);
     let now = v["inputs"]["now_ms"].as_u64().unwrap();
     let fleet = anchors.verify_bytes(&bundle, now, None).expect("verifies");
+    // SPEC.md §14.1: the range is the artifact's, and holds the record.
+    let prefix =
+        |name: &str| u64::from_be_bytes(b(&v["inputs"][name]).try_into().expect("8 bytes"));
+    assert_eq!(
+        (
+            fleet.artifact().records.first,
+            fleet.artifact().records.last
+        ),
+        (prefix("first_record"), prefix("last_record"))
+    );
+    let record = backup_key_vault::RecordId(b(&v["inputs"]["record_id"]).try_into().unwrap());
+    fleet
+        .check_record(&record)
+        .expect("the fleet owns the record");
     assert_eq!(
         hex(&fleet.public_keys().key_exchange),
         v["verified"]["ke_pk"]
@@ -951,12 +965,14 @@ fn bundle_vectors_follow_the_spec() {
         let anchors =
             TrustAnchors::new(&keys(&case["auditor_keys"]), &keys(&case["operator_keys"]))
                 .with_namespace(case["namespace"].as_str().unwrap());
+        let record = backup_key_vault::RecordId(b(&case["record_id"]).try_into().unwrap());
         let err = anchors
             .verify_bytes(
                 &b(&case["bundle"]),
                 case["now_ms"].as_u64().unwrap(),
                 case["stored_epoch"].as_u64(),
             )
+            .and_then(|fleet| fleet.check_record(&record))
             .err()
             .unwrap_or_else(|| panic!("{} was accepted", case["case"]));
         assert_eq!(flows::bundle_error(&err), case["error"], "{}", case["case"]);

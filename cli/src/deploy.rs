@@ -12,7 +12,7 @@ use backup_key_vault::bundle::{
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use bkv_auditor::Auditor;
-use bkv_deploy::ceremony::{self, CeremonyHsm, CeremonyPlan, ParticipantKey};
+use bkv_deploy::ceremony::{self, CeremonyHsm, CeremonyPlan, ParticipantKey, RealmGroup};
 use bkv_deploy::evidence::{parse_hex, Name, QuorumPolicy};
 use bkv_deploy::measure::{self, MeasureOptions};
 use bkv_deploy::sim::{SimulatedHsm, SimulatedVendor, Validity};
@@ -90,6 +90,19 @@ pub struct CeremonyArgs {
     /// Days the fleet-key artifact is valid.
     #[arg(long, default_value_t = 365)]
     valid_days: u64,
+    /// Make the fleet a group of this realm (SPEC.md §14.1): its artifact
+    /// names the realm, --layout and --records. Without it the fleet is
+    /// alone in its realm and serves every record id.
+    #[arg(long, value_name = "NAME", requires = "records")]
+    realm: Option<String>,
+    /// With --realm: the realm's layout.
+    #[arg(long, default_value_t = 1, requires = "realm")]
+    layout: u64,
+    /// With --realm: the record ids the fleet serves, FIRST-LAST (16 hex
+    /// digits each, the ids' first 8 bytes, inclusive). Its nodes run
+    /// with the same `bkv node --records`.
+    #[arg(long, value_name = "FIRST-LAST", requires = "realm")]
+    records: Option<String>,
 }
 
 fn parse_hsm(spec: &str) -> Result<(Name, Name), String> {
@@ -202,6 +215,15 @@ fn run_ceremony(args: &CeremonyArgs) -> Result<Option<Report>, String> {
         quorum: QuorumPolicy {
             min_hsms: args.min_hsms,
             min_sites: args.min_sites,
+        },
+        group: match (&args.realm, &args.records) {
+            (Some(realm), Some(records)) => Some(RealmGroup {
+                realm: name(realm, "realm")?,
+                layout: args.layout,
+                records: crate::fleet_node::parse_range(records)
+                    .map_err(|e| format!("--records {e}"))?,
+            }),
+            _ => None,
         },
     };
     let mut taking_part: Vec<CeremonyHsm<'_>> = hsms
@@ -711,6 +733,7 @@ pub fn demo_ceremony() -> Result<DemoFleet, String> {
             min_hsms: 3,
             min_sites: 2,
         },
+        group: None,
     };
     let mut taking_part: Vec<CeremonyHsm<'_>> = hsms
         .iter_mut()

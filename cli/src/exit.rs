@@ -17,7 +17,7 @@ Exit codes:
   3  wrong recovery code (or no such record: the fleet does not tell them apart)
   4  record locked (no attempts left) or gone; registration refused over a live record
   5  fleet unavailable: no node answered, no quorum, or busy; safe to retry later
-  6  verification failed: evidence, a log or an answer did not verify";
+  6  verification failed: evidence, a log or an answer did not verify, or the fleet does not own the record";
 
 /// What kind of failure ended a command; each has its own exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

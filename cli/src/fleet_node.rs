@@ -22,14 +22,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backup_key_vault::bundle::{TrustAnchors, VerifiedFleet};
+use backup_key_vault::bundle::{FleetKeyArtifact, TrustAnchors, VerifiedFleet};
 use backup_key_vault::client::{ClientConfig, Recovery, Registration};
 use backup_key_vault::vault::VaultPolicy;
 use backup_key_vault::wire::{
     BundleRequest, BundleResponse, KeyRelease, RecoveryResponse, RecoveryResponseWithBundle,
     RegistrationConfirmation, RegistrationResponse, Rejection, RejectionCode,
 };
-use backup_key_vault::{ClientError, FleetPublicKeys, FleetSecrets, OsRng, RecordId, RecoveryCode};
+use backup_key_vault::{
+    ClientError, FleetPublicKeys, FleetSecrets, OsRng, RecordId, RecordRange, RecoveryCode,
+};
 use bkv_fleet::net::{run_node, unix_ms, FleetClient, NodeOptions};
 use bkv_fleet::FleetError;
 use clap::Args;
@@ -84,6 +86,12 @@ pub struct NodeArgs {
     /// Milliseconds per tick.
     #[arg(long, default_value_t = 20)]
     tick_ms: u64,
+    /// The record ids this node's group owns, as `FIRST-LAST`: two 16-digit
+    /// hex prefixes (the ids' first 8 bytes), inclusive (SPEC.md §14.1).
+    /// Requests for other ids are refused (Rejection code 12), and a
+    /// bundle naming another range is not installed. Default: every id.
+    #[arg(long, value_name = "FIRST-LAST")]
+    records: Option<String>,
     /// A file standing in for the HSM's tamper-proof NVRAM (SPEC.md §22.4).
     /// NOT tamper-proof: whoever can write it can roll it back together
     /// with the disk. Without it, every start goes through the recovery
@@ -95,9 +103,16 @@ pub struct NodeArgs {
 /// `bkv fleet up`.
 #[derive(Args, Debug)]
 pub struct UpArgs {
-    /// Number of nodes: odd, from 3 to 99 (SPEC.md §20).
+    /// Number of nodes per group: odd, from 3 to 99 (SPEC.md §20).
     #[arg(long, default_value_t = 5)]
     nodes: u64,
+    /// Number of groups (Raft fleets) of the realm, 1 to 16, each owning an
+    /// equal range of record ids (SPEC.md §14.1). With 1 (the default) the
+    /// directory is one fleet's, as before; with more, group g's fleet is
+    /// in DIR/group-g (its ports start at base + 200·g) and DIR/realm
+    /// lists each group's range, for `bkv register`/`recover` to route by.
+    #[arg(long, default_value_t = 1)]
+    groups: u64,
     /// The fleet directory (created mode 0700; secrets generated if absent).
     #[arg(long, default_value = "bkv-fleet")]
     dir: PathBuf,
@@ -114,7 +129,9 @@ pub struct UpArgs {
 pub struct ClientArgs {
     /// The fleet directory: its `endpoints` (one node URL a line) and,
     /// unless the keys are learned over the air (--auditor-key and
-    /// --operator-key), its `fleet.public`.
+    /// --operator-key), its `fleet.public`. A realm's directory (one with
+    /// a `realm` file, from `bkv fleet up --groups G`): the group that
+    /// owns the record's id is used.
     #[arg(long, default_value = "bkv-fleet")]
     fleet: PathBuf,
     /// A node's URL (http://HOST:PORT); repeat. Replaces the fleet
@@ -183,6 +200,88 @@ fn policy(insecure_fast: bool) -> VaultPolicy {
     } else {
         VaultPolicy::default()
     }
+}
+
+/// The name of a realm directory's list of groups.
+pub const REALM_FILE: &str = "realm";
+
+/// `FIRST-LAST`, two 16-digit hex prefixes, inclusive.
+pub fn parse_range(text: &str) -> Result<RecordRange, String> {
+    let prefix = |t: &str| {
+        (t.len() == 16)
+            .then(|| u64::from_str_radix(t, 16).ok())
+            .flatten()
+            .ok_or_else(|| format!("{t:?} is not 16 hex digits"))
+    };
+    let (first, last) = text.trim().split_once('-').ok_or_else(|| {
+        format!("{text:?}: want FIRST-LAST, e.g. 0000000000000000-7fffffffffffffff")
+    })?;
+    let (first, last) = (prefix(first)?, prefix(last)?);
+    RecordRange::new(first, last).ok_or_else(|| format!("{text:?}: FIRST is after LAST"))
+}
+
+fn format_range(r: RecordRange) -> String {
+    format!("{:016x}-{:016x}", r.first, r.last)
+}
+
+/// The group of a realm directory that owns `record_id`: its directory
+/// and range. `None` for a directory without a `realm` file (one fleet,
+/// every id). The file lists `group-NAME FIRST-LAST` a line; it is read
+/// as strictly as it is written (ranges that overlap, or no group owning
+/// the id, are refused), but it is only routing: a pinned client trusts
+/// it like `fleet.public`, an over-the-air client checks the range in the
+/// group's verified bundle (SPEC.md §17 step 16).
+fn route(fleet: &Path, record_id: &RecordId) -> Result<Option<(PathBuf, RecordRange)>, Failure> {
+    let path = fleet.join(REALM_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Failure::other(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )))
+        }
+    };
+    let bad = |line: usize, why: String| {
+        Failure::other(format!(
+            "{} line {line}: {why}; `bkv fleet up --groups G --dir {}` writes this file",
+            path.display(),
+            fleet.display()
+        ))
+    };
+    let mut groups: Vec<(String, RecordRange)> = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let (name, range) = line
+            .split_once(' ')
+            .ok_or_else(|| bad(i + 1, "want `group-N FIRST-LAST`".into()))?;
+        if !name.starts_with("group-") || name.contains(['/', '.']) {
+            return Err(bad(
+                i + 1,
+                format!("{name:?} is not a group directory name"),
+            ));
+        }
+        let range = parse_range(range).map_err(|e| bad(i + 1, e))?;
+        if let Some((other, _)) = groups.iter().find(|(_, r)| r.overlaps(&range)) {
+            return Err(bad(i + 1, format!("its range overlaps {other}'s")));
+        }
+        groups.push((name.to_string(), range));
+    }
+    let (name, range) = groups
+        .into_iter()
+        .find(|(_, r)| r.contains(record_id))
+        .ok_or_else(|| {
+            Failure::other(format!(
+                "{}: no group owns record id {}…; the realm's ranges must cover every id",
+                path.display(),
+                hex(&record_id.0[..8])
+            ))
+        })?;
+    Ok(Some((fleet.join(name), range)))
 }
 
 fn parse_peers(s: &str) -> Result<BTreeMap<u64, SocketAddr>, String> {
@@ -268,6 +367,10 @@ fn run_one_node(args: &NodeArgs) -> Result<(), Failure> {
         )));
     }
     let anchors = args.pins.anchors()?;
+    let records = match &args.records {
+        Some(text) => parse_range(text).map_err(|e| Failure::usage(format!("--records {e}")))?,
+        None => RecordRange::ALL,
+    };
     let secrets = match (&args.secrets, &args.ceremony, &args.hsm) {
         (Some(path), _, _) => read_secrets(path)?,
         (None, Some(dir), Some(hsm)) => crate::deploy::open_ceremony_secrets(dir, hsm)?,
@@ -285,7 +388,10 @@ fn run_one_node(args: &NodeArgs) -> Result<(), Failure> {
         peers,
         listen: args.listen,
         data_dir: args.data.clone(),
-        policy: policy(args.insecure_fast),
+        policy: VaultPolicy {
+            records,
+            ..policy(args.insecure_fast)
+        },
         tick: Duration::from_millis(args.tick_ms.max(1)),
         nvram: args.nvram.clone(),
         anchors,
@@ -298,8 +404,10 @@ fn run_one_node(args: &NodeArgs) -> Result<(), Failure> {
         );
     }
     eprintln!(
-        "node {} serving clients on http://{} (peers on {own})",
-        args.id, args.listen
+        "node {} serving clients on http://{} (peers on {own}; record ids {})",
+        args.id,
+        args.listen,
+        format_range(records)
     );
     run_node(options, &secrets).map_err(|e| {
         let text = fleet_error(&e);
@@ -330,6 +438,7 @@ pub fn prepare_fleet(
     n: u64,
     base_port: u16,
     insecure_fast: bool,
+    records: RecordRange,
 ) -> Result<Vec<Vec<String>>, Failure> {
     secret::create_private_dir(dir)?;
     let secrets_path = dir.join("fleet.secrets");
@@ -383,13 +492,16 @@ pub fn prepare_fleet(
             if insecure_fast {
                 a.push("--insecure-fast".into());
             }
+            if records != RecordRange::ALL {
+                a.extend(["--records".into(), format_range(records)]);
+            }
             Ok(a)
         })
         .collect()
 }
 
 /// The node processes of `fleet up`; dropping them stops them all.
-struct Nodes(Vec<(u64, String, Child)>);
+struct Nodes(Vec<(String, String, Child)>);
 
 impl Drop for Nodes {
     fn drop(&mut self) {
@@ -419,6 +531,22 @@ fn run_up(args: &UpArgs) -> Result<(), Failure> {
              (SPEC.md §20: a majority must survive a failure)"
         )));
     }
+    let g_count = args.groups;
+    if !(1..=MAX_GROUPS).contains(&g_count) {
+        return Err(Failure::usage(format!(
+            "--groups {g_count}: a local realm has 1 to {MAX_GROUPS} groups"
+        )));
+    }
+    // Group g's ports start at base + 200·g: peers +1..=+99, clients
+    // +101..=+199.
+    let group_base = |g: u64| -> Result<u16, Failure> {
+        u16::try_from(u64::from(args.base_port) + GROUP_PORT_STRIDE * g).map_err(|_| {
+            Failure::usage(format!(
+                "--base-port {}: group {g}'s ports are out of range",
+                args.base_port
+            ))
+        })
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
@@ -427,29 +555,63 @@ fn run_up(args: &UpArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::other(format!("cannot find this executable: {e}")))?;
     // Every port must be free before anything starts: a node of another
     // fleet on a client port would otherwise answer for ours.
-    for id in 1..=n {
-        for (offset, what) in [(id, "peer"), (100 + id, "client")] {
-            let port = u16::try_from(u64::from(args.base_port) + offset).map_err(|_| {
-                Failure::usage(format!(
-                    "--base-port {}: node {id}'s {what} port is out of range",
-                    args.base_port
-                ))
-            })?;
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            can_listen(addr, &format!("node {id}'s {what} address"))?;
+    for g in 0..g_count {
+        let base = group_base(g)?;
+        for id in 1..=n {
+            for (offset, what) in [(id, "peer"), (100 + id, "client")] {
+                let port = u16::try_from(u64::from(base) + offset).map_err(|_| {
+                    Failure::usage(format!(
+                        "--base-port {}: node {id}'s {what} port is out of range",
+                        args.base_port
+                    ))
+                })?;
+                let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                let whose = if g_count == 1 {
+                    format!("node {id}'s {what} address")
+                } else {
+                    format!("group {g} node {id}'s {what} address")
+                };
+                can_listen(addr, &whose)?;
+            }
         }
     }
-    let node_args = prepare_fleet(&args.dir, n, args.base_port, args.insecure_fast)?;
-    let endpoints: Vec<String> = (1..=n)
-        .map(|id| format!("http://127.0.0.1:{}", u64::from(args.base_port) + 100 + id))
-        .collect();
+    let mut planned = Vec::new();
+    if g_count == 1 {
+        let node_args = prepare_fleet(
+            &args.dir,
+            n,
+            args.base_port,
+            args.insecure_fast,
+            RecordRange::ALL,
+        )?;
+        planned.push((String::new(), args.base_port, node_args));
+    } else {
+        secret::create_private_dir(&args.dir)?;
+        let mut realm = String::new();
+        for g in 0..g_count {
+            let records = RecordRange::split(g, g_count)
+                .ok_or_else(|| Failure::other(format!("no range for group {g}")))?;
+            let name = format!("group-{g}");
+            let base = group_base(g)?;
+            let node_args =
+                prepare_fleet(&args.dir.join(&name), n, base, args.insecure_fast, records)?;
+            realm.push_str(&format!("{name} {}\n", format_range(records)));
+            planned.push((format!("group {g} "), base, node_args));
+        }
+        let path = args.dir.join(REALM_FILE);
+        std::fs::write(&path, realm)
+            .map_err(|e| Failure::other(format!("cannot write {}: {e}", path.display())))?;
+    }
     let mut nodes = Nodes(Vec::new());
-    for ((id, a), endpoint) in (1..=n).zip(&node_args).zip(&endpoints) {
-        let child = Process::new(&exe)
-            .args(a)
-            .spawn()
-            .map_err(|e| Failure::other(format!("cannot start node {id}: {e}")))?;
-        nodes.0.push((id, endpoint.clone(), child));
+    for (label, base, node_args) in &planned {
+        for (id, a) in (1..=n).zip(node_args) {
+            let endpoint = format!("http://127.0.0.1:{}", u64::from(*base) + 100 + id);
+            let child = Process::new(&exe)
+                .args(a)
+                .spawn()
+                .map_err(|e| Failure::other(format!("cannot start {label}node {id}: {e}")))?;
+            nodes.0.push((format!("{label}node {id}"), endpoint, child));
+        }
     }
 
     // Every node must come up and answer; one that exits fails the command.
@@ -460,10 +622,10 @@ fn run_up(args: &UpArgs) -> Result<(), Failure> {
             eprintln!("bkv fleet up: stopping the fleet");
             return Ok(());
         }
-        for (id, _, child) in &mut nodes.0 {
+        for (name, _, child) in &mut nodes.0 {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(Failure::other(format!(
-                    "node {id} failed to start ({status}); its error is above. \
+                    "{name} failed to start ({status}); its error is above. \
                      Stopping the other nodes."
                 )));
             }
@@ -489,8 +651,13 @@ fn run_up(args: &UpArgs) -> Result<(), Failure> {
         std::thread::sleep(Duration::from_millis(100));
     }
     // A closed stdout does not stop the fleet.
+    let what = if g_count == 1 {
+        format!("fleet of {n} nodes up")
+    } else {
+        format!("realm of {g_count} groups of {n} nodes up")
+    };
     let _ = secret::print(&format!(
-        "fleet of {n} nodes up; clients: bkv register --fleet {} --record NAME{}",
+        "{what}; clients: bkv register --fleet {} --record NAME{}",
         args.dir.display(),
         if args.insecure_fast {
             " --insecure-fast"
@@ -507,16 +674,22 @@ fn run_up(args: &UpArgs) -> Result<(), Failure> {
             return Ok(());
         }
         let mut exited = Vec::new();
-        for (i, (id, _, child)) in nodes.0.iter_mut().enumerate() {
+        for (i, (name, _, child)) in nodes.0.iter_mut().enumerate() {
             if let Ok(Some(status)) = child.try_wait() {
-                exited.push((i, *id, status));
+                exited.push((i, name.clone(), status));
             }
         }
-        for (i, id, status) in exited.into_iter().rev() {
+        for (i, name, status) in exited.into_iter().rev() {
             nodes.0.remove(i);
-            let live = nodes.0.len() as u64;
+            // The nodes still running in the dead node's group.
+            let group = name.rsplit_once("node ").map_or("", |(g, _)| g).to_string();
+            let live = nodes
+                .0
+                .iter()
+                .filter(|(other, _, _)| other.rsplit_once("node ").map_or("", |(g, _)| g) == group)
+                .count() as u64;
             eprintln!(
-                "bkv fleet up: node {id} exited ({status}); {live} of {n} nodes running{}",
+                "bkv fleet up: {name} exited ({status}); {live} of {n} {group}nodes running{}",
                 if live < majority {
                     ": no majority, the fleet cannot answer"
                 } else {
@@ -530,6 +703,11 @@ fn run_up(args: &UpArgs) -> Result<(), Failure> {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Most groups `fleet up` starts.
+const MAX_GROUPS: u64 = 16;
+/// Ports between one group's base and the next's.
+const GROUP_PORT_STRIDE: u64 = 200;
 
 /// Where the client's trust in the fleet's keys comes from.
 enum Trust {
@@ -617,6 +795,12 @@ pub fn endpoints(fleet: &Path, given: &[String]) -> Result<Vec<String>, Failure>
 }
 
 fn target(args: &ClientArgs) -> Result<Target, Failure> {
+    let record_id = RecordId(Sha256::digest(args.record.as_bytes()).into());
+    // A realm: the group that owns the id (SPEC.md §14.1).
+    let (fleet, records) = match route(&args.fleet, &record_id)? {
+        Some((dir, records)) => (dir, records),
+        None => (args.fleet.clone(), RecordRange::ALL),
+    };
     let trust = match args.pins.anchors()? {
         Some(anchors) => {
             let path = args.state.as_deref().ok_or_else(|| {
@@ -630,17 +814,18 @@ fn target(args: &ClientArgs) -> Result<Target, Failure> {
         }
         None => {
             let keys = parse_public(
-                &fleet_file(&args.fleet, "fleet.public")?,
-                &args.fleet.join("fleet.public"),
+                &fleet_file(&fleet, "fleet.public")?,
+                &fleet.join("fleet.public"),
             )?;
-            Trust::Pinned(Box::new(if args.insecure_fast {
+            let config = if args.insecure_fast {
                 ClientConfig::insecure_test_only(keys)
             } else {
                 ClientConfig::new(keys)
-            }))
+            };
+            Trust::Pinned(Box::new(config.with_records(records)))
         }
     };
-    let endpoints = endpoints(&args.fleet, &args.endpoints)?;
+    let endpoints = endpoints(&fleet, &args.endpoints)?;
     let endpoints = match args.node {
         Some(k) => vec![endpoints
             .get(k.wrapping_sub(1))
@@ -653,7 +838,6 @@ fn target(args: &ClientArgs) -> Result<Target, Failure> {
             .clone()],
         None => endpoints,
     };
-    let record_id = RecordId(Sha256::digest(args.record.as_bytes()).into());
     let code = secret::read(&SecretSource {
         flag: args.code.as_deref(),
         file: args.code_file.as_deref(),
@@ -698,6 +882,11 @@ fn refused(node: &str, code: RejectionCode) -> Failure {
         ),
         RejectionCode::RequestNotAuthentic => Failure::other(format!(
             "{node} refused the request as not authentic: does fleet.public belong to this fleet?"
+        )),
+        RejectionCode::RecordNotInRange => Failure::other(format!(
+            "{node} does not serve this record: its group of the realm owns another range of \
+             record ids (SPEC.md §14.1), and nothing was charged. Use a node of the group that \
+             owns the id: drop --endpoint and give the realm's directory with --fleet DIR"
         )),
         RejectionCode::NoBundle => Failure::other(format!(
             "{node} holds no validation bundle: the operator installs one with `bkv operator \
@@ -872,6 +1061,7 @@ fn learn_fleet(
     let response = BundleResponse::from_bytes(&answer).map_err(|_| unexpected(&node, &answer))?;
     let fleet = anchors
         .verify(response.bundle.bundle(), unix_ms(), floor)
+        .and_then(|fleet| fleet.check_record(&t.record_id).map(|()| fleet))
         .map_err(|e| bundle_refused(&node, &e, "nothing was sent"))?;
     out.say(&format!(
         "fleet {} learned from {node}: epoch {} of {}, signed by the pinned auditor and operator",
@@ -889,22 +1079,27 @@ fn learn_fleet(
 
 /// The configuration to talk to the fleet with: the pinned one, or one
 /// learned from the fleet's verified bundle (its epoch remembered first,
-/// SPEC.md §17). Also returns the epoch, when learned.
+/// SPEC.md §17). Also returns the verified artifact, when learned. A
+/// fleet whose range overlaps an accepted fleet's of the same realm and
+/// layout is refused (SPEC.md §14.1).
 fn fleet_config(
     client: &FleetClient,
     t: &mut Target,
     floor: impl Fn(&ClientState) -> Option<u64>,
     out: &mut KeyOut,
-) -> Result<(ClientConfig, Option<u64>), Failure> {
+) -> Result<(ClientConfig, Option<FleetKeyArtifact>), Failure> {
     match &t.trust {
         Trust::Pinned(config) => Ok((config.as_ref().clone(), None)),
         Trust::OverTheAir { anchors, state } => {
             let (fleet, config) = learn_fleet(client, t, anchors, floor(state), out)?;
-            let epoch = fleet.epoch_to_store();
+            let artifact = fleet.artifact().clone();
             if let Trust::OverTheAir { state, .. } = &mut t.trust {
-                state.accept(epoch, None)?;
+                state
+                    .check_realm(&artifact)
+                    .map_err(|e| bundle_refused("the node", &e, "nothing was sent"))?;
+                state.accept(&artifact, None)?;
             }
-            Ok((config, Some(epoch)))
+            Ok((config, Some(artifact)))
         }
     }
 }
@@ -912,8 +1107,10 @@ fn fleet_config(
 fn run_register(t: &mut Target, out: &mut KeyOut) -> Result<(), Failure> {
     let client = FleetClient::new();
     // A new registration goes only to a fleet at least as new as the newest
-    // one the client accepted.
-    let (config, epoch) = fleet_config(&client, t, ClientState::newest_epoch, out)?;
+    // one the client accepted for this record's id.
+    let record_id = t.record_id;
+    let floor = move |s: &ClientState| s.registration_floor(&record_id);
+    let (config, learned) = fleet_config(&client, t, floor, out)?;
     let (state, request) = Registration::start(&mut OsRng, &config, t.record_id, &t.code, None)
         .map_err(client_failure)?;
     let (node, answer) = first_answer(&client, &t.endpoints, &request.to_bytes())?;
@@ -937,8 +1134,8 @@ fn run_register(t: &mut Target, out: &mut KeyOut) -> Result<(), Failure> {
         registered.backup_key.expose_secret(),
         "the registration is committed: `bkv recover` gets the key back",
     )?;
-    if let (Some(epoch), Trust::OverTheAir { state, .. }) = (epoch, &mut t.trust) {
-        state.accept(epoch, Some(&t.record_id))?;
+    if let (Some(artifact), Trust::OverTheAir { state, .. }) = (learned, &mut t.trust) {
+        state.accept(&artifact, Some(&t.record_id))?;
     }
     Ok(())
 }

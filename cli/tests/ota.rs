@@ -220,7 +220,10 @@ fn a_fleet_published_through_the_auditor_reaches_a_client_that_pins_two_keys() {
     let alice_key = backup_key(&registered);
     let state_json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
-    assert_eq!(state_json["newest_epoch"], 1);
+    // One fleet accepted, alone in its realm (every record id), at epoch 1.
+    assert_eq!(state_json["fleets"].as_array().unwrap().len(), 1);
+    assert_eq!(state_json["fleets"][0]["epoch"], 1);
+    assert_eq!(state_json["fleets"][0]["first_record"], "0000000000000000");
 
     // One node restarted from its disk still hands out the bundle, and a
     // recovery through it works.
@@ -474,7 +477,13 @@ fn a_fleet_published_through_the_auditor_reaches_a_client_that_pins_two_keys() {
     let bob_key = backup_key(&bob);
     let state_json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
-    assert_eq!(state_json["newest_epoch"], 2);
+    let newest = state_json["fleets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["epoch"].as_u64().unwrap())
+        .max();
+    assert_eq!(newest, Some(2));
     let again = client("recover", &fleet2, "bob", "bob-code", keys, &state, &[]);
     assert_eq!(backup_key(&again), bob_key);
     // The record on fleet 1 still recovers from fleet 1.
@@ -536,4 +545,83 @@ fn a_fleet_published_through_the_auditor_reaches_a_client_that_pins_two_keys() {
     assert!(report.contains("  - opaque_key_exchange"), "{report}");
     assert!(report.contains("  + opaque_key_exchange"), "{report}");
     eprintln!("over-the-air story: {:?}", started.elapsed());
+}
+
+/// A record name whose id (SHA-256 of the name) starts at or above 0x80
+/// (`upper`) or below it.
+fn name_in_half(upper: bool) -> String {
+    use sha2::{Digest, Sha256};
+    (0..)
+        .map(|i| format!("realm-record-{i}"))
+        .find(|n| (Sha256::digest(n.as_bytes())[0] >= 0x80) == upper)
+        .unwrap()
+}
+
+/// SPEC.md §14.1, §17 step 16: a fleet made by the ceremony as group 1 of
+/// a realm (record ids from 80…) is published like any fleet, and its
+/// nodes serve that range. A client that pins only the auditor's and the
+/// operator's keys registers and recovers a record of the range through
+/// it, and refuses it for a record of the other half: exit 6, naming the
+/// fleet's range and what to do, before anything about the record is
+/// sent (the state file remembers no epoch for that record).
+#[test]
+fn a_client_refuses_a_group_of_a_realm_that_does_not_own_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let auditor = AuditorServer::start(d);
+    let c = d.join("ceremony-g1");
+    let range = "8000000000000000-ffffffffffffffff";
+    let pending = ceremony(
+        &c,
+        "group-1",
+        &auditor.url,
+        &["--realm", "realm-t", "--records", range],
+    );
+    let operator_key = pending.transcript.operator_key.to_string();
+    let keys = (auditor.key.as_str(), operator_key.as_str());
+    let fleet = NodeFleet::start(&d.join("group-1"), 3, |i| {
+        [
+            "--ceremony",
+            c.to_str().unwrap(),
+            "--hsm",
+            &format!("hsm-{i}"),
+            "--auditor-key",
+            keys.0,
+            "--operator-key",
+            keys.1,
+            "--records",
+            range,
+        ]
+        .map(str::to_string)
+        .to_vec()
+    });
+    let published = publish(&c, &auditor, &fleet);
+    assert!(published.status.success(), "{}", text(&published));
+    let state = d.join("client-state.json");
+
+    let owned = name_in_half(true);
+    let registered = client("register", &fleet, &owned, "code", keys, &state, &[]);
+    assert!(registered.status.success(), "{}", text(&registered));
+    let recovered = client("recover", &fleet, &owned, "code", keys, &state, &[]);
+    assert_eq!(backup_key(&recovered), backup_key(&registered));
+
+    let other = name_in_half(false);
+    for command in ["register", "recover"] {
+        let refused = client(command, &fleet, &other, "code", keys, &state, &[]);
+        assert_eq!(refused.status.code(), Some(6), "{}", text(&refused));
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            err.contains("the fleet serves record ids 8000000000000000..=ffffffffffffffff")
+                && err.contains("does not own this record id")
+                && err.contains("nothing was sent"),
+            "{}",
+            text(&refused)
+        );
+    }
+    let state_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let records = state_json["records"].as_object().unwrap();
+    assert_eq!(records.len(), 1, "{state_json}");
+    assert_eq!(state_json["fleets"][0]["realm"], "realm-t");
+    assert_eq!(state_json["fleets"][0]["first_record"], "8000000000000000");
 }

@@ -168,6 +168,21 @@ pub struct CeremonyPlan {
     pub measurement: [u8; 32],
     /// The quorum policy.
     pub quorum: QuorumPolicy,
+    /// The realm group the fleet is (SPEC.md §14.1); `None` for a fleet
+    /// alone in its realm (every record id).
+    pub group: Option<RealmGroup>,
+}
+
+/// Where a fleet sits in a realm of several (SPEC.md §14.1): its artifact
+/// names the realm, the layout and the range of record ids it serves.
+#[derive(Clone, Debug)]
+pub struct RealmGroup {
+    /// The realm's name.
+    pub realm: Name,
+    /// The realm's layout.
+    pub layout: u64,
+    /// The record ids the fleet serves.
+    pub records: backup_key_vault::RecordRange,
 }
 
 /// An HSM taking part, and its site.
@@ -392,7 +407,11 @@ pub fn prepare(
         &keys,
         plan.not_before_ms,
         plan.not_after_ms,
-    )
+    );
+    let artifact = match &plan.group {
+        Some(g) => artifact.in_realm(g.realm.as_str(), g.layout, g.records),
+        None => artifact,
+    }
     .to_bytes()
     .map_err(|e| CeremonyError::Plan(format!("artifact: {e}")))?;
 

@@ -26,8 +26,8 @@ use backup_key_vault::wire::{
     RegistrationRequest, RegistrationResponse, RegistrationUpload, Rejection,
 };
 use backup_key_vault::{
-    BackupKey, BundleError, ClientError, FleetSecrets, RecordId, RecoveryCode, StoreError,
-    StretchingParams, VaultError, WireError,
+    BackupKey, BundleError, ClientError, FleetSecrets, RecordId, RecordRange, RecoveryCode,
+    StoreError, StretchingParams, VaultError, WireError,
 };
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::ChaCha20Poly1305;
@@ -241,6 +241,11 @@ pub fn bundle_error(e: &BundleError) -> Value {
         }
         BundleError::MissingRole(r) => json!({ "error": "MissingRole", "role": r.name() }),
         BundleError::KeyNotListed(r) => json!({ "error": "KeyNotListed", "role": r.name() }),
+        BundleError::RecordNotOwned { first, last } => json!({
+            "error": "RecordNotOwned",
+            "first": hex(&first.to_be_bytes()),
+            "last": hex(&last.to_be_bytes()),
+        }),
         other => json!({ "error": format!("{other:?}") }),
     }
 }
@@ -1482,7 +1487,11 @@ pub fn negative() -> Value {
     decoders.extend([
         vb_case("empty", &[]),
         vb_case("version 1 (retired)", &set(&encoded_bundle, 0, &[1])),
-        vb_case("version 3", &set(&encoded_bundle, 0, &[3])),
+        vb_case(
+            "version 2 (retired: artifacts without a range)",
+            &set(&encoded_bundle, 0, &[2]),
+        ),
+        vb_case("version 4", &set(&encoded_bundle, 0, &[4])),
         vb_case("version only", &encoded_bundle[..1]),
         vb_case("cut inside the namespace", &encoded_bundle[..10]),
         vb_case("namespace length 0", &set(&encoded_bundle, 1, &[0])),
@@ -1972,9 +1981,15 @@ pub fn bundle() -> Value {
 
     let fleet = FleetSecrets::generate(&mut Recorder::new(FLEET));
     let public = fleet.public_keys();
+    // Group 0 of a realm of two (SPEC.md §14.1): record ids whose first
+    // byte is below 0x80; the flows' record 0x42… is one of them.
+    let records = RecordRange::split(0, 2).expect("two groups");
     let artifact = FleetKeyArtifact {
         namespace: DEFAULT_NAMESPACE.to_string(),
         fleet_id: "vectors".to_string(),
+        realm: "vectors-realm".to_string(),
+        layout: 1,
+        records,
         epoch: 1,
         not_before_ms: 1_700_000_000_000,
         not_after_ms: 1_800_000_000_000,
@@ -2037,20 +2052,27 @@ pub fn bundle() -> Value {
         .verify_bytes(&encoded, now, None)
         .expect("the bundle verifies");
     assert_eq!(verified.public_keys(), public);
+    let owned = RecordId([0x42; 32]);
+    let not_owned = RecordId([0x80; 32]);
+    verified.check_record(&owned).expect("the fleet owns 0x42…");
 
     // What a client refuses, each with the error of SPEC.md §17's step.
     let mut negative = Vec::new();
     let pinned_auditor = [auditor.public_key()];
     let pinned_operator = [operator.public_key()];
     let other = [AuditorSigningKey::from_bytes(&[0xC3; 32]).public_key()];
-    let mut refuse = |case: &str,
-                      bundle: &[u8],
-                      (auditors, operators, namespace): (&[[u8; 32]], &[[u8; 32]], &str),
-                      now_ms: u64,
-                      stored_epoch: Option<u64>| {
+    let mut refuse_record = |case: &str,
+                             bundle: &[u8],
+                             (auditors, operators, namespace): (&[[u8; 32]], &[[u8; 32]], &str),
+                             now_ms: u64,
+                             stored_epoch: Option<u64>,
+                             record_id: &RecordId| {
         let anchors = TrustAnchors::new(auditors, operators).with_namespace(namespace);
-        let err = match anchors.verify_bytes(bundle, now_ms, stored_epoch) {
-            Ok(_) => panic!("{case}: the bundle must be refused"),
+        let err = match anchors
+            .verify_bytes(bundle, now_ms, stored_epoch)
+            .and_then(|fleet| fleet.check_record(record_id))
+        {
+            Ok(()) => panic!("{case}: the bundle must be refused"),
             Err(e) => e,
         };
         negative.push(json!({
@@ -2061,8 +2083,16 @@ pub fn bundle() -> Value {
             "operator_keys": operators.iter().map(|k| hex(k)).collect::<Vec<_>>(),
             "now_ms": now_ms,
             "stored_epoch": stored_epoch,
+            "record_id": hex(&record_id.0),
             "error": bundle_error(&err),
         }));
+    };
+    let mut refuse = |case: &str,
+                      bundle: &[u8],
+                      pins: (&[[u8; 32]], &[[u8; 32]], &str),
+                      now_ms: u64,
+                      stored_epoch: Option<u64>| {
+        refuse_record(case, bundle, pins, now_ms, stored_epoch, &owned)
     };
     let pins = (&pinned_auditor[..], &pinned_operator[..], DEFAULT_NAMESPACE);
     let edit = |f: &dyn Fn(&mut ValidationBundle)| {
@@ -2143,6 +2173,69 @@ pub fn bundle() -> Value {
     refuse("before not_before", &encoded, pins, 1_600_000_000_000, None);
     refuse("at not_after", &encoded, pins, 1_800_000_000_000, None);
     refuse("rollback to an older epoch", &encoded, pins, now, Some(2));
+    // Logged, signed and counter-signed like the bundle, with another
+    // artifact: what an older or wrong publisher could have made.
+    let resigned = |artifact: Vec<u8>| {
+        let mut b = bundle.clone();
+        b.digest = artifact_digest(&artifact);
+        b.artifact = artifact;
+        let mut merkle = MerkleLog::new();
+        merkle.push(earlier);
+        merkle.push(log::entry(1, &b.digest));
+        b.checkpoint = merkle.checkpoint(DEFAULT_NAMESPACE).sign(&auditor);
+        b.inclusion = merkle.prove_inclusion(1).expect("entry 1");
+        b.auditor_signature = auditor.sign_statement(&b.statement());
+        b.countersign(&operator);
+        b.to_bytes().expect("encodes")
+    };
+    let text = String::from_utf8(artifact_bytes.clone()).expect("JSON text");
+    let unranged: String = text
+        .lines()
+        .filter(|l| {
+            !["realm", "layout", "first_record", "last_record"]
+                .iter()
+                .any(|f| l.contains(&format!("\"{f}\"")))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    refuse(
+        "artifact without realm and range (revision 13 and before)",
+        &resigned(unranged.into_bytes()),
+        pins,
+        now,
+        None,
+    );
+    refuse(
+        "artifact range with first_record after last_record",
+        &resigned(
+            text.replace(
+                "\"first_record\": \"0000000000000000\"",
+                "\"first_record\": \"ffffffffffffffff\"",
+            )
+            .into_bytes(),
+        ),
+        pins,
+        now,
+        None,
+    );
+    refuse(
+        "artifact range in upper-case hex",
+        &resigned(
+            text.replace("7fffffffffffffff", "7FFFFFFFFFFFFFFF")
+                .into_bytes(),
+        ),
+        pins,
+        now,
+        None,
+    );
+    refuse_record(
+        "the fleet does not own the record",
+        &encoded,
+        pins,
+        now,
+        None,
+        &not_owned,
+    );
 
     json!({
         "flow": "bundle",
@@ -2155,6 +2248,11 @@ pub fn bundle() -> Value {
             "fleet_seed": FLEET,
             "namespace": DEFAULT_NAMESPACE,
             "fleet_id": artifact.fleet_id,
+            "realm": artifact.realm,
+            "layout": artifact.layout,
+            "first_record": hex(&artifact.records.first.to_be_bytes()),
+            "last_record": hex(&artifact.records.last.to_be_bytes()),
+            "record_id": hex(&owned.0),
             "epoch": artifact.epoch,
             "not_before_ms": artifact.not_before_ms,
             "not_after_ms": artifact.not_after_ms,

@@ -154,6 +154,9 @@ fn bundle_seeds(flow: &serde_json::Value) -> Vec<(&'static str, String, Vec<u8>)
     let artifact = FleetKeyArtifact {
         namespace: DEFAULT_NAMESPACE.to_string(),
         fleet_id: "vectors".to_string(),
+        realm: "vectors-realm".to_string(),
+        layout: 1,
+        records: backup_key_vault::RecordRange::split(0, 2).expect("two groups"),
         epoch: 1,
         not_before_ms: 1_700_000_000_000,
         not_after_ms: 1_800_000_000_000,

@@ -49,6 +49,7 @@ pub mod log;
 pub mod net;
 pub mod node;
 pub mod platform;
+pub mod realm_sim;
 pub mod sealed;
 pub mod sim;
 pub mod transport;

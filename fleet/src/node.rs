@@ -696,6 +696,9 @@ impl Node {
             return false;
         }
         match RecoveryStart::from_bytes(request) {
+            // Another group's id (§14.1) is refused at once, from the
+            // range alone: no read barrier.
+            Ok(msg) if !self.vault.policy().records.contains(&msg.record_id) => false,
             Ok(msg) => !matches!(self.table().get(&msg.record_id), Some(RecordSlot::Live(_))),
             // The vault refuses it, with the same error either way.
             Err(_) => false,

@@ -35,7 +35,7 @@ use backup_key_vault::vault::{Applied, RecordSlot, RecordTable, VaultPolicy};
 use backup_key_vault::wire::{
     KeyRelease, RecoveryResponse, RegistrationConfirmation, RegistrationResponse,
 };
-use backup_key_vault::{BackupKey, FleetSecrets, RecordId, RecoveryCode};
+use backup_key_vault::{BackupKey, FleetSecrets, RecordId, RecordRange, RecoveryCode};
 
 use crate::node::{Event, Node, NodeConfig};
 use crate::platform::{HostStore, MemHost, MemImage, MemNvram, Nvram, Table};
@@ -69,6 +69,10 @@ pub struct SimConfig {
     /// without a read barrier.
     #[cfg(feature = "broken-rule")]
     pub no_read_barrier: bool,
+    /// **Test only**: a group's nodes serve every record id, whatever the
+    /// group's range (a realm whose vaults forgot their range, §14.1).
+    #[cfg(feature = "broken-rule")]
+    pub ignore_range: bool,
 }
 
 impl SimConfig {
@@ -93,6 +97,8 @@ impl SimConfig {
             broken_rule: false,
             #[cfg(feature = "broken-rule")]
             no_read_barrier: false,
+            #[cfg(feature = "broken-rule")]
+            ignore_range: false,
         }
     }
 }
@@ -128,6 +134,8 @@ pub struct SimReport {
     pub commands_per_entry: f64,
     /// Snapshots taken or installed.
     pub snapshots: u64,
+    /// Requests for another group's records refused (realm runs, §14.1).
+    pub foreign_refused: u64,
 }
 
 struct Honest {
@@ -235,17 +243,45 @@ type Copy = (MemImage, Option<(MemImage, bool)>, Option<(usize, Table)>);
 impl Sim {
     /// A fleet for `seed`, every node started on an empty disk.
     pub fn new(seed: u64, cfg: SimConfig) -> Result<Self, String> {
+        let records = (0..cfg.honest)
+            .map(|i| RecordId([i as u8 + 1; 32]))
+            .collect();
+        Self::new_group(seed, cfg, RecordRange::ALL, records)
+    }
+
+    /// One group of a realm (SPEC.md §14.1, §24.2): the fleet serves only
+    /// `range` (its vaults refuse other ids, its clients are configured
+    /// with the range), and its honest clients own `records` (one each,
+    /// all in `range`; `cfg.honest` is ignored). The oracle also checks
+    /// that no node charges, answers or holds a record outside `range`.
+    /// [`crate::realm_sim`] runs several, routing each client by record id.
+    pub fn new_group(
+        seed: u64,
+        cfg: SimConfig,
+        range: RecordRange,
+        records: Vec<RecordId>,
+    ) -> Result<Self, String> {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let secrets = FleetSecrets::generate(&mut rng);
-        let client = ClientConfig::insecure_test_only(secrets.public_keys());
+        let client = ClientConfig::insecure_test_only(secrets.public_keys()).with_records(range);
         let policy = VaultPolicy {
             max_attempts: cfg.max_attempts,
             session_ttl_ms: 5_000,
+            records: range,
             ..VaultPolicy::insecure_test_only()
         };
-        let honest = (0..cfg.honest)
-            .map(|i| Honest {
-                record_id: RecordId([i as u8 + 1; 32]),
+        if let Some(outside) = records.iter().find(|r| !range.contains(r)) {
+            return Err(format!("record {outside:?} is outside the group's range"));
+        }
+        let cfg = SimConfig {
+            honest: records.len(),
+            ..cfg
+        };
+        let honest = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, record_id)| Honest {
+                record_id,
                 code: format!("code-{i}-{seed}"),
                 keys: BTreeMap::new(),
                 uploaded: Vec::new(),
@@ -348,6 +384,9 @@ impl Sim {
         {
             c.broken_rule = self.cfg.broken_rule;
             c.no_read_barrier = self.cfg.no_read_barrier;
+            if self.cfg.ignore_range {
+                c.policy.records = RecordRange::ALL;
+            }
         }
         c
     }
@@ -447,6 +486,18 @@ impl Sim {
     }
 
     fn observe(&mut self, e: Event) -> Check {
+        // A group serves only its range (§14.1): nothing outside it is
+        // ever charged, answered or changed.
+        let touched = match &e {
+            Event::Command { command, .. } => Some(*command.record_id()),
+            Event::Ke2 { record_id, .. } => Some(*record_id),
+            _ => None,
+        };
+        if let Some(record) = touched.filter(|r| !self.policy.records.contains(r)) {
+            return Err(self.fail(format!(
+                "record {record:?} is outside this group's range, yet a node committed or answered for it"
+            )));
+        }
         match e {
             Event::Entry { index, digest } => {
                 if let Some(d) = self.oracle.entries.insert(index, digest) {
@@ -1353,6 +1404,57 @@ impl Sim {
         Ok(())
     }
 
+    /// A client of another group sends this group a KE1 and a
+    /// registration request for `record_id`, outside this group's range,
+    /// to a live node (a misrouted or malicious request, §14.1). The node
+    /// must refuse each at once with `RecordNotInRange` (or `Unavailable`
+    /// while it is not serving), before anything is charged: the oracle's
+    /// range check sees any charge or KE2 it made.
+    pub fn foreign_request(&mut self, record_id: RecordId) -> Check {
+        use backup_key_vault::wire::{Rejection, RejectionCode};
+        if self.policy.records.contains(&record_id) {
+            return Err(self.fail("foreign_request needs an id outside the range"));
+        }
+        let live = self.live_nodes();
+        if live.is_empty() {
+            return Ok(());
+        }
+        let i = live[self.pick(live.len())];
+        // The sender pins the keys without the range, as a misrouting
+        // client would.
+        let sender = ClientConfig::insecure_test_only(self.secrets.public_keys());
+        let code = RecoveryCode::new(b"foreign guess").map_err(|e| self.fail(e))?;
+        let (_, ke1) =
+            Recovery::start(&mut self.rng, &sender, record_id, &code).map_err(|e| self.fail(e))?;
+        let (_, registration) = Registration::start(&mut self.rng, &sender, record_id, &code, None)
+            .map_err(|e| self.fail(e))?;
+        for request in [ke1.to_bytes(), registration.to_bytes()] {
+            let tag = self.next_tag;
+            self.next_tag += 1;
+            let now = self.now;
+            let Some(node) = self.nodes[i].as_mut() else {
+                return Ok(());
+            };
+            let answer = node.client_request(&mut self.node_rngs[i], now, tag, &request);
+            let code = answer
+                .as_deref()
+                .and_then(|a| Rejection::from_bytes(a).ok())
+                .map(|r| r.code);
+            if !matches!(
+                code,
+                Some(RejectionCode::RecordNotInRange | RejectionCode::Unavailable)
+            ) {
+                return Err(self.fail(format!(
+                    "node {} did not refuse another group's record at once: {code:?}",
+                    i + 1
+                )));
+            }
+            self.report.foreign_refused += 1;
+            self.drive(i)?;
+        }
+        Ok(())
+    }
+
     /// Runs the seed: the faulty phase, healing, the final checks.
     pub fn run(mut self) -> Result<SimReport, String> {
         let trace = std::env::var_os("BKV_SIM_TRACE").is_some();
@@ -1382,6 +1484,13 @@ impl Sim {
                 );
             }
         }
+        self.finish()
+    }
+
+    /// Heals the fleet, runs the final checks (every honest client
+    /// recovers its key, the guess limit, erasures) and reports: the end of
+    /// [`Self::run`], for a caller that drives [`Self::step`] itself.
+    pub fn finish(mut self) -> Result<SimReport, String> {
         self.heal()?;
         self.final_checks()?;
         let mut proposed = (0u64, 0u64);

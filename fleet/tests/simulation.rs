@@ -205,3 +205,54 @@ fn a_script_makes_the_hosts_decisions() {
         .unwrap();
     assert_eq!(format!("{a:?}"), format!("{b:?}"));
 }
+
+/// SPEC.md §14.1, §24.2: a realm of two groups, each a simulated fleet
+/// with its own range, secrets, faults and guess-limit oracle; the realm
+/// routes each honest client to the group that owns its record id and
+/// misroutes some requests to the other group, which must refuse them
+/// at once. Every group keeps the guess limit, no node commits or answers
+/// for another group's id, and every honest client recovers from its own
+/// group. `BKV_SIM_REALM_SEEDS=N` runs N seeds (default 12).
+#[test]
+fn a_two_group_realm_keeps_the_guess_limit_per_group_and_refuses_other_groups_records() {
+    use bkv_fleet::realm_sim::run_realm_seed;
+    let seeds = env("BKV_SIM_REALM_SEEDS").unwrap_or(12);
+    let first = env("BKV_SIM_FIRST").unwrap_or(0);
+    let mut per_group = [(0u64, 0u64); 2];
+    let mut foreign = 0;
+    for seed in first..first + seeds {
+        let reports = run_realm_seed(seed).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(reports.len(), 2);
+        for (g, r) in reports.iter().enumerate() {
+            per_group[g].0 += r.registrations;
+            per_group[g].1 += r.ke2s;
+            foreign += r.foreign_refused;
+        }
+    }
+    println!("realm: per group (registrations, KE2s) {per_group:?}, foreign refused {foreign}");
+    assert!(per_group.iter().all(|&(reg, ke2)| reg > 0 && ke2 > 0));
+    assert!(foreign > 0);
+}
+
+/// The realm's range check can fail: with nodes that serve every id
+/// whatever their group's range (feature `broken-rule`), a request for the
+/// other group's record is answered instead of refused, and the realm run
+/// names it.
+#[test]
+fn the_realm_simulation_catches_a_group_that_serves_another_groups_records() {
+    use bkv_fleet::realm_sim::RealmSim;
+    let mut caught = None;
+    for seed in 0..50 {
+        let cfg = SimConfig {
+            ignore_range: true,
+            ..SimConfig::for_seed(seed)
+        };
+        if let Err(e) = RealmSim::new(seed, 2, cfg).and_then(RealmSim::run) {
+            caught = Some((seed, e));
+            break;
+        }
+    }
+    let (seed, e) = caught.expect("a group serving foreign ids went unnoticed for 50 seeds");
+    println!("range ignored, caught at seed {seed}: {e}");
+    assert!(e.contains("did not refuse another group's record"), "{e}");
+}

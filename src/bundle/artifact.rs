@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::BundleError;
 use crate::fleet::FleetPublicKeys;
+use crate::types::RecordRange;
 
 /// The namespace fleet keys are published under unless configured
 /// otherwise.
@@ -94,6 +95,15 @@ pub struct FleetKeyArtifact {
     pub namespace: String,
     /// The operator's name for the fleet.
     pub fleet_id: String,
+    /// The realm the fleet is a group of (§14.1): the fleet's own id for
+    /// a realm of one group.
+    pub realm: String,
+    /// The realm's layout: which assignment of ranges to groups this
+    /// artifact belongs to. Ranges of one realm and layout never overlap;
+    /// moving a range makes a new layout (§14.1).
+    pub layout: u64,
+    /// The record ids this fleet serves, and no other (§14.1).
+    pub records: RecordRange,
     /// The epoch the artifact is logged at.
     pub epoch: u64,
     /// Start of validity, milliseconds since the Unix epoch (inclusive).
@@ -121,7 +131,9 @@ pub fn is_valid_name(name: &str) -> bool {
 }
 
 impl FleetKeyArtifact {
-    /// The artifact describing `keys` (one key per role).
+    /// The artifact describing `keys` (one key per role), for a realm of
+    /// one group: realm = `fleet_id`, layout 1, every record id. See
+    /// [`Self::in_realm`] for a group of a larger realm.
     pub fn for_fleet(
         namespace: &str,
         fleet_id: &str,
@@ -133,6 +145,9 @@ impl FleetKeyArtifact {
         Self {
             namespace: namespace.to_string(),
             fleet_id: fleet_id.to_string(),
+            realm: fleet_id.to_string(),
+            layout: 1,
+            records: RecordRange::ALL,
             epoch,
             not_before_ms,
             not_after_ms,
@@ -149,6 +164,15 @@ impl FleetKeyArtifact {
         }
     }
 
+    /// The same artifact for the group of `realm` at `layout` that owns
+    /// `records`.
+    pub fn in_realm(mut self, realm: &str, layout: u64, records: RecordRange) -> Self {
+        self.realm = realm.to_string();
+        self.layout = layout;
+        self.records = records;
+        self
+    }
+
     /// Checks the rules of §14 that do not depend on the encoding.
     fn validate(&self) -> Result<(), BundleError> {
         let bad = |what| Err(BundleError::ArtifactMalformed(what));
@@ -157,6 +181,12 @@ impl FleetKeyArtifact {
         }
         if !is_valid_name(&self.fleet_id) {
             return bad("fleet_id");
+        }
+        if !is_valid_name(&self.realm) {
+            return bad("realm");
+        }
+        if self.records.first > self.records.last {
+            return bad("record range");
         }
         if self.not_before_ms >= self.not_after_ms {
             return bad("validity window");
@@ -194,6 +224,14 @@ impl FleetKeyArtifact {
         out.push_str(&self.namespace);
         out.push_str("\",\n  \"fleet_id\": \"");
         out.push_str(&self.fleet_id);
+        out.push_str("\",\n  \"realm\": \"");
+        out.push_str(&self.realm);
+        out.push_str("\",\n  \"layout\": ");
+        push_u64(&mut out, self.layout);
+        out.push_str(",\n  \"first_record\": \"");
+        push_hex(&mut out, &self.records.first.to_be_bytes());
+        out.push_str("\",\n  \"last_record\": \"");
+        push_hex(&mut out, &self.records.last.to_be_bytes());
         out.push_str("\",\n  \"epoch\": ");
         push_u64(&mut out, self.epoch);
         out.push_str(",\n  \"not_before_ms\": ");
@@ -246,9 +284,23 @@ impl FleetKeyArtifact {
                 .ok_or(bad("public_key"))?;
             keys.push(FleetKey { role, public_key });
         }
+        let prefix = |name| {
+            string(name)
+                .ok()
+                .and_then(|text| parse_hex(text, 8))
+                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                .map(u64::from_be_bytes)
+                .ok_or(bad(name))
+        };
         let artifact = Self {
             namespace: string("namespace")?.to_string(),
             fleet_id: string("fleet_id")?.to_string(),
+            realm: string("realm")?.to_string(),
+            layout: number("layout")?,
+            records: RecordRange {
+                first: prefix("first_record")?,
+                last: prefix("last_record")?,
+            },
             epoch: number("epoch")?,
             not_before_ms: number("not_before_ms")?,
             not_after_ms: number("not_after_ms")?,
@@ -261,6 +313,35 @@ impl FleetKeyArtifact {
             return Err(bad("not in canonical form"));
         }
         Ok(artifact)
+    }
+
+    /// Whether this fleet owns `record_id`: [`BundleError::RecordNotOwned`]
+    /// if its range does not hold it (§14.1, §17 step 16).
+    pub fn check_record(&self, record_id: &crate::RecordId) -> Result<(), BundleError> {
+        if self.records.contains(record_id) {
+            Ok(())
+        } else {
+            Err(BundleError::RecordNotOwned {
+                first: self.records.first,
+                last: self.records.last,
+            })
+        }
+    }
+
+    /// Whether `self` and `other` can both be groups of one realm: two
+    /// artifacts of the same namespace, realm and layout must name the
+    /// same range (two fleets of one group, e.g. a newer fleet of it) or
+    /// disjoint ranges; overlapping but different ranges are
+    /// [`BundleError::RangeOverlap`] (§14.1). Artifacts of different
+    /// realms or layouts never conflict.
+    pub fn check_realm(&self, other: &FleetKeyArtifact) -> Result<(), BundleError> {
+        let same_layout = self.namespace == other.namespace
+            && self.realm == other.realm
+            && self.layout == other.layout;
+        if same_layout && self.records != other.records && self.records.overlaps(&other.records) {
+            return Err(BundleError::RangeOverlap);
+        }
+        Ok(())
     }
 
     /// The one key listed for `role`; [`BundleError::MissingRole`] if none

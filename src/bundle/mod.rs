@@ -36,8 +36,10 @@ use log::{HASH_LEN, MAX_CHECKPOINT_LEN, MAX_INCLUSION_HASHES};
 
 /// Version byte of the [`ValidationBundle`] encoding. Version 2 (SPEC.md
 /// §13, revision 7) widened the checkpoint length to `u32be` so that a note
-/// with 16 post-quantum cosignatures fits; version 1 is refused.
-pub const BUNDLE_VERSION: u8 = 2;
+/// with 16 post-quantum cosignatures fits; version 3 (revision 14) carries
+/// artifacts that name their realm and range of record ids (§14.1).
+/// Versions 1 and 2 are refused.
+pub const BUNDLE_VERSION: u8 = 3;
 /// Longest encoded bundle: every field at its bound.
 pub const MAX_BUNDLE_LEN: usize = 1
     + 1
@@ -443,6 +445,13 @@ impl VerifiedFleet {
     /// fleet: the next verification passes it back as `stored_epoch`.
     pub fn epoch_to_store(&self) -> u64 {
         self.artifact.epoch
+    }
+
+    /// Whether the fleet owns `record_id` (SPEC.md §14.1, §17 step 16):
+    /// [`BundleError::RecordNotOwned`] if its range does not hold it. A
+    /// client MUST call it before it sends anything about the record.
+    pub fn check_record(&self, record_id: &crate::RecordId) -> Result<(), BundleError> {
+        self.artifact.check_record(record_id)
     }
 
     /// The verified artifact.

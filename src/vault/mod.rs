@@ -68,6 +68,12 @@ pub struct VaultPolicy {
     /// The parameters reported for an unknown record (what a fresh record
     /// registered with the default client would report).
     pub unknown_record_stretching: StretchingParams,
+    /// The record ids this vault's group owns (SPEC.md §14.1). Default
+    /// every id (a realm of one group). A registration request or KE1 for
+    /// an id outside it is refused with [`VaultError::RecordNotInRange`]
+    /// before anything is opened or charged, and a bundle naming another
+    /// range is refused ([`BundleError::RangeMismatch`]).
+    pub records: crate::RecordRange,
 }
 
 impl Default for VaultPolicy {
@@ -79,6 +85,7 @@ impl Default for VaultPolicy {
             max_pending_registrations: 10_000,
             stretching_floor: StretchingParams::RFC9106_SECOND,
             unknown_record_stretching: StretchingParams::RFC9106_SECOND,
+            records: crate::RecordRange::ALL,
         }
     }
 }
@@ -505,6 +512,17 @@ impl<S: RecordStore> Vault<S> {
             .map_err(|_| VaultError::Unavailable)
     }
 
+    /// Refuses a record id outside the group's range (SPEC.md §14.1):
+    /// public information (the ranges are in the artifacts), so the
+    /// refusal tells a relay nothing about the record.
+    fn check_range(&self, record_id: &RecordId) -> Result<(), VaultError> {
+        if self.policy.records.contains(record_id) {
+            Ok(())
+        } else {
+            Err(VaultError::RecordNotInRange)
+        }
+    }
+
     // ----- Validation bundle ----------------------------------------------
 
     /// Sets the fleet's validation bundle (operator action, SPEC.md §16.2).
@@ -517,6 +535,9 @@ impl<S: RecordStore> Vault<S> {
             return Err(BundleError::CounterSignatureMissing);
         }
         let artifact = crate::bundle::FleetKeyArtifact::from_bytes(&bundle.bundle().artifact)?;
+        if artifact.records != self.policy.records {
+            return Err(BundleError::RangeMismatch);
+        }
         let listed = artifact.fleet_public_keys()?;
         if !bool::from(listed.key_exchange.ct_eq(&self.public_keys.key_exchange)) {
             return Err(BundleError::KeyNotListed(KeyRole::OpaqueKeyExchange));
@@ -549,6 +570,9 @@ impl<S: RecordStore> Vault<S> {
         }
         if !bool::from(listed.transport.0.ct_eq(&self.public_keys.transport.0)) {
             return Err(BundleError::KeyNotListed(KeyRole::HpkeTransport));
+        }
+        if fleet.artifact().records != self.policy.records {
+            return Err(BundleError::RangeMismatch);
         }
         Ok(fleet)
     }
@@ -610,6 +634,7 @@ impl<S: RecordStore> Vault<S> {
     ) -> Result<RegistrationResponse, VaultError> {
         let now = self.tick(now);
         let record_id = msg.record_id;
+        self.check_range(&record_id)?;
         let encapped = <HpkeKem as hpke::Kem>::EncappedKey::from_bytes(&msg.encapsulated_key)
             .map_err(|_| VaultError::RequestNotAuthentic)?;
         let info = crypto::bound_to_record(label::HPKE_INFO, &record_id);
@@ -817,6 +842,9 @@ impl<S: RecordStore> Vault<S> {
     ) -> Result<Step, VaultError> {
         let now = self.tick(now);
         let record_id = msg.record_id;
+        // The range before anything else: another group's id is refused
+        // before the channel is opened or anything is charged (§14.1).
+        self.check_range(&record_id)?;
         // The channel first: nothing is charged for a KE1 that does not
         // open under the fleet's transport key.
         let (ke1, channel) = self.open_recovery_start(msg)?;

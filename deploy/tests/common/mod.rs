@@ -68,6 +68,7 @@ pub fn world(sites: &[&str], quorum: QuorumPolicy) -> World {
             not_after_ms: now + 365 * DAY_MS,
             measurement: MEASUREMENT,
             quorum,
+            group: None,
         },
     }
 }
