@@ -16,6 +16,7 @@
 mod sessions;
 pub mod state;
 pub mod store;
+pub mod tree;
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
