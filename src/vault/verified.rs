@@ -1,0 +1,503 @@
+//! A [`RecordStore`] whose records the untrusted host keeps and the vault
+//! checks: trusted memory holds the record tree's root and a small cache,
+//! nothing that grows with the records (SPEC.md §8.5).
+//!
+//! [`VerifiedStore`] asks its [`RecordHost`] for a record's slot bytes and
+//! proof, decodes the proof strictly and checks both against the root it
+//! trusts. A commit applies the command to the one slot it names with
+//! [`RecordTable::apply`] semantics, computes the new root from the proof
+//! ([`Proof::set`]), hands the host the new slot bytes and the tree rows
+//! that change, and only then moves its root. A host that answers with a
+//! wrong slot, a wrong leaf, a wrong sibling or an older state of the tree
+//! is refused ([`StoreError`], so the vault answers `Unavailable` and
+//! releases nothing) and counted ([`VerifiedStore::rejections`]).
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+use core::cell::Cell;
+use core::fmt;
+
+use zeroize::Zeroizing;
+
+use crate::error::StoreError;
+use crate::types::RecordId;
+use crate::vault::state::{Applied, Command, RecordSlot, RecordTable};
+use crate::vault::store::RecordStore;
+use crate::vault::tree::{self, Hash, Lookup, MemoryTree, Proof, ProofError, TreeUpdate};
+
+/// A host's answer for one record: what it claims, to be checked.
+#[derive(Clone, Debug, Default)]
+pub struct HostAnswer {
+    /// The slot bytes kept for the record (§8.4), `None` if none.
+    pub slot: Option<Zeroizing<Vec<u8>>>,
+    /// The encoded proof for the record's id (§8.5).
+    pub proof: Vec<u8>,
+}
+
+/// What the untrusted host does for a [`VerifiedStore`]: keeps each record's
+/// slot bytes (§8.4) and the record tree's rows, answers with a record and
+/// its proof, and stores what a commit changed. Nothing it returns is
+/// trusted.
+pub trait RecordHost {
+    /// The slot bytes kept for `id` and the proof for `id`.
+    fn fetch(&self, id: &RecordId) -> Result<HostAnswer, StoreError>;
+
+    /// Stores a committed change: `id`'s new slot bytes and the tree rows of
+    /// `update`, together and durably before returning.
+    fn store(&mut self, id: &RecordId, slot: &[u8], update: &TreeUpdate) -> Result<(), StoreError>;
+}
+
+/// Why the last host answer was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HostRejection {
+    /// The proof did not decode or did not lead to the trusted root.
+    Proof(ProofError),
+    /// The slot bytes do not hash to the leaf the proof shows, or a slot
+    /// came for an id the proof shows absent, or none for one it shows
+    /// present.
+    WrongSlot,
+    /// The slot bytes match the tree but do not decode (§8.4). The tree
+    /// only ever holds slots the vault encoded, so this means a broken
+    /// encoder, never a host's lie; it is refused like one.
+    Undecodable,
+}
+
+/// A record store over a [`RecordHost`], checked against a trusted root.
+pub struct VerifiedStore<H> {
+    host: H,
+    root: Hash,
+    rejections: Cell<u64>,
+    last_rejection: Cell<Option<HostRejection>>,
+    cache: BTreeMap<RecordId, RecordSlot>,
+    order: VecDeque<RecordId>,
+    cache_capacity: usize,
+}
+
+impl<H> fmt::Debug for VerifiedStore<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedStore")
+            .field("root", &self.root)
+            .field("rejections", &self.rejections.get())
+            .field("cached", &self.cache.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: RecordHost> VerifiedStore<H> {
+    /// A store trusting `root` (the empty tree's is [`tree::EMPTY`]) that
+    /// keeps at most `cache_capacity` recently committed slots in memory (0:
+    /// no cache; every load asks the host).
+    pub fn new(host: H, root: Hash, cache_capacity: usize) -> Self {
+        Self {
+            host,
+            root,
+            rejections: Cell::new(0),
+            last_rejection: Cell::new(None),
+            cache: BTreeMap::new(),
+            order: VecDeque::new(),
+            cache_capacity,
+        }
+    }
+
+    /// The root this store trusts: the record table as of the last commit.
+    pub fn root(&self) -> Hash {
+        self.root
+    }
+
+    /// Host answers refused so far.
+    pub fn rejections(&self) -> u64 {
+        self.rejections.get()
+    }
+
+    /// Why the latest refused answer was refused.
+    pub fn last_rejection(&self) -> Option<HostRejection> {
+        self.last_rejection.get()
+    }
+
+    /// The host (untrusted), for inspection.
+    pub fn host(&self) -> &H {
+        &self.host
+    }
+
+    /// The host, to change it (tests make it lie).
+    pub fn host_mut(&mut self) -> &mut H {
+        &mut self.host
+    }
+
+    /// Slots held in the cache now (at most the capacity).
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
+    fn refuse(&self, why: HostRejection) -> StoreError {
+        self.rejections.set(self.rejections.get().saturating_add(1));
+        self.last_rejection.set(Some(why));
+        StoreError
+    }
+
+    /// Asks the host for `id` and checks its answer against the root.
+    fn fetch_checked(&self, id: &RecordId) -> Result<(Option<RecordSlot>, Proof), StoreError> {
+        let HostAnswer {
+            slot: slot_bytes,
+            proof: proof_bytes,
+        } = self.host.fetch(id)?;
+        let proof = Proof::from_bytes(&proof_bytes)
+            .map_err(|e| self.refuse(HostRejection::Proof(ProofError::Malformed(e))))?;
+        let lookup = proof
+            .check(&self.root, id)
+            .map_err(|e| self.refuse(HostRejection::Proof(e)))?;
+        let slot = match (lookup, slot_bytes) {
+            (Lookup::Absent, None) => None,
+            (Lookup::Present(value), Some(bytes)) if tree::value_hash(&bytes) == value => Some(
+                RecordSlot::from_bytes(&bytes)
+                    .map_err(|_| self.refuse(HostRejection::Undecodable))?,
+            ),
+            _ => return Err(self.refuse(HostRejection::WrongSlot)),
+        };
+        Ok((slot, proof))
+    }
+
+    fn remember(&mut self, id: RecordId, slot: RecordSlot) {
+        if self.cache_capacity == 0 {
+            return;
+        }
+        if self.cache.insert(id, slot).is_none() {
+            self.order.push_back(id);
+        }
+        while self.cache.len() > self.cache_capacity {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.cache.remove(&old);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+impl<H: RecordHost> RecordStore for VerifiedStore<H> {
+    fn load(&self, record_id: &RecordId) -> Result<Option<RecordSlot>, StoreError> {
+        if let Some(slot) = self.cache.get(record_id) {
+            return Ok(Some(slot.clone()));
+        }
+        Ok(self.fetch_checked(record_id)?.0)
+    }
+
+    fn commit(&mut self, command: &Command) -> Result<Applied, StoreError> {
+        let id = *command.record_id();
+        let (before, proof) = self.fetch_checked(&id)?;
+        // Commands act on the slot they name only, so the one-slot table
+        // computes exactly what the whole table would.
+        let mut one = RecordTable::new();
+        let before_bytes = before.as_ref().map(RecordSlot::to_bytes);
+        if let Some(slot) = before {
+            one.restore(id, slot);
+        }
+        let applied = one.apply(command);
+        let Some(after) = one.get(&id) else {
+            // No command takes a slot away (`Delete` leaves a tombstone), so
+            // an absent slot stayed absent.
+            return Ok(applied);
+        };
+        let after_bytes = after.to_bytes();
+        if before_bytes.as_ref() == Some(&after_bytes) {
+            return Ok(applied);
+        }
+        let update = proof
+            .set(&self.root, &id, &tree::value_hash(&after_bytes))
+            .map_err(|e| self.refuse(HostRejection::Proof(e)))?;
+        self.host.store(&id, &after_bytes, &update)?;
+        self.root = update.root;
+        let after = after.clone();
+        self.remember(id, after);
+        Ok(applied)
+    }
+}
+
+/// A [`RecordHost`] in memory: a [`MemoryTree`] and the slot bytes. For
+/// tests, benches and the simulation, whose host can lie through
+/// [`MemoryHost::tree_mut`] and [`MemoryHost::slots_mut`].
+#[derive(Clone, Debug, Default)]
+pub struct MemoryHost {
+    tree: MemoryTree,
+    slots: BTreeMap<RecordId, Zeroizing<Vec<u8>>>,
+}
+
+impl MemoryHost {
+    /// An empty host.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The tree as the host keeps it.
+    pub fn tree(&self) -> &MemoryTree {
+        &self.tree
+    }
+
+    /// The tree, to edit (the host's power).
+    pub fn tree_mut(&mut self) -> &mut MemoryTree {
+        &mut self.tree
+    }
+
+    /// The slot bytes, to edit (the host's power).
+    pub fn slots_mut(&mut self) -> &mut BTreeMap<RecordId, Zeroizing<Vec<u8>>> {
+        &mut self.slots
+    }
+}
+
+impl RecordHost for MemoryHost {
+    fn fetch(&self, id: &RecordId) -> Result<HostAnswer, StoreError> {
+        let proof = self.tree.prove(id).map_err(|_| StoreError)?;
+        Ok(HostAnswer {
+            slot: self.slots.get(id).cloned(),
+            proof: proof.to_bytes(),
+        })
+    }
+
+    fn store(&mut self, id: &RecordId, slot: &[u8], update: &TreeUpdate) -> Result<(), StoreError> {
+        self.tree.apply(update);
+        self.slots.insert(*id, Zeroizing::new(slot.to_vec()));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::StretchingParams;
+    use crate::vault::state::{RecordPayload, Refusal};
+    use crate::vault::store::MemoryStore;
+    use crate::vault::tree::Node;
+
+    fn id(n: u8) -> RecordId {
+        RecordId([n; 32])
+    }
+
+    fn register(n: u8) -> Command {
+        Command::Register {
+            record_id: id(n),
+            replaces: None,
+            generation: 1,
+            payload: RecordPayload {
+                oprf_nonce: [n; 32],
+                registration: [2; 192],
+                wrapped_key: [3; 48],
+                stretching: StretchingParams::default(),
+                max_attempts: 3,
+            },
+        }
+    }
+
+    fn charge(n: u8) -> Command {
+        Command::ChargeAttempt {
+            record_id: id(n),
+            generation: 1,
+        }
+    }
+
+    /// A host that answers every fetch with one fixed answer and stores
+    /// honestly.
+    struct Fixed(MemoryHost, HostAnswer);
+
+    impl RecordHost for Fixed {
+        fn fetch(&self, _: &RecordId) -> Result<HostAnswer, StoreError> {
+            Ok(self.1.clone())
+        }
+        fn store(
+            &mut self,
+            id: &RecordId,
+            slot: &[u8],
+            update: &TreeUpdate,
+        ) -> Result<(), StoreError> {
+            self.0.store(id, slot, update)
+        }
+    }
+
+    fn filled() -> VerifiedStore<MemoryHost> {
+        let mut s = VerifiedStore::new(MemoryHost::new(), tree::EMPTY, 0);
+        for n in 0..16 {
+            s.commit(&register(n)).unwrap();
+        }
+        s
+    }
+
+    #[test]
+    fn same_results_as_the_table_and_the_root_follows() {
+        let mut v = VerifiedStore::new(MemoryHost::new(), tree::EMPTY, 4);
+        let mut m = MemoryStore::new();
+        let mut commands = Vec::new();
+        for n in 0..8 {
+            commands.push(register(n));
+            commands.push(charge(n));
+        }
+        for n in 0..8 {
+            for _ in 0..4 {
+                commands.push(charge(n));
+            }
+            commands.push(Command::Erase {
+                record_id: id(n),
+                generation: 1,
+                charge: 3,
+            });
+            commands.push(Command::Delete { record_id: id(n) });
+            commands.push(register(n));
+        }
+        commands.push(Command::Delete { record_id: id(200) });
+        for c in &commands {
+            assert_eq!(v.commit(c), m.commit(c), "{c:?}");
+            assert_eq!(v.root(), v.host().tree().root());
+        }
+        for n in 0..=200 {
+            assert_eq!(v.load(&id(n)), m.load(&id(n)));
+        }
+        // The root is that of the table's slots.
+        let set: BTreeMap<RecordId, Hash> = m
+            .table()
+            .iter()
+            .map(|(k, s)| (*k, tree::value_hash(&s.to_bytes())))
+            .collect();
+        assert_eq!(v.root(), tree::root_of(&set));
+        assert!(v.cached() <= 4);
+        assert_eq!(v.rejections(), 0);
+    }
+
+    /// Acceptance (issue 18): a host that hands back a wrong leaf (another
+    /// record's slot, or an older slot of this record with its leaf) is
+    /// refused and counted; the refused commit changes nothing.
+    #[test]
+    fn a_wrong_leaf_from_the_host_is_refused_and_counted() {
+        let mut s = filled();
+        let root = s.root();
+        let other = s.host().slots.get(&id(4)).unwrap().clone();
+        s.host_mut().slots_mut().insert(id(3), other);
+        assert_eq!(s.load(&id(3)), Err(StoreError));
+        assert_eq!(s.last_rejection(), Some(HostRejection::WrongSlot));
+        assert_eq!(s.commit(&charge(3)), Err(StoreError));
+        assert_eq!(s.rejections(), 2);
+        assert_eq!(s.root(), root);
+        // The slot and its proof both from before the last charge.
+        let mut s = filled();
+        let old = s.host().fetch(&id(5)).unwrap();
+        s.commit(&charge(5)).unwrap();
+        let root = s.root();
+        let host = core::mem::take(s.host_mut());
+        let mut lying = VerifiedStore::new(Fixed(host, old), root, 0);
+        assert_eq!(lying.load(&id(5)), Err(StoreError));
+        assert_eq!(
+            lying.last_rejection(),
+            Some(HostRejection::Proof(ProofError::RootMismatch))
+        );
+        assert_eq!(lying.commit(&charge(5)), Err(StoreError));
+        assert_eq!(lying.rejections(), 2);
+        assert_eq!(lying.root(), root);
+        // A record the host hides (slot and leaf both gone).
+        let mut s = filled();
+        s.host_mut().slots_mut().remove(&id(6));
+        assert_eq!(s.load(&id(6)), Err(StoreError));
+        assert_eq!(s.last_rejection(), Some(HostRejection::WrongSlot));
+    }
+
+    /// Acceptance (issue 18): a wrong sibling in the host's proof is refused.
+    #[test]
+    fn a_wrong_sibling_from_the_host_is_refused_and_counted() {
+        let mut s = filled();
+        let depth = s.host().tree().prove(&id(7)).unwrap().depth();
+        assert!(depth >= 1);
+        // Edit the sibling node of id 7's leaf on the host.
+        let mut sibling = id(7).0;
+        sibling[(depth - 1) / 8] ^= 0x80 >> ((depth - 1) % 8);
+        let key = tree::NodeKey::on_path(&RecordId(sibling), depth);
+        let edited = match s.host().tree().nodes().find(|(k, _)| **k == key) {
+            Some((_, Node::Inner { left, right })) => Node::Inner {
+                left: *right,
+                right: *left,
+            },
+            Some((_, Node::Leaf { id, value })) => Node::Leaf {
+                id: *id,
+                value: tree::value_hash(value),
+            },
+            None => panic!("no sibling row"),
+        };
+        s.host_mut().tree_mut().put_node(key, Some(edited));
+        // The host's own prover notices the store no longer fits together;
+        // a host that serves the proof anyway (below) is refused by the root.
+        assert!(s.load(&id(7)).is_err());
+        let mut s = filled();
+        let mut answer = s.host().fetch(&id(7)).unwrap();
+        let last = answer.proof.len() - 1;
+        answer.proof[last] ^= 1; // the deepest sibling's last byte
+        let root = s.root();
+        let host = core::mem::take(s.host_mut());
+        let mut lying = VerifiedStore::new(Fixed(host, answer), root, 0);
+        assert_eq!(lying.load(&id(7)), Err(StoreError));
+        assert_eq!(
+            lying.last_rejection(),
+            Some(HostRejection::Proof(ProofError::RootMismatch))
+        );
+        assert_eq!(lying.commit(&charge(7)), Err(StoreError));
+        assert_eq!(lying.rejections(), 2);
+        assert_eq!(lying.root(), root);
+    }
+
+    /// Acceptance (issue 18): a host rolled back to an older tree (a stale
+    /// root) is refused: the spent attempt cannot be given back.
+    #[test]
+    fn a_rolled_back_host_is_refused_and_no_attempt_returns() {
+        let mut s = filled();
+        let before = s.host().clone();
+        for _ in 0..3 {
+            assert!(matches!(s.commit(&charge(9)), Ok(Applied::Charged { .. })));
+        }
+        assert_eq!(
+            s.commit(&charge(9)),
+            Ok(Applied::Refused(Refusal::Exhausted))
+        );
+        *s.host_mut() = before;
+        assert_eq!(s.load(&id(9)), Err(StoreError));
+        assert_eq!(s.commit(&charge(9)), Err(StoreError));
+        // Other records too: the whole old tree leads to the old root.
+        assert_eq!(s.load(&id(1)), Err(StoreError));
+        assert_eq!(s.rejections(), 3);
+        assert_eq!(
+            s.last_rejection(),
+            Some(HostRejection::Proof(ProofError::RootMismatch))
+        );
+    }
+
+    #[test]
+    fn a_malformed_proof_is_refused() {
+        struct Garbage;
+        impl RecordHost for Garbage {
+            fn fetch(&self, _: &RecordId) -> Result<HostAnswer, StoreError> {
+                Ok(HostAnswer {
+                    slot: None,
+                    proof: alloc::vec![1, 0, 0],
+                })
+            }
+            fn store(&mut self, _: &RecordId, _: &[u8], _: &TreeUpdate) -> Result<(), StoreError> {
+                Ok(())
+            }
+        }
+        let s = VerifiedStore::new(Garbage, tree::EMPTY, 0);
+        assert_eq!(s.load(&id(1)), Err(StoreError));
+        assert!(matches!(
+            s.last_rejection(),
+            Some(HostRejection::Proof(ProofError::Malformed(_)))
+        ));
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_serves_without_the_host() {
+        let mut s = VerifiedStore::new(MemoryHost::new(), tree::EMPTY, 3);
+        for n in 0..10 {
+            s.commit(&register(n)).unwrap();
+        }
+        assert_eq!(s.cached(), 3);
+        // The host loses everything: the three latest still load from the
+        // cache, older ones are refused.
+        *s.host_mut() = MemoryHost::new();
+        assert!(s.load(&id(9)).unwrap().is_some());
+        assert_eq!(s.load(&id(0)), Err(StoreError));
+    }
+}
