@@ -204,9 +204,8 @@ impl<H: RecordHost> RecordStore for VerifiedStore<H> {
         if before_bytes.as_ref() == Some(&after_bytes) {
             return Ok(applied);
         }
-        let update = proof
-            .set(&self.root, &id, &tree::value_hash(&after_bytes))
-            .map_err(|e| self.refuse(HostRejection::Proof(e)))?;
+        // `fetch_checked` checked the proof against this very root.
+        let update = proof.set_checked(&id, &tree::value_hash(&after_bytes));
         self.host.store(&id, &after_bytes, &update)?;
         self.root = update.root;
         let after = after.clone();
