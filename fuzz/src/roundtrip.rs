@@ -7,13 +7,14 @@
 //! target file under `fuzz_targets/` and seeds under `corpus/<target>/`.
 
 use backup_key_vault::bundle::{Checkpoint, FleetKeyArtifact, ValidationBundle};
+use backup_key_vault::vault::tree::{self, Proof};
 use backup_key_vault::vault::{Command, RecordSlot};
 use backup_key_vault::wire::{
     BundleRequest, BundleResponse, KeyRelease, MessageType, RecoveryFinish, RecoveryResponse,
     RecoveryResponseWithBundle, RecoveryStart, RegistrationConfirmation, RegistrationRequest,
     RegistrationResponse, RegistrationUpload, Rejection,
 };
-use backup_key_vault::FleetSecrets;
+use backup_key_vault::{FleetSecrets, RecordId};
 
 /// Checks one decoder's result against the bytes it was given.
 fn check<T, E: AsRef<[u8]>, Error>(
@@ -139,6 +140,22 @@ pub fn record_slot(data: &[u8]) {
         assert!(r.forgiven_through <= r.charges);
         assert!(r.attempts_used() <= r.payload.max_attempts);
         assert!(r.generation >= 1);
+    }
+}
+
+/// [`Proof`] (SPEC.md §8.5): round trip; checking it, and computing an
+/// update from it, never panics, and an update is computed only from a
+/// proof that checks.
+pub fn record_proof(data: &[u8]) {
+    if let Some(p) = check(data, Proof::from_bytes(data), |p| p.to_bytes()) {
+        let value = tree::value_hash(data);
+        for id in [RecordId([0; 32]), RecordId([0xff; 32]), RecordId(value)] {
+            for root in [tree::EMPTY, value] {
+                let checked = p.check(&root, &id);
+                assert_eq!(p.set(&root, &id, &value).is_ok(), checked.is_ok());
+                assert_eq!(p.remove(&root, &id).is_ok(), checked.is_ok());
+            }
+        }
     }
 }
 
