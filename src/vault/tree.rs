@@ -23,7 +23,7 @@
 //! proves; [`Proof::set`] and [`Proof::remove`] check it, then compute the
 //! new root and the node rows that change ([`TreeUpdate`]), for the host to
 //! store. [`prove`] builds a proof from any node lookup (the host's side);
-//! [`MemoryTree`] keeps nodes in memory (tests, simulation, benches).
+//! [`MemoryTree`] keeps nodes in memory (tests, benches).
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -726,8 +726,8 @@ pub fn prove<E>(
     }))
 }
 
-/// A whole tree in memory: the host's side, for tests, the simulation and
-/// benches. Not for a node's trusted memory (that holds only the root).
+/// A whole tree in memory: the host's side, for tests and benches. Not for
+/// a node's trusted memory (that holds only the root).
 #[derive(Clone, Debug, Default)]
 pub struct MemoryTree {
     nodes: BTreeMap<NodeKey, Node>,

@@ -25,13 +25,23 @@ use crate::vault::state::{Applied, Command, RecordSlot, RecordTable};
 use crate::vault::store::RecordStore;
 use crate::vault::tree::{self, Hash, Lookup, MemoryTree, Proof, ProofError, TreeUpdate};
 
-/// A host's answer for one record: what it claims, to be checked.
-#[derive(Clone, Debug, Default)]
+/// A host's answer for one record: what it claims, to be checked. `Debug`
+/// shows the slot's length only (it holds the record).
+#[derive(Clone, Default)]
 pub struct HostAnswer {
     /// The slot bytes kept for the record (§8.4), `None` if none.
     pub slot: Option<Zeroizing<Vec<u8>>>,
     /// The encoded proof for the record's id (§8.5).
     pub proof: Vec<u8>,
+}
+
+impl fmt::Debug for HostAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostAnswer")
+            .field("slot_len", &self.slot.as_ref().map(|s| s.len()))
+            .field("proof_len", &self.proof.len())
+            .finish()
+    }
 }
 
 /// What the untrusted host does for a [`VerifiedStore`]: keeps each record's
@@ -215,12 +225,21 @@ impl<H: RecordHost> RecordStore for VerifiedStore<H> {
 }
 
 /// A [`RecordHost`] in memory: a [`MemoryTree`] and the slot bytes. For
-/// tests, benches and the simulation, whose host can lie through
-/// [`MemoryHost::tree_mut`] and [`MemoryHost::slots_mut`].
-#[derive(Clone, Debug, Default)]
+/// tests and benches, whose host can lie through [`MemoryHost::tree_mut`]
+/// and [`MemoryHost::slots_mut`]. `Debug` shows counts only.
+#[derive(Clone, Default)]
 pub struct MemoryHost {
     tree: MemoryTree,
     slots: BTreeMap<RecordId, Zeroizing<Vec<u8>>>,
+}
+
+impl fmt::Debug for MemoryHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryHost")
+            .field("nodes", &self.tree.node_count())
+            .field("slots", &self.slots.len())
+            .finish()
+    }
 }
 
 impl MemoryHost {
@@ -484,6 +503,28 @@ mod tests {
             s.last_rejection(),
             Some(HostRejection::Proof(ProofError::Malformed(_)))
         ));
+    }
+
+    #[test]
+    fn debug_shows_no_record_bytes() {
+        let s = filled();
+        let answer = s.host().fetch(&id(3)).unwrap();
+        // The slot of id 3 holds a nonce of 3s and a record of 2s.
+        for text in [
+            alloc::format!("{answer:?}"),
+            alloc::format!("{:?}", s.host()),
+            alloc::format!("{s:?}"),
+        ] {
+            assert!(!text.contains("3, 3, 3"), "{text}");
+            assert!(!text.contains("2, 2, 2"), "{text}");
+        }
+        assert_eq!(
+            alloc::format!("{answer:?}"),
+            alloc::format!(
+                "HostAnswer {{ slot_len: Some(312), proof_len: {} }}",
+                answer.proof.len()
+            )
+        );
     }
 
     #[test]
