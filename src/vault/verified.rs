@@ -17,6 +17,7 @@ use alloc::vec::Vec;
 use core::cell::Cell;
 use core::fmt;
 
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::error::StoreError;
@@ -211,7 +212,11 @@ impl<H: RecordHost> RecordStore for VerifiedStore<H> {
             return Ok(applied);
         };
         let after_bytes = after.to_bytes();
-        if before_bytes.as_ref() == Some(&after_bytes) {
+        // The slot holds the record: compared in constant time.
+        let unchanged = before_bytes
+            .as_ref()
+            .is_some_and(|b| bool::from(b.as_slice().ct_eq(after_bytes.as_slice())));
+        if unchanged {
             return Ok(applied);
         }
         // `fetch_checked` checked the proof against this very root.
