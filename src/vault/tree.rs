@@ -860,6 +860,43 @@ mod tests {
         out
     }
 
+    fn hex(b: &[u8]) -> alloc::string::String {
+        b.iter().map(|x| alloc::format!("{x:02x}")).collect()
+    }
+
+    /// Pins the hashes and the proof encoding of SPEC.md §8.5: a change to
+    /// a domain string, the bit order or the layout fails here. The two
+    /// values were computed apart from this code, from SPEC.md's text alone
+    /// (Python's hashlib: the reference root of the four ids, and the
+    /// proof's fields laid out by hand), and agree with it.
+    #[test]
+    fn known_answers() {
+        let mut t = MemoryTree::new();
+        for n in [0x00u8, 0x80, 0x40, 0x41] {
+            t.set(&id(&[n]), &value_hash(&[n])).unwrap();
+        }
+        let proof = t.prove(&id(&[0x41])).unwrap().to_bytes();
+        assert_eq!(
+            hex(&t.root()),
+            "cfcacc998dd69440bcb18f4c4a3f6c077962a375d675b56c4b3a08e6f6cc5a05"
+        );
+        assert_eq!(
+            hex(&proof),
+            concat!(
+                "0102",
+                "4100000000000000000000000000000000000000000000000000000000000000",
+                "c530500c738e44529d3ac045a1e6e8e06092a61a6f6a866d4af7fa29ed09c16c",
+                "0008",
+                "c0",
+                "f08228e5cee50e9c029587c3e9b23a761a6bd702376ba019632309d4708b096e",
+                "4fe8ac5db91c3e93cc356918f5913cbaa82ffe129f79f4d12e3311214bd43e89",
+                "02",
+                "4000000000000000000000000000000000000000000000000000000000000000",
+                "e5fb8e4bec49ec6a110d897ff18d70f12460d248c0b8b0ea0d1cd4bde5177018",
+            )
+        );
+    }
+
     #[test]
     fn empty_tree_proves_absence() {
         let t = MemoryTree::new();
