@@ -10,7 +10,10 @@
 //! that change, and only then moves its root. A host that answers with a
 //! wrong slot, a wrong leaf, a wrong sibling or an older state of the tree
 //! is refused ([`StoreError`], so the vault answers `Unavailable` and
-//! releases nothing) and counted ([`VerifiedStore::rejections`]).
+//! releases nothing) and counted ([`VerifiedStore::rejections`]). A host
+//! whose `store` fails may have stored the change all the same (§8.3 item
+//! 4): the next answer that checks, against the old root or the one the
+//! commit computed, settles which it was.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
@@ -77,7 +80,10 @@ pub enum HostRejection {
 /// A record store over a [`RecordHost`], checked against a trusted root.
 pub struct VerifiedStore<H> {
     host: H,
-    root: Hash,
+    root: Cell<Hash>,
+    /// The root a commit computed whose `store` failed: the host may have
+    /// stored it all the same (a lost acknowledgement, §8.3 item 4).
+    pending: Cell<Option<Hash>>,
     rejections: Cell<u64>,
     last_rejection: Cell<Option<HostRejection>>,
     cache: BTreeMap<RecordId, RecordSlot>,
@@ -88,7 +94,8 @@ pub struct VerifiedStore<H> {
 impl<H> fmt::Debug for VerifiedStore<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VerifiedStore")
-            .field("root", &self.root)
+            .field("root", &self.root.get())
+            .field("pending", &self.pending.get())
             .field("rejections", &self.rejections.get())
             .field("cached", &self.cache.len())
             .finish_non_exhaustive()
@@ -102,7 +109,8 @@ impl<H: RecordHost> VerifiedStore<H> {
     pub fn new(host: H, root: Hash, cache_capacity: usize) -> Self {
         Self {
             host,
-            root,
+            root: Cell::new(root),
+            pending: Cell::new(None),
             rejections: Cell::new(0),
             last_rejection: Cell::new(None),
             cache: BTreeMap::new(),
@@ -113,7 +121,7 @@ impl<H: RecordHost> VerifiedStore<H> {
 
     /// The root this store trusts: the record table as of the last commit.
     pub fn root(&self) -> Hash {
-        self.root
+        self.root.get()
     }
 
     /// Host answers refused so far.
@@ -148,6 +156,13 @@ impl<H: RecordHost> VerifiedStore<H> {
     }
 
     /// Asks the host for `id` and checks its answer against the root.
+    ///
+    /// After a commit whose `store` failed, the first answer that checks
+    /// settles it: a proof against the root the commit computed means the
+    /// host stored the change after all, and that root is taken (the failed
+    /// commit was applied, §8.3 item 4); a proof against the trusted root
+    /// means it was not, and the computed root is forgotten, so the host
+    /// cannot apply the change later, after other answers.
     fn fetch_checked(&self, id: &RecordId) -> Result<(Option<RecordSlot>, Proof), StoreError> {
         let HostAnswer {
             slot: slot_bytes,
@@ -155,9 +170,14 @@ impl<H: RecordHost> VerifiedStore<H> {
         } = self.host.fetch(id)?;
         let proof = Proof::from_bytes(&proof_bytes)
             .map_err(|e| self.refuse(HostRejection::Proof(ProofError::Malformed(e))))?;
-        let lookup = proof
-            .check(&self.root, id)
-            .map_err(|e| self.refuse(HostRejection::Proof(e)))?;
+        let (lookup, root) = match (proof.check(&self.root.get(), id), self.pending.get()) {
+            (Ok(lookup), _) => (lookup, self.root.get()),
+            (Err(ProofError::RootMismatch), Some(pending)) => match proof.check(&pending, id) {
+                Ok(lookup) => (lookup, pending),
+                Err(_) => return Err(self.refuse(HostRejection::Proof(ProofError::RootMismatch))),
+            },
+            (Err(e), _) => return Err(self.refuse(HostRejection::Proof(e))),
+        };
         let slot = match (lookup, slot_bytes) {
             (Lookup::Absent, None) => None,
             (Lookup::Present(value), Some(bytes)) if tree::value_hash(&bytes) == value => Some(
@@ -166,7 +186,17 @@ impl<H: RecordHost> VerifiedStore<H> {
             ),
             _ => return Err(self.refuse(HostRejection::WrongSlot)),
         };
+        // The whole answer checks against `root`: that is the tree now.
+        self.root.set(root);
+        self.pending.set(None);
         Ok((slot, proof))
+    }
+
+    /// Drops `id` from the cache.
+    fn forget(&mut self, id: &RecordId) {
+        if self.cache.remove(id).is_some() {
+            self.order.retain(|k| k != id);
+        }
     }
 
     fn remember(&mut self, id: RecordId, slot: RecordSlot) {
@@ -221,9 +251,17 @@ impl<H: RecordHost> RecordStore for VerifiedStore<H> {
         }
         // `fetch_checked` checked the proof against this very root.
         let update = proof.set_checked(&id, &tree::value_hash(&after_bytes));
-        self.host.store(&id, &after_bytes, &update)?;
-        self.root = update.root;
         let after = after.clone();
+        if let Err(e) = self.host.store(&id, &after_bytes, &update) {
+            // The host may have stored it all the same: the next answer
+            // that checks settles which root is the tree (`fetch_checked`).
+            // Until then the slot is whichever the host proves.
+            self.pending.set(Some(update.root));
+            self.forget(&id);
+            return Err(e);
+        }
+        self.root.set(update.root);
+        self.pending.set(None);
         self.remember(id, after);
         Ok(applied)
     }
@@ -486,6 +524,107 @@ mod tests {
             s.last_rejection(),
             Some(HostRejection::Proof(ProofError::RootMismatch))
         );
+    }
+
+    /// A host whose next `store` fails: after storing the change
+    /// (a lost acknowledgement) or before.
+    #[derive(Default)]
+    struct Flaky {
+        host: MemoryHost,
+        fail_next: Option<bool>,
+    }
+
+    impl RecordHost for Flaky {
+        fn fetch(&self, id: &RecordId) -> Result<HostAnswer, StoreError> {
+            self.host.fetch(id)
+        }
+        fn store(
+            &mut self,
+            id: &RecordId,
+            slot: &[u8],
+            update: &TreeUpdate,
+        ) -> Result<(), StoreError> {
+            match self.fail_next.take() {
+                Some(stored) => {
+                    if stored {
+                        self.host.store(id, slot, update)?;
+                    }
+                    Err(StoreError)
+                }
+                None => self.host.store(id, slot, update),
+            }
+        }
+    }
+
+    fn flaky(stored: bool) -> VerifiedStore<Flaky> {
+        let mut s = VerifiedStore::new(Flaky::default(), tree::EMPTY, 4);
+        for n in 0..16 {
+            s.commit(&register(n)).unwrap();
+        }
+        s.host_mut().fail_next = Some(stored);
+        s
+    }
+
+    /// A host that stores a commit and then reports failure (§8.3 item 4)
+    /// is not refused for ever: the next answer proves the new root, which
+    /// is taken, and the charge counts.
+    #[test]
+    fn a_lost_acknowledgement_is_settled_by_the_next_answer() {
+        let mut s = flaky(true);
+        let before = s.root();
+        let cached = s.load(&id(15)).unwrap();
+        assert_eq!(s.commit(&charge(15)), Err(StoreError));
+        assert_eq!(s.root(), before);
+        assert_ne!(s.host().host.tree().root(), before);
+        // Any record: the answer leads to the new root, not the trusted one.
+        assert!(s.load(&id(1)).unwrap().is_some());
+        assert_eq!(s.root(), s.host().host.tree().root());
+        assert_eq!(s.rejections(), 0);
+        // The charged slot comes from the host, not the stale cache.
+        let charged = s.load(&id(15)).unwrap();
+        assert_ne!(charged, cached);
+        let mut m = MemoryStore::new();
+        m.commit(&register(15)).unwrap();
+        m.commit(&charge(15)).unwrap();
+        assert_eq!(charged, m.load(&id(15)).unwrap());
+        assert!(matches!(s.commit(&charge(15)), Ok(Applied::Charged { .. })));
+        assert_eq!(s.root(), s.host().host.tree().root());
+    }
+
+    /// A host that did not store the failed commit keeps the old root: the
+    /// change is taken only with a proof, and once an answer proves the old
+    /// root, the change can no longer be brought in.
+    #[test]
+    fn a_failed_store_that_did_not_happen_changes_nothing() {
+        let mut s = flaky(false);
+        let before = s.root();
+        // What the host would hold had it stored the change.
+        let mut twin = VerifiedStore::new(s.host().host.clone(), before, 0);
+        twin.commit(&charge(15)).unwrap();
+        assert_eq!(s.commit(&charge(15)), Err(StoreError));
+        assert_eq!(s.host().host.tree().root(), before);
+        assert_eq!(s.load(&id(1)).map(|x| x.is_some()), Ok(true));
+        assert_eq!(s.root(), before);
+        assert_eq!(s.rejections(), 0);
+        // Settled: the tree with the change is now a tree the vault never
+        // committed, and refused.
+        s.host_mut().host = twin.host().clone();
+        assert_eq!(s.load(&id(1)), Err(StoreError));
+        assert_eq!(
+            s.last_rejection(),
+            Some(HostRejection::Proof(ProofError::RootMismatch))
+        );
+        assert_eq!(s.root(), before);
+        // A tree that is neither is refused while the failure is unsettled.
+        let mut s = flaky(false);
+        assert_eq!(s.commit(&charge(15)), Err(StoreError));
+        s.host_mut()
+            .host
+            .tree_mut()
+            .set(&id(200), &[7; 32])
+            .unwrap();
+        assert_eq!(s.load(&id(1)), Err(StoreError));
+        assert_eq!(s.rejections(), 1);
     }
 
     #[test]
