@@ -452,11 +452,25 @@ mod tests {
         assert_eq!(lying.commit(&charge(5)), Err(StoreError));
         assert_eq!(lying.rejections(), 2);
         assert_eq!(lying.root(), root);
-        // A record the host hides (slot and leaf both gone).
+        // A record the host hides: its slot gone, the leaf still proved.
         let mut s = filled();
         s.host_mut().slots_mut().remove(&id(6));
         assert_eq!(s.load(&id(6)), Err(StoreError));
         assert_eq!(s.last_rejection(), Some(HostRejection::WrongSlot));
+        // Slot and leaf both gone: the host's tree, rebuilt without the
+        // leaf, proves absence against a root the vault never had.
+        let mut s = filled();
+        let root = s.root();
+        s.host_mut().slots_mut().remove(&id(6));
+        s.host_mut().tree_mut().remove(&id(6)).unwrap();
+        assert_eq!(s.load(&id(6)), Err(StoreError));
+        assert_eq!(
+            s.last_rejection(),
+            Some(HostRejection::Proof(ProofError::RootMismatch))
+        );
+        assert_eq!(s.commit(&register(6)), Err(StoreError));
+        assert_eq!(s.rejections(), 2);
+        assert_eq!(s.root(), root);
     }
 
     /// Acceptance (issue 18): a wrong sibling in the host's proof is refused.
