@@ -1021,10 +1021,27 @@ mod tests {
             p.set(&t.root(), &target, &v(1)),
             Err(ProofError::RootMismatch)
         );
-        // Claiming absence for a present record is refused too.
+        // Claiming absence for a present record is refused too: here the
+        // deepest sibling is a leaf, and a lone leaf beside an empty end is
+        // a shape the tree never has.
         let mut q = t.prove(&target).unwrap();
+        assert!(matches!(q.deepest, Some(Node::Leaf { .. })));
         q.end = None;
-        assert!(q.check(&t.root(), &target).is_err());
+        assert_eq!(q.check(&t.root(), &target), Err(ProofError::NotCanonical));
+        // The real attack: an honest absence proof for `target`, taken from
+        // the tree without it, checked against the root with it.
+        let mut without = t.clone();
+        without.remove(&target).unwrap();
+        let absence = without.prove(&target).unwrap();
+        assert_eq!(absence.check(&without.root(), &target), Ok(Lookup::Absent));
+        assert_eq!(
+            absence.check(&t.root(), &target),
+            Err(ProofError::RootMismatch)
+        );
+        assert_eq!(
+            absence.set(&t.root(), &target, &v(1)),
+            Err(ProofError::RootMismatch)
+        );
         // And the host's store edited under a leaf is found when proving.
         let mut bad = t.clone();
         let key = NodeKey::on_path(&target, q.depth());
