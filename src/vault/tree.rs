@@ -509,6 +509,17 @@ impl Proof {
         h
     }
 
+    /// The root this proof leads to for `id`: the end's hash folded up the
+    /// path, with no other check. For fuzzing and property tests, which
+    /// need a root a proof fits to exercise [`Proof::set`] and
+    /// [`Proof::remove`] past the check; a node checks against the root it
+    /// trusts ([`Proof::check`]).
+    #[doc(hidden)]
+    pub fn implied_root(&self, id: &RecordId) -> Hash {
+        let end = self.end.as_ref().map_or(EMPTY, Node::hash);
+        self.fold_up(id, self.depth(), end)
+    }
+
     /// Checks the proof for `id` against `root` and says what it proves.
     pub fn check(&self, root: &Hash, id: &RecordId) -> Result<Lookup, ProofError> {
         let depth = self.depth();
@@ -1244,6 +1255,49 @@ mod tests {
         assert!(NodeKey::from_bytes(&kb[..33]).is_err());
     }
 
+    /// Runs check, set and remove for ids that fit `p` (`extra`, the end
+    /// leaf's id, and the deepest leaf's id with bit depth − 1 flipped)
+    /// against the root `p` implies for each, so that computing an update
+    /// is reached, not stopped by the check. Returns how many checked.
+    fn updates_from(p: &Proof, extra: RecordId) -> usize {
+        let mut ids = vec![extra];
+        if let Some(Node::Leaf { id, .. }) = p.end {
+            ids.push(id);
+        }
+        if let (Some(Node::Leaf { id, .. }), Some(upper)) = (p.deepest, p.depth().checked_sub(1)) {
+            let mut flipped = id;
+            flipped.0[upper / 8] ^= 0x80 >> (upper % 8);
+            ids.push(flipped);
+        }
+        let mut fit = 0;
+        for id in ids {
+            let root = p.implied_root(&id);
+            let checked = p.check(&root, &id);
+            assert_ne!(checked, Err(ProofError::RootMismatch));
+            let set = p.set(&root, &id, &v(1));
+            assert_eq!(set.is_ok(), checked.is_ok());
+            assert_eq!(p.remove(&root, &id).is_ok(), checked.is_ok());
+            if let Ok(update) = set {
+                fit += 1;
+                // The new tree's proof for `id` is the old one's path with
+                // the new leaf: checking it against the new root is
+                // exercised by `random_operations_match_the_reference`.
+                assert!(!update.writes.is_empty());
+            }
+        }
+        fit
+    }
+
+    #[test]
+    fn updates_from_the_implied_root_are_reached() {
+        let (t, target, _) = built();
+        let p = t.prove(&target).unwrap();
+        assert_eq!(p.implied_root(&target), t.root());
+        assert!(updates_from(&p, target) >= 2);
+        let gap = absent(&t, false);
+        assert!(updates_from(&t.prove(&gap).unwrap(), gap) >= 1);
+    }
+
     proptest::proptest! {
         /// Random bytes, and random bytes under a valid header, never panic
         /// a decoder; whatever decodes re-encodes to the same bytes.
@@ -1256,6 +1310,7 @@ mod tests {
                 if let Ok(p) = Proof::from_bytes(&bytes) {
                     proptest::prop_assert_eq!(p.to_bytes(), bytes.clone());
                     let _ = p.check(&EMPTY, &RecordId([head.0; 32]));
+                    updates_from(&p, RecordId([head.0; 32]));
                 }
                 if let Ok(n) = Node::from_bytes(&bytes) {
                     proptest::prop_assert_eq!(n.to_bytes().to_vec(), bytes.clone());
@@ -1278,6 +1333,7 @@ mod tests {
                 if let Ok(p) = Proof::from_bytes(&b) {
                     let r = p.check(&t.root(), &target);
                     proptest::prop_assert!(r.is_err() || r == Ok(Lookup::Present(val)));
+                    updates_from(&p, target);
                 }
             }
         }
