@@ -282,7 +282,8 @@ pub enum ProofError {
     /// A leaf in the proof lies off the path of the id it is for.
     LeafOffPath,
     /// The proof describes a shape the tree never has (a lone leaf beside an
-    /// empty subtree).
+    /// empty subtree), or its opened deepest sibling is not the sibling it
+    /// folds with.
     NotCanonical,
     /// The node store lacks a node the tree's shape requires, or holds one
     /// that does not fit (the host's store is damaged or edited).
@@ -523,6 +524,14 @@ impl Proof {
     /// Checks the proof for `id` against `root` and says what it proves.
     pub fn check(&self, root: &Hash, id: &RecordId) -> Result<Lookup, ProofError> {
         let depth = self.depth();
+        // The last sibling is the opened deepest one's hash: the decoder and
+        // `prove` build it so, and the fold (and a removal's lifted leaf)
+        // must not rest on two different nodes.
+        match (self.siblings.last(), &self.deepest) {
+            (None, None) => {}
+            (Some(last), Some(deepest)) if *last == deepest.hash() => {}
+            _ => return Err(ProofError::NotCanonical),
+        }
         if let (Some(Node::Leaf { id: other, .. }), Some(upper)) =
             (&self.deepest, depth.checked_sub(1))
         {
@@ -1129,6 +1138,26 @@ mod tests {
         );
     }
 
+    /// The opened deepest sibling must be the one the fold uses.
+    #[test]
+    fn a_deepest_sibling_unlike_the_last_is_refused() {
+        let (t, target, _) = built();
+        let good = t.prove(&target).unwrap();
+        let mut p = good.clone();
+        p.deepest = Some(Node::Inner {
+            left: v(1),
+            right: v(2),
+        });
+        assert_eq!(p.check(&t.root(), &target), Err(ProofError::NotCanonical));
+        assert_eq!(p.remove(&t.root(), &target), Err(ProofError::NotCanonical));
+        let mut p = good.clone();
+        p.deepest = None;
+        assert_eq!(p.check(&t.root(), &target), Err(ProofError::NotCanonical));
+        let mut p = good;
+        p.siblings.clear();
+        assert_eq!(p.check(&t.root(), &target), Err(ProofError::NotCanonical));
+    }
+
     #[test]
     fn a_leaf_off_the_path_is_refused() {
         let (t, target, _) = built();
@@ -1144,10 +1173,14 @@ mod tests {
         // ids 0xff..ff and 0xff..fe are each other's deepest sibling.
         let mut q = t.prove(&RecordId([0xff; 32])).unwrap();
         assert!(matches!(q.deepest, Some(Node::Leaf { .. })));
-        q.deepest = Some(Node::Leaf {
+        let off = Node::Leaf {
             id: target,
             value: v(0),
-        });
+        };
+        q.deepest = Some(off);
+        // Sent as the decoder builds it: the last sibling is its hash.
+        q.siblings.pop();
+        q.siblings.push(off.hash());
         assert_eq!(
             q.check(&t.root(), &RecordId([0xff; 32])),
             Err(ProofError::LeafOffPath)
