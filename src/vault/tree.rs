@@ -827,7 +827,10 @@ impl MemoryTree {
 }
 
 /// The root of a set of records computed directly from the set, without
-/// proofs: the reference the tests compare the proof arithmetic against.
+/// proofs: a reference for tests (the proof arithmetic is compared against
+/// it), not for a node. It recurses once per shared bit of the ids, up to
+/// 256 deep, and holds the whole set in memory.
+#[doc(hidden)]
 pub fn root_of(records: &BTreeMap<RecordId, Hash>) -> Hash {
     fn sub(items: &[(RecordId, Hash)], depth: usize) -> Hash {
         match items {
