@@ -77,6 +77,13 @@ pub enum HostRejection {
     Undecodable,
 }
 
+/// The most slots a [`VerifiedStore`] caches, whatever capacity it is
+/// given: about 2.5 MiB of trusted memory (about 630 bytes a cached slot
+/// as measured, BENCHMARKS.md "Record tree"), which an HSM can spare;
+/// past it the cache would grow trusted memory with the records, which
+/// the tree is there to avoid.
+pub const MAX_CACHE_CAPACITY: usize = 4096;
+
 /// A record store over a [`RecordHost`], checked against a trusted root.
 pub struct VerifiedStore<H> {
     host: H,
@@ -105,7 +112,8 @@ impl<H> fmt::Debug for VerifiedStore<H> {
 impl<H: RecordHost> VerifiedStore<H> {
     /// A store trusting `root` (the empty tree's is [`tree::EMPTY`]) that
     /// keeps at most `cache_capacity` recently committed slots in memory (0:
-    /// no cache; every load asks the host).
+    /// no cache; every load asks the host), and never more than
+    /// [`MAX_CACHE_CAPACITY`]: a larger capacity is lowered to it.
     pub fn new(host: H, root: Hash, cache_capacity: usize) -> Self {
         Self {
             host,
@@ -115,7 +123,7 @@ impl<H: RecordHost> VerifiedStore<H> {
             last_rejection: Cell::new(None),
             cache: BTreeMap::new(),
             order: VecDeque::new(),
-            cache_capacity,
+            cache_capacity: cache_capacity.min(MAX_CACHE_CAPACITY),
         }
     }
 
@@ -203,9 +211,13 @@ impl<H: RecordHost> VerifiedStore<H> {
         if self.cache_capacity == 0 {
             return;
         }
-        if self.cache.insert(id, slot).is_none() {
-            self.order.push_back(id);
+        if self.cache.insert(id, slot).is_some() {
+            // Committed again: it goes last, so the cache drops the slots
+            // committed least recently (a linear scan of at most
+            // `MAX_CACHE_CAPACITY` ids).
+            self.order.retain(|k| *k != id);
         }
+        self.order.push_back(id);
         while self.cache.len() > self.cache_capacity {
             match self.order.pop_front() {
                 Some(old) => {
@@ -697,5 +709,29 @@ mod tests {
         *s.host_mut() = MemoryHost::new();
         assert!(s.load(&id(9)).unwrap().is_some());
         assert_eq!(s.load(&id(0)), Err(StoreError));
+    }
+
+    /// A slot committed again goes to the back of the cache: the one
+    /// committed least recently is dropped first.
+    #[test]
+    fn the_cache_drops_the_least_recently_committed() {
+        let mut s = VerifiedStore::new(MemoryHost::new(), tree::EMPTY, 3);
+        for n in 0..3 {
+            s.commit(&register(n)).unwrap();
+        }
+        s.commit(&charge(0)).unwrap();
+        s.commit(&register(3)).unwrap();
+        assert_eq!(s.cached(), 3);
+        assert_eq!(s.order.len(), 3);
+        *s.host_mut() = MemoryHost::new();
+        assert!(s.load(&id(0)).unwrap().is_some());
+        assert!(s.load(&id(3)).unwrap().is_some());
+        assert_eq!(s.load(&id(1)), Err(StoreError));
+    }
+
+    #[test]
+    fn the_cache_capacity_is_capped() {
+        let s = VerifiedStore::new(MemoryHost::new(), tree::EMPTY, usize::MAX);
+        assert_eq!(s.cache_capacity, MAX_CACHE_CAPACITY);
     }
 }
