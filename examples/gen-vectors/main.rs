@@ -121,6 +121,44 @@ fn corpus(all: &[(&str, serde_json::Value)]) -> Vec<(&'static str, String, Vec<u
             [&[mode][..], &bytes].concat(),
         ));
     }
+    // Record-tree proofs (SPEC.md §8.5): of a present id, of an absent id
+    // ending at an empty subtree and at another leaf, and of the empty tree.
+    let mut tree = backup_key_vault::vault::tree::MemoryTree::new();
+    let id = |i: u32| {
+        backup_key_vault::RecordId(backup_key_vault::vault::tree::value_hash(&i.to_be_bytes()))
+    };
+    out.push((
+        "decode_record_proof",
+        "empty-tree".to_string(),
+        tree.prove(&id(0)).expect("proof").to_bytes(),
+    ));
+    for i in 0..64 {
+        tree.set(
+            &id(i),
+            &backup_key_vault::vault::tree::value_hash(&[i as u8]),
+        )
+        .expect("set");
+    }
+    out.push((
+        "decode_record_proof",
+        "present".to_string(),
+        tree.prove(&id(5)).expect("proof").to_bytes(),
+    ));
+    let mut ends = [false, false];
+    for i in 64..4096 {
+        let proof = tree.prove(&id(i)).expect("proof").to_bytes();
+        // Byte 1 is the end's tag: 0 empty, 2 a leaf (another record's).
+        let at_leaf = proof.get(1) == Some(&2);
+        if !ends[usize::from(at_leaf)] {
+            ends[usize::from(at_leaf)] = true;
+            let name = if at_leaf {
+                "absent-at-leaf"
+            } else {
+                "absent-at-empty"
+            };
+            out.push(("decode_record_proof", name.to_string(), proof));
+        }
+    }
     // The structured target reads a seed and operations through
     // `arbitrary`; a few byte strings that decode to short scenarios.
     for (i, seed) in [

@@ -29,6 +29,7 @@ pub const TARGETS: &[&str] = &[
     "decode_validation_bundle",
     "decode_fleet_key_artifact",
     "decode_checkpoint",
+    "decode_record_proof",
     "vault_handle",
     "vault_guess_limit",
     "client_responses",
@@ -57,6 +58,7 @@ pub fn run(target: &str, data: &[u8]) -> bool {
         "decode_validation_bundle" => roundtrip::validation_bundle(data),
         "decode_fleet_key_artifact" => roundtrip::fleet_key_artifact(data),
         "decode_checkpoint" => roundtrip::checkpoint(data),
+        "decode_record_proof" => roundtrip::record_proof(data),
         "vault_handle" => vault_handle::fuzz(data),
         "vault_guess_limit" => guess_limit::fuzz(data),
         "client_responses" => {

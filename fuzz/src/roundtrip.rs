@@ -7,13 +7,14 @@
 //! target file under `fuzz_targets/` and seeds under `corpus/<target>/`.
 
 use backup_key_vault::bundle::{Checkpoint, FleetKeyArtifact, ValidationBundle};
+use backup_key_vault::vault::tree::{self, Proof};
 use backup_key_vault::vault::{Command, RecordSlot};
 use backup_key_vault::wire::{
     BundleRequest, BundleResponse, KeyRelease, MessageType, RecoveryFinish, RecoveryResponse,
     RecoveryResponseWithBundle, RecoveryStart, RegistrationConfirmation, RegistrationRequest,
     RegistrationResponse, RegistrationUpload, Rejection,
 };
-use backup_key_vault::FleetSecrets;
+use backup_key_vault::{FleetSecrets, RecordId};
 
 /// Checks one decoder's result against the bytes it was given.
 fn check<T, E: AsRef<[u8]>, Error>(
@@ -140,6 +141,70 @@ pub fn record_slot(data: &[u8]) {
         assert!(r.attempts_used() <= r.payload.max_attempts);
         assert!(r.generation >= 1);
     }
+}
+
+/// [`Proof`] (SPEC.md §8.5): round trip; checking it, and computing an
+/// update from it, never panics, and an update is computed only from a
+/// proof that checks. Each id is also tried against the root the proof
+/// implies for it ([`Proof::implied_root`]), so that `set` and `remove`
+/// really run: the ids are fixed ones (an empty end fits any id), the end
+/// leaf's id, and the deepest leaf's id with bit depth − 1 flipped.
+pub fn record_proof(data: &[u8]) {
+    if let Some(p) = check(data, Proof::from_bytes(data), |p| p.to_bytes()) {
+        let value = tree::value_hash(data);
+        let mut ids = vec![RecordId([0; 32]), RecordId([0xff; 32]), RecordId(value)];
+        ids.extend(ids_on_path(data));
+        for id in ids {
+            let implied = p.implied_root(&id);
+            for root in [tree::EMPTY, value, implied] {
+                let checked = p.check(&root, &id);
+                if root == implied {
+                    assert!(checked != Err(tree::ProofError::RootMismatch));
+                }
+                let set = p.set(&root, &id, &value);
+                assert_eq!(set.is_ok(), checked.is_ok());
+                let removed = p.remove(&root, &id);
+                assert_eq!(removed.is_ok(), checked.is_ok());
+                if let (Ok(set), Ok(removed)) = (set, removed) {
+                    assert!(!set.writes.is_empty());
+                    if checked == Ok(tree::Lookup::Absent) {
+                        assert_eq!(removed.root, root);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The ids a decoded proof's bytes name that fit its path: the end leaf's
+/// id, and the deepest sibling leaf's id with bit depth − 1 flipped (SPEC.md
+/// §8.5's layout: the end leaf at bytes 2..34, the deepest node in the last
+/// 65 bytes, the depth after the end).
+fn ids_on_path(data: &[u8]) -> Vec<RecordId> {
+    let id_at = |at: usize| -> Option<RecordId> {
+        let mut id = [0u8; 32];
+        id.copy_from_slice(data.get(at..at + 32)?);
+        Some(RecordId(id))
+    };
+    let mut ids = Vec::new();
+    let end_leaf = data.get(1) == Some(&2);
+    if end_leaf {
+        ids.extend(id_at(2));
+    }
+    let at = if end_leaf { 66 } else { 2 };
+    let depth = match data.get(at..at + 2) {
+        Some(&[a, b]) => usize::from(u16::from_be_bytes([a, b])),
+        _ => 0,
+    };
+    if let (Some(upper), Some(tag_at)) = (depth.checked_sub(1), data.len().checked_sub(65)) {
+        if data.get(tag_at) == Some(&2) {
+            if let Some(mut id) = id_at(tag_at + 1) {
+                id.0[upper / 8] ^= 0x80 >> (upper % 8);
+                ids.push(id);
+            }
+        }
+    }
+    ids
 }
 
 /// [`FleetSecrets`] (SPEC.md §4.1): round trip.

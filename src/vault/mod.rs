@@ -16,6 +16,8 @@
 mod sessions;
 pub mod state;
 pub mod store;
+pub mod tree;
+pub mod verified;
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
