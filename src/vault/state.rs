@@ -1305,6 +1305,54 @@ mod tests {
         }
     }
 
+    /// A slot or command of the wrong length is refused with the length
+    /// its tag requires (version and tag bytes included) and the length
+    /// found, so a host's truncated row is named exactly.
+    #[test]
+    fn wrong_lengths_name_the_expected_and_found_lengths() {
+        let live = RecordSlot::Live(StoredRecord::new(payload(10), 2)).to_bytes();
+        for cut in [live.len() - 1, 3] {
+            assert_eq!(
+                RecordSlot::from_bytes(&live[..cut]),
+                Err(WireError::Length {
+                    expected: 2 + STORED_RECORD_LEN,
+                    found: cut,
+                })
+            );
+        }
+        let mut long = live.to_vec();
+        long.push(0);
+        assert_eq!(
+            RecordSlot::from_bytes(&long),
+            Err(WireError::Length {
+                expected: 2 + STORED_RECORD_LEN,
+                found: 2 + STORED_RECORD_LEN + 1,
+            })
+        );
+        let erased = RecordSlot::Erased { generation: 7 }.to_bytes();
+        assert_eq!(
+            RecordSlot::from_bytes(&erased[..9]),
+            Err(WireError::Length {
+                expected: 10,
+                found: 9
+            })
+        );
+        let register = Command::Register {
+            record_id: RecordId([7; 32]),
+            replaces: None,
+            generation: 3,
+            payload: payload(5),
+        }
+        .to_bytes();
+        assert_eq!(
+            Command::from_bytes(&register[..register.len() - 1]),
+            Err(WireError::Length {
+                expected: register.len(),
+                found: register.len() - 1,
+            })
+        );
+    }
+
     /// `Debug` names each type and its counters, and never prints the
     /// registration record, the wrapped key or the OPRF nonce.
     #[test]
