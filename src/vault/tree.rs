@@ -432,7 +432,8 @@ impl Proof {
     }
 
     /// Strict decoding: version, tags, depth ≤ 256, bitmap padding zero,
-    /// no trailing bytes, and no shape the tree never has (an empty end
+    /// no listed sibling equal to the empty hash (it is a clear bit), no
+    /// trailing bytes, and no shape the tree never has (an empty end
     /// beside a lone leaf, an inner node with two empty children).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, WireError> {
         let (&version, _) = bytes.split_first().ok_or(WireError::Empty)?;
@@ -465,7 +466,13 @@ impl Proof {
                 let set = bitmap
                     .get(i / 8)
                     .is_some_and(|b| b & (0x80 >> (i % 8)) != 0);
-                siblings.push(if set { r.hash()? } else { EMPTY });
+                let sibling = if set { r.hash()? } else { EMPTY };
+                // An empty subtree is a clear bit, never a listed hash: one
+                // encoding per proof.
+                if set && sibling == EMPTY {
+                    return Err(WireError::InvalidField("proof lists an empty sibling"));
+                }
+                siblings.push(sibling);
             }
             if upper % 8 != 0 {
                 let last = bitmap.last().copied().unwrap_or(0);
@@ -1239,6 +1246,21 @@ mod tests {
             Proof::from_bytes(&b),
             Err(WireError::InvalidField("lone leaf beside an empty subtree"))
         );
+        // An empty sibling is a clear bit; listed as a hash, it would be a
+        // second encoding of the same proof (found by CI's fuzz run).
+        let mut b = vec![1, 0, 0, 2, 0x80];
+        b.extend_from_slice(&EMPTY);
+        b.push(1);
+        b.extend_from_slice(&[7; 64]);
+        assert_eq!(
+            Proof::from_bytes(&b),
+            Err(WireError::InvalidField("proof lists an empty sibling"))
+        );
+        let mut b = vec![1, 0, 0, 2, 0];
+        b.push(1);
+        b.extend_from_slice(&[7; 64]);
+        let p = Proof::from_bytes(&b).unwrap();
+        assert_eq!(p.to_bytes(), b, "the clear bit is the one encoding");
         // An inner node with two empty children.
         let mut b = vec![1, 0, 0, 1, 1];
         b.extend_from_slice(&[0; 64]);
