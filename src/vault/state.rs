@@ -1445,4 +1445,44 @@ mod tests {
             "charge 2 holds the last attempt"
         );
     }
+
+    /// An `Erase` for the latest charge is refused while attempts remain:
+    /// only the failure that spent the last attempt destroys the record
+    /// (SPEC.md §8.2). cargo-mutants turned `attempts_used() <
+    /// max_attempts` into `>` unnoticed before this test.
+    #[test]
+    fn erase_is_refused_while_attempts_remain() {
+        let id = RecordId([6; 32]);
+        let mut t = RecordTable::new();
+        t.apply(&Command::Register {
+            record_id: id,
+            replaces: None,
+            generation: 1,
+            payload: payload(3),
+        });
+        let generation = t.get(&id).map(RecordSlot::generation).unwrap();
+        let erase = |charge| Command::Erase {
+            record_id: id,
+            generation,
+            charge,
+        };
+        for charge in 1..=2 {
+            t.apply(&Command::ChargeAttempt {
+                record_id: id,
+                generation,
+            });
+            assert_eq!(
+                t.apply(&erase(charge)),
+                Applied::Refused(Refusal::NotExhausted),
+                "{charge} of 3 attempts used"
+            );
+            assert!(matches!(t.get(&id), Some(RecordSlot::Live(_))));
+        }
+        t.apply(&Command::ChargeAttempt {
+            record_id: id,
+            generation,
+        });
+        assert!(!matches!(t.apply(&erase(3)), Applied::Refused(_)));
+        assert!(matches!(t.get(&id), Some(RecordSlot::Erased { .. })));
+    }
 }
