@@ -7,12 +7,14 @@
 //! under hpke 0.13's `Kem` trait, so the whole core keeps one elliptic-curve
 //! stack and one RNG trait. The private key is the 32-byte X-Wing seed;
 //! decoding it expands it once (SHAKE256, ML-KEM KeyGen, an X25519 base
-//! multiplication), so the vault's decapsulation does only the ML-KEM
-//! decapsulation, one X25519 and the SHA3-256 combiner. Checked against the
+//! multiplication) and unpacks the ML-KEM key (its matrix sampled once), so
+//! the vault's decapsulation does only the ML-KEM decapsulation, one X25519
+//! and the SHA3-256 combiner. Checked against the
 //! draft's X-Wing vectors and the published HPKE vectors for X-Wing with
 //! HKDF-SHA256 and ChaCha20-Poly1305 (`tests/rfc_vectors.rs`). SPEC.md §10
 //! says why not hpke 0.15's own X-Wing.
 
+use alloc::boxed::Box;
 use core::fmt;
 
 use curve25519_dalek::edwards::EdwardsPoint;
@@ -97,12 +99,27 @@ impl Deserializable for PublicKey {
 /// An X-Wing private key: the 32-byte seed, kept with its expansion (the
 /// ML-KEM-768 decapsulation key, the X25519 scalar and the public key).
 /// Zeroized on drop; `Debug` shows nothing secret.
-#[derive(Clone)]
 pub struct PrivateKey {
     seed: Zeroizing<[u8; PRIVATE_KEY_LEN]>,
     sk_m: MlKemPrivate,
+    /// The same ML-KEM key unpacked (its matrix sampled, its vectors in NTT
+    /// form), which the decapsulation uses: it skips re-sampling the matrix
+    /// per call, about a third of the decapsulation (BENCHMARKS.md).
+    unpacked: MlKemUnpacked,
     sk_x: Zeroizing<[u8; 32]>,
     public: PublicKey,
+}
+
+impl Clone for PrivateKey {
+    fn clone(&self) -> Self {
+        Self {
+            seed: self.seed.clone(),
+            sk_m: self.sk_m.clone(),
+            unpacked: MlKemUnpacked::new(&self.sk_m.0),
+            sk_x: self.sk_x.clone(),
+            public: self.public.clone(),
+        }
+    }
 }
 
 /// libcrux's ML-KEM private key, wiped when dropped (libcrux's own type is
@@ -118,6 +135,73 @@ impl Drop for MlKemPrivate {
     }
 }
 
+/// libcrux's unpacked ML-KEM-768 key pair, in the form of the code that
+/// runs: AVX2 where the CPU has it (checked at run time, as libcrux's own
+/// packed API does), the portable code elsewhere (HSM targets). Boxed: it is
+/// about 10 KiB. Both forms decapsulate exactly as the packed key does
+/// (FIPS 203's `ML-KEM.Decaps`, implicit rejection included); the X-Wing
+/// and HPKE vectors check it.
+enum MlKemUnpacked {
+    #[cfg(target_arch = "x86_64")]
+    Avx2(Box<mlkem768::avx2::unpacked::MlKem768KeyPairUnpacked>),
+    Portable(Box<mlkem768::portable::unpacked::MlKem768KeyPairUnpacked>),
+}
+
+impl MlKemUnpacked {
+    fn new(private: &MlKem768PrivateKey) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if libcrux_platform::simd256_support() {
+            let mut pair = Box::new(mlkem768::avx2::unpacked::init_key_pair());
+            mlkem768::avx2::unpacked::key_pair_from_private_mut(private, &mut pair);
+            return Self::Avx2(pair);
+        }
+        Self::portable(private)
+    }
+
+    fn portable(private: &MlKem768PrivateKey) -> Self {
+        let mut pair = Box::new(mlkem768::portable::unpacked::init_key_pair());
+        mlkem768::portable::unpacked::key_pair_from_private_mut(private, &mut pair);
+        Self::Portable(pair)
+    }
+
+    fn decapsulate(&self, ct: &MlKem768Ciphertext) -> [u8; 32] {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2(pair) => mlkem768::avx2::unpacked::decapsulate(pair, ct),
+            Self::Portable(pair) => mlkem768::portable::unpacked::decapsulate(pair, ct),
+        }
+    }
+}
+
+impl Drop for MlKemUnpacked {
+    /// Wipes the key (see `wipe`).
+    fn drop(&mut self) {
+        self.wipe();
+    }
+}
+
+impl MlKemUnpacked {
+    /// libcrux's unpacked types have no `Zeroize` and private fields: the
+    /// key is overwritten by unpacking the all-zero private key into it,
+    /// which rewrites every field (secret vector, implicit-rejection value,
+    /// public vector, matrix, hash) from zeros. `black_box` keeps the
+    /// compiler from dropping those stores as dead.
+    fn wipe(&mut self) {
+        let zero = MlKem768PrivateKey::from([0u8; MLKEM_PRIVATE_KEY_LEN]);
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2(pair) => {
+                mlkem768::avx2::unpacked::key_pair_from_private_mut(&zero, pair);
+                core::hint::black_box(&**pair);
+            }
+            Self::Portable(pair) => {
+                mlkem768::portable::unpacked::key_pair_from_private_mut(&zero, pair);
+                core::hint::black_box(&**pair);
+            }
+        }
+    }
+}
+
 impl PrivateKey {
     /// Expands a seed (X-Wing's `expandDecapsulationKey`): `SHAKE256(seed,
     /// 96)` gives ML-KEM's `d || z` and the X25519 scalar.
@@ -130,6 +214,7 @@ impl PrivateKey {
         sk_x.copy_from_slice(tail);
         let pair = mlkem768::generate_key_pair(*d_z);
         let (sk_m, pk_m) = pair.into_parts();
+        let unpacked = MlKemUnpacked::new(&sk_m);
         let pk_x = x25519_base(&sk_x);
         let mut public = [0u8; PUBLIC_KEY_LEN];
         let (m, x) = public.split_at_mut(MLKEM_PUBLIC_KEY_LEN);
@@ -138,6 +223,7 @@ impl PrivateKey {
         Self {
             seed: Zeroizing::new(*seed),
             sk_m: MlKemPrivate(sk_m),
+            unpacked,
             sk_x,
             public: PublicKey(public),
         }
@@ -160,9 +246,11 @@ impl PrivateKey {
         x25519_private_key: &[u8; 32],
         public: &PublicKey,
     ) -> Self {
+        let sk_m = MlKem768PrivateKey::from(*mlkem_decapsulation_key);
         Self {
             seed: Zeroizing::new([0; PRIVATE_KEY_LEN]),
-            sk_m: MlKemPrivate(MlKem768PrivateKey::from(*mlkem_decapsulation_key)),
+            unpacked: MlKemUnpacked::new(&sk_m),
+            sk_m: MlKemPrivate(sk_m),
             sk_x: Zeroizing::new(*x25519_private_key),
             public: public.clone(),
         }
@@ -322,10 +410,11 @@ impl XWing {
     /// and the AEAD that follows fails.
     pub fn decapsulate(private: &PrivateKey, ct: &EncappedKey) -> Zeroizing<[u8; 32]> {
         let (ct_m, ct_x) = ct.parts();
-        let ss_m = Zeroizing::new(mlkem768::decapsulate(
-            &private.sk_m.0,
-            &MlKem768Ciphertext::from(ct_m),
-        ));
+        let ss_m = Zeroizing::new(
+            private
+                .unpacked
+                .decapsulate(&MlKem768Ciphertext::from(ct_m)),
+        );
         let ss_x = Zeroizing::new(x25519(&private.sk_x, &ct_x));
         let (_, pk_x) = private.public.parts();
         Zeroizing::new(combine(&ss_m, &ss_x, &ct_x, &pk_x))
@@ -405,6 +494,56 @@ mod tests {
         }
         let other = PrivateKey::from_seed(&[8; 32]);
         assert_ne!(*XWing::decapsulate(&other, &ct), *ss);
+    }
+
+    /// Every form of the unpacked key the machine can run (the portable
+    /// one always, AVX2 where the CPU has it) decapsulates exactly as
+    /// libcrux's packed key does, FIPS 203's `Decaps`: genuine ciphertexts
+    /// and changed ones, whose answer is the implicit rejection's.
+    #[test]
+    fn the_unpacked_key_decapsulates_as_the_packed_key_in_every_form() {
+        let private = PrivateKey::from_seed(&[7; 32]);
+        let public = XWing::sk_to_pk(&private);
+        let mut forms = alloc::vec![MlKemUnpacked::portable(&private.sk_m.0)];
+        #[cfg(target_arch = "x86_64")]
+        if libcrux_platform::simd256_support() {
+            forms.push(MlKemUnpacked::new(&private.sk_m.0));
+            assert!(matches!(forms[1], MlKemUnpacked::Avx2(_)));
+        }
+        for eseed in [[9u8; 64], [0x5a; 64]] {
+            let (ct, _) = XWing::encapsulate_derand(&public, &eseed);
+            let (genuine, _) = ct.parts();
+            for at in [None, Some(0), Some(500), Some(1087)] {
+                let mut ct_m = genuine;
+                if let Some(at) = at {
+                    ct_m[at] ^= 0x80;
+                }
+                let ct_m = MlKem768Ciphertext::from(ct_m);
+                let reference = mlkem768::portable::decapsulate(&private.sk_m.0, &ct_m);
+                for form in &forms {
+                    assert_eq!(form.decapsulate(&ct_m), reference, "byte {at:?}");
+                }
+            }
+        }
+    }
+
+    /// Wiping the unpacked key replaces all of it: it then answers as the
+    /// all-zero key, not as the key it held.
+    #[test]
+    fn a_wiped_unpacked_key_holds_nothing_of_the_key() {
+        let private = PrivateKey::from_seed(&[7; 32]);
+        let (ct, _) = XWing::encapsulate_derand(&XWing::sk_to_pk(&private), &[9; 64]);
+        let ct_m = MlKem768Ciphertext::from(ct.parts().0);
+        let zero = MlKem768PrivateKey::from([0u8; MLKEM_PRIVATE_KEY_LEN]);
+        let mut forms = alloc::vec![MlKemUnpacked::portable(&private.sk_m.0)];
+        forms.push(MlKemUnpacked::new(&private.sk_m.0));
+        for form in &mut forms {
+            let before = form.decapsulate(&ct_m);
+            form.wipe();
+            let after = form.decapsulate(&ct_m);
+            assert_ne!(after, before);
+            assert_eq!(after, mlkem768::portable::decapsulate(&zero, &ct_m));
+        }
     }
 
     /// The Edwards route gives RFC 7748's X25519 for every u: points of
