@@ -978,3 +978,201 @@ fn bundle_vectors_follow_the_spec() {
         assert_eq!(flows::bundle_error(&err), case["error"], "{}", case["case"]);
     }
 }
+
+// ----- The record tree (SPEC.md §8.5), from the file and the SPEC alone ----
+
+const TREE_EMPTY: [u8; 32] = [0; 32];
+
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+fn tree_leaf(id: &[u8], value: &[u8]) -> [u8; 32] {
+    sha256(&[b"bkv-tree-leaf/v1", id, value])
+}
+
+fn tree_inner(left: &[u8], right: &[u8]) -> [u8; 32] {
+    sha256(&[b"bkv-tree-inner/v1", left, right])
+}
+
+/// Bit `i` of an id, most significant bit of byte 0 first.
+fn id_bit(id: &[u8; 32], i: usize) -> u8 {
+    (id[i / 8] >> (7 - i % 8)) & 1
+}
+
+/// Node rows as hex (key → node), so that a difference reads as rows.
+type TreeRows = std::collections::BTreeMap<String, String>;
+
+/// The node rows of the subtree at `depth` on `prefix` holding `records`,
+/// by SPEC.md §8.5's definition (no record: nothing stored; one: its leaf;
+/// more: an inner node over both halves), and that subtree's hash.
+fn spec_rows(
+    records: &[([u8; 32], [u8; 32])],
+    depth: usize,
+    prefix: [u8; 32],
+    rows: &mut TreeRows,
+) -> [u8; 32] {
+    let key = hex(&[&(depth as u16).to_be_bytes()[..], &prefix[..]].concat());
+    match records {
+        [] => TREE_EMPTY,
+        [(id, value)] => {
+            rows.insert(key, hex(&[&[1u8, 2][..], id, value].concat()));
+            tree_leaf(id, value)
+        }
+        _ => {
+            let (left, right): (Vec<_>, Vec<_>) =
+                records.iter().partition(|(id, _)| id_bit(id, depth) == 0);
+            let mut right_prefix = prefix;
+            right_prefix[depth / 8] |= 0x80 >> (depth % 8);
+            let l = spec_rows(&left, depth + 1, prefix, rows);
+            let r = spec_rows(&right, depth + 1, right_prefix, rows);
+            rows.insert(key, hex(&[&[1u8, 1][..], &l, &r].concat()));
+            tree_inner(&l, &r)
+        }
+    }
+}
+
+/// A proof read by SPEC.md §8.5's table and folded from its end to the
+/// root: the root it implies for `id`, and the id's value if the path ends
+/// at the id's own leaf.
+fn spec_fold(proof: &[u8], id: &[u8; 32]) -> ([u8; 32], Option<[u8; 32]>) {
+    assert_eq!(proof[0], 1, "version");
+    let mut at = 2;
+    let (mut h, present) = match proof[1] {
+        0 => (TREE_EMPTY, None),
+        2 => {
+            let (end_id, value) = (&proof[2..34], &proof[34..66]);
+            at = 66;
+            let present = (end_id == id).then(|| value.try_into().unwrap());
+            (tree_leaf(end_id, value), present)
+        }
+        other => panic!("end tag {other}"),
+    };
+    let depth = usize::from(u16::from_be_bytes([proof[at], proof[at + 1]]));
+    at += 2;
+    let mut siblings = vec![TREE_EMPTY; depth];
+    if depth >= 1 {
+        let upper = depth - 1;
+        let bitmap = proof[at..at + upper.div_ceil(8)].to_vec();
+        at += bitmap.len();
+        for (i, s) in siblings.iter_mut().enumerate().take(upper) {
+            if bitmap[i / 8] & (0x80 >> (i % 8)) != 0 {
+                s.copy_from_slice(&proof[at..at + 32]);
+                at += 32;
+            }
+        }
+        let (x, y) = (&proof[at + 1..at + 33], &proof[at + 33..at + 65]);
+        siblings[upper] = match proof[at] {
+            1 => tree_inner(x, y),
+            2 => tree_leaf(x, y),
+            other => panic!("deepest tag {other}"),
+        };
+        at += 65;
+    }
+    assert_eq!(at, proof.len(), "the proof has bytes past its last field");
+    for level in (0..depth).rev() {
+        h = if id_bit(id, level) == 0 {
+            tree_inner(&h, &siblings[level])
+        } else {
+            tree_inner(&siblings[level], &h)
+        };
+    }
+    (h, present)
+}
+
+fn hex32(v: &Value) -> [u8; 32] {
+    from_hex(v.as_str().expect("hex"))
+        .try_into()
+        .expect("32 bytes")
+}
+
+#[test]
+fn record_tree_vectors_follow_the_spec() {
+    let file = file("record-tree");
+    let mut records: std::collections::BTreeMap<[u8; 32], [u8; 32]> = Default::default();
+    let mut rows = TreeRows::new();
+    let steps = file["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 15);
+    for step in steps {
+        let n = &step["step"];
+        let id = hex32(&step["record_id"]);
+        let list: Vec<_> = records.iter().map(|(k, v)| (*k, *v)).collect();
+        let mut expected_rows = TreeRows::new();
+        let root = spec_rows(&list, 0, [0; 32], &mut expected_rows);
+        assert_eq!(rows, expected_rows, "step {n}: the rows so far");
+        assert_eq!(hex32(&step["root_before"]), root, "step {n}: root before");
+
+        // What the vault learns from the host's proof.
+        let (implied, present) = spec_fold(&from_hex(step["proof"].as_str().unwrap()), &id);
+        assert_eq!(implied, root, "step {n}: the proof leads to the root");
+        assert_eq!(present, records.get(&id).copied(), "step {n}: lookup");
+        match present {
+            Some(v) => assert_eq!(hex32(&step["lookup"]["present"]), v, "step {n}"),
+            None => assert_eq!(step["lookup"], "absent", "step {n}"),
+        }
+
+        match step["op"].as_str().unwrap() {
+            "check" => {
+                assert!(
+                    step.get("writes").is_none(),
+                    "step {n}: a lookup writes nothing"
+                );
+                continue;
+            }
+            "set" => {
+                let slot = from_hex(step["slot"].as_str().unwrap());
+                let value = sha256(&[b"bkv-tree-value/v1", &slot]);
+                assert_eq!(hex32(&step["value"]), value, "step {n}: value hash");
+                records.insert(id, value);
+            }
+            "remove" => {
+                records.remove(&id);
+            }
+            other => panic!("step {n}: op {other}"),
+        }
+        // The rows written turn the old tree's rows into the new tree's,
+        // and the new root is its root row's hash.
+        for w in step["writes"].as_array().expect("writes") {
+            let key = w["key"].as_str().unwrap().to_string();
+            match w["node"].as_str() {
+                Some(node) => rows.insert(key, node.to_string()),
+                None => rows.remove(&key),
+            };
+        }
+        let list: Vec<_> = records.iter().map(|(k, v)| (*k, *v)).collect();
+        let mut expected_rows = TreeRows::new();
+        let root = spec_rows(&list, 0, [0; 32], &mut expected_rows);
+        assert_eq!(rows, expected_rows, "step {n}: rows after the writes");
+        assert_eq!(hex32(&step["root_after"]), root, "step {n}: root after");
+    }
+    assert!(
+        records.is_empty() && rows.is_empty(),
+        "the steps remove every record"
+    );
+    // Step 5 puts two records that differ only in bit 255 at depth 256.
+    assert_eq!(steps[4]["writes"].as_array().unwrap().len(), 258);
+}
+
+#[test]
+fn record_tree_negative_vectors_produce_their_errors() {
+    use backup_key_vault::vault::tree::{Proof, ProofError};
+    let file = file("record-tree");
+    let root = hex32(&file["negative_root"]);
+    let negative = file["negative"].as_array().expect("negative");
+    assert_eq!(negative.len(), 9);
+    for case in negative {
+        let what = &case["case"];
+        let id = backup_key_vault::RecordId(hex32(&case["record_id"]));
+        let bytes = from_hex(case["proof"].as_str().unwrap());
+        let got = match Proof::from_bytes(&bytes) {
+            Err(w) => ProofError::Malformed(w),
+            Ok(p) => p.check(&root, &id).expect_err("a negative case is refused"),
+        };
+        assert_eq!(flows::proof_error(&got), case["error"], "{what}");
+    }
+}

@@ -53,6 +53,7 @@ pub const FLOWS: &[&str] = &[
     "lockout",
     "negative",
     "bundle",
+    "record-tree",
 ];
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -1957,6 +1958,7 @@ pub fn all() -> Vec<(&'static str, Value)> {
         ("lockout", lockout()),
         ("negative", negative()),
         ("bundle", bundle()),
+        ("record-tree", record_tree()),
     ]
 }
 
@@ -2290,6 +2292,179 @@ pub fn bundle() -> Value {
             "tr_pk": hex(verified.public_keys().transport.as_bytes()),
             "epoch_to_store": verified.epoch_to_store(),
         },
+        "negative": negative,
+    })
+}
+
+// ----- The record tree (SPEC.md §8.5) ---------------------------------------
+
+/// A record id whose first bytes are `head` and whose last byte is `last`.
+fn tree_id(head: &[u8], last: u8) -> backup_key_vault::RecordId {
+    let mut b = [0u8; 32];
+    b[..head.len()].copy_from_slice(head);
+    b[31] |= last;
+    backup_key_vault::RecordId(b)
+}
+
+pub fn proof_error(e: &backup_key_vault::vault::tree::ProofError) -> Value {
+    use backup_key_vault::vault::tree::ProofError;
+    match e {
+        ProofError::Malformed(w) => json!({ "error": "Malformed", "wire": wire_error(w) }),
+        other => json!({ "error": format!("{other:?}") }),
+    }
+}
+
+/// Inserts, updates, lookups and removals on ids chosen for the tree's
+/// shapes (a split at the root, a leaf pushed down past a shared prefix,
+/// two ids that differ only in their last bit, an absence ending at an
+/// empty subtree and one ending at another record's leaf, a leaf rising
+/// after a removal, the empty tree again), each with the proof the host
+/// hands over, the root before and after and every node row written; then
+/// proofs the vault must refuse.
+pub fn record_tree() -> Value {
+    use backup_key_vault::vault::tree::{self, Lookup, MemoryTree, Proof};
+
+    let a = tree_id(&[0x00], 0);
+    let b = tree_id(&[0x80], 0);
+    let c = tree_id(&[0x40], 0);
+    let d = tree_id(&[0x41], 0);
+    let e = tree_id(&[0x00], 1); // differs from `a` in bit 255 only
+    let f = tree_id(&[0xC0], 0); // absent: its path ends at `b`'s leaf
+    let g = tree_id(&[0x20], 0); // absent: its path ends in an empty subtree
+    let slot = |n: u8| vec![n; 40];
+    let ops: Vec<(&str, backup_key_vault::RecordId, Option<Vec<u8>>)> = vec![
+        ("set", a, Some(slot(1))),
+        ("set", b, Some(slot(2))),
+        ("set", c, Some(slot(3))),
+        ("set", d, Some(slot(4))),
+        ("set", e, Some(slot(5))),
+        ("set", c, Some(slot(6))),
+        ("check", f, None),
+        ("check", g, None),
+        ("check", e, None),
+        ("remove", e, None),
+        ("remove", d, None),
+        ("remove", g, None),
+        ("remove", b, None),
+        ("remove", a, None),
+        ("remove", c, None),
+    ];
+    let mut t = MemoryTree::new();
+    let mut steps = Vec::new();
+    for (n, (op, id, slot)) in ops.iter().enumerate() {
+        let root = t.root();
+        let proof = t.prove(id).expect("the generator's tree answers");
+        let lookup = match proof.check(&root, id).expect("a genuine proof checks") {
+            Lookup::Absent => json!("absent"),
+            Lookup::Present(v) => json!({ "present": hex(&v) }),
+        };
+        let mut step = json!({
+            "step": n + 1,
+            "op": op,
+            "record_id": hex(id.as_bytes()),
+            "root_before": hex(&root),
+            "proof": hex(&proof.to_bytes()),
+            "lookup": lookup,
+        });
+        let update = match (*op, slot) {
+            ("set", Some(slot)) => {
+                let value = tree::value_hash(slot);
+                step["slot"] = json!(hex(slot));
+                step["value"] = json!(hex(&value));
+                Some(proof.set(&root, id, &value).expect("set"))
+            }
+            ("remove", _) => Some(proof.remove(&root, id).expect("remove")),
+            _ => None,
+        };
+        if let Some(update) = update {
+            let mut writes: Vec<_> = update
+                .writes
+                .iter()
+                .map(|(k, node)| (k.to_bytes(), node.map(|node| node.to_bytes())))
+                .collect();
+            writes.sort();
+            step["root_after"] = json!(hex(&update.root));
+            step["writes"] = writes
+                .iter()
+                .map(|(k, node)| json!({ "key": hex(k), "node": node.map(|b| hex(&b)) }))
+                .collect();
+            t.apply(&update);
+        }
+        steps.push(step);
+    }
+    assert_eq!(t.root(), tree::EMPTY, "every record was removed");
+
+    // Proofs to refuse: each from a genuine one over a tree of a, b, c, d.
+    let mut t = MemoryTree::new();
+    for (id, n) in [(a, 1), (b, 2), (c, 3), (d, 4)] {
+        t.set(&id, &tree::value_hash(&slot(n))).expect("set");
+    }
+    let root = t.root();
+    let genuine = t.prove(&d).expect("prove").to_bytes();
+    let absent = t.prove(&f).expect("prove").to_bytes();
+    let flip = |bytes: &[u8], at: usize| {
+        let mut v = bytes.to_vec();
+        v[at] ^= 1;
+        v
+    };
+    let cases: Vec<(&str, backup_key_vault::RecordId, Vec<u8>)> = vec![
+        ("version 2", d, {
+            let mut v = genuine.clone();
+            v[0] = 2;
+            v
+        }),
+        ("end tag 1 (an inner node never ends a path)", d, {
+            let mut v = genuine.clone();
+            v[1] = 1;
+            v
+        }),
+        (
+            "truncated by one byte",
+            d,
+            genuine[..genuine.len() - 1].to_vec(),
+        ),
+        ("one trailing byte", d, {
+            let mut v = genuine.clone();
+            v.push(0);
+            v
+        }),
+        ("the end leaf's value changed", d, flip(&genuine, 40)),
+        (
+            "a listed sibling changed",
+            d,
+            flip(&genuine, 2 + 64 + 2 + 1 + 5),
+        ),
+        (
+            "the deepest sibling changed",
+            d,
+            flip(&genuine, genuine.len() - 1),
+        ),
+        ("a genuine proof of another id", c, genuine.clone()),
+        (
+            "an absence proof whose leaf was changed",
+            f,
+            flip(&absent, 10),
+        ),
+    ];
+    let negative: Vec<Value> = cases
+        .into_iter()
+        .map(|(what, id, bytes)| {
+            let error = match Proof::from_bytes(&bytes) {
+                Err(w) => proof_error(&tree::ProofError::Malformed(w)),
+                Ok(p) => match p.check(&root, &id) {
+                    Err(e) => proof_error(&e),
+                    Ok(l) => panic!("the negative case {what:?} checked: {l:?}"),
+                },
+            };
+            json!({ "case": what, "record_id": hex(id.as_bytes()), "proof": hex(&bytes), "error": error })
+        })
+        .collect();
+    json!({
+        "description": "The record tree of SPEC.md §8.5: each step's proof (what the host hands the vault), the root before and after, and every node row written (null: the row is deleted); then proofs the vault refuses against `negative_root`, with the error each must produce",
+        "generator": GENERATOR,
+        "domains": { "value": "bkv-tree-value/v1", "leaf": "bkv-tree-leaf/v1", "inner": "bkv-tree-inner/v1" },
+        "steps": steps,
+        "negative_root": hex(&root),
         "negative": negative,
     })
 }

@@ -75,6 +75,13 @@ fn corpus(all: &[(&str, serde_json::Value)]) -> Vec<(&'static str, String, Vec<u
                 let bytes = flows::from_hex(commit["command"].as_str().unwrap_or_default());
                 out.push(("decode_command", format!("{flow}-{n:02}"), bytes));
             }
+            if let Some(hex) = step["proof"].as_str() {
+                out.push((
+                    "decode_record_proof",
+                    format!("{flow}-{n:02}"),
+                    flows::from_hex(hex),
+                ));
+            }
             if let Some(hex) = step["slot_after"]["encoding"].as_str() {
                 out.push((
                     "decode_record_slot",
