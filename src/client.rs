@@ -78,10 +78,12 @@ impl ClientConfig {
     /// [`ClientConfig::from_verified_fleet`] with the stretching and floor
     /// of [`ClientConfig::insecure_test_only`]. **Insecure: for tests only.**
     pub fn insecure_test_only_from_verified_fleet(fleet: &VerifiedFleet) -> Self {
+        // One place sets what a bundle teaches (`learned`, `records`), so
+        // the tests that use this constructor check `from_verified_fleet`.
         Self {
-            learned: true,
-            records: fleet.artifact().records,
-            ..Self::insecure_test_only(fleet.public_keys())
+            stretching: StretchingParams::INSECURE_TEST_ONLY,
+            floor: StretchingParams::INSECURE_TEST_ONLY,
+            ..Self::from_verified_fleet(fleet)
         }
     }
 
