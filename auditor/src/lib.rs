@@ -544,6 +544,18 @@ impl Auditor {
         if parsed.epoch != epoch {
             return Err(AuditorError::BadArtifact(BundleError::EpochMismatch));
         }
+        // Groups of one realm and layout own disjoint ranges (SPEC.md
+        // §14.1): clients refuse an overlap, and so does the log, before it
+        // signs anything. An earlier entry that no longer decodes (an
+        // artifact version clients refuse) cannot be a group a client
+        // accepts, so it cannot conflict.
+        for earlier in &log.entries {
+            if let Ok(earlier) = FleetKeyArtifact::from_bytes(&earlier.artifact) {
+                parsed
+                    .check_realm(&earlier)
+                    .map_err(AuditorError::BadArtifact)?;
+            }
+        }
 
         let statement = SignatureMessage {
             namespace: name,

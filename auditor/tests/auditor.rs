@@ -104,6 +104,49 @@ fn the_auditor_enforces_plexis_rules() {
 }
 
 #[test]
+fn the_log_refuses_a_group_whose_range_overlaps_another_of_its_realm_and_layout() {
+    use backup_key_vault::RecordRange;
+    let group = |epoch: u64, n: u8, realm: &str, layout: u64, first: u64, last: u64| {
+        let mut a = FleetKeyArtifact::for_fleet(NS, "fleet", epoch, &keys(n), 0, u64::MAX);
+        a.realm = realm.to_string();
+        a.layout = layout;
+        a.records = RecordRange { first, last };
+        a.to_bytes().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Auditor::open(dir.path()).unwrap();
+    let first = group(1, 1, "r", 1, 0, 99);
+    a.register_namespace(NS, 1, artifact_digest(&first))
+        .unwrap();
+    a.publish(NS, 1, &first, None, 1).unwrap();
+    // A second group beside the first.
+    a.publish(NS, 2, &group(2, 2, "r", 1, 100, 199), None, 2)
+        .unwrap();
+    // A third whose range straddles both is refused, before anything is
+    // logged, and so is one inside the first's range but not equal to it.
+    for (lo, hi) in [(50, 150), (0, 9), (199, 250)] {
+        assert_eq!(
+            a.publish(NS, 3, &group(3, 3, "r", 1, lo, hi), None, 3),
+            Err(AuditorError::BadArtifact(BundleError::RangeOverlap)),
+            "{lo}-{hi}"
+        );
+    }
+    assert_eq!(a.entries(NS).unwrap().len(), 2);
+    // A newer fleet of the first group (the same range), a range of a new
+    // layout (a range moving), another realm and a disjoint range are all
+    // logged.
+    a.publish(NS, 3, &group(3, 4, "r", 1, 0, 99), None, 3)
+        .unwrap();
+    a.publish(NS, 4, &group(4, 5, "r", 2, 50, 150), None, 4)
+        .unwrap();
+    a.publish(NS, 5, &group(5, 6, "other", 1, 50, 150), None, 5)
+        .unwrap();
+    a.publish(NS, 6, &group(6, 7, "r", 1, 200, u64::MAX), None, 6)
+        .unwrap();
+    assert_eq!(a.entries(NS).unwrap().len(), 6);
+}
+
+#[test]
 fn a_reused_digest_is_refused() {
     // Digests are unique: the same artifact bytes cannot be logged twice.
     // (A canonical artifact names its epoch, so a reuse can only come from a
