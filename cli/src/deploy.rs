@@ -20,7 +20,7 @@ use bkv_deploy::verify::{ExportLog, LogSource, Report};
 use bkv_deploy::{Verifier, X509StatementVerifier};
 use clap::Args;
 
-use crate::exit::Exit;
+use crate::exit::{Exit, Failure};
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -123,27 +123,33 @@ pub fn ceremony(args: &CeremonyArgs) -> ExitCode {
             eprintln!("error: the ceremony's own evidence does not verify");
             Exit::Verification.into()
         }
-        Err(e) => failed(e),
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            f.exit.into()
+        }
     }
 }
 
 /// The ceremony's report, or `None` when it was prepared for publication
-/// by `bkv operator publish`.
-fn run_ceremony(args: &CeremonyArgs) -> Result<Option<Report>, String> {
+/// by `bkv operator publish`. Bad arguments exit 2, an auditor that cannot
+/// be reached 5 (the exit codes of `bkv --help`).
+fn run_ceremony(args: &CeremonyArgs) -> Result<Option<Report>, Failure> {
     let now = bkv_deploy::now_ms();
-    let measurement = hex32(&args.measurement, "--measurement")?;
-    let fleet_id = name(&args.fleet_id, "fleet id")?;
-    let namespace = name(&args.namespace, "namespace")?;
+    let measurement = hex32(&args.measurement, "--measurement").map_err(Failure::usage)?;
+    let fleet_id = name(&args.fleet_id, "fleet id").map_err(Failure::usage)?;
+    let namespace = name(&args.namespace, "namespace").map_err(Failure::usage)?;
     let hsm_specs = args
         .hsms
         .iter()
         .map(|s| parse_hsm(s))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Failure::usage)?;
     let participants = args
         .participants
         .iter()
         .map(|p| name(p, "participant").map(ParticipantKey::generate))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Failure::usage)?;
 
     // A policy these HSMs cannot meet fails here, before any secret is
     // generated, any file written or anything logged at the auditor.
@@ -160,7 +166,7 @@ fn run_ceremony(args: &CeremonyArgs) -> Result<Option<Report>, String> {
 
     let out = &args.out;
     if out.join("evidence.json").exists() || out.join("ceremony.json").exists() {
-        return Err(format!("{} already holds a ceremony", out.display()));
+        return Err(format!("{} already holds a ceremony", out.display()).into());
     }
     // The operator key: an earlier ceremony's (the one clients pin), or a
     // new one; it leaves this process only sealed to the HSMs.
@@ -174,9 +180,7 @@ fn run_ceremony(args: &CeremonyArgs) -> Result<Option<Report>, String> {
     // With a running auditor: its next epoch, asked before anything is
     // written (an auditor that cannot be reached leaves nothing behind).
     let auditor_epoch = match &args.auditor {
-        Some(url) => {
-            Some(crate::operator::next_epoch(url, namespace.as_str()).map_err(|e| e.message)?)
-        }
+        Some(url) => Some(crate::operator::next_epoch(url, namespace.as_str())?),
         None => None,
     };
     for dir in ["sealed", "hsms", "participants"] {
@@ -385,8 +389,7 @@ fn write_ceremony_files(
 pub fn open_ceremony_secrets(
     dir: &Path,
     hsm: &str,
-) -> Result<backup_key_vault::FleetSecrets, crate::exit::Failure> {
-    use crate::exit::Failure;
+) -> Result<backup_key_vault::FleetSecrets, Failure> {
     let transcript = crate::operator::ceremony_transcript(dir)?;
     if !transcript.hsms.iter().any(|h| h.id.as_str() == hsm) {
         return Err(Failure::usage(format!(

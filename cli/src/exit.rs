@@ -16,7 +16,7 @@ Exit codes:
   2  usage error: bad arguments or options
   3  wrong recovery code (or no such record: the fleet does not tell them apart)
   4  record locked (no attempts left) or gone; registration refused over a live record
-  5  fleet unavailable: no node answered, no quorum, or busy; safe to retry later
+  5  unavailable: no node answered, no quorum, busy, or the auditor is unreachable or failing; safe to retry later
   6  verification failed: evidence, a log or an answer did not verify, or the fleet does not own the record";
 
 /// What kind of failure ended a command; each has its own exit code.

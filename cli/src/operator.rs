@@ -162,6 +162,19 @@ impl AuditorClient {
             .read_to_string()
             .map_err(|e| Failure::other(format!("{what} {}: {e}", self.base)))?;
         let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        // A server error is the auditor's own trouble (its disk, say), not
+        // an answer about what was asked: nothing can be concluded from it,
+        // and the same request may succeed later.
+        if (500..600).contains(&status) {
+            return Err(Failure::new(
+                Exit::Unavailable,
+                format!(
+                    "{what} {} answered {status} ({}): the auditor failed on its side;                      see its log, then retry",
+                    self.base,
+                    error_text(&value)
+                ),
+            ));
+        }
         Ok((status, value))
     }
 

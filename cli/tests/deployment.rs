@@ -249,6 +249,79 @@ fn a_ceremony_that_cannot_meet_its_policy_fails_before_it_writes_or_logs_anythin
     }
 }
 
+/// A loopback HTTP server that answers each of up to `count` requests
+/// with `500` and a JSON error: an auditor failing on its side.
+fn failing_auditor(count: usize) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(count) {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let body = br#"{"error":"storage: disk full"}"#;
+            let head = format!(
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body);
+        }
+    });
+    addr
+}
+
+#[test]
+fn an_unreachable_or_failing_auditor_exits_unavailable_and_bad_arguments_exit_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fleet");
+    let hsms = ["hsm-1@a", "hsm-2@b", "hsm-3@c"];
+    // Nothing listens on this loopback port any more.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let url = format!("http://{closed}");
+    let run = ceremony(&out, &hsms, &["--auditor", &url]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains(&closed.to_string()), "{stderr}");
+    assert!(!out.exists(), "an unreachable auditor left {out:?}");
+
+    // An auditor that answers 500: its own trouble, retry later (5), not
+    // a verification failure (6); the message carries its error.
+    let url = format!("http://{}", failing_auditor(4));
+    let run = ceremony(&out, &hsms, &["--auditor", &url]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("500") && stderr.contains("disk full"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "a failing auditor left {out:?}");
+
+    // Malformed arguments are usage errors (2), as clap's own are.
+    for bad in [
+        &["--namespace", "bad name"][..],
+        &["--participant", "bad name"][..],
+        &["--hsm", "hsm-4-without-a-site"][..],
+    ] {
+        let run = ceremony(&out, &hsms, bad);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(!out.exists());
+    }
+}
+
 #[test]
 fn verify_deployment_against_the_live_auditor() {
     use std::io::BufRead as _;
