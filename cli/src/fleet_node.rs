@@ -144,8 +144,9 @@ pub struct ClientArgs {
     pins: PinArgs,
     /// With --auditor-key/--operator-key: the file where the client
     /// remembers the newest epoch it accepted (created if missing). A
-    /// bundle older than it is refused.
-    #[arg(long, value_name = "FILE")]
+    /// bundle older than it is refused. Only with the pins: a client
+    /// that reads `fleet.public` learns no epoch.
+    #[arg(long, value_name = "FILE", requires = "auditor_keys")]
     state: Option<PathBuf>,
     /// The record's name (its id is SHA-256 of it).
     #[arg(long)]

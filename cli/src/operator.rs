@@ -47,8 +47,9 @@ pub struct NodeTargets {
     /// A node's client URL (http://HOST:PORT); repeat for every node.
     #[arg(long = "endpoint", value_name = "URL")]
     endpoints: Vec<String>,
-    /// A fleet directory whose `endpoints` file lists the nodes.
-    #[arg(long, value_name = "DIR")]
+    /// A fleet directory whose `endpoints` file lists the nodes (not with
+    /// --endpoint, which would replace its list).
+    #[arg(long, value_name = "DIR", conflicts_with = "endpoints")]
     fleet: Option<PathBuf>,
 }
 
@@ -97,8 +98,9 @@ pub struct InstallArgs {
     /// Fetch the bundle from the auditor at this base URL.
     #[arg(long, value_name = "URL", required_unless_present = "bundle")]
     auditor: Option<String>,
-    /// With --auditor: the epoch (default: the namespace's latest).
-    #[arg(long)]
+    /// With --auditor: the epoch (default: the namespace's latest). A
+    /// bundle file names its own epoch.
+    #[arg(long, conflicts_with = "bundle")]
     epoch: Option<u64>,
     /// The keys the bundle must verify under before any node sees it.
     #[command(flatten)]

@@ -334,6 +334,60 @@ fn errors_name_the_file_and_the_next_step() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
 
+/// Options that would be silently ignored together are refused up front
+/// (exit 2, naming both), before any file is read or node contacted.
+#[test]
+fn options_that_would_be_ignored_together_are_refused() {
+    let key = "ab".repeat(32);
+    let cases: [&[&str]; 3] = [
+        // --fleet's `endpoints` would be replaced by --endpoint.
+        &[
+            "operator",
+            "install",
+            "--bundle",
+            "b",
+            "--fleet",
+            "f",
+            "--endpoint",
+            "http://127.0.0.1:9",
+            "--auditor-key",
+            &key,
+            "--operator-key",
+            &key,
+        ],
+        // A bundle file names its own epoch.
+        &[
+            "operator",
+            "install",
+            "--bundle",
+            "b",
+            "--epoch",
+            "3",
+            "--endpoint",
+            "http://127.0.0.1:9",
+            "--auditor-key",
+            &key,
+            "--operator-key",
+            &key,
+        ],
+        // A client that reads fleet.public learns no epoch to remember.
+        &["recover", "--record", "a", "--code", "c", "--state", "s"],
+    ];
+    for args in cases {
+        let out = Command::new(BKV).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let text = stderr(&out);
+        let named: Vec<&str> = match args[1] {
+            "install" if args.contains(&"--fleet") => vec!["--fleet", "--endpoint"],
+            "install" => vec!["--bundle", "--epoch"],
+            _ => vec!["--auditor-key"],
+        };
+        for option in named {
+            assert!(text.contains(option), "{args:?}: {text}");
+        }
+    }
+}
+
 #[test]
 fn a_node_checks_its_arguments_and_its_secrets_file_before_it_starts() {
     let dir = tempfile::tempdir().unwrap();
