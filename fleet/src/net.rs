@@ -759,6 +759,12 @@ fn node_metrics(node: &Node) -> String {
         c.read_barriers,
     );
     metric(
+        "read_index_rounds_total",
+        "counter",
+        "ReadIndex requests made for those KE1s: one per drive round that had new ones (SPEC.md 20.2).",
+        c.read_index_rounds,
+    );
+    metric(
         "rollbacks_detected_total",
         "counter",
         "Times this node found its disk rolled back or wiped (SPEC.md 22.3, 22.4).",

@@ -210,6 +210,9 @@ pub struct NodeCounters {
     /// KE1s for a record this node does not hold that waited for a read
     /// barrier (§20.2) before being answered.
     pub read_barriers: u64,
+    /// ReadIndex requests this node made for them: one per drive round
+    /// that had new reads, however many KE1s wait on it.
+    pub read_index_rounds: u64,
     /// Vote requests ignored while recovering (§22.3).
     pub votes_withheld: u64,
     /// Client requests refused while recovering.
@@ -302,6 +305,9 @@ struct PendingRead {
     client: u64,
     request: Vec<u8>,
     deadline: u64,
+    /// The ReadIndex request this read rides on (`None`: not asked yet;
+    /// every read queued between two drive rounds shares one).
+    batch: Option<u64>,
     /// The leader's commit index for this read, once it is known.
     index: Option<u64>,
 }
@@ -319,6 +325,7 @@ pub struct Node {
     batch: Vec<(ProposalId, Command)>,
     waiting: BTreeMap<ProposalId, Waiting>,
     next_read: u64,
+    next_read_batch: u64,
     reads: BTreeMap<u64, PendingRead>,
     applied: u64,
     ticks: u64,
@@ -495,6 +502,7 @@ impl Node {
             batch: Vec::new(),
             waiting: BTreeMap::new(),
             next_read: 0,
+            next_read_batch: 0,
             reads: BTreeMap::new(),
             applied,
             ticks: 0,
@@ -705,30 +713,52 @@ impl Node {
         }
     }
 
-    /// Asks the leader for its commit index (raft-rs's ReadIndex, with the
-    /// leader confirming its leadership with a majority first); the request
-    /// is answered once this node has applied up to that index.
+    /// Queues a request behind a read barrier: the leader's commit index
+    /// (raft-rs's ReadIndex, with the leader confirming its leadership with
+    /// a majority first), asked at the next drive round for every read
+    /// queued since the last ([`Self::ask_read_index`]); the request is
+    /// answered once this node has applied up to that index.
     fn begin_read(&mut self, client: u64, request: &[u8]) -> Option<Vec<u8>> {
         if self.reads.len() >= MAX_PENDING_READS {
             return Some(rejection(RejectionCode::Busy));
         }
         let seq = self.next_read;
         self.next_read += 1;
-        let mut ctx = Vec::with_capacity(24);
-        ctx.extend_from_slice(&self.boot);
-        ctx.extend_from_slice(&seq.to_be_bytes());
         self.reads.insert(
             seq,
             PendingRead {
                 client,
                 request: request.to_vec(),
                 deadline: self.ticks + self.config.request_timeout_ticks,
+                batch: None,
                 index: None,
             },
         );
         self.counters.read_barriers += 1;
-        self.guarded(|raw| raw.read_index(ctx));
         None
+    }
+
+    /// One ReadIndex request for every read queued since the last: each
+    /// arrived before the request, so the commit index the leader confirms
+    /// for it bounds what each must see. A flood of KE1s for unknown
+    /// records then costs the leader one heartbeat round per drive round,
+    /// not one per KE1.
+    fn ask_read_index(&mut self) {
+        let batch = self.next_read_batch;
+        let mut asked = false;
+        for read in self.reads.values_mut().filter(|r| r.batch.is_none()) {
+            read.batch = Some(batch);
+            asked = true;
+        }
+        if !asked {
+            return;
+        }
+        self.next_read_batch += 1;
+        let mut ctx = Vec::with_capacity(24);
+        ctx.extend_from_slice(&self.boot);
+        ctx.extend_from_slice(&batch.to_be_bytes());
+        self.counters.read_index_rounds += 1;
+        self.guarded(|raw| raw.read_index(ctx));
     }
 
     /// Notes the read indexes raft-rs confirmed; contexts are this boot's
@@ -745,7 +775,8 @@ impl Node {
             let Ok(seq) = <[u8; 8]>::try_from(seq) else {
                 continue;
             };
-            if let Some(read) = self.reads.get_mut(&u64::from_be_bytes(seq)) {
+            let batch = Some(u64::from_be_bytes(seq));
+            for read in self.reads.values_mut().filter(|r| r.batch == batch) {
                 read.index = Some(state.index);
             }
         }
@@ -1226,6 +1257,7 @@ impl Node {
         // Twice at most: reads answered after the first round may suspend
         // requests whose commands are proposed in the second.
         for _ in 0..2 {
+            self.ask_read_index();
             self.flush_batch(rng, now);
             let mut rounds = 0;
             while !self.faulted && self.raw.has_ready() && rounds < 64 {

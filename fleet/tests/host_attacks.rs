@@ -867,3 +867,58 @@ fn a_target_whose_uncommitted_tail_a_later_leader_replaced_releases_the_gate_onl
     );
     assert!(!fleet.node(E).is_leader());
 }
+
+/// KE1s for records a node does not hold wait for a read barrier (SPEC.md
+/// §20.2). A relay that floods a follower with them must not make the
+/// leader run one heartbeat round per KE1: the reads queued between two
+/// drive rounds share one ReadIndex request, and each is still answered
+/// (here with a KE2 from the fake-record path).
+#[test]
+fn ke1s_for_unknown_records_share_one_read_index_per_drive_round() {
+    let mut fleet = Fleet::memory(3, defended);
+    fleet.settle();
+    let leader = fleet.leader().unwrap();
+    let follower = (leader + 1) % 3;
+    let before = fleet.node(follower).counters();
+    let mut tags = Vec::new();
+    for k in 0..20u8 {
+        let code = RecoveryCode::new(b"a guess").unwrap();
+        let (_, ke1) = Recovery::start(
+            &mut fleet.rng,
+            &fleet.client,
+            RecordId([100 + k; 32]),
+            &code,
+        )
+        .unwrap();
+        let tag = fleet.next_tag;
+        fleet.next_tag += 1;
+        let now = fleet.now;
+        let node = fleet.nodes[follower].as_mut().unwrap();
+        let answer = node.client_request(&mut fleet.rngs[follower], now, tag, &ke1.to_bytes());
+        assert!(
+            answer.is_none(),
+            "a KE1 for an unknown record waits for the barrier"
+        );
+        tags.push(tag);
+    }
+    for _ in 0..100 {
+        fleet.pump();
+        if tags
+            .iter()
+            .all(|t| fleet.replies.iter().any(|(_, r, _)| r == t))
+        {
+            break;
+        }
+        fleet.tick(1);
+    }
+    for tag in &tags {
+        let (_, _, answer) = fleet.replies.iter().find(|(_, r, _)| r == tag).unwrap();
+        assert!(
+            RecoveryResponse::from_bytes(answer).is_ok(),
+            "KE1 {tag} got {answer:?}"
+        );
+    }
+    let after = fleet.node(follower).counters();
+    assert_eq!(after.read_barriers - before.read_barriers, 20);
+    assert_eq!(after.read_index_rounds - before.read_index_rounds, 1);
+}
