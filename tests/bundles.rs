@@ -12,13 +12,14 @@ use backup_key_vault::bundle::{
     OperatorSigningKey, TrustAnchors, ValidationBundle, DEFAULT_NAMESPACE,
 };
 use backup_key_vault::client::{ClientConfig, Recovery, Registration};
-use backup_key_vault::vault::{MemoryStore, Vault, VaultPolicy};
+use backup_key_vault::vault::{MemoryStore, RecordSlot, RecordStore, Vault, VaultPolicy};
 use backup_key_vault::wire::{
     BundleRequest, BundleResponse, KeyRelease, MessageType, RecoveryResponseWithBundle,
     RegistrationConfirmation, RegistrationResponse, Rejection, RejectionCode,
 };
 use backup_key_vault::{
-    BundleError, ClientError, FleetPublicKeys, FleetSecrets, RecoveryCode, WireError,
+    BundleError, ClientError, FleetPublicKeys, FleetSecrets, RecoveryCode, StretchingParams,
+    WireError,
 };
 use common::*;
 use proptest::prelude::*;
@@ -730,6 +731,14 @@ fn register_then_recover(
     let registered = state
         .finish(&RegistrationConfirmation::from_bytes(&answer).unwrap())
         .unwrap();
+    // The record keeps what the client stretched with: the test-only
+    // constructor's parameters (its callers here), not RFC 9106's.
+    match vault.store().load(&record).unwrap() {
+        Some(RecordSlot::Live(r)) => {
+            assert_eq!(r.payload.stretching, StretchingParams::INSECURE_TEST_ONLY)
+        }
+        other => panic!("no live record after registration: {other:?}"),
+    }
     let (state, ke1) = Recovery::start(rng, config, record, &code).unwrap();
     let answer = vault.handle(rng, NOW, &ke1.to_bytes());
     let ke2 = RecoveryResponseWithBundle::from_bytes(&answer).unwrap();

@@ -256,6 +256,13 @@ fn overwriting_a_live_record_needs_a_recovery_in_the_same_session() {
 
     // With a fresh recovery's authorization: replaced, generation 2.
     let recovered = w.recover(id(1), "old").unwrap();
+    // Its Debug names the record and nothing of the token.
+    let shown = format!("{:?}", recovered.rekey);
+    assert!(
+        shown.starts_with("RekeyAuthorization") && shown.contains("record_id"),
+        "{shown}"
+    );
+    assert!(!shown.contains("token"), "{shown}");
     let second = w
         .register_with(id(1), "new", Some(&recovered.rekey))
         .unwrap();
