@@ -459,6 +459,226 @@ mod tests {
         assert!(rolled.open(&b.seal(1, b"nudge")).unwrap().shows_rollback);
     }
 
+    /// What does not parse is counted as forged, and nothing else moves;
+    /// a genuine envelope with an empty body (exactly the shortest length)
+    /// still opens.
+    #[test]
+    fn envelopes_that_do_not_parse_are_forged_and_the_shortest_genuine_one_opens() {
+        let (mut a, mut b) = pair();
+        let genuine = a.seal(2, b"hello");
+        let mut old_version = genuine.clone();
+        old_version[0] = ENVELOPE_VERSION - 1;
+        let unparsable: [&[u8]; 4] = [
+            &[],
+            &genuine[..HEADER_LEN],
+            &genuine[..HEADER_LEN + TAG_LEN - 1],
+            &old_version,
+        ];
+        for (i, bytes) in unparsable.into_iter().enumerate() {
+            assert_eq!(b.open(bytes).err(), Some(Dropped::Refused), "case {i}");
+            assert_eq!(b.counters().forged, i as u64 + 1, "case {i}");
+        }
+        let empty = a.seal(2, b"");
+        assert_eq!(empty.len(), HEADER_LEN + TAG_LEN);
+        assert!(b.open(&empty).unwrap().plaintext.is_empty());
+        assert_eq!(
+            b.counters(),
+            TransportCounters {
+                accepted: 1,
+                forged: 4,
+                ..TransportCounters::default()
+            }
+        );
+    }
+
+    /// A message that names this node as its sender, or a sender outside
+    /// the fleet, is misaddressed, even when it authenticates under the
+    /// fleet key (a node's own messages reflected back to it).
+    #[test]
+    fn a_message_from_this_node_or_from_a_non_member_is_misaddressed() {
+        let (a, mut b) = pair();
+        let key = a.key.clone();
+        let mut reflected = Link::new(key.clone(), 2, vec![1, 2], 1, [2; 16], BTreeMap::new());
+        assert_eq!(
+            b.open(&reflected.seal(2, b"me")).err(),
+            Some(Dropped::Refused)
+        );
+        let mut outsider = Link::new(key, 3, vec![1, 2, 3], 1, [3; 16], BTreeMap::new());
+        assert_eq!(
+            b.open(&outsider.seal(2, b"not a member")).err(),
+            Some(Dropped::Refused)
+        );
+        assert_eq!(
+            b.counters(),
+            TransportCounters {
+                misaddressed: 2,
+                ..TransportCounters::default()
+            }
+        );
+    }
+
+    /// A forged message under a boot this node has not accepted leaves no
+    /// key behind (forged headers cannot grow the cache); one under the
+    /// sender's current boot keeps that boot's key.
+    #[test]
+    fn forged_messages_leave_keys_only_for_accepted_boots() {
+        let (mut a, mut b) = pair();
+        assert!(b.open(&a.seal(2, b"first")).is_ok());
+        assert_eq!(b.recv_keys.len(), 1);
+        // Another incarnation with the same boot nonce, the same incarnation
+        // with another nonce, and both: each header names a new key.
+        for (incarnation, boot) in [(5u64, [1u8; 16]), (1, [9; 16]), (5, [9; 16])] {
+            let mut forged = a.seal(2, b"forged");
+            forged[17..25].copy_from_slice(&incarnation.to_be_bytes());
+            forged[25..41].copy_from_slice(&boot);
+            assert_eq!(b.open(&forged).err(), Some(Dropped::Refused));
+            assert_eq!(b.recv_keys.len(), 1, "{incarnation} {boot:?}");
+        }
+        // An altered body under the current boot: its key stays, and the
+        // boot's next genuine message opens.
+        let mut altered = a.seal(2, b"x");
+        let last = altered.len() - 1;
+        altered[last] ^= 1;
+        assert_eq!(b.open(&altered).err(), Some(Dropped::Refused));
+        assert!(b.recv_keys.contains_key(&(1, 1, [1; 16])));
+        assert!(b.open(&a.seal(2, b"next")).is_ok());
+        assert_eq!(b.counters().forged, 4);
+    }
+
+    /// A sender's later boot, after messages of an earlier one, opens as a
+    /// new incarnation; the earlier boot's messages are stale from then on.
+    #[test]
+    fn a_later_boot_after_an_earlier_one_opens_as_a_new_incarnation() {
+        let (mut a, mut b) = pair();
+        assert!(b.open(&a.seal(2, b"boot 1")).unwrap().new_incarnation);
+        let old = a.seal(2, b"boot 1, late");
+        let mut a2 = Link::new(a.key.clone(), 1, vec![1, 2], 2, [7; 16], BTreeMap::new());
+        let opened = b.open(&a2.seal(2, b"boot 2")).unwrap();
+        assert!(opened.new_incarnation);
+        assert!(
+            !b.open(&a2.seal(2, b"boot 2 again"))
+                .unwrap()
+                .new_incarnation
+        );
+        assert_eq!(b.open(&old).err(), Some(Dropped::Stale { from: 1 }));
+        assert_eq!(b.counters().accepted, 3);
+    }
+
+    /// The incarnations remembered from disk bind before any message of
+    /// this boot: a sender below its remembered incarnation is stale, one
+    /// at it opens.
+    #[test]
+    fn a_sender_below_its_remembered_incarnation_is_stale() {
+        let (a, _) = pair();
+        let remembered = BTreeMap::from([(1u64, 5u64)]);
+        let mut b = Link::new(a.key.clone(), 2, vec![1, 2], 1, [2; 16], remembered);
+        let mut at3 = Link::new(a.key.clone(), 1, vec![1, 2], 3, [3; 16], BTreeMap::new());
+        assert_eq!(
+            b.open(&at3.seal(2, b"old")).err(),
+            Some(Dropped::Stale { from: 1 })
+        );
+        let mut at5 = Link::new(a.key.clone(), 1, vec![1, 2], 5, [5; 16], BTreeMap::new());
+        assert!(b.open(&at5.seal(2, b"current")).unwrap().new_incarnation);
+        assert_eq!((b.counters().stale, b.counters().accepted), (1, 1));
+    }
+
+    /// A sender's new boot replaces its old boot's key in the cache, and
+    /// only its own: other senders' keys stay.
+    #[test]
+    fn a_new_boot_forgets_only_its_senders_old_key() {
+        let (a, _) = pair();
+        let key = a.key.clone();
+        let mut b = Link::new(key.clone(), 2, vec![1, 2, 3], 1, [2; 16], BTreeMap::new());
+        let mut a1 = Link::new(key.clone(), 1, vec![1, 2, 3], 1, [1; 16], BTreeMap::new());
+        let mut c = Link::new(key.clone(), 3, vec![1, 2, 3], 1, [3; 16], BTreeMap::new());
+        assert!(b.open(&a1.seal(2, b"a, boot 1")).is_ok());
+        assert!(b.open(&c.seal(2, b"c")).is_ok());
+        let mut a2 = Link::new(key, 1, vec![1, 2, 3], 2, [4; 16], BTreeMap::new());
+        assert!(b.open(&a2.seal(2, b"a, boot 2")).is_ok());
+        let cached: Vec<_> = b.recv_keys.keys().copied().collect();
+        assert_eq!(cached, vec![(1, 2, [4; 16]), (3, 1, [3; 16])]);
+    }
+
+    /// A sender acknowledging an older incarnation of this node (it has not
+    /// heard this boot yet) shows no rollback; one acknowledging a later
+    /// incarnation than this node's own does.
+    #[test]
+    fn only_a_later_acknowledged_incarnation_shows_a_rollback() {
+        let (mut a, b) = pair();
+        let key = b.key.clone();
+        let mut b1 = b;
+        assert!(
+            !a.open(&b1.seal(1, b"b, incarnation 1"))
+                .unwrap()
+                .shows_rollback
+        );
+        // b restarts as it should, at incarnation 2.
+        let mut b2 = Link::new(key.clone(), 2, vec![1, 2], 2, [5; 16], BTreeMap::new());
+        let opened = b2.open(&a.seal(2, b"acknowledges 1")).unwrap();
+        assert_eq!(opened.acknowledged_incarnation, 1);
+        assert!(!opened.shows_rollback);
+        assert!(a.open(&b2.seal(1, b"b, incarnation 2")).is_ok());
+        // b's disk is rolled back to before incarnation 2 was written.
+        let mut b_rolled = Link::new(key, 2, vec![1, 2], 1, [6; 16], BTreeMap::new());
+        let opened = b_rolled.open(&a.seal(2, b"acknowledges 2")).unwrap();
+        assert_eq!(opened.acknowledged_incarnation, 2);
+        assert!(opened.shows_rollback);
+    }
+
+    /// Every message of a run in order opens once: a replay of any of them,
+    /// the newest included, is refused, and so is one from just behind the
+    /// window; a gap in the run is filled once.
+    #[test]
+    fn each_recent_message_opens_exactly_once() {
+        let (mut a, mut b) = pair();
+        let sent: Vec<Vec<u8>> = (0..12).map(|_| a.seal(2, b"m")).collect();
+        for (i, m) in sent.iter().enumerate() {
+            if i != 5 {
+                assert!(b.open(m).is_ok(), "message {i}");
+            }
+        }
+        for (i, m) in sent.iter().enumerate().rev() {
+            let again = b.open(m);
+            if i == 5 {
+                assert!(again.is_ok(), "the gap at 5 fills once");
+            } else {
+                assert_eq!(again.err(), Some(Dropped::Refused), "replay of {i}");
+            }
+        }
+        assert!(b.open(&sent[5]).is_err());
+        assert_eq!(b.counters().replayed, 12);
+        // A jump of exactly the window's width: the previous top falls out.
+        let mut w = PeerWindow {
+            incarnation: 1,
+            boot: [0; 16],
+            top: 10,
+            seen: 1,
+        };
+        assert!(accept_seq(&mut w, 10 + REPLAY_WINDOW));
+        assert!(!accept_seq(&mut w, 10));
+        assert!(accept_seq(&mut w, 11), "inside the window, unseen");
+        assert!(!accept_seq(&mut w, 11));
+    }
+
+    /// The header parser is strict on its own: version and minimum length
+    /// (header and tag), whatever the AEAD would say after it.
+    #[test]
+    fn the_header_parser_refuses_short_input_and_other_versions() {
+        let (mut a, _) = pair();
+        let genuine = a.seal(2, b"");
+        assert_eq!(genuine.len(), HEADER_LEN + TAG_LEN);
+        let header = parse_header(&genuine).expect("a genuine header parses");
+        assert_eq!((header.from, header.to, header.seq), (1, 2, 0));
+        for len in [0, 1, HEADER_LEN - 1, HEADER_LEN, HEADER_LEN + TAG_LEN - 1] {
+            assert!(parse_header(&genuine[..len]).is_none(), "length {len}");
+        }
+        for version in [0, ENVELOPE_VERSION - 1, ENVELOPE_VERSION + 1, 0xff] {
+            let mut other = genuine.clone();
+            other[0] = version;
+            assert!(parse_header(&other).is_none(), "version {version}");
+        }
+    }
+
     #[test]
     fn far_old_sequence_numbers_are_refused() {
         let (mut a, mut b) = pair();
