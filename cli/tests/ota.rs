@@ -361,7 +361,7 @@ fn a_fleet_published_through_the_auditor_reaches_a_client_that_pins_two_keys() {
     );
     assert_eq!(pending2.transcript.epoch, 2);
     assert_eq!(pending2.transcript.operator_key.to_string(), operator_key);
-    let fleet2 = nodes(&d.join("fleet-2"), &c2, keys.0, keys.1);
+    let mut fleet2 = nodes(&d.join("fleet-2"), &c2, keys.0, keys.1);
     // A third ceremony prepared for the same epoch 2, published first with
     // another auditor key pinned: refused before anything is submitted.
     let c3 = d.join("ceremony-3");
@@ -424,6 +424,17 @@ fn a_fleet_published_through_the_auditor_reaches_a_client_that_pins_two_keys() {
     );
     assert_eq!(node_bundle(&fleet1.endpoints[0]), bundle1);
     assert_eq!(node_bundle(&fleet2.endpoints[0]), bundle2);
+    // The floor survives a restart: the node comes back from its disk,
+    // hands out epoch 2 again and still refuses epoch 1 as a rollback
+    // (without the stored floor it would be refused only for its keys).
+    fleet2.restart(0);
+    assert_eq!(node_bundle(&fleet2.endpoints[0]), bundle2);
+    let (status, why) = post_bytes(&format!("{}/v1/bundle", fleet2.endpoints[0]), &bundle1);
+    assert_eq!(status, 422, "{why}");
+    assert!(
+        why.contains("rollback: epoch 1 is older than the stored epoch 2"),
+        "{why}"
+    );
     // The metric operators alert on: each node's bundle epoch.
     let epoch_metric = |endpoint: &str| {
         let (status, body) = get_bytes(&format!("{endpoint}/metrics"));
@@ -439,7 +450,6 @@ fn a_fleet_published_through_the_auditor_reaches_a_client_that_pins_two_keys() {
 
     // A fleet-2 node replaced (a new, empty disk) hands out no bundle until
     // the operator installs the latest one from the auditor.
-    let mut fleet2 = fleet2;
     fleet2.replace(2);
     let (status, _) = get_bytes(&format!("{}/v1/bundle", fleet2.endpoints[2]));
     assert_eq!(status, 404);
