@@ -902,3 +902,61 @@ fn a_realm_routes_by_record_id_and_a_group_that_does_not_own_the_record_is_refus
     assert_eq!(a.check_realm(&moved), Ok(()));
     assert_eq!(a.check_realm(&a), Ok(()));
 }
+
+/// The encoder refuses exactly what the decoder would (SPEC.md §16): a bad
+/// namespace, an empty or oversize artifact or checkpoint, too long an
+/// inclusion proof. With every field at its bound the bundle encodes to
+/// `MAX_BUNDLE_LEN` bytes and decodes to itself.
+#[test]
+fn the_encoder_refuses_every_field_out_of_the_decoders_bounds() {
+    use backup_key_vault::bundle::artifact::{MAX_ARTIFACT_LEN, MAX_NAME_LEN};
+    use backup_key_vault::bundle::log::{MAX_CHECKPOINT_LEN, MAX_INCLUSION_HASHES};
+    use backup_key_vault::bundle::MAX_BUNDLE_LEN;
+    let s = setup(40);
+    let refused = |edit: &dyn Fn(&mut ValidationBundle), field: &'static str| {
+        let mut b = s.bundle.clone();
+        edit(&mut b);
+        assert_eq!(b.to_bytes(), Err(WireError::InvalidField(field)), "{field}");
+    };
+    refused(&|b| b.namespace = "bad name".into(), "namespace");
+    refused(&|b| b.artifact.clear(), "artifact length");
+    refused(
+        &|b| b.artifact = vec![b'a'; MAX_ARTIFACT_LEN + 1],
+        "artifact length",
+    );
+    refused(
+        &|b| b.inclusion.hashes = vec![[0; 32]; MAX_INCLUSION_HASHES + 1],
+        "inclusion proof length",
+    );
+    refused(&|b| b.checkpoint.clear(), "checkpoint length");
+    refused(
+        &|b| b.checkpoint = vec![b'c'; MAX_CHECKPOINT_LEN + 1],
+        "checkpoint length",
+    );
+    let mut at = s.bundle.clone();
+    assert!(at.counter_signature.is_some());
+    at.namespace = "n".repeat(MAX_NAME_LEN);
+    at.artifact = vec![b'a'; MAX_ARTIFACT_LEN];
+    at.inclusion.hashes = vec![[1; 32]; MAX_INCLUSION_HASHES];
+    at.checkpoint = vec![b'c'; MAX_CHECKPOINT_LEN];
+    let bytes = at.to_bytes().unwrap();
+    assert_eq!(bytes.len(), MAX_BUNDLE_LEN);
+    assert!(ValidationBundle::from_bytes(&bytes).unwrap() == at);
+}
+
+/// A bundle's `Debug` names what identifies it, and not its bytes.
+#[test]
+fn a_bundles_debug_names_it_without_dumping_it() {
+    let s = setup(41);
+    let shown = format!("{:?}", s.bundle);
+    for part in [
+        "ValidationBundle",
+        DEFAULT_NAMESPACE,
+        "epoch: 1",
+        "counter_signed: true",
+    ] {
+        assert!(shown.contains(part), "{part}: {shown}");
+    }
+    assert!(!shown.contains("artifact"), "{shown}");
+    assert!(shown.len() < 400, "{shown}");
+}
