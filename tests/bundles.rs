@@ -960,3 +960,18 @@ fn a_bundles_debug_names_it_without_dumping_it() {
     assert!(!shown.contains("artifact"), "{shown}");
     assert!(shown.len() < 400, "{shown}");
 }
+
+/// The anchors report what they pin: the namespace and both key lists,
+/// in order (the CLI keeps client state per namespace and shows the keys).
+#[test]
+fn trust_anchors_report_their_namespace_and_keys() {
+    let anchors = TrustAnchors::new(&[[1; 32], [2; 32]], &[[3; 32]]);
+    assert_eq!(anchors.namespace(), DEFAULT_NAMESPACE);
+    let anchors = anchors.with_namespace("example.org/keys");
+    assert_eq!(anchors.namespace(), "example.org/keys");
+    let bytes = |keys: &[backup_key_vault::bundle::ed25519::PinnedKey]| -> Vec<[u8; 32]> {
+        keys.iter().map(|k| *k.as_bytes()).collect()
+    };
+    assert_eq!(bytes(anchors.auditor_keys()), vec![[1; 32], [2; 32]]);
+    assert_eq!(bytes(anchors.operator_keys()), vec![[3; 32]]);
+}
