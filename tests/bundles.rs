@@ -468,6 +468,13 @@ fn verified_fleet_checks_keys_per_role() {
         fleet.check_key(KeyRole::OpaqueKeyExchange, keys.transport.as_bytes()),
         Err(BundleError::KeyNotListed(KeyRole::OpaqueKeyExchange))
     );
+    // Another key of the right length, differing in one byte, is not it.
+    let mut other = keys.key_exchange;
+    other[31] ^= 1;
+    assert_eq!(
+        fleet.check_key(KeyRole::OpaqueKeyExchange, &other),
+        Err(BundleError::KeyNotListed(KeyRole::OpaqueKeyExchange))
+    );
 }
 
 // ----- Codecs ------------------------------------------------------------
