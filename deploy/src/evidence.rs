@@ -595,12 +595,12 @@ impl PendingCeremony {
             None => return Err(EvidenceError::Invalid("format (missing)")),
         }
         let pending: Self = serde_json::from_slice(bytes).map_err(|e| json_error(&e))?;
-        if pending.transcript.version != TRANSCRIPT_VERSION {
-            return Err(EvidenceError::UnsupportedVersion {
-                what: "transcript",
-                version: pending.transcript.version,
-            });
-        }
+        validate_ceremony(
+            &pending.transcript,
+            &pending.transcript_signatures,
+            &pending.attestations,
+            &pending.fleet_key_artifact,
+        )?;
         Ok(pending)
     }
 
@@ -659,69 +659,87 @@ impl Evidence {
     }
 
     fn validate(&self) -> Result<(), EvidenceError> {
-        let t = &self.transcript;
-        if t.version != TRANSCRIPT_VERSION {
-            return Err(EvidenceError::UnsupportedVersion {
-                what: "transcript",
-                version: t.version,
-            });
-        }
-        let within = |len: usize, max: usize, what| {
-            if len == 0 || len > max {
-                Err(EvidenceError::Limit { what })
-            } else {
-                Ok(())
-            }
-        };
-        within(t.hsms.len(), MAX_HSMS, "transcript hsms")?;
-        within(
-            t.fleet_keys.len(),
-            KeyRole::ALL.len(),
-            "transcript fleet_keys",
+        validate_ceremony(
+            &self.transcript,
+            &self.transcript_signatures,
+            &self.attestations,
+            &self.fleet_key_artifact,
         )?;
-        within(
-            t.participants.len(),
-            MAX_PARTICIPANTS,
-            "transcript participants",
-        )?;
-        within(
-            self.transcript_signatures.len(),
-            MAX_PARTICIPANTS,
-            "transcript_signatures",
-        )?;
-        within(self.attestations.len(), MAX_HSMS, "attestations")?;
-        if t.quorum.min_hsms == 0 || t.quorum.min_sites == 0 {
-            return Err(EvidenceError::Invalid(
-                "quorum (minimums must be at least 1)",
-            ));
-        }
-        for a in &self.attestations {
-            if a.statement.version != STATEMENT_VERSION {
-                return Err(EvidenceError::UnsupportedVersion {
-                    what: "statement",
-                    version: a.statement.version,
-                });
-            }
-            within(a.chain.len(), MAX_CHAIN_LEN, "attestation chain")?;
-            if a.chain
-                .iter()
-                .any(|c| c.0.is_empty() || c.0.len() > MAX_CERT_LEN)
-            {
-                return Err(EvidenceError::Invalid("certificate length"));
-            }
-            within(a.statement.keys.len(), KeyRole::ALL.len(), "statement keys")?;
-        }
-        if self.fleet_key_artifact.is_empty()
-            || self.fleet_key_artifact.len() > backup_key_vault::bundle::artifact::MAX_ARTIFACT_LEN
-        {
-            return Err(EvidenceError::Invalid("fleet_key_artifact length"));
-        }
         if self.log.bundle.0.len() > MAX_BUNDLE_LEN {
             return Err(EvidenceError::Invalid("log bundle length"));
         }
         self.bundle()?;
         Ok(())
     }
+}
+
+/// Every rule of the evidence that does not involve the log: versions,
+/// counts and lengths of the ceremony's own parts. Shared by
+/// [`Evidence::from_json`] and [`PendingCeremony::from_json`], so a pending
+/// ceremony is held to the evidence's rules before it is published.
+fn validate_ceremony(
+    t: &Transcript,
+    transcript_signatures: &[ParticipantSignature],
+    attestations: &[Attestation],
+    fleet_key_artifact: &str,
+) -> Result<(), EvidenceError> {
+    if t.version != TRANSCRIPT_VERSION {
+        return Err(EvidenceError::UnsupportedVersion {
+            what: "transcript",
+            version: t.version,
+        });
+    }
+    let within = |len: usize, max: usize, what| {
+        if len == 0 || len > max {
+            Err(EvidenceError::Limit { what })
+        } else {
+            Ok(())
+        }
+    };
+    within(t.hsms.len(), MAX_HSMS, "transcript hsms")?;
+    within(
+        t.fleet_keys.len(),
+        KeyRole::ALL.len(),
+        "transcript fleet_keys",
+    )?;
+    within(
+        t.participants.len(),
+        MAX_PARTICIPANTS,
+        "transcript participants",
+    )?;
+    within(
+        transcript_signatures.len(),
+        MAX_PARTICIPANTS,
+        "transcript_signatures",
+    )?;
+    within(attestations.len(), MAX_HSMS, "attestations")?;
+    if t.quorum.min_hsms == 0 || t.quorum.min_sites == 0 {
+        return Err(EvidenceError::Invalid(
+            "quorum (minimums must be at least 1)",
+        ));
+    }
+    for a in attestations {
+        if a.statement.version != STATEMENT_VERSION {
+            return Err(EvidenceError::UnsupportedVersion {
+                what: "statement",
+                version: a.statement.version,
+            });
+        }
+        within(a.chain.len(), MAX_CHAIN_LEN, "attestation chain")?;
+        if a.chain
+            .iter()
+            .any(|c| c.0.is_empty() || c.0.len() > MAX_CERT_LEN)
+        {
+            return Err(EvidenceError::Invalid("certificate length"));
+        }
+        within(a.statement.keys.len(), KeyRole::ALL.len(), "statement keys")?;
+    }
+    if fleet_key_artifact.is_empty()
+        || fleet_key_artifact.len() > backup_key_vault::bundle::artifact::MAX_ARTIFACT_LEN
+    {
+        return Err(EvidenceError::Invalid("fleet_key_artifact length"));
+    }
+    Ok(())
 }
 
 /// SHA-256 of `bytes`.

@@ -515,3 +515,66 @@ fn the_counter_signature_must_be_by_the_operator_key_the_transcript_records() {
         .iter()
         .any(|w| w.contains("the operator key is not pinned")));
 }
+
+/// `bkv operator publish` reads a pending ceremony back from disk: it is
+/// held to every rule of the evidence that does not involve the log, so an
+/// edited file is refused before anything is sent to the auditor.
+#[test]
+fn a_pending_ceremony_is_held_to_the_evidences_rules() {
+    use bkv_deploy::evidence::{EvidenceError, PendingCeremony, PENDING_FORMAT};
+    let mut w = three_sites();
+    let e = w.ceremony().evidence;
+    let good = PendingCeremony {
+        format: PENDING_FORMAT.into(),
+        transcript: e.transcript.clone(),
+        transcript_signatures: e.transcript_signatures.clone(),
+        attestations: e.attestations.clone(),
+        fleet_key_artifact: e.fleet_key_artifact.clone(),
+    };
+    assert_eq!(PendingCeremony::from_json(&good.to_json()).unwrap(), good);
+
+    let refused = |edit: &dyn Fn(&mut PendingCeremony)| {
+        let mut p = good.clone();
+        edit(&mut p);
+        PendingCeremony::from_json(&p.to_json()).unwrap_err()
+    };
+    assert_eq!(
+        refused(&|p| p.attestations.clear()),
+        EvidenceError::Limit {
+            what: "attestations"
+        }
+    );
+    assert_eq!(
+        refused(&|p| p.transcript_signatures.clear()),
+        EvidenceError::Limit {
+            what: "transcript_signatures"
+        }
+    );
+    assert_eq!(
+        refused(&|p| p.transcript.quorum.min_sites = 0),
+        EvidenceError::Invalid("quorum (minimums must be at least 1)")
+    );
+    assert_eq!(
+        refused(&|p| p.attestations[0].chain.clear()),
+        EvidenceError::Limit {
+            what: "attestation chain"
+        }
+    );
+    assert_eq!(
+        refused(&|p| p.fleet_key_artifact.clear()),
+        EvidenceError::Invalid("fleet_key_artifact length")
+    );
+    assert_eq!(
+        refused(&|p| p.fleet_key_artifact = "x".repeat(
+            backup_key_vault::bundle::artifact::MAX_ARTIFACT_LEN + 1
+        )),
+        EvidenceError::Invalid("fleet_key_artifact length")
+    );
+    assert!(matches!(
+        refused(&|p| p.transcript.version += 1),
+        EvidenceError::UnsupportedVersion {
+            what: "transcript",
+            ..
+        }
+    ));
+}
