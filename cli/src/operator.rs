@@ -318,6 +318,9 @@ fn install_on(nodes: &[String], bundle: &EncodedBundle) -> Result<(), Failure> {
         .build()
         .into();
     let mut failures = Vec::new();
+    // Whether some node answered and refused (exit 1), rather than every
+    // failure being a node that could not be reached (exit 5: retry).
+    let mut refused = false;
     for node in nodes {
         let url = format!("{}/v1/bundle", node.trim_end_matches('/'));
         match agent.post(&url).send(bundle.as_bytes()) {
@@ -327,22 +330,36 @@ fn install_on(nodes: &[String], bundle: &EncodedBundle) -> Result<(), Failure> {
                 if status == 200 {
                     say(&format!("  {node}: {}", text.trim()));
                 } else {
+                    refused = true;
                     failures.push(format!("{node}: {status} {}", text.trim()));
                 }
             }
-            Err(e) => failures.push(format!("{node}: {e}")),
+            Err(e) => failures.push(format!("{node}: unreachable ({e})")),
         }
     }
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(Failure::other(format!(
-            "{} of {} nodes did not install the bundle:\n  {}\nthe others did; once the cause \
-             is fixed, run `bkv operator install` for these nodes",
-            failures.len(),
-            nodes.len(),
-            failures.join("\n  ")
-        )))
+        let exit = if refused {
+            Exit::Other
+        } else {
+            Exit::Unavailable
+        };
+        let others = if failures.len() == nodes.len() {
+            ""
+        } else {
+            "the others did; "
+        };
+        Err(Failure::new(
+            exit,
+            format!(
+                "{} of {} nodes did not install the bundle:\n  {}\n{others}once the cause is \
+                 fixed, run `bkv operator install` for these nodes",
+                failures.len(),
+                nodes.len(),
+                failures.join("\n  ")
+            ),
+        ))
     }
 }
 

@@ -350,6 +350,36 @@ fn a_fleet_published_through_the_auditor_reaches_a_client_that_pins_two_keys() {
         text(&never)
     );
     assert_eq!(node_bundle(&fleet1.endpoints[0]), bundle1);
+    // (e) One endpoint is down (a closed port on loopback): the others
+    // install, and the command exits 5 (retry) naming the one it missed.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let mut args = vec![
+        "operator",
+        "install",
+        "--auditor",
+        &auditor.url,
+        "--epoch",
+        "1",
+        "--auditor-key",
+        keys.0,
+        "--operator-key",
+        keys.1,
+    ];
+    args.extend(endpoints.iter().map(String::as_str));
+    args.extend(["--endpoint", &closed]);
+    let partial = bkv(&args);
+    assert_eq!(partial.status.code(), Some(5), "{}", text(&partial));
+    assert!(
+        text(&partial).contains("1 of 4 nodes did not install")
+            && text(&partial).contains(&format!("{closed}: unreachable"))
+            && text(&partial).contains("the others did"),
+        "{}",
+        text(&partial)
+    );
+    assert_eq!(node_bundle(&fleet1.endpoints[2]), bundle1);
 
     // Fleet 2, same operator key, at epoch 2.
     let c2 = d.join("ceremony-2");
