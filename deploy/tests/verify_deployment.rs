@@ -565,9 +565,8 @@ fn a_pending_ceremony_is_held_to_the_evidences_rules() {
         EvidenceError::Invalid("fleet_key_artifact length")
     );
     assert_eq!(
-        refused(&|p| p.fleet_key_artifact = "x".repeat(
-            backup_key_vault::bundle::artifact::MAX_ARTIFACT_LEN + 1
-        )),
+        refused(&|p| p.fleet_key_artifact =
+            "x".repeat(backup_key_vault::bundle::artifact::MAX_ARTIFACT_LEN + 1)),
         EvidenceError::Invalid("fleet_key_artifact length")
     );
     assert!(matches!(

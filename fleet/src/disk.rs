@@ -2,7 +2,7 @@
 //! `node.redb` per node (SPEC.md §22.1).
 //!
 //! This is the untrusted part. It keeps the rows the node hands it, in
-//! three tables, and gives them back; it never sees a key and never looks
+//! five tables, and gives them back; it never sees a key and never looks
 //! inside a row. Every [`HostStore::apply`] is one redb write transaction,
 //! committed (fsynced) before it returns.
 
@@ -16,12 +16,16 @@ use crate::platform::{HostError, HostOp, HostStore, Row, Table};
 const META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
 const LOG: TableDefinition<&[u8], &[u8]> = TableDefinition::new("log");
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
+const TREE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tree");
+const SLOTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("slots");
 
 fn definition(table: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
     match table {
         Table::Meta => META,
         Table::Log => LOG,
         Table::Records => RECORDS,
+        Table::Tree => TREE,
+        Table::Slots => SLOTS,
     }
 }
 
@@ -69,12 +73,20 @@ impl HostStore for RedbHost {
         Ok(rows)
     }
 
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
+        let txn = self.db.begin_read().map_err(err)?;
+        let t = txn.open_table(definition(table)).map_err(err)?;
+        Ok(t.get(key).map_err(err)?.map(|v| v.value().to_vec()))
+    }
+
     fn apply(&mut self, ops: &[HostOp]) -> Result<(), HostError> {
         let txn = self.db.begin_write().map_err(err)?;
         {
             let mut meta = txn.open_table(META).map_err(err)?;
             let mut log = txn.open_table(LOG).map_err(err)?;
             let mut records = txn.open_table(RECORDS).map_err(err)?;
+            let mut tree = txn.open_table(TREE).map_err(err)?;
+            let mut slots = txn.open_table(SLOTS).map_err(err)?;
             for op in ops {
                 let table = match op {
                     HostOp::Put { table, .. }
@@ -85,6 +97,8 @@ impl HostStore for RedbHost {
                     Table::Meta => &mut meta,
                     Table::Log => &mut log,
                     Table::Records => &mut records,
+                    Table::Tree => &mut tree,
+                    Table::Slots => &mut slots,
                 };
                 match op {
                     HostOp::Put { key, value, .. } => {

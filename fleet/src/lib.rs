@@ -50,6 +50,7 @@ pub mod net;
 pub mod node;
 pub mod platform;
 pub mod realm_sim;
+pub mod records;
 pub mod sealed;
 pub mod sim;
 pub mod transport;

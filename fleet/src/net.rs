@@ -128,6 +128,10 @@ impl HostStore for TimedHost {
         self.inner.scan(table)
     }
 
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
+        self.inner.get(table, key)
+    }
+
     fn apply(&mut self, ops: &[HostOp]) -> Result<(), HostError> {
         let started = Instant::now();
         let result = self.inner.apply(ops);

@@ -27,11 +27,24 @@ pub enum Table {
     Log,
     /// The record table as of the snapshot, keyed by record id.
     Records,
+    /// The record tree's node rows (SPEC.md §8.5), keyed by
+    /// `tree::NodeKey` bytes, in clear: hashes and ids only, authenticated
+    /// by the root the node keeps ([`crate::records::HostRecords`]).
+    Tree,
+    /// The record slots the tree commits to, keyed by record id, each
+    /// sealed by the node (SPEC.md §8.5, §22.1).
+    Slots,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 3] = [Table::Meta, Table::Log, Table::Records];
+    pub const ALL: [Table; 5] = [
+        Table::Meta,
+        Table::Log,
+        Table::Records,
+        Table::Tree,
+        Table::Slots,
+    ];
 
     /// The table's name (also its name in redb).
     pub fn name(self) -> &'static str {
@@ -39,6 +52,8 @@ impl Table {
             Table::Meta => "meta",
             Table::Log => "log",
             Table::Records => "records",
+            Table::Tree => "tree",
+            Table::Slots => "slots",
         }
     }
 }
@@ -95,12 +110,15 @@ impl fmt::Display for HostError {
     }
 }
 
-/// What the untrusted host keeps for a node: rows in three tables. The host
+/// What the untrusted host keeps for a node: rows in a few tables. The host
 /// may lose, edit, reorder, copy or roll back any of it; the node seals
-/// every row and checks all of it when it loads (SPEC.md §22.1).
+/// every row and checks all of it when it loads (SPEC.md §22.1), or, for
+/// the record tree and its slots, when it reads them (§8.5).
 pub trait HostStore: Send {
     /// Every row of `table`, in key order.
     fn scan(&self, table: Table) -> Result<Vec<Row>, HostError>;
+    /// One row of `table`, `None` if there is none.
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, HostError>;
     /// Makes every change in `ops` together and durably before returning
     /// (the node sends nothing that depends on them before that).
     fn apply(&mut self, ops: &[HostOp]) -> Result<(), HostError>;
@@ -177,6 +195,11 @@ impl HostStore for MemHost {
         Ok(m.get(&table)
             .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default())
+    }
+
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
+        let m = self.0.lock().map_err(|_| poisoned())?;
+        Ok(m.get(&table).and_then(|t| t.get(key)).cloned())
     }
 
     fn apply(&mut self, ops: &[HostOp]) -> Result<(), HostError> {

@@ -336,11 +336,103 @@ fn host_err(e: HostError) -> FleetError {
     FleetError::Disk(e.0)
 }
 
+/// Seals and opens a node's rows: XChaCha20-Poly1305 under the member's
+/// storage key, with the member, the table, the row's key and a binding
+/// bound in (SPEC.md §22.1). Shared by the [`SealedStore`] and the record
+/// slots ([`crate::records::HostRecords`]).
+#[derive(Clone)]
+pub(crate) struct RowCipher {
+    cipher: XChaCha20Poly1305,
+    node: u64,
+    sealing: bool,
+}
+
+impl RowCipher {
+    /// The cipher for `node`'s rows; `sealing = false` (tests of attacks
+    /// without this defence) writes and reads rows in clear.
+    pub(crate) fn new(key: &FleetTransportKey, node: u64, sealing: bool) -> Self {
+        let storage_key = key.storage_key(node);
+        Self {
+            cipher: XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&storage_key[..])),
+            node,
+            sealing,
+        }
+    }
+
+    fn aad(&self, table: Table, key: &[u8], binding: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(48 + key.len() + binding.len());
+        aad.extend_from_slice(b"bkv-row/v1");
+        aad.extend_from_slice(&self.node.to_be_bytes());
+        aad.push(table as u8);
+        aad.extend_from_slice(&(key.len() as u64).to_be_bytes());
+        aad.extend_from_slice(key);
+        aad.extend_from_slice(binding);
+        aad
+    }
+
+    pub(crate) fn seal<R: RngCore + CryptoRng>(
+        &self,
+        rng: &mut R,
+        table: Table,
+        key: &[u8],
+        binding: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, FleetError> {
+        if !self.sealing {
+            return Ok(plaintext.to_vec());
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        let aad = self.aad(table, key, binding);
+        let body = self
+            .cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| FleetError::Disk("sealing a row failed".into()))?;
+        let mut out = Vec::with_capacity(NONCE_LEN + body.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    pub(crate) fn open(
+        &self,
+        table: Table,
+        key: &[u8],
+        binding: &[u8],
+        sealed: &[u8],
+        what: &'static str,
+    ) -> Result<Zeroizing<Vec<u8>>, LoadError> {
+        if !self.sealing {
+            return Ok(Zeroizing::new(sealed.to_vec()));
+        }
+        let (nonce, body) = sealed
+            .split_at_checked(NONCE_LEN)
+            .ok_or(LoadError::Tampered(what))?;
+        let aad = self.aad(table, key, binding);
+        self.cipher
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: body,
+                    aad: &aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| LoadError::Tampered(what))
+    }
+}
+
 /// A node's sealed view of its host's disk.
 pub struct SealedStore {
     host: Box<dyn HostStore>,
     nvram: Option<Box<dyn Nvram>>,
-    cipher: XChaCha20Poly1305,
+    rows: RowCipher,
     node: u64,
     sealing: bool,
     manifest: Manifest,
@@ -379,12 +471,10 @@ impl SealedStore {
         nvram: Option<Box<dyn Nvram>>,
         sealing: bool,
     ) -> Result<(Self, Loaded, Boot), FleetError> {
-        let storage_key = key.storage_key(node);
-        let cipher = XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&storage_key[..]));
         let mut store = Self {
             host,
             nvram,
-            cipher,
+            rows: RowCipher::new(key, node, sealing),
             node,
             sealing,
             manifest: Manifest::default(),
@@ -462,17 +552,6 @@ impl SealedStore {
         Ok(loaded)
     }
 
-    fn aad(&self, table: Table, key: &[u8], binding: &[u8]) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(48 + key.len() + binding.len());
-        aad.extend_from_slice(b"bkv-row/v1");
-        aad.extend_from_slice(&self.node.to_be_bytes());
-        aad.push(table as u8);
-        aad.extend_from_slice(&(key.len() as u64).to_be_bytes());
-        aad.extend_from_slice(key);
-        aad.extend_from_slice(binding);
-        aad
-    }
-
     fn seal<R: RngCore + CryptoRng>(
         &self,
         rng: &mut R,
@@ -481,26 +560,7 @@ impl SealedStore {
         binding: &[u8],
         plaintext: &[u8],
     ) -> Result<Vec<u8>, FleetError> {
-        if !self.sealing {
-            return Ok(plaintext.to_vec());
-        }
-        let mut nonce = [0u8; NONCE_LEN];
-        rng.fill_bytes(&mut nonce);
-        let aad = self.aad(table, key, binding);
-        let body = self
-            .cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| FleetError::Disk("sealing a row failed".into()))?;
-        let mut out = Vec::with_capacity(NONCE_LEN + body.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&body);
-        Ok(out)
+        self.rows.seal(rng, table, key, binding, plaintext)
     }
 
     fn open_row(
@@ -511,23 +571,7 @@ impl SealedStore {
         sealed: &[u8],
         what: &'static str,
     ) -> Result<Zeroizing<Vec<u8>>, LoadError> {
-        if !self.sealing {
-            return Ok(Zeroizing::new(sealed.to_vec()));
-        }
-        let (nonce, body) = sealed
-            .split_at_checked(NONCE_LEN)
-            .ok_or(LoadError::Tampered(what))?;
-        let aad = self.aad(table, key, binding);
-        self.cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: body,
-                    aad: &aad,
-                },
-            )
-            .map(Zeroizing::new)
-            .map_err(|_| LoadError::Tampered(what))
+        self.rows.open(table, key, binding, sealed, what)
     }
 
     /// Reads and checks every row: `Ok(None)` for an empty disk.

@@ -1,0 +1,494 @@
+//! The record tree and its slots on a node's host: the untrusted half of
+//! the core's [`VerifiedStore`] (SPEC.md §8.5, "The fleet node").
+//!
+//! [`HostRecords`] is a [`RecordHost`] over the node's [`HostStore`]. The
+//! tree's node rows live in [`Table::Tree`] in clear (hashes and ids only,
+//! which the root authenticates); each record's slot lives in
+//! [`Table::Slots`], sealed like every other row of the node (§22.1) with
+//! an empty binding, because the tree, not the AEAD, ties it to a state. A
+//! fetch reads the rows along the record's path (`tree::prove` over
+//! [`HostStore::get`]) and opens the slot; the [`VerifiedStore`] above then
+//! checks both against the root it trusts. A commit's rows are **staged**,
+//! not written: later fetches see them, and the node takes them
+//! ([`HostRecords::take_ops`]) to write in the same [`HostStore::apply`] as
+//! the manifest that carries the new root, so the tree on disk and the root
+//! the node vouches for change together.
+//!
+//! What the host can do and what it comes to: a row edited, dropped,
+//! swapped or taken from an older copy of the disk either breaks the path
+//! (`tree::prove` finds a node that its parent does not name), or leads to
+//! another root, or gives a slot that does not open under its own id or does
+//! not hash to its leaf. Each is refused, and counted: here when the rows
+//! cannot even be read as a path or a slot ([`HostRecords::refused`]), in
+//! the [`VerifiedStore`] when they can but do not check
+//! ([`VerifiedStore::rejections`]).
+//!
+//! The node does not run on this yet: it still keeps its whole table in
+//! memory (SPEC.md §8.5, "The fleet node, planned").
+//!
+//! [`VerifiedStore`]: backup_key_vault::vault::verified::VerifiedStore
+//! [`VerifiedStore::rejections`]: backup_key_vault::vault::verified::VerifiedStore::rejections
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rand_core::{CryptoRng, RngCore};
+use zeroize::Zeroizing;
+
+use backup_key_vault::fleet::FleetTransportKey;
+use backup_key_vault::vault::tree::{self, Node, NodeKey, TreeUpdate};
+use backup_key_vault::vault::verified::{HostAnswer, RecordHost};
+use backup_key_vault::{RecordId, StoreError};
+
+use crate::error::FleetError;
+use crate::platform::{HostOp, HostStore, Table};
+use crate::sealed::RowCipher;
+
+/// Why [`HostRecords`] could not read a record's rows as a path and a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RowRefusal {
+    /// A tree row that is not a node (§8.5, "Node rows").
+    TreeRow,
+    /// Tree rows that do not fit together: a node whose hash is not the
+    /// one its parent names, or a named child with no row.
+    BrokenPath,
+    /// A slot row that does not open under the node's key and the record's
+    /// id (edited, or moved from another id or another node).
+    SlotRow,
+}
+
+/// A [`RecordHost`] over a node's [`HostStore`], with the commits not yet
+/// written staged in memory.
+pub struct HostRecords<H> {
+    host: H,
+    rows: RowCipher,
+    /// Tree rows changed by commits not yet taken (`None`: remove the row).
+    tree: BTreeMap<NodeKey, Option<Node>>,
+    /// Slots changed by commits not yet taken, in clear until sealed.
+    slots: BTreeMap<RecordId, Zeroizing<Vec<u8>>>,
+    refused: Cell<u64>,
+    last_refusal: Cell<Option<RowRefusal>>,
+}
+
+impl<H> fmt::Debug for HostRecords<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostRecords")
+            .field("staged_rows", &self.tree.len())
+            .field("staged_slots", &self.slots.len())
+            .field("refused", &self.refused.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: HostStore> HostRecords<H> {
+    /// The records of member `node` of the fleet with `key`, on `host`.
+    pub fn new(key: &FleetTransportKey, node: u64, host: H) -> Self {
+        Self {
+            host,
+            rows: RowCipher::new(key, node, true),
+            tree: BTreeMap::new(),
+            slots: BTreeMap::new(),
+            refused: Cell::new(0),
+            last_refusal: Cell::new(None),
+        }
+    }
+
+    /// The host, for inspection.
+    pub fn host(&self) -> &H {
+        &self.host
+    }
+
+    /// Records whose rows could not be read as a path and a slot so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.get()
+    }
+
+    /// Why the latest such read was refused.
+    pub fn last_refusal(&self) -> Option<RowRefusal> {
+        self.last_refusal.get()
+    }
+
+    /// Slots changed by commits whose rows are staged, not yet taken.
+    pub fn staged(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The staged rows as host operations (slots sealed, tree rows in
+    /// clear), for the node to write together with the manifest that
+    /// carries the root they lead to; staging starts empty again.
+    pub fn take_ops<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+    ) -> Result<Vec<HostOp>, FleetError> {
+        let mut ops = Vec::with_capacity(self.tree.len() + self.slots.len());
+        for (key, node) in std::mem::take(&mut self.tree) {
+            let key = key.to_bytes().to_vec();
+            ops.push(match node {
+                Some(node) => HostOp::Put {
+                    table: Table::Tree,
+                    key,
+                    value: node.to_bytes().to_vec(),
+                },
+                None => HostOp::Delete {
+                    table: Table::Tree,
+                    key,
+                },
+            });
+        }
+        for (id, slot) in std::mem::take(&mut self.slots) {
+            let value = self
+                .rows
+                .seal(rng, Table::Slots, id.as_bytes(), &[], &slot)?;
+            ops.push(HostOp::Put {
+                table: Table::Slots,
+                key: id.as_bytes().to_vec(),
+                value,
+            });
+        }
+        Ok(ops)
+    }
+
+    fn refuse(&self, why: RowRefusal) -> StoreError {
+        self.refused.set(self.refused.get().saturating_add(1));
+        self.last_refusal.set(Some(why));
+        StoreError
+    }
+
+    fn node(&self, key: &NodeKey) -> Result<Option<Node>, StoreError> {
+        if let Some(staged) = self.tree.get(key) {
+            return Ok(*staged);
+        }
+        match self.host.get(Table::Tree, &key.to_bytes()) {
+            Ok(None) => Ok(None),
+            Ok(Some(bytes)) => Node::from_bytes(&bytes)
+                .map(Some)
+                .map_err(|_| self.refuse(RowRefusal::TreeRow)),
+            // The host could not read its disk: unavailable, not a lie.
+            Err(_) => Err(StoreError),
+        }
+    }
+
+    fn slot(&self, id: &RecordId) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        if let Some(staged) = self.slots.get(id) {
+            return Ok(Some(staged.clone()));
+        }
+        match self.host.get(Table::Slots, id.as_bytes()) {
+            Ok(None) => Ok(None),
+            Ok(Some(sealed)) => self
+                .rows
+                .open(Table::Slots, id.as_bytes(), &[], &sealed, "slot row")
+                .map(Some)
+                .map_err(|_| self.refuse(RowRefusal::SlotRow)),
+            Err(_) => Err(StoreError),
+        }
+    }
+}
+
+impl<H: HostStore> RecordHost for HostRecords<H> {
+    fn fetch(&self, id: &RecordId) -> Result<HostAnswer, StoreError> {
+        let proof = match tree::prove(|key| self.node(key), id)? {
+            Ok(proof) => proof,
+            Err(_) => return Err(self.refuse(RowRefusal::BrokenPath)),
+        };
+        Ok(HostAnswer {
+            slot: self.slot(id)?,
+            proof: proof.to_bytes(),
+        })
+    }
+
+    fn store(&mut self, id: &RecordId, slot: &[u8], update: &TreeUpdate) -> Result<(), StoreError> {
+        for (key, node) in &update.writes {
+            self.tree.insert(*key, *node);
+        }
+        self.slots.insert(*id, Zeroizing::new(slot.to_vec()));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::platform::{MemHost, MemImage};
+    use backup_key_vault::suite::StretchingParams;
+    use backup_key_vault::vault::verified::{HostRejection, VerifiedStore};
+    use backup_key_vault::vault::{
+        Applied, Command, RecordPayload, RecordStore, RecordTable, Refusal,
+    };
+    use backup_key_vault::FleetSecrets;
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    fn key() -> FleetTransportKey {
+        FleetSecrets::generate(&mut ChaCha20Rng::seed_from_u64(7)).fleet_transport_key()
+    }
+
+    /// Ids spread as an app's hashed account ids are.
+    fn id(n: u8) -> RecordId {
+        use sha2::{Digest, Sha256};
+        RecordId(Sha256::digest([n]).into())
+    }
+
+    /// The bit of `id` at `depth` (most significant first).
+    fn bit(id: &RecordId, depth: usize) -> u8 {
+        (id.as_bytes()[depth / 8] >> (7 - depth % 8)) & 1
+    }
+
+    fn register(n: u8) -> Command {
+        Command::Register {
+            record_id: id(n),
+            replaces: None,
+            generation: 1,
+            payload: RecordPayload {
+                oprf_nonce: [n; 32],
+                registration: [2; 192],
+                wrapped_key: [3; 48],
+                stretching: StretchingParams::default(),
+                max_attempts: 3,
+            },
+        }
+    }
+
+    fn charge(n: u8) -> Command {
+        Command::ChargeAttempt {
+            record_id: id(n),
+            generation: 1,
+        }
+    }
+
+    type Store = VerifiedStore<HostRecords<MemHost>>;
+
+    fn store(host: &MemHost, root: tree::Hash) -> Store {
+        VerifiedStore::new(HostRecords::new(&key(), 1, host.clone()), root, 0)
+    }
+
+    /// Writes what is staged, as the node does with its manifest.
+    fn flush(s: &mut Store, rng: &mut ChaCha20Rng) {
+        let ops = s.host_mut().take_ops(rng).unwrap();
+        s.host().host().clone().apply(&ops).unwrap();
+    }
+
+    fn refusals(s: &Store) -> u64 {
+        s.rejections() + s.host().refused()
+    }
+
+    /// Sixteen records registered and written.
+    fn filled(rng: &mut ChaCha20Rng) -> (MemHost, Store, RecordTable) {
+        let host = MemHost::new();
+        let mut s = store(&host, tree::EMPTY);
+        let mut table = RecordTable::new();
+        for n in 0..16 {
+            assert_eq!(s.commit(&register(n)), Ok(table.apply(&register(n))));
+        }
+        flush(&mut s, rng);
+        (host, s, table)
+    }
+
+    #[test]
+    fn records_written_through_the_host_load_back_under_the_root_and_only_sealed() {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let (host, mut s, mut table) = filled(&mut rng);
+        // Commits before a flush are seen by the next ones (staged rows).
+        for n in [3, 3, 9] {
+            assert_eq!(s.commit(&charge(n)), Ok(table.apply(&charge(n))));
+        }
+        assert_eq!(s.host().staged(), 2);
+        assert_eq!(s.load(&id(3)).unwrap().as_ref(), table.get(&id(3)));
+        flush(&mut s, &mut rng);
+        assert_eq!(s.host().staged(), 0);
+        // A node starting over with only the root reads every record back.
+        let fresh = store(&host, s.root());
+        for n in 0..20 {
+            assert_eq!(fresh.load(&id(n)).unwrap().as_ref(), table.get(&id(n)));
+        }
+        assert_eq!(refusals(&fresh), 0);
+        // The host holds the slots sealed, the tree rows in clear: about
+        // two rows per record.
+        let image = host.image();
+        let slots = &image[&Table::Slots];
+        assert_eq!(slots.len(), 16);
+        for (k, v) in slots {
+            let plain = table
+                .get(&RecordId(k.as_slice().try_into().unwrap()))
+                .unwrap()
+                .to_bytes();
+            assert_eq!(v.len(), plain.len() + 24 + 16);
+            assert!(!v.windows(32).any(|w| plain[..].windows(32).any(|p| p == w)));
+        }
+        let rows = &image[&Table::Tree];
+        assert!(rows.len() >= 16 && rows.len() < 64, "{}", rows.len());
+        for (k, v) in rows {
+            NodeKey::from_bytes(k).unwrap();
+            Node::from_bytes(v).unwrap();
+        }
+    }
+
+    /// Runs `edit` on the host's rows, then expects `id(9)` to be refused
+    /// and counted, and nothing released.
+    fn refused_after(edit: impl FnOnce(&mut MemImage)) -> (Store, MemHost) {
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let (host, s, _) = filled(&mut rng);
+        let fresh = store(&host, s.root());
+        host.edit(edit).unwrap();
+        assert_eq!(fresh.load(&id(9)), Err(StoreError));
+        assert_eq!(refusals(&fresh), 1);
+        (fresh, host)
+    }
+
+    fn leaf_key(image: &MemImage, n: u8) -> Vec<u8> {
+        image[&Table::Tree]
+            .iter()
+            .find(|(_, v)| {
+                matches!(Node::from_bytes(v), Ok(Node::Leaf { id: leaf, .. }) if leaf == id(n))
+            })
+            .map(|(k, _)| k.clone())
+            .unwrap()
+    }
+
+    /// Acceptance (issue 18): a wrong leaf from the host is refused.
+    #[test]
+    fn a_wrong_leaf_is_refused() {
+        let (s, _) = refused_after(|image| {
+            let key = leaf_key(image, 9);
+            let row = image.get_mut(&Table::Tree).unwrap().get_mut(&key).unwrap();
+            *row.last_mut().unwrap() ^= 1;
+        });
+        assert_eq!(s.host().last_refusal(), Some(RowRefusal::BrokenPath));
+        // The same leaf and its whole path rewritten to fit together: the
+        // path then leads to another root.
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let (host, s, _) = filled(&mut rng);
+        let mut other = store(&MemHost::new(), tree::EMPTY);
+        for n in 0..16 {
+            other.commit(&register(n)).unwrap();
+        }
+        other.commit(&charge(9)).unwrap();
+        flush(&mut other, &mut rng);
+        let forged = other.host().host().image();
+        host.edit(|image| image.insert(Table::Tree, forged[&Table::Tree].clone()))
+            .unwrap();
+        let fresh = store(&host, s.root());
+        assert_eq!(fresh.load(&id(9)), Err(StoreError));
+        assert_eq!(
+            fresh.last_rejection(),
+            Some(HostRejection::Proof(tree::ProofError::RootMismatch))
+        );
+    }
+
+    /// Acceptance (issue 18): a wrong sibling from the host is refused. The
+    /// root row has no parent to check it against: only the root the node
+    /// keeps catches a wrong sibling there.
+    #[test]
+    fn a_wrong_sibling_is_refused() {
+        let (s, _) = refused_after(|image| {
+            let root = tree::NodeKey::root().to_bytes().to_vec();
+            let row = image.get_mut(&Table::Tree).unwrap().get_mut(&root).unwrap();
+            // Row: version, tag, left (32), right (32). Change the child
+            // off id(9)'s path: the sibling its proof carries.
+            let at = if bit(&id(9), 0) == 0 { 65 } else { 33 };
+            row[at] ^= 1;
+        });
+        assert_eq!(
+            s.last_rejection(),
+            Some(HostRejection::Proof(tree::ProofError::RootMismatch))
+        );
+        // The deepest sibling, which the proof carries opened: its parent
+        // names another hash.
+        let (s, _) = refused_after(|image| {
+            let mut key = leaf_key(image, 9);
+            let depth = usize::from(u16::from_be_bytes([key[0], key[1]]));
+            key[2 + (depth - 1) / 8] ^= 0x80 >> ((depth - 1) % 8);
+            let row = image.get_mut(&Table::Tree).unwrap().get_mut(&key).unwrap();
+            row[40] ^= 1;
+        });
+        assert_eq!(s.host().last_refusal(), Some(RowRefusal::BrokenPath));
+    }
+
+    /// Acceptance (issue 18): a stale root, the whole disk or one record's
+    /// rows taken from an older copy, is refused: the spent attempts do not
+    /// come back.
+    #[test]
+    fn a_stale_tree_or_slot_is_refused_and_no_attempt_returns() {
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let (host, mut s, _) = filled(&mut rng);
+        let before = host.image();
+        for _ in 0..3 {
+            assert!(matches!(s.commit(&charge(9)), Ok(Applied::Charged { .. })));
+        }
+        flush(&mut s, &mut rng);
+        assert_eq!(
+            s.commit(&charge(9)),
+            Ok(Applied::Refused(Refusal::Exhausted))
+        );
+        // The whole disk rolled back.
+        let after = host.image();
+        host.restore(before.clone());
+        let fresh = store(&host, s.root());
+        assert_eq!(fresh.load(&id(9)), Err(StoreError));
+        assert_eq!(fresh.load(&id(1)), Err(StoreError));
+        assert_eq!(
+            fresh.last_rejection(),
+            Some(HostRejection::Proof(tree::ProofError::RootMismatch))
+        );
+        // Only the slot rolled back (the tree is current): it opens, but
+        // does not hash to its leaf.
+        host.restore(after.clone());
+        let old_slot = before[&Table::Slots][id(9).as_bytes().as_slice()].clone();
+        host.edit(|image| {
+            image
+                .get_mut(&Table::Slots)
+                .unwrap()
+                .insert(id(9).as_bytes().to_vec(), old_slot)
+        })
+        .unwrap();
+        let fresh = store(&host, s.root());
+        assert_eq!(fresh.load(&id(9)), Err(StoreError));
+        assert_eq!(fresh.last_rejection(), Some(HostRejection::WrongSlot));
+        assert!(fresh.load(&id(1)).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_slot_moved_to_another_id_or_from_another_node_does_not_open() {
+        let (s, _) = refused_after(|image| {
+            let slots = image.get_mut(&Table::Slots).unwrap();
+            let other = slots[id(1).as_bytes().as_slice()].clone();
+            slots.insert(id(9).as_bytes().to_vec(), other);
+        });
+        assert_eq!(s.host().last_refusal(), Some(RowRefusal::SlotRow));
+        // Node 2's own slot for the same record, under node 1's key: no.
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let (host, s, _) = filled(&mut rng);
+        let mut two = HostRecords::new(&key(), 2, MemHost::new());
+        let slot = s.load(&id(9)).unwrap().unwrap().to_bytes();
+        two.slots.insert(id(9), Zeroizing::new(slot.to_vec()));
+        let ops = two.take_ops(&mut rng).unwrap();
+        let HostOp::Put { value, .. } = &ops[0] else {
+            panic!("a put")
+        };
+        let value = value.clone();
+        host.edit(|image| {
+            image
+                .get_mut(&Table::Slots)
+                .unwrap()
+                .insert(id(9).as_bytes().to_vec(), value)
+        })
+        .unwrap();
+        let fresh = store(&host, s.root());
+        assert_eq!(fresh.load(&id(9)), Err(StoreError));
+        assert_eq!(fresh.host().last_refusal(), Some(RowRefusal::SlotRow));
+    }
+
+    #[test]
+    fn a_row_that_is_not_a_node_is_refused() {
+        let (s, _) = refused_after(|image| {
+            let root = tree::NodeKey::root().to_bytes().to_vec();
+            image
+                .get_mut(&Table::Tree)
+                .unwrap()
+                .insert(root, vec![1, 2, 3]);
+        });
+        assert_eq!(s.host().last_refusal(), Some(RowRefusal::TreeRow));
+    }
+}
