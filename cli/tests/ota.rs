@@ -304,6 +304,14 @@ fn a_fleet_published_through_the_auditor_reaches_a_client_that_pins_two_keys() {
     assert_eq!(status, 422, "{why}");
     assert!(why.contains("not a validation bundle"), "{why}");
     assert_eq!(node_bundle(&fleet1.endpoints[0]), bundle1);
+    // All three were refused by the front's own checks: none reached the
+    // node's driving loop.
+    let (_, metrics) = get_bytes(&format!("{}/metrics", fleet1.endpoints[0]));
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        metrics.contains("\nbkv_node_bundles_refused_at_front_total 3\n"),
+        "{metrics}"
+    );
     // The operator's own command refuses the same before any node sees it.
     let foreign_file = d.join("foreign.bundle");
     std::fs::write(&foreign_file, foreign.to_bytes().unwrap()).unwrap();

@@ -22,7 +22,11 @@
 //!   (temporary file, fsync, rename), and only then hands it out. 200 with
 //!   `installed epoch N`; 422 with the reason when refused (nothing
 //!   changed); 403 when the node has no anchors; 500 when it could not be
-//!   stored (nothing changed). On start the stored bundle is checked the
+//!   stored (nothing changed). The checks that need nothing of the node
+//!   (decoding, signatures, log proof, validity) are made first on the
+//!   front's thread, one bundle at a time (503 `busy` meanwhile), so a
+//!   flood of forged bundles never reaches the driving loop
+//!   ([`precheck_bundle`]). On start the stored bundle is checked the
 //!   same way and handed out only if it still passes.
 
 use std::collections::BTreeMap;
@@ -30,7 +34,7 @@ use std::fmt::Write as _;
 use std::io::{Read, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -353,7 +357,7 @@ pub fn run_node(options: NodeOptions, secrets: &FleetSecrets) -> Result<(), Flee
     thread::spawn(move || accept_peers(listener, peer_tx));
     let front = Front::bind(options.listen).map_err(FleetError::Io)?;
     let shutdown = front.shutdown_handle();
-    let handler = client_handler(tx.clone(), disk_stats);
+    let handler = client_handler(tx.clone(), disk_stats, options.anchors.clone());
     thread::spawn(move || {
         if let Err(e) = front.run(client_limits(), handler) {
             tracing::error!(error = %e, "the client front stopped");
@@ -821,11 +825,34 @@ fn node_metrics(node: &Node) -> String {
     out
 }
 
-/// What the front counts: client requests by type and outcome, and disk
-/// write latency.
+/// What the front counts: client requests by type and outcome, disk write
+/// latency, and bundle installs it refused itself.
 #[derive(Default)]
 struct FrontStats {
     requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Bundles refused by the front's own checks, never handed to the
+    /// driving loop ([`precheck_bundle`]).
+    bundles_refused_at_front: AtomicU64,
+    /// Bundle installs answered 503 because another was being checked.
+    bundles_busy: AtomicU64,
+    /// Set while the front checks a bundle: one at a time.
+    checking_bundle: AtomicBool,
+}
+
+/// The checks of a bundle install that need nothing of the node: decoding,
+/// and, under the pinned keys, the auditor's and operator's signatures,
+/// the log proof and the validity window (SPEC.md §17, §23). Made on the
+/// front's thread, one bundle at a time, so that forged bundles (anyone can
+/// post one) cost the driving loop nothing; what passes is handed to the
+/// loop, which checks it again in full, with the keys and range this node
+/// holds and the epoch it hands out, before it stores anything.
+fn precheck_bundle(anchors: &TrustAnchors, bytes: &[u8]) -> Result<(), (u16, String)> {
+    let bundle = EncodedBundle::from_bytes(bytes)
+        .map_err(|e| (422, format!("refused: not a validation bundle: {e}")))?;
+    anchors
+        .verify(bundle.bundle(), unix_ms(), None)
+        .map(|_| ())
+        .map_err(|e| (422, format!("refused: {e}")))
 }
 
 fn message_name(byte: Option<&u8>) -> &'static str {
@@ -866,6 +893,26 @@ fn outcome(answer: &[u8]) -> &'static str {
 }
 
 impl FrontStats {
+    /// [`precheck_bundle`], one bundle at a time (503 while another is
+    /// checked), counting what it refuses.
+    fn precheck(&self, anchors: &TrustAnchors, bytes: &[u8]) -> Result<(), (u16, String)> {
+        if self
+            .checking_bundle
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            self.bundles_busy.fetch_add(1, Ordering::Relaxed);
+            return Err((503, "busy: another bundle is being checked; retry".into()));
+        }
+        let checked = precheck_bundle(anchors, bytes);
+        self.checking_bundle.store(false, Ordering::Release);
+        if checked.is_err() {
+            self.bundles_refused_at_front
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        checked
+    }
+
     fn count(&self, kind: &'static str, outcome: &'static str) {
         if let Ok(mut m) = self.requests.lock() {
             *m.entry((kind, outcome)).or_insert(0) += 1;
@@ -902,18 +949,30 @@ impl FrontStats {
             disk.micros.load(Ordering::Relaxed) as f64 / 1e6,
             disk.failed.load(Ordering::Relaxed)
         );
+        let _ = write!(
+            out,
+            "# HELP bkv_node_bundles_refused_at_front_total Bundle installs refused before reaching the driving loop (not a bundle, or not valid under the pinned keys).\n# TYPE bkv_node_bundles_refused_at_front_total counter\nbkv_node_bundles_refused_at_front_total {}\n# HELP bkv_node_bundle_installs_busy_total Bundle installs answered 503 because another bundle was being checked.\n# TYPE bkv_node_bundle_installs_busy_total counter\nbkv_node_bundle_installs_busy_total {}\n",
+            self.bundles_refused_at_front.load(Ordering::Relaxed),
+            self.bundles_busy.load(Ordering::Relaxed)
+        );
         out
     }
 }
 
 /// The client API: each request is carried into the driving loop and its
 /// answer carried back; nothing here decides anything.
-fn client_handler(tx: Sender<Input>, disk: Arc<DiskStats>) -> Handler {
+fn client_handler(
+    tx: Sender<Input>,
+    disk: Arc<DiskStats>,
+    anchors: Option<TrustAnchors>,
+) -> Handler {
     let stats = Arc::new(FrontStats::default());
+    let anchors = Arc::new(anchors);
     Arc::new(move |request: Request| {
         let tx = tx.clone();
         let stats = stats.clone();
         let disk = disk.clone();
+        let anchors = anchors.clone();
         Box::pin(async move {
             let send = |input: Input| tx.send(input).is_ok();
             match (request.method.as_str(), request.url.as_str()) {
@@ -962,6 +1021,12 @@ fn client_handler(tx: Sender<Input>, disk: Arc<DiskStats>) -> Handler {
                     }
                 }
                 ("POST", "/v1/bundle") => {
+                    // Without pins the loop answers 403 at once.
+                    if let Some(anchors) = anchors.as_ref() {
+                        if let Err((status, why)) = stats.precheck(anchors, &request.body) {
+                            return Answer::text(status, why + "\n");
+                        }
+                    }
                     let (reply_tx, reply_rx) = oneshot::channel();
                     let answer = if send(Input::InstallBundle(request.body, reply_tx)) {
                         bkv_http::tokio::time::timeout(CLIENT_TIMEOUT, reply_rx)
@@ -1064,5 +1129,47 @@ impl FleetClient {
             .body_mut()
             .read_to_string()
             .map_err(io_err)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn anchors() -> TrustAnchors {
+        TrustAnchors::new(&[[1; 32]], &[[2; 32]])
+    }
+
+    #[test]
+    fn the_front_refuses_what_is_not_a_valid_bundle_and_counts_it() {
+        let stats = FrontStats::default();
+        let (status, why) = stats.precheck(&anchors(), b"not a bundle").unwrap_err();
+        assert_eq!(status, 422);
+        assert!(why.starts_with("refused: not a validation bundle"), "{why}");
+        assert_eq!(stats.bundles_refused_at_front.load(Ordering::Relaxed), 1);
+        // The check is over: the next one runs.
+        assert!(!stats.checking_bundle.load(Ordering::Relaxed));
+        stats.precheck(&anchors(), &[]).unwrap_err();
+        assert_eq!(stats.bundles_refused_at_front.load(Ordering::Relaxed), 2);
+        assert!(stats
+            .render(&DiskStats::default())
+            .contains("\nbkv_node_bundles_refused_at_front_total 2\n"));
+    }
+
+    #[test]
+    fn the_front_checks_one_bundle_at_a_time() {
+        let stats = FrontStats::default();
+        stats.checking_bundle.store(true, Ordering::Relaxed);
+        let (status, why) = stats.precheck(&anchors(), b"not a bundle").unwrap_err();
+        assert_eq!(
+            (status, why.as_str()),
+            (503, "busy: another bundle is being checked; retry")
+        );
+        assert_eq!(stats.bundles_busy.load(Ordering::Relaxed), 1);
+        // Not checked, so not counted as refused, and the other check's
+        // flag is left alone.
+        assert_eq!(stats.bundles_refused_at_front.load(Ordering::Relaxed), 0);
+        assert!(stats.checking_bundle.load(Ordering::Relaxed));
     }
 }
