@@ -167,4 +167,22 @@ mod tests {
         assert!(!not_a_point.is_usable());
         assert_eq!(not_a_point, not_a_point.clone());
     }
+
+    /// Pins compare by their key bytes (the lists of pinned keys are
+    /// compared and deduplicated with it), and `Debug` names the key.
+    #[test]
+    fn pins_compare_by_key_and_show_it() {
+        let a = PinnedKey::new(SigningKey::from_bytes(&[1; 32]).verifying_key().to_bytes());
+        let b = PinnedKey::new(SigningKey::from_bytes(&[2; 32]).verifying_key().to_bytes());
+        assert_eq!(a, PinnedKey::new(*a.as_bytes()));
+        assert_ne!(a, b);
+        let shown = alloc::format!("{a:?}");
+        assert_eq!(
+            shown,
+            alloc::format!(
+                "PinnedKey({:?})",
+                super::super::artifact::to_hex(a.as_bytes())
+            )
+        );
+    }
 }
