@@ -41,7 +41,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use backup_key_vault::bundle::{EncodedBundle, TrustAnchors};
-use backup_key_vault::vault::{RecordSlot, VaultPolicy};
+use backup_key_vault::vault::VaultPolicy;
 use backup_key_vault::wire::{MessageType, Rejection, RejectionCode};
 use backup_key_vault::{BundleError, FleetSecrets, OsRng};
 use bkv_http::tokio::sync::oneshot;
@@ -49,7 +49,7 @@ use bkv_http::{Answer, Front, Handler, Limits, Request};
 
 use crate::disk::RedbHost;
 use crate::error::FleetError;
-use crate::node::{Node, NodeConfig};
+use crate::node::{Node, NodeConfig, RecordStats};
 use crate::platform::{FileNvram, HostError, HostOp, HostStore, Nvram, Row, Table};
 
 /// Largest frame a peer may send.
@@ -652,21 +652,11 @@ fn send_to_peer(addr: SocketAddr, rx: Receiver<Vec<u8>>) {
 /// The node's state in Prometheus text format.
 fn node_metrics(node: &Node) -> String {
     let c = node.counters();
-    let (live, erased) = node
-        .table()
-        .iter()
-        .fold((0u64, 0u64), |(l, e), (_, slot)| match slot {
-            RecordSlot::Live(_) => (l + 1, e),
-            RecordSlot::Erased { .. } => (l, e + 1),
-        });
-    let charges: u64 = node
-        .table()
-        .iter()
-        .map(|(_, slot)| match slot {
-            RecordSlot::Live(r) => r.charges,
-            RecordSlot::Erased { .. } => 0,
-        })
-        .sum();
+    let RecordStats {
+        live,
+        erased,
+        charges,
+    } = node.record_stats();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         let _ = write!(

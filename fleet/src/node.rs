@@ -242,12 +242,73 @@ pub struct NodeCounters {
 #[derive(Debug, Default)]
 pub struct AppliedTable {
     table: RecordTable,
+    stats: RecordStats,
+}
+
+/// What a node's table holds, kept up to date as commands apply, so that
+/// reporting it (`GET /metrics`) does not walk the table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordStats {
+    /// Records that can be recovered.
+    pub live: u64,
+    /// Tombstones: records erased (guesses exhausted) or deleted.
+    pub erased: u64,
+    /// Charges recorded on the live records (each record's `charges`:
+    /// every attempt ever charged to its generation).
+    pub charges: u64,
+}
+
+impl RecordStats {
+    /// Counts a whole table.
+    pub fn of(table: &RecordTable) -> Self {
+        let mut stats = Self::default();
+        for (_, slot) in table.iter() {
+            stats.add(Some(slot));
+        }
+        stats
+    }
+
+    fn add(&mut self, slot: Option<&RecordSlot>) {
+        match slot {
+            Some(RecordSlot::Live(r)) => {
+                self.live += 1;
+                self.charges = self.charges.saturating_add(r.charges);
+            }
+            Some(RecordSlot::Erased { .. }) => self.erased += 1,
+            None => {}
+        }
+    }
+
+    fn remove(&mut self, slot: Option<&RecordSlot>) {
+        match slot {
+            Some(RecordSlot::Live(r)) => {
+                self.live = self.live.saturating_sub(1);
+                self.charges = self.charges.saturating_sub(r.charges);
+            }
+            Some(RecordSlot::Erased { .. }) => self.erased = self.erased.saturating_sub(1),
+            None => {}
+        }
+    }
 }
 
 impl AppliedTable {
+    fn new(table: RecordTable) -> Self {
+        let stats = RecordStats::of(&table);
+        Self { table, stats }
+    }
+
     /// The table.
     pub fn table(&self) -> &RecordTable {
         &self.table
+    }
+
+    /// Applies a committed command, keeping the counts.
+    fn apply(&mut self, command: &Command) -> Applied {
+        let id = *command.record_id();
+        self.stats.remove(self.table.get(&id));
+        let applied = self.table.apply(command);
+        self.stats.add(self.table.get(&id));
+        applied
     }
 }
 
@@ -449,7 +510,7 @@ impl Node {
         };
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let raw = RawNode::new(&raft_config, store, &logger)?;
-        let vault = Vault::new(secrets, config.policy.clone(), AppliedTable { table })
+        let vault = Vault::new(secrets, config.policy.clone(), AppliedTable::new(table))
             .map_err(FleetError::Vault)?;
         let mut boot_nonce = [0u8; 16];
         rng.fill_bytes(&mut boot_nonce);
@@ -580,6 +641,11 @@ impl Node {
     /// The record table as applied here.
     pub fn table(&self) -> &RecordTable {
         self.vault.store().table()
+    }
+
+    /// What the applied table holds (counted as commands apply).
+    pub fn record_stats(&self) -> RecordStats {
+        self.vault.store().stats
     }
 
     /// This boot's incarnation.
@@ -1374,7 +1440,7 @@ impl Node {
     fn install_snapshot(&mut self, snapshot: &Snapshot, table: RecordTable) {
         let meta = snapshot.get_metadata().clone();
         self.applied = meta.index;
-        *self.vault.store_mut() = AppliedTable { table };
+        *self.vault.store_mut() = AppliedTable::new(table);
         self.raw.mut_store().install(meta, snapshot.data.to_vec());
         self.counters.snapshots += 1;
     }
@@ -1397,7 +1463,7 @@ impl Node {
                 continue;
             };
             for (id, command) in batch {
-                let applied = self.vault.store_mut().table.apply(&command);
+                let applied = self.vault.store_mut().apply(&command);
                 self.counters.commands_applied += 1;
                 if self.config.record_events {
                     self.event(Event::Command {

@@ -37,7 +37,7 @@ use backup_key_vault::wire::{
 };
 use backup_key_vault::{BackupKey, FleetSecrets, RecordId, RecordRange, RecoveryCode};
 
-use crate::node::{Event, Node, NodeConfig};
+use crate::node::{Event, Node, NodeConfig, RecordStats};
 use crate::platform::{HostStore, MemHost, MemImage, MemNvram, Nvram, Table};
 
 /// What one simulated run looks like.
@@ -1318,6 +1318,16 @@ impl Sim {
         for n in self.nodes.iter().flatten() {
             if n.table() != &table {
                 return Err(self.fail(format!("node {} diverged from the leader", n.id())));
+            }
+            // The counts a node keeps as it applies (its metrics) are the
+            // table's, across restarts, snapshots and catching up.
+            if n.record_stats() != RecordStats::of(n.table()) {
+                return Err(self.fail(format!(
+                    "node {}'s record counts {:?} are not its table's {:?}",
+                    n.id(),
+                    n.record_stats(),
+                    RecordStats::of(n.table())
+                )));
             }
         }
         for h in 0..self.honest.len() {
