@@ -579,8 +579,19 @@ impl SealedStore {
         let meta = self.host.scan(Table::Meta).map_err(host_err)?;
         let log = self.host.scan(Table::Log).map_err(host_err)?;
         let records = self.host.scan(Table::Records).map_err(host_err)?;
-        if meta.is_empty() && log.is_empty() && records.is_empty() {
+        // The record tree's tables (§8.5) are not written by this layout
+        // (version 2): any row in them is the host's.
+        let mut unwritten = false;
+        for t in [Table::Tree, Table::Slots] {
+            unwritten |= !self.host.scan(t).map_err(host_err)?.is_empty();
+        }
+        if meta.is_empty() && log.is_empty() && records.is_empty() && !unwritten {
             return Ok(Ok(None));
+        }
+        if unwritten && self.sealing {
+            return Ok(Err(LoadError::Tampered(
+                "rows in a table this node does not write",
+            )));
         }
         Ok(self.check(&meta, &log, &records).map(Some))
     }
@@ -958,6 +969,38 @@ mod tests {
         assert!(matches!(boot, Boot::Rejected(_)), "{boot:?}");
         // Refused rows are removed: the member starts as if wiped.
         assert!(host.image().values().all(|rows| rows.is_empty()));
+    }
+
+    /// Layout version 2 writes nothing in the record tree's tables: a row
+    /// there, even on an otherwise empty disk, is the host's and the disk
+    /// is refused (and wiped, those rows included).
+    #[test]
+    fn rows_in_the_tree_tables_are_refused_until_the_node_writes_them() {
+        for table in [Table::Tree, Table::Slots] {
+            for genuine in [false, true] {
+                let mut rng = ChaCha20Rng::seed_from_u64(5);
+                let host = MemHost::new();
+                if genuine {
+                    let (mut s, _, _) = open(&host, None);
+                    s.set_incarnation(&mut rng, 1).unwrap();
+                }
+                host.edit(|image| {
+                    image
+                        .entry(table)
+                        .or_default()
+                        .insert(vec![1; 34], vec![2; 66])
+                })
+                .unwrap();
+                let (_, loaded, boot) = open(&host, None);
+                assert_eq!(
+                    boot,
+                    Boot::Rejected("rows in a table this node does not write"),
+                    "{table:?}, genuine {genuine}"
+                );
+                assert_eq!(loaded.incarnation, 0);
+                assert!(host.image().values().all(|rows| rows.is_empty()));
+            }
+        }
     }
 
     #[test]
