@@ -982,3 +982,51 @@ fn trust_anchors_report_their_namespace_and_keys() {
     assert_eq!(bytes(anchors.auditor_keys()), vec![[1; 32], [2; 32]]);
     assert_eq!(bytes(anchors.operator_keys()), vec![[3; 32]]);
 }
+
+/// The artifact's own rules at their edges (§14): a range of one prefix is
+/// a range, a key list must hold 1 to `MAX_KEYS` keys, and each role shows
+/// as its name (error messages and the CLI print it).
+#[test]
+fn artifact_rules_hold_at_their_edges() {
+    use backup_key_vault::bundle::artifact::{FleetKey, MAX_KEYS};
+    use backup_key_vault::RecordRange;
+    let secrets = FleetSecrets::generate(&mut rng(50));
+    let base = FleetKeyArtifact::for_fleet(
+        DEFAULT_NAMESPACE,
+        "fleet-a",
+        1,
+        &secrets.public_keys(),
+        1_000,
+        1_000_000,
+    );
+    let round_trips = |a: &FleetKeyArtifact| {
+        let bytes = a.to_bytes().unwrap();
+        assert_eq!(&FleetKeyArtifact::from_bytes(&bytes).unwrap(), a);
+    };
+    let refused = |a: &FleetKeyArtifact, what: &'static str| {
+        assert_eq!(a.to_bytes(), Err(BundleError::ArtifactMalformed(what)));
+    };
+    let mut one = base.clone();
+    one.records = RecordRange { first: 7, last: 7 };
+    round_trips(&one);
+    one.records = RecordRange { first: 8, last: 7 };
+    refused(&one, "record range");
+
+    let key = |n: usize| FleetKey {
+        role: KeyRole::OpaqueKeyExchange,
+        public_key: vec![u8::try_from(n).unwrap() + 1; 32],
+    };
+    let mut many = base.clone();
+    many.keys = (0..MAX_KEYS).map(key).collect();
+    round_trips(&many);
+    many.keys.push(key(MAX_KEYS));
+    refused(&many, "number of keys");
+    let mut none = base.clone();
+    none.keys.clear();
+    refused(&none, "number of keys");
+
+    for role in KeyRole::ALL {
+        assert_eq!(role.to_string(), role.name());
+    }
+    assert_eq!(KeyRole::HpkeTransport.to_string(), "xwing_transport");
+}
