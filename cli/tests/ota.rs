@@ -335,21 +335,29 @@ fn a_fleet_published_through_the_auditor_reaches_a_client_that_pins_two_keys() {
         "{}",
         text(&refused)
     );
+    // `bkv operator install` of the auditor's epoch to fleet 1's nodes
+    // and `more` endpoints.
+    let install_epoch = |epoch: &str, more: &[&str]| {
+        let mut args = vec![
+            "operator",
+            "install",
+            "--auditor",
+            &auditor.url,
+            "--epoch",
+            epoch,
+            "--auditor-key",
+            keys.0,
+            "--operator-key",
+            keys.1,
+        ];
+        args.extend(endpoints.iter().map(String::as_str));
+        for e in more {
+            args.extend(["--endpoint", e]);
+        }
+        bkv(&args)
+    };
     // (d) An artifact the auditor never logged: nothing to install.
-    let mut args = vec![
-        "operator",
-        "install",
-        "--auditor",
-        &auditor.url,
-        "--epoch",
-        "7",
-        "--auditor-key",
-        keys.0,
-        "--operator-key",
-        keys.1,
-    ];
-    args.extend(endpoints.iter().map(String::as_str));
-    let never = bkv(&args);
+    let never = install_epoch("7", &[]);
     assert_eq!(never.status.code(), Some(1), "{}", text(&never));
     assert!(
         text(&never).contains("has not logged epoch 7")
@@ -364,21 +372,7 @@ fn a_fleet_published_through_the_auditor_reaches_a_client_that_pins_two_keys() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
     };
-    let mut args = vec![
-        "operator",
-        "install",
-        "--auditor",
-        &auditor.url,
-        "--epoch",
-        "1",
-        "--auditor-key",
-        keys.0,
-        "--operator-key",
-        keys.1,
-    ];
-    args.extend(endpoints.iter().map(String::as_str));
-    args.extend(["--endpoint", &closed]);
-    let partial = bkv(&args);
+    let partial = install_epoch("1", &[&closed]);
     assert_eq!(partial.status.code(), Some(5), "{}", text(&partial));
     assert!(
         text(&partial).contains("1 of 4 nodes did not install")

@@ -552,28 +552,6 @@ impl SealedStore {
         Ok(loaded)
     }
 
-    fn seal<R: RngCore + CryptoRng>(
-        &self,
-        rng: &mut R,
-        table: Table,
-        key: &[u8],
-        binding: &[u8],
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>, FleetError> {
-        self.rows.seal(rng, table, key, binding, plaintext)
-    }
-
-    fn open_row(
-        &self,
-        table: Table,
-        key: &[u8],
-        binding: &[u8],
-        sealed: &[u8],
-        what: &'static str,
-    ) -> Result<Zeroizing<Vec<u8>>, LoadError> {
-        self.rows.open(table, key, binding, sealed, what)
-    }
-
     /// Reads and checks every row: `Ok(None)` for an empty disk.
     fn read_all(&self) -> Result<Result<Option<Checked>, LoadError>, FleetError> {
         let meta = self.host.scan(Table::Meta).map_err(host_err)?;
@@ -603,7 +581,7 @@ impl SealedStore {
         if key != MANIFEST_KEY {
             return Err(LoadError::Tampered("the meta table is not one manifest"));
         }
-        let m = Manifest::from_bytes(&self.open_row(
+        let m = Manifest::from_bytes(&self.rows.open(
             Table::Meta,
             MANIFEST_KEY,
             &[],
@@ -630,7 +608,7 @@ impl SealedStore {
                 .as_slice()
                 .try_into()
                 .map_err(|_| LoadError::Tampered("record key"))?;
-            let bytes = self.open_row(
+            let bytes = self.rows.open(
                 Table::Records,
                 key,
                 &binding,
@@ -674,7 +652,9 @@ impl SealedStore {
             if self.sealing && index != expected {
                 return Err(LoadError::Tampered("the log rows are not contiguous"));
             }
-            let bytes = self.open_row(Table::Log, key, &[], sealed, "log row does not open")?;
+            let bytes = self
+                .rows
+                .open(Table::Log, key, &[], sealed, "log row does not open")?;
             let entry = crate::codec::decode_raft_entry(&bytes)
                 .map_err(|_| LoadError::Tampered("log entry"))?;
             if self.sealing && entry.index != index {
@@ -703,7 +683,9 @@ impl SealedStore {
         next.prev = self.manifest.digest();
         next.log_head = self.chain.last().copied().unwrap_or_default();
         next.log_base = self.chain.first().copied().unwrap_or_default();
-        let sealed = self.seal(rng, Table::Meta, MANIFEST_KEY, &[], &next.to_bytes())?;
+        let sealed = self
+            .rows
+            .seal(rng, Table::Meta, MANIFEST_KEY, &[], &next.to_bytes())?;
         ops.push(HostOp::Put {
             table: Table::Meta,
             key: MANIFEST_KEY.to_vec(),
@@ -765,7 +747,9 @@ impl SealedStore {
             ops.push(HostOp::Clear(Table::Records));
             for (id, slot) in table.iter() {
                 let bytes = slot.to_bytes();
-                let value = self.seal(rng, Table::Records, id.as_bytes(), &binding, &bytes)?;
+                let value = self
+                    .rows
+                    .seal(rng, Table::Records, id.as_bytes(), &binding, &bytes)?;
                 ops.push(HostOp::Put {
                     table: Table::Records,
                     key: id.as_bytes().to_vec(),
@@ -829,7 +813,7 @@ impl SealedStore {
                 let key = e.index.to_be_bytes();
                 let prev = self.chain.last().copied().unwrap_or_default();
                 self.chain.push(chain(&prev, e.index, &bytes));
-                let value = self.seal(rng, Table::Log, &key, &[], &bytes)?;
+                let value = self.rows.seal(rng, Table::Log, &key, &[], &bytes)?;
                 ops.push(HostOp::Put {
                     table: Table::Log,
                     key: key.to_vec(),

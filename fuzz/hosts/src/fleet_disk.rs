@@ -18,6 +18,8 @@ use raft::prelude::{Entry, HardState};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
+use super::rows;
+
 /// One change the host makes to the rows.
 #[derive(Arbitrary, Debug)]
 enum Edit {
@@ -72,17 +74,6 @@ fn table(t: u8) -> Table {
     Table::ALL[usize::from(t) % Table::ALL.len()]
 }
 
-fn row(image: &MemImage, t: Table, i: u8) -> Option<(Vec<u8>, Vec<u8>)> {
-    let rows = image.get(&t)?;
-    let n = rows.len();
-    if n == 0 {
-        return None;
-    }
-    rows.iter()
-        .nth(usize::from(i) % n)
-        .map(|(k, v)| (k.clone(), v.clone()))
-}
-
 fn edit(image: &mut MemImage, e: Edit) {
     match e {
         Edit::FlipValue {
@@ -90,39 +81,14 @@ fn edit(image: &mut MemImage, e: Edit) {
             row: i,
             at,
             mask,
-        } => {
-            let t = table(t);
-            if let Some((k, mut v)) = row(image, t, i) {
-                let n = v.len().max(1);
-                if let Some(b) = v.get_mut(usize::from(at) % n) {
-                    *b ^= mask;
-                }
-                image.entry(t).or_default().insert(k, v);
-            }
-        }
+        } => rows::flip_value(image, table(t), i, usize::from(at), mask),
         Edit::FlipKey {
             table: t,
             row: i,
             at,
             mask,
-        } => {
-            let t = table(t);
-            if let Some((mut k, v)) = row(image, t, i) {
-                let rows = image.entry(t).or_default();
-                rows.remove(&k);
-                let n = k.len().max(1);
-                if let Some(b) = k.get_mut(usize::from(at) % n) {
-                    *b ^= mask;
-                }
-                rows.insert(k, v);
-            }
-        }
-        Edit::Drop { table: t, row: i } => {
-            let t = table(t);
-            if let Some((k, _)) = row(image, t, i) {
-                image.entry(t).or_default().remove(&k);
-            }
-        }
+        } => rows::flip_key(image, table(t), i, usize::from(at), mask),
+        Edit::Drop { table: t, row: i } => rows::drop_row(image, table(t), i),
         Edit::Put {
             table: t,
             key,
@@ -136,18 +102,11 @@ fn edit(image: &mut MemImage, e: Edit) {
             to_table,
             key,
         } => {
-            if let Some((_, v)) = row(image, table(t), i) {
+            if let Some((_, v)) = rows::row(image, table(t), i) {
                 image.entry(table(to_table)).or_default().insert(key, v);
             }
         }
-        Edit::Swap { table: t, a, b } => {
-            let t = table(t);
-            if let (Some((ka, va)), Some((kb, vb))) = (row(image, t, a), row(image, t, b)) {
-                let rows = image.entry(t).or_default();
-                rows.insert(ka, vb);
-                rows.insert(kb, va);
-            }
-        }
+        Edit::Swap { table: t, a, b } => rows::swap(image, table(t), a, b),
         Edit::Clear { table: t } => {
             image.remove(&table(t));
         }

@@ -22,6 +22,8 @@ use bkv_fleet::records::HostRecords;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
+use super::rows;
+
 /// One change the host makes to the record rows.
 #[derive(Arbitrary, Debug)]
 enum Edit {
@@ -104,17 +106,6 @@ fn charge(n: u8) -> Command {
     }
 }
 
-fn row(image: &MemImage, t: Table, i: u8) -> Option<(Vec<u8>, Vec<u8>)> {
-    let rows = image.get(&t)?;
-    let n = rows.len();
-    if n == 0 {
-        return None;
-    }
-    rows.iter()
-        .nth(usize::from(i) % n)
-        .map(|(k, v)| (k.clone(), v.clone()))
-}
-
 fn edit(image: &mut MemImage, older: &MemImage, e: Edit) {
     match e {
         Edit::FlipValue {
@@ -122,53 +113,21 @@ fn edit(image: &mut MemImage, older: &MemImage, e: Edit) {
             row: i,
             at,
             mask,
-        } => {
-            let t = table(slots);
-            if let Some((k, mut v)) = row(image, t, i) {
-                let n = v.len().max(1);
-                if let Some(b) = v.get_mut(usize::from(at) % n) {
-                    *b ^= mask;
-                }
-                image.entry(t).or_default().insert(k, v);
-            }
-        }
+        } => rows::flip_value(image, table(slots), i, usize::from(at), mask),
         Edit::FlipKey {
             slots,
             row: i,
             at,
             mask,
-        } => {
-            let t = table(slots);
-            if let Some((mut k, v)) = row(image, t, i) {
-                let rows = image.entry(t).or_default();
-                rows.remove(&k);
-                let n = k.len().max(1);
-                if let Some(b) = k.get_mut(usize::from(at) % n) {
-                    *b ^= mask;
-                }
-                rows.insert(k, v);
-            }
-        }
-        Edit::Drop { slots, row: i } => {
-            let t = table(slots);
-            if let Some((k, _)) = row(image, t, i) {
-                image.entry(t).or_default().remove(&k);
-            }
-        }
+        } => rows::flip_key(image, table(slots), i, usize::from(at), mask),
+        Edit::Drop { slots, row: i } => rows::drop_row(image, table(slots), i),
         Edit::Put { slots, key, value } => {
             image.entry(table(slots)).or_default().insert(key, value);
         }
-        Edit::Swap { slots, a, b } => {
-            let t = table(slots);
-            if let (Some((ka, va)), Some((kb, vb))) = (row(image, t, a), row(image, t, b)) {
-                let rows = image.entry(t).or_default();
-                rows.insert(ka, vb);
-                rows.insert(kb, va);
-            }
-        }
+        Edit::Swap { slots, a, b } => rows::swap(image, table(slots), a, b),
         Edit::Older { slots, row: i } => {
             let t = table(slots);
-            if let Some((k, v)) = row(older, t, i) {
+            if let Some((k, v)) = rows::row(older, t, i) {
                 image.entry(t).or_default().insert(k, v);
             }
         }

@@ -12,6 +12,7 @@ pub mod fleet_disk;
 pub mod fleet_envelope;
 pub mod fleet_sim;
 pub mod host_records;
+pub mod rows;
 
 /// Every target, by its cargo-fuzz name.
 pub const TARGETS: &[&str] = &[
