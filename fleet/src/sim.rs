@@ -1082,7 +1082,8 @@ impl Sim {
     /// The host edits a stopped node's disk: changes a byte of a row or of
     /// its key, drops a row, duplicates one under another key, swaps two,
     /// takes rows from an older copy of this disk (a splice) or from
-    /// another node's disk. The node must notice when it next starts.
+    /// another node's disk, or makes one up in any table. The node must
+    /// notice when it next starts.
     fn edit_disk(&mut self, i: usize) {
         let before = self.disks[i].image();
         let tables: Vec<Table> = Table::ALL
@@ -1092,8 +1093,13 @@ impl Sim {
         if tables.is_empty() {
             return;
         }
-        let table = tables[self.pick(tables.len())];
-        let kind = self.pick(7);
+        let mut table = tables[self.pick(tables.len())];
+        let kind = self.pick(8);
+        if kind == 7 {
+            // A row the host makes up, in any table: the record tree's
+            // too, which this layout never writes.
+            table = Table::ALL[self.pick(Table::ALL.len())];
+        }
         let older = if self.images[i].is_empty() {
             None
         } else {
@@ -1106,6 +1112,12 @@ impl Sim {
         let r2 = self.draw() as usize;
         let bit = 1u8 << self.pick(8);
         self.disks[i].edit(|image| {
+            if kind == 7 {
+                let key = r1.to_be_bytes()[..1 + r1 % 8].to_vec();
+                let value = r2.to_be_bytes().repeat(1 + r2 % 9);
+                image.entry(table).or_default().insert(key, value);
+                return;
+            }
             let Some(rows) = image.get_mut(&table) else {
                 return;
             };
