@@ -1030,3 +1030,30 @@ fn artifact_rules_hold_at_their_edges() {
     }
     assert_eq!(KeyRole::HpkeTransport.to_string(), "xwing_transport");
 }
+
+/// The artifact and checkpoint decoders stop at their length bounds, and
+/// only past them: input of exactly the bound goes on to be parsed (and is
+/// refused here for what it is, not for its length).
+#[test]
+fn decoders_refuse_input_past_their_length_bounds_only() {
+    use backup_key_vault::bundle::artifact::MAX_ARTIFACT_LEN;
+    use backup_key_vault::bundle::log::{Checkpoint, MAX_CHECKPOINT_LEN};
+    let artifact = |len: usize| FleetKeyArtifact::from_bytes(&vec![b' '; len]).unwrap_err();
+    assert_eq!(
+        artifact(MAX_ARTIFACT_LEN + 1),
+        BundleError::ArtifactMalformed("too long")
+    );
+    assert_eq!(
+        artifact(MAX_ARTIFACT_LEN),
+        BundleError::ArtifactMalformed("not JSON")
+    );
+    let note = |len: usize| Checkpoint::parse_note(&vec![b'a'; len]).unwrap_err();
+    assert_eq!(
+        note(MAX_CHECKPOINT_LEN + 1),
+        BundleError::CheckpointMalformed("too long")
+    );
+    assert_ne!(
+        note(MAX_CHECKPOINT_LEN),
+        BundleError::CheckpointMalformed("too long")
+    );
+}
