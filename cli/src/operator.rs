@@ -330,7 +330,9 @@ fn install_on(nodes: &[String], bundle: &EncodedBundle) -> Result<(), Failure> {
                 if status == 200 {
                     say(&format!("  {node}: {}", text.trim()));
                 } else {
-                    refused = true;
+                    // 503: the node is busy or its loop did not answer;
+                    // a retry may succeed. Anything else is a refusal.
+                    refused |= status != 503;
                     failures.push(format!("{node}: {status} {}", text.trim()));
                 }
             }

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -252,32 +254,12 @@ fn a_ceremony_that_cannot_meet_its_policy_fails_before_it_writes_or_logs_anythin
 /// A loopback HTTP server that answers each of up to `count` requests
 /// with `500` and a JSON error: an auditor failing on its side.
 fn failing_auditor(count: usize) -> std::net::SocketAddr {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(count) {
-            let Ok(mut stream) = stream else { continue };
-            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
-            let mut request = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
-            let body = br#"{"error":"storage: disk full"}"#;
-            let head = format!(
-                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(body);
-        }
-    });
-    addr
+    common::answering_server(
+        count,
+        "500 Internal Server Error",
+        "application/json",
+        br#"{"error":"storage: disk full"}"#,
+    )
 }
 
 #[test]

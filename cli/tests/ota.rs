@@ -382,6 +382,40 @@ fn a_fleet_published_through_the_auditor_reaches_a_client_that_pins_two_keys() {
         text(&partial)
     );
     assert_eq!(node_bundle(&fleet1.endpoints[2]), bundle1);
+    // A node that answers 503 (busy checking another bundle) is one to
+    // retry too; a node that refuses is not.
+    let busy = format!(
+        "http://{}",
+        answering_server(
+            1,
+            "503 Service Unavailable",
+            "text/plain",
+            b"busy: another bundle is being checked; retry\n",
+        )
+    );
+    let partial = install_epoch("1", &[&busy]);
+    assert_eq!(partial.status.code(), Some(5), "{}", text(&partial));
+    assert!(
+        text(&partial).contains(&format!("{busy}: 503 busy")),
+        "{}",
+        text(&partial)
+    );
+    let refusing = format!(
+        "http://{}",
+        answering_server(
+            1,
+            "422 Unprocessable Entity",
+            "text/plain",
+            b"refused: test\n"
+        )
+    );
+    let partial = install_epoch("1", &[&closed, &refusing]);
+    assert_eq!(partial.status.code(), Some(1), "{}", text(&partial));
+    assert!(
+        text(&partial).contains("2 of 5 nodes did not install"),
+        "{}",
+        text(&partial)
+    );
 
     // Fleet 2, same operator key, at epoch 2.
     let c2 = d.join("ceremony-2");

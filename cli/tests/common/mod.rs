@@ -280,3 +280,54 @@ pub fn get_bytes(url: &str) -> (u16, Vec<u8>) {
     let status = response.status().as_u16();
     (status, response.body_mut().read_to_vec().unwrap())
 }
+
+/// A loopback HTTP server that reads each of up to `count` requests (head
+/// and body) and answers every one with `status` and `body`: a server
+/// failing on its side, for the commands that talk to auditors and nodes.
+pub fn answering_server(
+    count: usize,
+    status: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(count) {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            let mut wanted = None;
+            loop {
+                if wanted.is_none() {
+                    if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        wanted = Some(end + 4 + length);
+                    }
+                }
+                if wanted.is_some_and(|w| request.len() >= w) {
+                    break;
+                }
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body);
+        }
+    });
+    addr
+}
