@@ -26,7 +26,7 @@
 //!   (decoding, signatures, log proof, validity) are made first on the
 //!   front's thread, one bundle at a time (503 `busy` meanwhile), so a
 //!   flood of forged bundles never reaches the driving loop
-//!   ([`precheck_bundle`]). On start the stored bundle is checked the
+//!   (`precheck_bundle`). On start the stored bundle is checked the
 //!   same way and handed out only if it still passes.
 
 use std::collections::BTreeMap;
