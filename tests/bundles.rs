@@ -1057,3 +1057,67 @@ fn decoders_refuse_input_past_their_length_bounds_only() {
         BundleError::CheckpointMalformed("too long")
     );
 }
+
+/// The largest log a checkpoint or proof may describe is `MAX_TREE_SIZE`
+/// entries: a note, an inclusion proof and a consistency proof of exactly
+/// that size are taken, and of one more entry refused, whatever they prove.
+#[test]
+fn the_largest_tree_is_taken_and_a_larger_one_refused() {
+    use backup_key_vault::bundle::log::{LEAF_LEN, MAX_TREE_SIZE};
+    use backup_key_vault::bundle::{Checkpoint, ConsistencyProof, InclusionProof};
+    use sha2::{Digest, Sha256};
+    let node = |l: &[u8; 32], r: &[u8; 32]| -> [u8; 32] {
+        Sha256::new()
+            .chain_update([1])
+            .chain_update(l)
+            .chain_update(r)
+            .finalize()
+            .into()
+    };
+    let entry = [7u8; LEAF_LEN];
+    let leaf: [u8; 32] = Sha256::new()
+        .chain_update([0])
+        .chain_update(entry)
+        .finalize()
+        .into();
+    let checkpoint = |tree_size: u64, root_hash: [u8; 32]| Checkpoint {
+        origin: DEFAULT_NAMESPACE.into(),
+        tree_size,
+        root_hash,
+        extensions: Vec::new(),
+    };
+    // The last entry of a full tree of 2^40: 40 siblings, each on the left.
+    let siblings: Vec<[u8; 32]> = (0..40u8).map(|i| [i; 32]).collect();
+    let root = siblings.iter().fold(leaf, |h, s| node(s, &h));
+    let full = checkpoint(MAX_TREE_SIZE, root);
+    let last = InclusionProof {
+        leaf_index: MAX_TREE_SIZE - 1,
+        hashes: siblings,
+    };
+    assert_eq!(last.verify(&entry, &full), Ok(()));
+    // One entry more: the new entry's path is the full tree's root.
+    let past = checkpoint(MAX_TREE_SIZE + 1, node(&root, &leaf));
+    let beyond = InclusionProof {
+        leaf_index: MAX_TREE_SIZE,
+        hashes: vec![root],
+    };
+    assert_eq!(
+        beyond.verify(&entry, &past),
+        Err(BundleError::InclusionProofInvalid)
+    );
+    // A consistency proof between equal sizes is empty.
+    let same = ConsistencyProof { hashes: Vec::new() };
+    assert_eq!(same.verify(&full, &full), Ok(()));
+    assert_eq!(
+        same.verify(&past, &past),
+        Err(BundleError::ConsistencyProofInvalid)
+    );
+    // The note of each.
+    let key = AuditorSigningKey::from_bytes(&[3; 32]);
+    let (parsed, _) = Checkpoint::parse_note(&full.sign(&key)).unwrap();
+    assert_eq!(parsed, full);
+    assert_eq!(
+        Checkpoint::parse_note(&past.sign(&key)),
+        Err(BundleError::CheckpointMalformed("tree size too large"))
+    );
+}
