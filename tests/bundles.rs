@@ -1121,3 +1121,56 @@ fn the_largest_tree_is_taken_and_a_larger_one_refused() {
         Err(BundleError::CheckpointMalformed("tree size too large"))
     );
 }
+
+/// Signature lines (§15.3): a key name is non-empty, without `+` or
+/// whitespace; the base64 is padded standard base64 read as Go reads it,
+/// non-zero padding bits allowed (and reported) with one `=` or two.
+#[test]
+fn note_signature_lines_are_strict_in_names_and_lenient_in_padding() {
+    use backup_key_vault::bundle::Checkpoint;
+    use base64ct::{Base64, Encoding};
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let checkpoint = Checkpoint {
+        origin: DEFAULT_NAMESPACE.into(),
+        tree_size: 3,
+        root_hash: [5; 32],
+        extensions: Vec::new(),
+    };
+    let signed =
+        String::from_utf8(checkpoint.sign(&AuditorSigningKey::from_bytes(&[3; 32]))).unwrap();
+    let with = |line: &str| Checkpoint::parse_note(format!("{signed}{line}\n").as_bytes());
+    // Base64 of `blob` with its padding bits set (one `=` for 11 bytes,
+    // two for 10).
+    let lenient = |blob: &[u8]| {
+        let mut text = Base64::encode_string(blob).into_bytes();
+        let pad = text.iter().rev().take_while(|&&b| b == b'=').count();
+        let at = text.len() - pad - 1;
+        let value = ALPHABET.iter().position(|&c| c == text[at]).unwrap();
+        text[at] = ALPHABET[value | 1];
+        (String::from_utf8(text).unwrap(), pad)
+    };
+    for len in [10usize, 11] {
+        let blob: Vec<u8> = (1..=len as u8).collect();
+        let (text, pad) = lenient(&blob);
+        assert_eq!(pad, 3 - len % 3);
+        let (_, lines) = with(&format!("\u{2014} witness {text}")).unwrap();
+        let line = &lines[1];
+        assert_eq!(line.name, "witness");
+        assert!(!line.canonical, "{text}");
+        assert_eq!(line.key_id[..], blob[..4]);
+        assert_eq!(line.signature[..], blob[4..]);
+        // The same bytes canonically encoded.
+        let canonical = Base64::encode_string(&blob);
+        let (_, lines) = with(&format!("\u{2014} witness {canonical}")).unwrap();
+        assert!(lines[1].canonical);
+    }
+    let blob = Base64::encode_string(&[9u8; 12]);
+    for name in ["", "a+b", "a\u{2003}b", "\u{a0}"] {
+        assert_eq!(
+            with(&format!("\u{2014} {name} {blob}")),
+            Err(BundleError::CheckpointMalformed("signature key name")),
+            "{name:?}"
+        );
+    }
+    assert!(with(&format!("\u{2014} a-b {blob}")).is_ok());
+}
