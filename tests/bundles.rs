@@ -1174,3 +1174,43 @@ fn note_signature_lines_are_strict_in_names_and_lenient_in_padding() {
     }
     assert!(with(&format!("\u{2014} a-b {blob}")).is_ok());
 }
+
+/// A checkpoint's size is a decimal without sign or leading zeros: 0 is a
+/// size, every u64 parses (and past `MAX_TREE_SIZE` is refused as too
+/// large, not as malformed), anything longer or with a leading zero is not
+/// a number.
+#[test]
+fn checkpoint_sizes_are_plain_decimals() {
+    use backup_key_vault::bundle::Checkpoint;
+    let key = AuditorSigningKey::from_bytes(&[3; 32]);
+    let signed = Checkpoint {
+        origin: DEFAULT_NAMESPACE.into(),
+        tree_size: 12,
+        root_hash: [5; 32],
+        extensions: Vec::new(),
+    }
+    .sign(&key);
+    let signed = String::from_utf8(signed).unwrap();
+    let with_size = |size: &str| {
+        let note = signed.replacen("\n12\n", &format!("\n{size}\n"), 1);
+        Checkpoint::parse_note(note.as_bytes()).map(|(c, _)| c.tree_size)
+    };
+    assert_eq!(with_size("12"), Ok(12));
+    assert_eq!(with_size("0"), Ok(0));
+    let too_large = Err(BundleError::CheckpointMalformed("tree size too large"));
+    assert_eq!(with_size("18446744073709551615"), too_large);
+    assert_eq!(with_size("10000000000000000000"), too_large);
+    let malformed = Err(BundleError::CheckpointMalformed("tree size"));
+    for bad in [
+        "",
+        "012",
+        "00",
+        "+12",
+        "-1",
+        "1 2",
+        "18446744073709551616",
+        "118446744073709551615",
+    ] {
+        assert_eq!(with_size(bad), malformed, "{bad:?}");
+    }
+}

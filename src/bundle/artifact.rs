@@ -429,6 +429,21 @@ mod tests {
     }
 
     #[test]
+    fn hex_is_lower_case_exact_and_round_trips() {
+        assert_eq!(to_hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(to_hex(&[]), "");
+        assert_eq!(
+            parse_hex("000fa5ff", 4),
+            Some(alloc::vec![0x00, 0x0f, 0xa5, 0xff])
+        );
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(parse_hex(&to_hex(&bytes), 256), Some(bytes));
+        for bad in ["000FA5FF", "000fa5f", "000fa5fff", "000fa5fg", "000fa5f "] {
+            assert_eq!(parse_hex(bad, 4), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn canonical_round_trip() {
         let a = sample();
         let bytes = a.to_bytes().unwrap();
