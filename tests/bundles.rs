@@ -1214,3 +1214,45 @@ fn checkpoint_sizes_are_plain_decimals() {
         assert_eq!(with_size(bad), malformed, "{bad:?}");
     }
 }
+
+/// A consistency proof is between two checkpoints of one log, the older
+/// first: other origins or an old checkpoint larger than the new are
+/// refused, even where the proof would otherwise hold (equal sizes and
+/// roots with an empty proof).
+#[test]
+fn consistency_is_between_one_logs_checkpoints_older_first() {
+    use backup_key_vault::bundle::{Checkpoint, ConsistencyProof};
+    let checkpoint = |origin: &str, tree_size: u64, root_hash: [u8; 32]| Checkpoint {
+        origin: origin.into(),
+        tree_size,
+        root_hash,
+        extensions: Vec::new(),
+    };
+    let none = ConsistencyProof { hashes: Vec::new() };
+    let a = checkpoint(DEFAULT_NAMESPACE, 5, [1; 32]);
+    assert_eq!(none.verify(&a, &a), Ok(()));
+    let other = checkpoint("example.org/other", 5, [1; 32]);
+    assert_eq!(
+        none.verify(&a, &other),
+        Err(BundleError::ConsistencyProofInvalid)
+    );
+    // A real log: its size-3 checkpoint is consistent with its size-5 one,
+    // and not the other way round.
+    let mut log = MerkleLog::new();
+    let mut checkpoints = Vec::new();
+    for i in 0..5u8 {
+        log.push([i; backup_key_vault::bundle::log::LEAF_LEN]);
+        checkpoints.push(log.checkpoint(DEFAULT_NAMESPACE));
+    }
+    let (three, five) = (&checkpoints[2], &checkpoints[4]);
+    let proof = log.prove_consistency(3).unwrap();
+    assert_eq!(proof.verify(three, five), Ok(()));
+    assert_eq!(
+        proof.verify(five, three),
+        Err(BundleError::ConsistencyProofInvalid)
+    );
+    assert_eq!(
+        none.verify(five, three),
+        Err(BundleError::ConsistencyProofInvalid)
+    );
+}
