@@ -1231,6 +1231,19 @@ fn consistency_is_between_one_logs_checkpoints_older_first() {
     let none = ConsistencyProof { hashes: Vec::new() };
     let a = checkpoint(DEFAULT_NAMESPACE, 5, [1; 32]);
     assert_eq!(none.verify(&a, &a), Ok(()));
+    // Equal sizes: one tree, so equal roots and nothing to prove.
+    let forked = checkpoint(DEFAULT_NAMESPACE, 5, [2; 32]);
+    assert_eq!(
+        none.verify(&a, &forked),
+        Err(BundleError::ConsistencyProofInvalid)
+    );
+    let padded = ConsistencyProof {
+        hashes: vec![[1; 32]],
+    };
+    assert_eq!(
+        padded.verify(&a, &a),
+        Err(BundleError::ConsistencyProofInvalid)
+    );
     let other = checkpoint("example.org/other", 5, [1; 32]);
     assert_eq!(
         none.verify(&a, &other),
