@@ -1164,6 +1164,15 @@ fn note_signature_lines_are_strict_in_names_and_lenient_in_padding() {
         let (_, lines) = with(&format!("\u{2014} witness {canonical}")).unwrap();
         assert!(lines[1].canonical);
     }
+    // Padding alone, or too much of it: not base64 (and no arithmetic on
+    // the padding's position goes below zero).
+    for text in ["=", "==", "===", "====", "A===", "AB=", "ABC==", "AAAAA==="] {
+        assert_eq!(
+            with(&format!("\u{2014} witness {text}")),
+            Err(BundleError::CheckpointMalformed("signature encoding")),
+            "{text}"
+        );
+    }
     let blob = Base64::encode_string(&[9u8; 12]);
     for name in ["", "a+b", "a\u{2003}b", "\u{a0}"] {
         assert_eq!(
