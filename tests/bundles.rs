@@ -1105,6 +1105,25 @@ fn the_largest_tree_is_taken_and_a_larger_one_refused() {
         beyond.verify(&entry, &past),
         Err(BundleError::InclusionProofInvalid)
     );
+    // An index past the tree's last entry is no entry of it, whatever
+    // the hashes: here the one-entry tree whose root is the entry's leaf.
+    let single = checkpoint(1, leaf);
+    for leaf_index in [1, 2, MAX_TREE_SIZE] {
+        for hashes in [Vec::new(), vec![leaf]] {
+            assert_eq!(
+                InclusionProof { leaf_index, hashes }.verify(&entry, &single),
+                Err(BundleError::InclusionProofInvalid)
+            );
+        }
+    }
+    assert_eq!(
+        InclusionProof {
+            leaf_index: 0,
+            hashes: Vec::new()
+        }
+        .verify(&entry, &single),
+        Ok(())
+    );
     // A consistency proof between equal sizes is empty.
     let same = ConsistencyProof { hashes: Vec::new() };
     assert_eq!(same.verify(&full, &full), Ok(()));
