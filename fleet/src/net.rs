@@ -894,8 +894,18 @@ impl FrontStats {
             self.bundles_busy.fetch_add(1, Ordering::Relaxed);
             return Err((503, "busy: another bundle is being checked; retry".into()));
         }
-        let checked = precheck_bundle(anchors, bytes);
-        self.checking_bundle.store(false, Ordering::Release);
+        // Cleared however the check ends, so one bad input can never
+        // leave every later install answered `busy`.
+        struct Checking<'a>(&'a AtomicBool);
+        impl Drop for Checking<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let checked = {
+            let _checking = Checking(&self.checking_bundle);
+            precheck_bundle(anchors, bytes)
+        };
         if checked.is_err() {
             self.bundles_refused_at_front
                 .fetch_add(1, Ordering::Relaxed);

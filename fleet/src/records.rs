@@ -117,13 +117,14 @@ impl<H: HostStore> HostRecords<H> {
 
     /// The staged rows as host operations (slots sealed, tree rows in
     /// clear), for the node to write together with the manifest that
-    /// carries the root they lead to; staging starts empty again.
+    /// carries the root they lead to; staging starts empty again. If
+    /// sealing fails, nothing is taken: the rows stay staged.
     pub fn take_ops<R: RngCore + CryptoRng>(
         &mut self,
         rng: &mut R,
     ) -> Result<Vec<HostOp>, FleetError> {
         let mut ops = Vec::with_capacity(self.tree.len() + self.slots.len());
-        for (key, node) in std::mem::take(&mut self.tree) {
+        for (key, node) in &self.tree {
             let key = key.to_bytes().to_vec();
             ops.push(match node {
                 Some(node) => HostOp::Put {
@@ -137,16 +138,18 @@ impl<H: HostStore> HostRecords<H> {
                 },
             });
         }
-        for (id, slot) in std::mem::take(&mut self.slots) {
+        for (id, slot) in &self.slots {
             let value = self
                 .rows
-                .seal(rng, Table::Slots, id.as_bytes(), &[], &slot)?;
+                .seal(rng, Table::Slots, id.as_bytes(), &[], slot)?;
             ops.push(HostOp::Put {
                 table: Table::Slots,
                 key: id.as_bytes().to_vec(),
                 value,
             });
         }
+        self.tree.clear();
+        self.slots.clear();
         Ok(ops)
     }
 
