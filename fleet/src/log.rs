@@ -1,6 +1,13 @@
 //! The Raft log as raft-rs reads it: an in-memory mirror of what the node
 //! has made durable in redb ([`crate::disk`]). The node writes to disk
 //! first, then here; raft-rs only reads.
+//!
+//! The records are not here: the host keeps them (SPEC.md §8.5), so a
+//! snapshot for a lagging peer is read from the host when the engine asks
+//! for one ([`LogStore::snapshot`] notes the request and answers "not
+//! yet"; the node prepares it, and the engine sends it at its next try).
+
+use std::cell::Cell;
 
 use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{Error, GetEntriesContext, RaftState, Storage, StorageError};
@@ -11,9 +18,13 @@ use raft::{Error, GetEntriesContext, RaftState, Storage, StorageError};
 pub struct LogStore {
     pub(crate) hard_state: HardState,
     pub(crate) conf_state: ConfState,
+    /// Where the log was last compacted (the records on the host are at or
+    /// past it).
     pub(crate) snapshot_meta: SnapshotMetadata,
-    /// The encoded record table at the snapshot's index (empty at index 0).
-    pub(crate) snapshot_data: Vec<u8>,
+    /// A snapshot read from the host for a lagging peer, until it is sent.
+    pub(crate) prepared: Option<Snapshot>,
+    /// The index the engine last asked a snapshot for and did not get.
+    pub(crate) wanted: Cell<Option<u64>>,
     /// `entries[i].index == snapshot_meta.index + 1 + i`.
     pub(crate) entries: Vec<Entry>,
 }
@@ -47,17 +58,17 @@ impl LogStore {
     }
 
     /// Installs a snapshot: the log before and at its index is gone.
-    pub(crate) fn install(&mut self, meta: SnapshotMetadata, data: Vec<u8>) {
+    pub(crate) fn install(&mut self, meta: SnapshotMetadata) {
         self.hard_state.commit = self.hard_state.commit.max(meta.index);
         self.hard_state.term = self.hard_state.term.max(meta.term);
         self.conf_state = meta.get_conf_state().clone();
         self.entries.clear();
         self.snapshot_meta = meta;
-        self.snapshot_data = data;
+        self.prepared = None;
     }
 
     /// Compacts: a new snapshot at `index` (which must be in the log).
-    pub(crate) fn compact(&mut self, index: u64, data: Vec<u8>) -> Option<SnapshotMetadata> {
+    pub(crate) fn compact(&mut self, index: u64) -> Option<SnapshotMetadata> {
         if index <= self.snapshot_meta.index || index > self.last() {
             return None;
         }
@@ -71,7 +82,6 @@ impl LogStore {
         };
         meta.set_conf_state(self.conf_state.clone());
         self.snapshot_meta = meta.clone();
-        self.snapshot_data = data;
         Some(meta)
     }
 }
@@ -129,13 +139,19 @@ impl Storage for LogStore {
         Ok(self.last())
     }
 
+    /// The prepared snapshot if it reaches `request_index`; otherwise the
+    /// request is noted for the node and the engine tries again later.
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        if self.snapshot_meta.index < request_index {
-            return Err(Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+        match &self.prepared {
+            Some(snap) if snap.get_metadata().index >= request_index => Ok(snap.clone()),
+            _ => {
+                let wanted = self
+                    .wanted
+                    .get()
+                    .map_or(request_index, |w| w.max(request_index));
+                self.wanted.set(Some(wanted));
+                Err(Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+            }
         }
-        let mut snap = Snapshot::default();
-        snap.set_metadata(self.snapshot_meta.clone());
-        snap.data = self.snapshot_data.clone().into();
-        Ok(snap)
     }
 }

@@ -24,6 +24,8 @@ use raft::{Config, RawNode, ReadState, SnapshotStatus, StateRole};
 use rand_core::{CryptoRng, RngCore};
 
 use backup_key_vault::bundle::{EncodedBundle, TrustAnchors, VerifiedFleet};
+use backup_key_vault::fleet::FleetTransportKey;
+use backup_key_vault::vault::verified::VerifiedStore;
 use backup_key_vault::vault::{
     Answer, Applied, Command, RecordSlot, RecordStore, RecordTable, Step, Suspended, Vault,
     VaultPolicy,
@@ -35,8 +37,10 @@ use backup_key_vault::{FleetSecrets, RecordId, StoreError};
 use crate::codec::{self, PeerMessage, ProposalId};
 use crate::error::FleetError;
 use crate::log::LogStore;
-use crate::platform::{HostStore, Nvram};
-use crate::sealed::{Boot, SealedStore, Write};
+use crate::platform::{HostStore, Nvram, SharedHost};
+pub use crate::records::RecordStats;
+use crate::records::{HostRecords, RowRefusal};
+use crate::sealed::{Boot, RecordsState, SealedStore, Write};
 use crate::transport::{Dropped, Link, TransportCounters};
 
 /// How a node runs. Every member of a fleet uses the same values except `id`
@@ -229,92 +233,107 @@ pub struct NodeCounters {
     /// without this boot's nonce, a Raft response naming an earlier boot
     /// of this node), dropped (§21.3).
     pub answers_refused: u64,
+    /// Host answers for the record tree refused since this boot: rows that
+    /// are not a path or a slot, or that do not check against the root
+    /// (a wrong leaf, a wrong sibling, a stale root; SPEC.md §8.5).
+    pub host_rejected: u64,
     /// Snapshots taken or installed.
     pub snapshots: u64,
+    /// Snapshots read from the host for a lagging peer and sent.
+    pub snapshots_sent: u64,
     /// Raft messages from a peer that named another sender or receiver.
     pub inconsistent_messages: u64,
 }
 
-/// The vault's store on a node: the replicated table as this node has
-/// applied it. `load` reads it; `commit` always fails, because on a node
+/// Slots a node keeps in trusted memory, besides the root: the most
+/// recently committed (about 640 bytes each), served without asking the
+/// host.
+pub const RECORD_CACHE: usize = 1024;
+
+/// The vault's store on a node: the records its host keeps (SPEC.md §8.5),
+/// checked against the root this node holds, and their counts. `load`
+/// reads a record with its proof; `commit` always fails, because on a node
 /// every state change goes through consensus ([`Vault::begin`] /
-/// [`Vault::resume`]), never through the synchronous path.
-#[derive(Debug, Default)]
-pub struct AppliedTable {
-    table: RecordTable,
+/// [`Vault::resume`]) and is applied by [`Node`] as its entry commits.
+pub struct NodeRecords {
+    store: VerifiedStore<HostRecords<SharedHost>>,
     stats: RecordStats,
+    /// Refusals counted by an earlier store of this boot.
+    refused_before: u64,
+    /// To start the store again on a new root (a snapshot installed).
+    host: SharedHost,
+    key: FleetTransportKey,
+    node: u64,
+    sealing: bool,
 }
 
-/// What a node's table holds, kept up to date as commands apply, so that
-/// reporting it (`GET /metrics`) does not walk the table.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RecordStats {
-    /// Records that can be recovered.
-    pub live: u64,
-    /// Tombstones: records erased (guesses exhausted) or deleted.
-    pub erased: u64,
-    /// Charges recorded on the live records (each record's `charges`:
-    /// every attempt ever charged to its generation).
-    pub charges: u64,
-}
-
-impl RecordStats {
-    /// Counts a whole table.
-    pub fn of(table: &RecordTable) -> Self {
-        let mut stats = Self::default();
-        for (_, slot) in table.iter() {
-            stats.add(Some(slot));
-        }
-        stats
-    }
-
-    fn add(&mut self, slot: Option<&RecordSlot>) {
-        match slot {
-            Some(RecordSlot::Live(r)) => {
-                self.live += 1;
-                self.charges = self.charges.saturating_add(r.charges);
-            }
-            Some(RecordSlot::Erased { .. }) => self.erased += 1,
-            None => {}
-        }
-    }
-
-    fn remove(&mut self, slot: Option<&RecordSlot>) {
-        match slot {
-            Some(RecordSlot::Live(r)) => {
-                self.live = self.live.saturating_sub(1);
-                self.charges = self.charges.saturating_sub(r.charges);
-            }
-            Some(RecordSlot::Erased { .. }) => self.erased = self.erased.saturating_sub(1),
-            None => {}
-        }
+impl core::fmt::Debug for NodeRecords {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NodeRecords")
+            .field("store", &self.store)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
     }
 }
 
-impl AppliedTable {
-    fn new(table: RecordTable) -> Self {
-        let stats = RecordStats::of(&table);
-        Self { table, stats }
+impl NodeRecords {
+    fn new(
+        key: &FleetTransportKey,
+        node: u64,
+        host: SharedHost,
+        sealing: bool,
+        at: RecordsState,
+    ) -> Self {
+        let records = HostRecords::with_sealing(key, node, host.clone(), sealing);
+        Self {
+            store: VerifiedStore::new(records, at.root, RECORD_CACHE),
+            stats: at.stats,
+            refused_before: 0,
+            host,
+            key: key.clone(),
+            node,
+            sealing,
+        }
     }
 
-    /// The table.
-    pub fn table(&self) -> &RecordTable {
-        &self.table
+    /// The same host's records, trusted at `at` (nothing cached, nothing
+    /// staged, the refusal counts kept).
+    fn restart_at(&mut self, at: RecordsState) {
+        let mut next = Self::new(&self.key, self.node, self.host.clone(), self.sealing, at);
+        next.refused_before = self.refusals();
+        *self = next;
     }
 
-    /// Applies a committed command, keeping the counts.
-    fn apply(&mut self, command: &Command) -> Applied {
+    /// Applies a committed command, keeping the counts. `Err` if the host's
+    /// rows for the record did not check: nothing changed.
+    fn apply(&mut self, command: &Command) -> Result<Applied, StoreError> {
         let id = *command.record_id();
-        self.stats.remove(self.table.get(&id));
-        let applied = self.table.apply(command);
-        self.stats.add(self.table.get(&id));
-        applied
+        let before = self.store.load(&id)?;
+        let applied = self.store.commit(command)?;
+        // The slot after, computed as the commit did (commands act on the
+        // slot they name only), to count it without another read.
+        let mut one = RecordTable::new();
+        if let Some(slot) = before.clone() {
+            one.restore(id, slot);
+        }
+        one.apply(command);
+        self.stats.remove(before.as_ref());
+        self.stats.add(one.get(&id));
+        Ok(applied)
+    }
+
+    /// Host answers refused so far: rows that did not read as a path or a
+    /// slot, and paths or slots that did not check against the root.
+    fn refusals(&self) -> u64 {
+        self.refused_before
+            .saturating_add(self.store.rejections())
+            .saturating_add(self.store.host().refused())
     }
 }
 
-impl RecordStore for AppliedTable {
+impl RecordStore for NodeRecords {
     fn load(&self, record_id: &RecordId) -> Result<Option<RecordSlot>, StoreError> {
-        Ok(self.table.get(record_id).cloned())
+        self.store.load(record_id)
     }
 
     fn commit(&mut self, _command: &Command) -> Result<Applied, StoreError> {
@@ -377,7 +396,7 @@ struct PendingRead {
 pub struct Node {
     config: NodeConfig,
     raw: RawNode<LogStore>,
-    vault: Vault<AppliedTable>,
+    vault: Vault<NodeRecords>,
     store: SealedStore,
     link: Link,
     transport_key: backup_key_vault::fleet::FleetTransportKey,
@@ -398,6 +417,9 @@ pub struct Node {
     counters: NodeCounters,
     faulted: bool,
     fault_reason: Option<&'static str>,
+    /// The node reset its log and records after its host's record rows
+    /// did not check (§8.5).
+    records_reset: bool,
     disk_rejection: Option<&'static str>,
 }
 
@@ -445,8 +467,15 @@ impl Node {
             return Err(FleetError::Raft("node id must be a non-zero member".into()));
         }
         let transport_key = secrets.fleet_transport_key();
-        let (mut sealed, loaded, boot) =
-            SealedStore::open(&transport_key, config.id, host, nvram, config.sealing())?;
+        // The sealed log and manifest, and the record tree, on one host.
+        let host = SharedHost::new(host);
+        let (mut sealed, loaded, boot) = SealedStore::open(
+            &transport_key,
+            config.id,
+            Box::new(host.clone()),
+            nvram,
+            config.sealing(),
+        )?;
         let mut counters = NodeCounters::default();
         let disk_rejection = match boot {
             Boot::Rejected(why) => Some(why),
@@ -475,13 +504,13 @@ impl Node {
             conf_state,
             ..LogStore::default()
         };
-        let mut table = RecordTable::new();
-        if let Some((meta, snap_table)) = loaded.snapshot {
-            store.snapshot_data = codec::encode_table(&snap_table);
+        if let Some(meta) = loaded.snapshot {
             store.snapshot_meta = meta;
-            table = snap_table;
         }
-        let applied = store.snapshot_meta.index;
+        // The tree is at `records.applied` (at or past the snapshot): the
+        // engine hands over the committed entries after it, which this
+        // node applies again (§22.2).
+        let applied = loaded.records.applied;
         store.append(&loaded.entries);
         // A hard state whose commit is past the log (a torn copy) is
         // clamped: commit is recomputed from the leader.
@@ -510,8 +539,15 @@ impl Node {
         };
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let raw = RawNode::new(&raft_config, store, &logger)?;
-        let vault = Vault::new(secrets, config.policy.clone(), AppliedTable::new(table))
-            .map_err(FleetError::Vault)?;
+        let records = NodeRecords::new(
+            &transport_key,
+            config.id,
+            host,
+            config.sealing(),
+            loaded.records,
+        );
+        let vault =
+            Vault::new(secrets, config.policy.clone(), records).map_err(FleetError::Vault)?;
         let mut boot_nonce = [0u8; 16];
         rng.fill_bytes(&mut boot_nonce);
         // With NVRAM the node knows the highest log position it ever had;
@@ -575,6 +611,7 @@ impl Node {
             counters,
             faulted: false,
             fault_reason: None,
+            records_reset: false,
             disk_rejection,
         })
     }
@@ -638,12 +675,68 @@ impl Node {
         )
     }
 
-    /// The record table as applied here.
-    pub fn table(&self) -> &RecordTable {
-        self.vault.store().table()
+    /// Every record as applied here, read from the host in full and checked
+    /// against this node's root ([`HostRecords::read_all`]): for tests and
+    /// the simulation's oracle. Costs the table's size; a refusal is
+    /// counted (`host_rejected`). `Err` if the host could not read its
+    /// disk.
+    pub fn records(&self) -> Result<Result<RecordTable, RowRefusal>, FleetError> {
+        self.vault
+            .store()
+            .store
+            .host()
+            .read_all(&self.vault.store().store.root())
     }
 
-    /// What the applied table holds (counted as commands apply).
+    /// One record as applied here, read with its proof and checked against
+    /// this node's root (a refusal is counted, `host_rejected`).
+    pub fn record(&self, id: &RecordId) -> Result<Option<RecordSlot>, StoreError> {
+        self.vault.store().load(id)
+    }
+
+    /// Whether this node found record rows that did not check and reset
+    /// its log and records ([`Self::scrub`]); it is then faulted.
+    pub fn records_were_reset(&self) -> bool {
+        self.records_reset
+    }
+
+    /// The root of the record tree as applied here.
+    pub fn records_root(&self) -> [u8; 32] {
+        self.vault.store().store.root()
+    }
+
+    /// Reads every record in full and checks it ([`Self::records`]). If
+    /// the host's rows do not check, the node resets its log and records
+    /// and stops ([`Self::is_faulted`]): started again, it recovers them
+    /// from its peers. An operator's scrub, and the simulation's after
+    /// healing: a row the host changed is otherwise found only when a
+    /// request reads it.
+    pub fn scrub<R: RngCore + CryptoRng>(&mut self, rng: &mut R) -> Result<(), FleetError> {
+        match self.records()? {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                self.records_refused(rng);
+                Err(FleetError::Faulted)
+            }
+        }
+    }
+
+    /// The host's record rows did not check against the root while a
+    /// committed command applied (or in a scrub): this node cannot go on
+    /// with its records. It resets its log and records (keeping term, vote
+    /// and incarnations) and stops; started again, it recovers the fleet's
+    /// state from its peers as after a wiped disk (§8.5, §22.3).
+    fn records_refused<R: RngCore + CryptoRng>(&mut self, rng: &mut R) {
+        self.vault.store_mut().store.host_mut().clear_staged();
+        self.records_reset = true;
+        if self.store.reset_log_and_records(rng).is_err() {
+            self.fault("the host's record rows did not check, and the reset could not be written");
+            return;
+        }
+        self.fault("the host's record rows did not check against the root: log and records reset, restart to recover them from the peers");
+    }
+
+    /// What the records hold (counted as commands apply).
     pub fn record_stats(&self) -> RecordStats {
         self.vault.store().stats
     }
@@ -657,6 +750,7 @@ impl Node {
     pub fn counters(&self) -> NodeCounters {
         NodeCounters {
             transport: self.link.counters(),
+            host_rejected: self.vault.store().refusals(),
             ..self.counters
         }
     }
@@ -773,7 +867,10 @@ impl Node {
             // Another group's id (§14.1) is refused at once, from the
             // range alone: no read barrier.
             Ok(msg) if !self.vault.policy().records.contains(&msg.record_id) => false,
-            Ok(msg) => !matches!(self.table().get(&msg.record_id), Some(RecordSlot::Live(_))),
+            Ok(msg) => !matches!(
+                self.vault.store().load(&msg.record_id),
+                Ok(Some(RecordSlot::Live(_)))
+            ),
             // The vault refuses it, with the same error either way.
             Err(_) => false,
         }
@@ -887,7 +984,10 @@ impl Node {
                     {
                         // The deliberately broken rule: charge a copy of the
                         // local table and answer now, before consensus.
-                        let mut copy = self.table().clone();
+                        let mut copy = RecordTable::new();
+                        if let Ok(Some(slot)) = self.vault.store().load(&record_id) {
+                            copy.restore(record_id, slot);
+                        }
                         let applied = copy.apply(suspended.command());
                         let command = suspended.command().clone();
                         let answer = self.vault.resume(rng, now, suspended, Ok(applied));
@@ -1338,6 +1438,7 @@ impl Node {
                 break;
             }
         }
+        self.prepare_snapshot(rng);
         self.maybe_compact(rng);
         self.update_gate();
     }
@@ -1387,12 +1488,32 @@ impl Node {
         let entries = rd.take_entries();
         let hard_state = rd.hs().cloned();
         let peer_incarnations = std::mem::take(&mut self.new_peer_incarnations);
+        // A snapshot from the leader replaces every record: the tree is
+        // built from its slots and written with the snapshot's manifest.
+        let records = match &snapshot_table {
+            Some(table) => {
+                let (ops, root) = self
+                    .vault
+                    .store_mut()
+                    .store
+                    .host_mut()
+                    .replace_ops(rng, table)
+                    .map_err(|_| ())?;
+                let state = RecordsState {
+                    root,
+                    applied: snapshot.get_metadata().index,
+                    stats: RecordStats::of(table),
+                };
+                Some((ops, state))
+            }
+            None => None,
+        };
+        let installed = records.as_ref().map(|(_, state)| *state);
         let written = self.store.write(
             rng,
-            &Write {
-                snapshot: snapshot_table
-                    .as_ref()
-                    .map(|t| (snapshot.get_metadata(), t)),
+            Write {
+                snapshot: snapshot_table.as_ref().map(|_| snapshot.get_metadata()),
+                records,
                 entries: &entries,
                 hard_state: hard_state.as_ref(),
                 compact_to: snapshot_table.as_ref().map(|_| u64::MAX),
@@ -1402,8 +1523,8 @@ impl Node {
         if written.is_err() {
             return Err(());
         }
-        if let Some(table) = snapshot_table {
-            self.install_snapshot(&snapshot, table);
+        if let Some(at) = installed {
+            self.install_snapshot(&snapshot, at);
         }
         let store = self.raw.mut_store();
         store.append(&entries);
@@ -1413,6 +1534,7 @@ impl Node {
 
         let committed = rd.take_committed_entries();
         self.apply(rng, now, committed);
+        self.persist_records(rng)?;
         let persisted = rd.take_persisted_messages();
         self.send_raft(persisted);
 
@@ -1426,23 +1548,101 @@ impl Node {
         self.send_raft(messages);
         let committed = light.take_committed_entries();
         self.apply(rng, now, committed);
+        self.persist_records(rng)?;
         self.guarded(|raw| raw.advance_apply()).ok_or(())?;
         // A snapshot is sent like any message, and may be lost like one:
         // report it sent, so the leader probes the follower again instead
-        // of waiting for it for ever (a lost one is sent again).
-        for to in std::mem::take(&mut self.snapshots_sent) {
+        // of waiting for it for ever (a lost one is sent again, read anew).
+        let sent = std::mem::take(&mut self.snapshots_sent);
+        if !sent.is_empty() {
+            self.raw.mut_store().prepared = None;
+            self.counters.snapshots_sent += sent.len() as u64;
+        }
+        for to in sent {
             self.guarded(|raw| raw.report_snapshot(to, SnapshotStatus::Finish))
                 .ok_or(())?;
         }
         Ok(())
     }
 
-    fn install_snapshot(&mut self, snapshot: &Snapshot, table: RecordTable) {
+    fn install_snapshot(&mut self, snapshot: &Snapshot, at: RecordsState) {
         let meta = snapshot.get_metadata().clone();
         self.applied = meta.index;
-        *self.vault.store_mut() = AppliedTable::new(table);
-        self.raw.mut_store().install(meta, snapshot.data.to_vec());
+        self.vault.store_mut().restart_at(at);
+        self.raw.mut_store().install(meta);
         self.counters.snapshots += 1;
+    }
+
+    /// Writes the rows the commands just applied changed, with a manifest
+    /// naming the new root and the last index applied, before any answer
+    /// that depends on them leaves (§8.5, §22.2). If the write fails the
+    /// node stops: what it applied is in its log, and it applies it again
+    /// when it starts.
+    fn persist_records<R: RngCore + CryptoRng>(&mut self, rng: &mut R) -> Result<(), ()> {
+        if self.faulted {
+            return Err(());
+        }
+        let durable = self.store.records();
+        let records = &mut self.vault.store_mut();
+        if durable.applied == self.applied && records.store.host().staged() == 0 {
+            return Ok(());
+        }
+        let Ok(ops) = records.store.host_mut().take_ops(rng) else {
+            self.fault("the record rows could not be sealed");
+            return Err(());
+        };
+        let state = RecordsState {
+            root: records.store.root(),
+            applied: self.applied,
+            stats: records.stats,
+        };
+        let written = self.store.write(
+            rng,
+            Write {
+                records: Some((ops, state)),
+                ..Write::default()
+            },
+        );
+        if written.is_err() {
+            self.fault("the record rows could not be written");
+            return Err(());
+        }
+        Ok(())
+    }
+
+    /// A snapshot for a lagging peer, if the engine asked for one
+    /// ([`LogStore::snapshot`]): every record read from the host and
+    /// checked ([`HostRecords::read_all`]), at the index applied here. The
+    /// engine sends it at its next try; it is dropped once sent.
+    fn prepare_snapshot<R: RngCore + CryptoRng>(&mut self, rng: &mut R) {
+        let Some(wanted) = self.raw.store().wanted.take() else {
+            return;
+        };
+        if self.faulted || self.applied < wanted || self.applied < self.store.records().applied {
+            return;
+        }
+        let Ok(term) = raft::Storage::term(self.raw.store(), self.applied) else {
+            return;
+        };
+        let table = match self.records() {
+            Ok(Ok(table)) => table,
+            Ok(Err(_)) => {
+                self.records_refused(rng);
+                return;
+            }
+            Err(_) => return,
+        };
+        let store = self.raw.mut_store();
+        let mut meta = raft::prelude::SnapshotMetadata {
+            index: self.applied,
+            term,
+            ..Default::default()
+        };
+        meta.set_conf_state(store.conf_state.clone());
+        let mut snapshot = Snapshot::default();
+        snapshot.set_metadata(meta);
+        snapshot.data = codec::encode_table(&table).into();
+        store.prepared = Some(snapshot);
     }
 
     fn apply<R: RngCore + CryptoRng>(&mut self, rng: &mut R, now: u64, entries: Vec<Entry>) {
@@ -1463,7 +1663,12 @@ impl Node {
                 continue;
             };
             for (id, command) in batch {
-                let applied = self.vault.store_mut().apply(&command);
+                let Ok(applied) = self.vault.store_mut().apply(&command) else {
+                    // The host's rows for the record did not check: this
+                    // node cannot apply the log any further.
+                    self.records_refused(rng);
+                    return;
+                };
                 self.counters.commands_applied += 1;
                 if self.config.record_events {
                     self.event(Event::Command {
@@ -1479,20 +1684,24 @@ impl Node {
         }
     }
 
+    /// Compacts the log up to where the tree on the host is: the records
+    /// are the snapshot (SPEC.md §8.5), so nothing is copied.
     fn maybe_compact<R: RngCore + CryptoRng>(&mut self, rng: &mut R) {
-        let snap_index = self.raw.store().snapshot_meta.index;
-        if self.applied < snap_index + self.config.snapshot_interval.max(1) {
+        if self.faulted {
             return;
         }
-        let index = self.applied;
-        let data = codec::encode_table(self.table());
-        let Some(meta) = self.raw.mut_store().compact(index, data) else {
+        let snap_index = self.raw.store().snapshot_meta.index;
+        let index = self.store.records().applied.min(self.applied);
+        if index < snap_index + self.config.snapshot_interval.max(1) {
+            return;
+        }
+        let Some(meta) = self.raw.mut_store().compact(index) else {
             return;
         };
         let written = self.store.write(
             rng,
-            &Write {
-                snapshot: Some((&meta, self.vault.store().table())),
+            Write {
+                snapshot: Some(&meta),
                 compact_to: Some(index),
                 ..Write::default()
             },

@@ -225,6 +225,48 @@ impl HostStore for MemHost {
     }
 }
 
+/// One host shared by the parts of a node that keep rows on it: the
+/// sealed log and manifest ([`crate::sealed::SealedStore`]) and the record
+/// tree and slots ([`crate::records::HostRecords`]), so that a commit's
+/// rows and the manifest naming their root go to the host in one
+/// [`HostStore::apply`].
+#[derive(Clone)]
+pub struct SharedHost(Arc<Mutex<Box<dyn HostStore>>>);
+
+impl SharedHost {
+    /// Shares `host`.
+    pub fn new(host: Box<dyn HostStore>) -> Self {
+        Self(Arc::new(Mutex::new(host)))
+    }
+}
+
+impl fmt::Debug for SharedHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SharedHost")
+    }
+}
+
+fn shared_poisoned() -> HostError {
+    HostError("shared host lock poisoned".into())
+}
+
+impl HostStore for SharedHost {
+    fn scan(&self, table: Table) -> Result<Vec<Row>, HostError> {
+        self.0.lock().map_err(|_| shared_poisoned())?.scan(table)
+    }
+
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
+        self.0
+            .lock()
+            .map_err(|_| shared_poisoned())?
+            .get(table, key)
+    }
+
+    fn apply(&mut self, ops: &[HostOp]) -> Result<(), HostError> {
+        self.0.lock().map_err(|_| shared_poisoned())?.apply(ops)
+    }
+}
+
 /// NVRAM in memory, for the simulation and tests: the simulated host keeps
 /// disks but cannot touch this.
 #[derive(Clone, Debug, Default)]

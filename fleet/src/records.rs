@@ -23,8 +23,10 @@
 //! the [`VerifiedStore`] when they can but do not check
 //! ([`VerifiedStore::rejections`]).
 //!
-//! The node does not run on this yet: it still keeps its whole table in
-//! memory (SPEC.md §8.5, "The fleet node, planned").
+//! The node runs on it ([`crate::node::Node`]): its trusted memory holds
+//! the root, a bounded cache and the commits of one round, never the table.
+//! Only a full read ([`HostRecords::read_all`]: a snapshot for a lagging
+//! peer, a scrub, a test) costs the table's size.
 //!
 //! [`VerifiedStore`]: backup_key_vault::vault::verified::VerifiedStore
 //! [`VerifiedStore::rejections`]: backup_key_vault::vault::verified::VerifiedStore::rejections
@@ -37,8 +39,9 @@ use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
 
 use backup_key_vault::fleet::FleetTransportKey;
-use backup_key_vault::vault::tree::{self, Node, NodeKey, TreeUpdate};
+use backup_key_vault::vault::tree::{self, MemoryTree, Node, NodeKey, TreeUpdate};
 use backup_key_vault::vault::verified::{HostAnswer, RecordHost};
+use backup_key_vault::vault::{RecordSlot, RecordTable};
 use backup_key_vault::{RecordId, StoreError};
 
 use crate::error::FleetError;
@@ -57,6 +60,61 @@ pub enum RowRefusal {
     /// A slot row that does not open under the node's key and the record's
     /// id (edited, or moved from another id or another node).
     SlotRow,
+    /// Read in full ([`HostRecords::read_all`]): the slots do not make the
+    /// root the node trusts.
+    WrongRoot,
+    /// Read in full: tree rows that the root's tree does not have, or
+    /// rows it has that are missing.
+    StrayRows,
+}
+
+/// What a node's records hold, kept up to date as commands apply (and
+/// committed to by the manifest), so that reporting it (`GET /metrics`)
+/// does not read the records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordStats {
+    /// Records that can be recovered.
+    pub live: u64,
+    /// Tombstones: records erased (guesses exhausted) or deleted.
+    pub erased: u64,
+    /// Charges recorded on the live records (each record's `charges`:
+    /// every attempt ever charged to its generation).
+    pub charges: u64,
+}
+
+impl RecordStats {
+    /// Counts a whole table.
+    pub fn of(table: &RecordTable) -> Self {
+        let mut stats = Self::default();
+        for (_, slot) in table.iter() {
+            stats.add(Some(slot));
+        }
+        stats
+    }
+
+    /// Counts a slot in.
+    pub fn add(&mut self, slot: Option<&RecordSlot>) {
+        match slot {
+            Some(RecordSlot::Live(r)) => {
+                self.live += 1;
+                self.charges = self.charges.saturating_add(r.charges);
+            }
+            Some(RecordSlot::Erased { .. }) => self.erased += 1,
+            None => {}
+        }
+    }
+
+    /// Counts a slot out.
+    pub fn remove(&mut self, slot: Option<&RecordSlot>) {
+        match slot {
+            Some(RecordSlot::Live(r)) => {
+                self.live = self.live.saturating_sub(1);
+                self.charges = self.charges.saturating_sub(r.charges);
+            }
+            Some(RecordSlot::Erased { .. }) => self.erased = self.erased.saturating_sub(1),
+            None => {}
+        }
+    }
 }
 
 /// A [`RecordHost`] over a node's [`HostStore`], with the commits not yet
@@ -85,9 +143,17 @@ impl<H> fmt::Debug for HostRecords<H> {
 impl<H: HostStore> HostRecords<H> {
     /// The records of member `node` of the fleet with `key`, on `host`.
     pub fn new(key: &FleetTransportKey, node: u64, host: H) -> Self {
+        Self::with_sealing(key, node, host, true)
+    }
+
+    /// As [`Self::new`]; with `sealing = false` the slots are written and
+    /// read in clear, for tests that show what sealing prevents (the
+    /// node's `unsealed_disk`). The tree and its root are checked either
+    /// way.
+    pub fn with_sealing(key: &FleetTransportKey, node: u64, host: H, sealing: bool) -> Self {
         Self {
             host,
-            rows: RowCipher::new(key, node, true),
+            rows: RowCipher::new(key, node, sealing),
             tree: BTreeMap::new(),
             slots: BTreeMap::new(),
             refused: Cell::new(0),
@@ -151,6 +217,123 @@ impl<H: HostStore> HostRecords<H> {
         self.tree.clear();
         self.slots.clear();
         Ok(ops)
+    }
+
+    /// Drops what is staged: the commits were not written (the node stops
+    /// and starts again from its disk).
+    pub fn clear_staged(&mut self) {
+        self.tree.clear();
+        self.slots.clear();
+    }
+
+    /// Every record, read from the host in full (with what is staged) and
+    /// checked: every slot must open under its id and decode, the slots
+    /// must make `root`, and the tree rows must be exactly that tree's, no
+    /// more, no fewer. A refusal is counted as any other. Costs the table's
+    /// size in time and memory: for a snapshot sent to a lagging peer, a
+    /// scrub and tests, never for a request. `Err` if the host could not
+    /// read its disk.
+    pub fn read_all(
+        &self,
+        root: &tree::Hash,
+    ) -> Result<Result<RecordTable, RowRefusal>, FleetError> {
+        let host_err = |e: crate::platform::HostError| FleetError::Disk(e.0);
+        let mut table = RecordTable::new();
+        let mut tree = MemoryTree::new();
+        let mut sealed: BTreeMap<Vec<u8>, Vec<u8>> = self
+            .host
+            .scan(Table::Slots)
+            .map_err(host_err)?
+            .into_iter()
+            .collect();
+        for id in self.slots.keys() {
+            sealed.remove(id.as_bytes().as_slice());
+        }
+        let mut plain: Vec<(RecordId, Zeroizing<Vec<u8>>)> = Vec::with_capacity(sealed.len());
+        for (key, value) in &sealed {
+            let Ok(id) = <[u8; 32]>::try_from(key.as_slice()) else {
+                return Ok(Err(self.refused_with(RowRefusal::SlotRow)));
+            };
+            match self.rows.open(Table::Slots, key, &[], value, "slot row") {
+                Ok(bytes) => plain.push((RecordId(id), bytes)),
+                Err(_) => return Ok(Err(self.refused_with(RowRefusal::SlotRow))),
+            }
+        }
+        plain.extend(self.slots.iter().map(|(id, bytes)| (*id, bytes.clone())));
+        for (id, bytes) in plain {
+            let Ok(slot) = RecordSlot::from_bytes(&bytes) else {
+                return Ok(Err(self.refused_with(RowRefusal::SlotRow)));
+            };
+            if tree.set(&id, &tree::value_hash(&bytes)).is_err() {
+                return Ok(Err(self.refused_with(RowRefusal::WrongRoot)));
+            }
+            table.restore(id, slot);
+        }
+        if tree.root() != *root {
+            return Ok(Err(self.refused_with(RowRefusal::WrongRoot)));
+        }
+        let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = self
+            .host
+            .scan(Table::Tree)
+            .map_err(host_err)?
+            .into_iter()
+            .collect();
+        for (key, node) in &self.tree {
+            let key = key.to_bytes().to_vec();
+            match node {
+                Some(node) => rows.insert(key, node.to_bytes().to_vec()),
+                None => rows.remove(&key),
+            };
+        }
+        let exact = rows.len() == tree.node_count()
+            && tree.nodes().all(|(key, node)| {
+                rows.get(key.to_bytes().as_slice())
+                    .is_some_and(|row| row.as_slice() == node.to_bytes().as_slice())
+            });
+        if !exact {
+            return Ok(Err(self.refused_with(RowRefusal::StrayRows)));
+        }
+        Ok(Ok(table))
+    }
+
+    /// The host operations that replace every record with `table` (a
+    /// snapshot from the leader): both tables cleared, then the tree built
+    /// from nothing and the slots sealed. Drops what is staged. Returns the
+    /// operations and the new root.
+    pub fn replace_ops<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        table: &RecordTable,
+    ) -> Result<(Vec<HostOp>, tree::Hash), FleetError> {
+        self.clear_staged();
+        let mut tree = MemoryTree::new();
+        let mut ops = vec![HostOp::Clear(Table::Tree), HostOp::Clear(Table::Slots)];
+        for (id, slot) in table.iter() {
+            let bytes = slot.to_bytes();
+            tree.set(id, &tree::value_hash(&bytes))
+                .map_err(|_| FleetError::Disk("the record tree could not be built".into()))?;
+            let value = self
+                .rows
+                .seal(rng, Table::Slots, id.as_bytes(), &[], &bytes)?;
+            ops.push(HostOp::Put {
+                table: Table::Slots,
+                key: id.as_bytes().to_vec(),
+                value,
+            });
+        }
+        for (key, node) in tree.nodes() {
+            ops.push(HostOp::Put {
+                table: Table::Tree,
+                key: key.to_bytes().to_vec(),
+                value: node.to_bytes().to_vec(),
+            });
+        }
+        Ok((ops, tree.root()))
+    }
+
+    fn refused_with(&self, why: RowRefusal) -> RowRefusal {
+        let _ = self.refuse(why);
+        why
     }
 
     fn refuse(&self, why: RowRefusal) -> StoreError {

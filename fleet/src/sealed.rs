@@ -7,8 +7,9 @@
 //! derive (`FleetTransportKey::storage_key`, never written anywhere), with
 //! the member, the table and the row's key bound in; and one **manifest**
 //! row, sealed the same way, commits to everything else: the Raft hard
-//! state and configuration, the snapshot's index and term, the record
-//! table's count and SHA-256 digest, the log's first and last index and the
+//! state and configuration, the snapshot's index and term, the root of
+//! the record tree the host keeps ([`crate::records`]) with the log index
+//! it is at and the record counts, the log's first and last index and the
 //! head of a hash chain over its entries, the node's incarnation and the
 //! peers' incarnations, and a write counter with the digest of the previous
 //! manifest. Loading recomputes all of it; any difference is
@@ -30,15 +31,16 @@ use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use backup_key_vault::fleet::FleetTransportKey;
-use backup_key_vault::vault::{RecordSlot, RecordTable};
-use backup_key_vault::RecordId;
-
 use crate::error::FleetError;
 use crate::platform::{HostError, HostOp, HostStore, Nvram, Row, Table};
+use crate::records::RecordStats;
+use backup_key_vault::fleet::FleetTransportKey;
 
-/// Version of the manifest (and of this storage layout).
-pub const MANIFEST_VERSION: u8 = 2;
+/// Version of the manifest (and of this storage layout). Version 3 keeps
+/// the records in the host's tree ([`Table::Tree`], [`Table::Slots`]) and
+/// never writes [`Table::Records`], where version 2 kept the table as of
+/// the snapshot.
+pub const MANIFEST_VERSION: u8 = 3;
 /// Version of the NVRAM content.
 pub const NVRAM_VERSION: u8 = 1;
 /// The manifest's key in [`Table::Meta`].
@@ -136,6 +138,19 @@ impl NvramState {
     }
 }
 
+/// Where the record tree on the host stands, as the manifest commits to it
+/// (SPEC.md §8.5, §22.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordsState {
+    /// The tree's root ([`backup_key_vault::vault::tree::EMPTY`] for none).
+    pub root: [u8; 32],
+    /// The log index whose command the tree includes last: a starting node
+    /// applies the log from the next one.
+    pub applied: u64,
+    /// What the records hold, for the node's metrics.
+    pub stats: RecordStats,
+}
+
 /// What a starting node finds.
 #[derive(Debug, Default)]
 pub struct Loaded {
@@ -143,8 +158,10 @@ pub struct Loaded {
     pub hard_state: HardState,
     /// The persisted configuration, if any.
     pub conf_state: Option<ConfState>,
-    /// The snapshot's metadata and table, if a snapshot was taken.
-    pub snapshot: Option<(SnapshotMetadata, RecordTable)>,
+    /// The snapshot's metadata, if the log was ever compacted.
+    pub snapshot: Option<SnapshotMetadata>,
+    /// The record tree the host keeps: its root, and how far it is applied.
+    pub records: RecordsState,
     /// The log after the snapshot, in order.
     pub entries: Vec<Entry>,
     /// The incarnation of the last boot (0 on an empty disk).
@@ -159,8 +176,12 @@ pub struct Loaded {
 /// One Ready's worth of changes, written together.
 #[derive(Default)]
 pub struct Write<'a> {
-    /// A snapshot to record: replaces the table and the snapshot metadata.
-    pub snapshot: Option<(&'a SnapshotMetadata, &'a RecordTable)>,
+    /// A snapshot to record: the log up to its index is covered (by
+    /// `records`, or by a tree already at or past it).
+    pub snapshot: Option<&'a SnapshotMetadata>,
+    /// The record tree's changed rows ([`crate::records::HostRecords::take_ops`],
+    /// or a whole new tree from a snapshot), and where they leave it.
+    pub records: Option<(Vec<HostOp>, RecordsState)>,
     /// Entries to append; any persisted entry at or after the first one's
     /// index is replaced (Raft truncates conflicting suffixes).
     pub entries: &'a [Entry],
@@ -185,8 +206,7 @@ struct Manifest {
     voters: Vec<u64>,
     snapshot_index: u64,
     snapshot_term: u64,
-    records: u64,
-    records_digest: [u8; 32],
+    records: RecordsState,
     log_last: u64,
     log_base: [u8; 32],
     log_head: [u8; 32],
@@ -240,11 +260,20 @@ impl Manifest {
         for v in &self.voters {
             out.extend_from_slice(&v.to_be_bytes());
         }
-        for v in [self.snapshot_index, self.snapshot_term, self.records] {
+        for v in [self.snapshot_index, self.snapshot_term] {
             out.extend_from_slice(&v.to_be_bytes());
         }
-        out.extend_from_slice(&self.records_digest);
-        out.extend_from_slice(&self.log_last.to_be_bytes());
+        out.extend_from_slice(&self.records.root);
+        let stats = &self.records.stats;
+        for v in [
+            self.records.applied,
+            stats.live,
+            stats.erased,
+            stats.charges,
+            self.log_last,
+        ] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
         out.extend_from_slice(&self.log_base);
         out.extend_from_slice(&self.log_head);
         out.extend_from_slice(&(self.peers.len() as u16).to_be_bytes());
@@ -274,8 +303,13 @@ impl Manifest {
         }
         m.snapshot_index = r.u64()?;
         m.snapshot_term = r.u64()?;
-        m.records = r.u64()?;
-        m.records_digest = r.array()?;
+        m.records.root = r.array()?;
+        m.records.applied = r.u64()?;
+        m.records.stats = RecordStats {
+            live: r.u64()?,
+            erased: r.u64()?,
+            charges: r.u64()?,
+        };
         m.log_last = r.u64()?;
         m.log_base = r.array()?;
         m.log_head = r.array()?;
@@ -289,6 +323,11 @@ impl Manifest {
         r.finish()?;
         if m.log_last < m.snapshot_index {
             return Err(LoadError::Tampered("manifest log range"));
+        }
+        // The tree is applied through the snapshot (the log is compacted
+        // only up to where the tree is) and not past the log.
+        if m.records.applied < m.snapshot_index || m.records.applied > m.log_last {
+            return Err(LoadError::Tampered("manifest records index"));
         }
         Ok(m)
     }
@@ -313,19 +352,6 @@ fn chain(prev: &[u8; 32], index: u64, entry: &[u8]) -> [u8; 32] {
     h.update(index.to_be_bytes());
     h.update((entry.len() as u64).to_be_bytes());
     h.update(entry);
-    h.finalize().into()
-}
-
-/// SHA-256 over the record table in id order.
-fn records_digest(table: &RecordTable) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"bkv-records/v1");
-    for (id, slot) in table.iter() {
-        let bytes = slot.to_bytes();
-        h.update(id.as_bytes());
-        h.update((bytes.len() as u64).to_be_bytes());
-        h.update(&bytes[..]);
-    }
     h.finalize().into()
 }
 
@@ -556,25 +582,33 @@ impl SealedStore {
     fn read_all(&self) -> Result<Result<Option<Checked>, LoadError>, FleetError> {
         let meta = self.host.scan(Table::Meta).map_err(host_err)?;
         let log = self.host.scan(Table::Log).map_err(host_err)?;
-        let records = self.host.scan(Table::Records).map_err(host_err)?;
-        // The record tree's tables (§8.5) are not written by this layout
-        // (version 2): any row in them is the host's.
-        let mut unwritten = false;
-        for t in [Table::Tree, Table::Slots] {
-            unwritten |= !self.host.scan(t).map_err(host_err)?.is_empty();
-        }
-        if meta.is_empty() && log.is_empty() && records.is_empty() && !unwritten {
-            return Ok(Ok(None));
-        }
+        // Layout version 3 never writes the version-2 record table: any
+        // row in it is the host's.
+        let unwritten = !self.host.scan(Table::Records).map_err(host_err)?.is_empty();
         if unwritten && self.sealing {
             return Ok(Err(LoadError::Tampered(
                 "rows in a table this node does not write",
             )));
         }
-        Ok(self.check(&meta, &log, &records).map(Some))
+        if meta.is_empty() && log.is_empty() {
+            // The tree and slots are not read here (they are checked
+            // against the manifest's root as they are used, and may be
+            // large); but without a manifest there can be none.
+            let mut orphans = unwritten;
+            for t in [Table::Tree, Table::Slots] {
+                orphans |= !self.host.scan(t).map_err(host_err)?.is_empty();
+            }
+            if !orphans {
+                return Ok(Ok(None));
+            }
+            if self.sealing {
+                return Ok(Err(LoadError::Tampered("record rows without a manifest")));
+            }
+        }
+        Ok(self.check(&meta, &log).map(Some))
     }
 
-    fn check(&self, meta: &[Row], log: &[Row], records: &[Row]) -> Result<Checked, LoadError> {
+    fn check(&self, meta: &[Row], log: &[Row]) -> Result<Checked, LoadError> {
         let [(key, sealed)] = meta else {
             return Err(LoadError::Tampered("the meta table is not one manifest"));
         };
@@ -600,33 +634,6 @@ impl SealedStore {
             peer_incarnations: m.peers.clone(),
             ..Loaded::default()
         };
-        // The record table as of the snapshot.
-        let binding = m.snapshot_index.to_be_bytes();
-        let mut table = RecordTable::new();
-        for (key, sealed) in records {
-            let id: [u8; 32] = key
-                .as_slice()
-                .try_into()
-                .map_err(|_| LoadError::Tampered("record key"))?;
-            let bytes = self.rows.open(
-                Table::Records,
-                key,
-                &binding,
-                sealed,
-                "record row does not open",
-            )?;
-            let slot =
-                RecordSlot::from_bytes(&bytes).map_err(|_| LoadError::Tampered("record slot"))?;
-            table.restore(RecordId(id), slot);
-        }
-        if self.sealing
-            && m.snapshot_index > 0
-            && (table.len() as u64 != m.records || records_digest(&table) != m.records_digest)
-        {
-            return Err(LoadError::Tampered(
-                "the record rows are not the snapshot's",
-            ));
-        }
         if m.snapshot_index > 0 {
             let mut meta = SnapshotMetadata {
                 index: m.snapshot_index,
@@ -634,10 +641,9 @@ impl SealedStore {
                 ..SnapshotMetadata::default()
             };
             meta.set_conf_state(m.conf_state());
-            loaded.snapshot = Some((meta, table));
-        } else if !records.is_empty() {
-            return Err(LoadError::Tampered("record rows without a snapshot"));
+            loaded.snapshot = Some(meta);
         }
+        loaded.records = m.records;
         // The log: exactly the indices after the snapshot through the last,
         // in order, chaining to the manifest's head.
         let mut head = m.log_base;
@@ -711,6 +717,39 @@ impl SealedStore {
         Ok(())
     }
 
+    /// Where the record tree on the host stands, as the latest manifest
+    /// says.
+    pub fn records(&self) -> RecordsState {
+        self.manifest.records
+    }
+
+    /// Empties the log and the record tree, keeping the hard state's term
+    /// and vote, the configuration, the incarnations and (with NVRAM) the
+    /// highest log position: for a node whose host handed back record rows
+    /// that do not check against the root (SPEC.md §8.5). The node stops;
+    /// started again, it finds no log and recovers the fleet's state from
+    /// its peers, as after a wiped disk (§22.3, §22.4).
+    pub fn reset_log_and_records<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+    ) -> Result<(), FleetError> {
+        let next = Manifest {
+            incarnation: self.manifest.incarnation,
+            term: self.manifest.term,
+            vote: self.manifest.vote,
+            voters: self.manifest.voters.clone(),
+            peers: self.manifest.peers.clone(),
+            ..Manifest::default()
+        };
+        let ops = [Table::Log, Table::Records, Table::Tree, Table::Slots]
+            .into_iter()
+            .map(HostOp::Clear)
+            .collect();
+        self.chain = vec![[0; 32]];
+        self.last_term = 0;
+        self.write_manifest(rng, ops, next)
+    }
+
     /// Records a new boot's incarnation (before the node sends anything).
     pub fn set_incarnation<R: RngCore + CryptoRng>(
         &mut self,
@@ -738,28 +777,17 @@ impl SealedStore {
     pub fn write<R: RngCore + CryptoRng>(
         &mut self,
         rng: &mut R,
-        w: &Write<'_>,
+        w: Write<'_>,
     ) -> Result<(), FleetError> {
         let mut next = self.manifest.clone();
         let mut ops = Vec::new();
-        if let Some((snap_meta, table)) = w.snapshot {
-            let binding = snap_meta.index.to_be_bytes();
-            ops.push(HostOp::Clear(Table::Records));
-            for (id, slot) in table.iter() {
-                let bytes = slot.to_bytes();
-                let value = self
-                    .rows
-                    .seal(rng, Table::Records, id.as_bytes(), &binding, &bytes)?;
-                ops.push(HostOp::Put {
-                    table: Table::Records,
-                    key: id.as_bytes().to_vec(),
-                    value,
-                });
-            }
+        if let Some((records, state)) = w.records {
+            ops = records;
+            next.records = state;
+        }
+        if let Some(snap_meta) = w.snapshot {
             next.snapshot_index = snap_meta.index;
             next.snapshot_term = snap_meta.term;
-            next.records = table.len() as u64;
-            next.records_digest = records_digest(table);
             let voters = &snap_meta.get_conf_state().voters;
             if !voters.is_empty() {
                 next.voters = voters.clone();
@@ -889,7 +917,7 @@ mod tests {
         let entries: Vec<Entry> = (1..=10).map(|i| entry(i, 1)).collect();
         s.write(
             &mut rng,
-            &Write {
+            Write {
                 entries: &entries,
                 hard_state: Some(&hs(1, 2, 9)),
                 peer_incarnations: &[(2, 4)],
@@ -901,7 +929,7 @@ mod tests {
         let tail = [entry(8, 2), entry(9, 2)];
         s.write(
             &mut rng,
-            &Write {
+            Write {
                 entries: &tail,
                 ..Write::default()
             },
@@ -917,12 +945,34 @@ mod tests {
             voters: vec![1, 2, 3],
             ..ConfState::default()
         });
-        let mut table = RecordTable::new();
-        table.restore(RecordId([9; 32]), RecordSlot::Erased { generation: 4 });
+        // The records at 7, with their rows, then the log compacted to 5.
+        let records = RecordsState {
+            root: [7; 32],
+            applied: 7,
+            stats: RecordStats {
+                live: 1,
+                erased: 2,
+                charges: 3,
+            },
+        };
+        let row = HostOp::Put {
+            table: Table::Tree,
+            key: vec![1; 34],
+            value: vec![2; 66],
+        };
         s.write(
             &mut rng,
-            &Write {
-                snapshot: Some((&meta, &table)),
+            Write {
+                records: Some((vec![row], records)),
+                ..Write::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(s.records(), records);
+        s.write(
+            &mut rng,
+            Write {
+                snapshot: Some(&meta),
                 compact_to: Some(5),
                 ..Write::default()
             },
@@ -936,9 +986,11 @@ mod tests {
         assert_eq!(loaded.hard_state, hs(1, 2, 9));
         assert_eq!(loaded.incarnation, 1);
         assert_eq!(loaded.peer_incarnations.get(&2), Some(&4));
-        let (meta, t) = loaded.snapshot.unwrap();
+        let meta = loaded.snapshot.unwrap();
         assert_eq!((meta.index, meta.term), (5, 1));
-        assert_eq!(t, table);
+        assert_eq!(loaded.records, records);
+        // The tree's rows are the host's to keep: not read at the start.
+        assert_eq!(host.image()[&Table::Tree].len(), 1);
     }
 
     #[test]
@@ -955,36 +1007,173 @@ mod tests {
         assert!(host.image().values().all(|rows| rows.is_empty()));
     }
 
-    /// Layout version 2 writes nothing in the record tree's tables: a row
-    /// there, even on an otherwise empty disk, is the host's and the disk
-    /// is refused (and wiped, those rows included).
+    /// Layout version 3 never writes the version-2 record table: a row
+    /// there is the host's and the disk is refused (and wiped). Rows in the
+    /// record tree's tables are checked as they are read (§8.5), but on a
+    /// disk without a manifest there can be none.
     #[test]
-    fn rows_in_the_tree_tables_are_refused_until_the_node_writes_them() {
-        for table in [Table::Tree, Table::Slots] {
-            for genuine in [false, true] {
-                let mut rng = ChaCha20Rng::seed_from_u64(5);
-                let host = MemHost::new();
-                if genuine {
-                    let (mut s, _, _) = open(&host, None);
-                    s.set_incarnation(&mut rng, 1).unwrap();
-                }
-                host.edit(|image| {
-                    image
-                        .entry(table)
-                        .or_default()
-                        .insert(vec![1; 34], vec![2; 66])
-                })
-                .unwrap();
-                let (_, loaded, boot) = open(&host, None);
+    fn rows_in_a_table_this_layout_does_not_write_are_refused() {
+        let cases = [
+            (
+                Table::Records,
+                true,
+                "rows in a table this node does not write",
+            ),
+            (
+                Table::Records,
+                false,
+                "rows in a table this node does not write",
+            ),
+            (Table::Tree, false, "record rows without a manifest"),
+            (Table::Slots, false, "record rows without a manifest"),
+        ];
+        for (table, genuine, why) in cases {
+            let mut rng = ChaCha20Rng::seed_from_u64(5);
+            let host = MemHost::new();
+            if genuine {
+                let (mut s, _, _) = open(&host, None);
+                s.set_incarnation(&mut rng, 1).unwrap();
+            }
+            host.edit(|image| {
+                image
+                    .entry(table)
+                    .or_default()
+                    .insert(vec![1; 34], vec![2; 66])
+            })
+            .unwrap();
+            let (_, loaded, boot) = open(&host, None);
+            assert_eq!(boot, Boot::Rejected(why), "{table:?}, genuine {genuine}");
+            assert_eq!(loaded.incarnation, 0);
+            assert!(host.image().values().all(|rows| rows.is_empty()));
+        }
+    }
+
+    /// A manifest whose records index lies before the snapshot or past the
+    /// log is refused: the tree could not be replayed to the log.
+    #[test]
+    fn the_records_index_must_lie_between_the_snapshot_and_the_log_end() {
+        let mut rng = ChaCha20Rng::seed_from_u64(6);
+        for applied in [0u64, 3, 4, 9] {
+            let host = MemHost::new();
+            let (mut s, _, _) = open(&host, None);
+            let entries: Vec<Entry> = (1..=6).map(|i| entry(i, 1)).collect();
+            s.write(
+                &mut rng,
+                Write {
+                    entries: &entries,
+                    hard_state: Some(&hs(1, 1, 6)),
+                    ..Write::default()
+                },
+            )
+            .unwrap();
+            s.write(
+                &mut rng,
+                Write {
+                    records: Some((
+                        Vec::new(),
+                        RecordsState {
+                            applied: 4,
+                            ..RecordsState::default()
+                        },
+                    )),
+                    ..Write::default()
+                },
+            )
+            .unwrap();
+            let meta = SnapshotMetadata {
+                index: 4,
+                term: 1,
+                ..SnapshotMetadata::default()
+            };
+            s.write(
+                &mut rng,
+                Write {
+                    snapshot: Some(&meta),
+                    compact_to: Some(4),
+                    ..Write::default()
+                },
+            )
+            .unwrap();
+            // The manifest names `applied` (sealed by the node, as a bug
+            // or a forged state would be).
+            let mut m = s.manifest.clone();
+            m.records.applied = applied;
+            s.write_manifest(&mut rng, Vec::new(), m).unwrap();
+            drop(s);
+            let (_, loaded, boot) = open(&host, None);
+            if (4..=6).contains(&applied) {
+                assert_eq!(boot, Boot::Unvouched, "applied {applied}");
+                assert_eq!(loaded.records.applied, applied);
+            } else {
                 assert_eq!(
                     boot,
-                    Boot::Rejected("rows in a table this node does not write"),
-                    "{table:?}, genuine {genuine}"
+                    Boot::Rejected("manifest records index"),
+                    "applied {applied}"
                 );
-                assert_eq!(loaded.incarnation, 0);
-                assert!(host.image().values().all(|rows| rows.is_empty()));
             }
         }
+    }
+
+    /// A reset keeps term, vote, configuration and incarnations, and
+    /// empties the log and every record row.
+    #[test]
+    fn a_reset_empties_log_and_records_and_keeps_the_hard_state() {
+        let mut rng = ChaCha20Rng::seed_from_u64(8);
+        let host = MemHost::new();
+        let (mut s, _, _) = open(&host, None);
+        s.set_incarnation(&mut rng, 3).unwrap();
+        s.set_conf_state(
+            &mut rng,
+            &ConfState {
+                voters: vec![1, 2, 3],
+                ..ConfState::default()
+            },
+        )
+        .unwrap();
+        let entries: Vec<Entry> = (1..=3).map(|i| entry(i, 2)).collect();
+        let row = HostOp::Put {
+            table: Table::Slots,
+            key: vec![4; 32],
+            value: vec![5; 80],
+        };
+        s.write(
+            &mut rng,
+            Write {
+                entries: &entries,
+                hard_state: Some(&hs(2, 1, 3)),
+                peer_incarnations: &[(2, 7)],
+                ..Write::default()
+            },
+        )
+        .unwrap();
+        s.write(
+            &mut rng,
+            Write {
+                records: Some((
+                    vec![row],
+                    RecordsState {
+                        applied: 3,
+                        ..RecordsState::default()
+                    },
+                )),
+                ..Write::default()
+            },
+        )
+        .unwrap();
+        s.reset_log_and_records(&mut rng).unwrap();
+        drop(s);
+        let image = host.image();
+        for t in [Table::Log, Table::Records, Table::Tree, Table::Slots] {
+            assert!(image.get(&t).is_none_or(|rows| rows.is_empty()), "{t:?}");
+        }
+        let (_, loaded, boot) = open(&host, None);
+        assert_eq!(boot, Boot::Unvouched);
+        assert!(loaded.entries.is_empty());
+        assert_eq!(loaded.records, RecordsState::default());
+        assert_eq!(loaded.hard_state, hs(2, 1, 0));
+        assert_eq!(loaded.incarnation, 3);
+        assert_eq!(loaded.conf_state.unwrap().voters, vec![1, 2, 3]);
+        assert_eq!(loaded.peer_incarnations.get(&2), Some(&7));
     }
 
     #[test]
@@ -999,7 +1188,7 @@ mod tests {
         let entries: Vec<Entry> = (1..=4).map(|i| entry(i, 3)).collect();
         s.write(
             &mut rng,
-            &Write {
+            Write {
                 entries: &entries,
                 hard_state: Some(&hs(3, 2, 4)),
                 ..Write::default()
@@ -1064,7 +1253,7 @@ mod tests {
             entries: &entries,
             ..Write::default()
         };
-        assert!(s.write(&mut rng, &w).is_err());
+        assert!(s.write(&mut rng, w).is_err());
         drop(s);
         let crashed = host.image();
         // The disk one write ahead of NVRAM, continuing from it: kept.
@@ -1080,7 +1269,7 @@ mod tests {
         let other = [entry(1, 2)];
         s.write(
             &mut rng,
-            &Write {
+            Write {
                 entries: &other,
                 ..Write::default()
             },

@@ -124,6 +124,12 @@ pub struct SimReport {
     /// duplicated, swapped, taken from an older copy or another node's
     /// disk), each detected when the node next started.
     pub edits_detected: u64,
+    /// Starts from a disk whose record tree or slots the host had changed
+    /// (§8.5): these rows are checked as they are read, not at the start.
+    pub record_edits: u64,
+    /// Nodes that found record rows that did not check, reset their log
+    /// and records, and recovered them from their peers.
+    pub record_resets: u64,
     /// Recorded messages delivered again later, across restarts.
     pub late_replays: u64,
     /// Forged or altered messages injected and dropped.
@@ -136,6 +142,33 @@ pub struct SimReport {
     pub snapshots: u64,
     /// Requests for another group's records refused (realm runs, §14.1).
     pub foreign_refused: u64,
+    /// Snapshots read from a leader's host and sent to a lagging peer
+    /// (counted on the nodes up at the end).
+    pub snapshots_sent: u64,
+}
+
+impl SimReport {
+    /// Adds another run's figures (`commands_per_entry` is summed: divide
+    /// by the runs).
+    pub fn absorb(&mut self, r: &SimReport) {
+        self.ke2s += r.ke2s;
+        self.releases += r.releases;
+        self.registrations += r.registrations;
+        self.erasures += r.erasures;
+        self.crashes += r.crashes;
+        self.wipes += r.wipes;
+        self.rollbacks += r.rollbacks;
+        self.edits_detected += r.edits_detected;
+        self.record_edits += r.record_edits;
+        self.record_resets += r.record_resets;
+        self.late_replays += r.late_replays;
+        self.forgeries_dropped += r.forgeries_dropped;
+        self.replays_dropped += r.replays_dropped;
+        self.commands_per_entry += r.commands_per_entry;
+        self.snapshots += r.snapshots;
+        self.foreign_refused += r.foreign_refused;
+        self.snapshots_sent += r.snapshots_sent;
+    }
 }
 
 struct Honest {
@@ -221,6 +254,10 @@ pub struct Sim {
     /// Nodes whose disk was damaged (wiped, rolled back or edited) and that
     /// have not served since.
     damaged: BTreeSet<usize>,
+    /// Nodes running on record rows the host changed that the node has not
+    /// yet read (§8.5): each counts as damaged until its rows are found
+    /// right again or it resets.
+    lazy: BTreeSet<usize>,
     honest: Vec<Honest>,
     ops: BTreeMap<u64, Op>,
     next_tag: u64,
@@ -307,6 +344,7 @@ impl Sim {
             delivered: Vec::new(),
             partition: None,
             damaged: BTreeSet::new(),
+            lazy: BTreeSet::new(),
             honest,
             ops: BTreeMap::new(),
             next_tag: 1,
@@ -400,18 +438,37 @@ impl Sim {
             .nvram
             .then(|| Box::new(self.nvrams[i].clone()) as Box<dyn Nvram>);
         let config = self.node_config(i);
+        // What the host changed since the node last ran, compared before
+        // the node writes anything.
+        let changed = |tables: &[Table]| {
+            self.edit_base[i].as_ref().is_some_and(|(base, _)| {
+                let now = self.disks[i].image();
+                tables.iter().any(|t| base.get(t) != now.get(t))
+            })
+        };
+        let records_changed = changed(&[Table::Tree, Table::Slots]);
+        let strict = changed(&[Table::Meta, Table::Log, Table::Records]);
         let node = Node::open(config, &self.secrets, host, nvram, &mut self.node_rngs[i])
             .map_err(|e| self.fail(e))?;
+        // Record rows the host changed are checked as they are read, not
+        // at the start (§8.5): the node runs on them, counted as damaged.
+        let rejected = node.counters().disk_rejected == 1;
+        if records_changed && !rejected {
+            self.lazy.insert(i);
+            self.report.record_edits += 1;
+        }
         if let Some((kind, table)) = self.edited[i] {
-            // Every edit the host made to a stopped node's rows is caught
-            // when it starts (§22.1).
-            if node.counters().disk_rejected != 1 {
+            // Every edit the host made to a stopped node's log and manifest
+            // is caught when it starts (§22.1).
+            if strict && !rejected {
                 return Err(self.fail(format!(
                     "node {} started from a disk its host edited (edit {kind} of {table:?}) without noticing",
                     i + 1
                 )));
             }
-            self.report.edits_detected += 1;
+            if rejected {
+                self.report.edits_detected += 1;
+            }
         }
         self.edited[i] = None;
         self.edit_base[i] = None;
@@ -450,6 +507,12 @@ impl Sim {
         if node.is_faulted() {
             // The engine refused to go on: the node crashes; the host
             // restarts it later from its disk.
+            if node.records_were_reset() {
+                // Its log and records are gone: damaged until it serves.
+                self.lazy.remove(&i);
+                self.damaged.insert(i);
+                self.report.record_resets += 1;
+            }
             self.nodes[i] = None;
             return Ok(());
         }
@@ -583,7 +646,7 @@ impl Sim {
             for (record, erasures) in &self.oracle.erased {
                 for (index, generation) in erasures {
                     if node.applied_index() >= *index {
-                        if let Some(RecordSlot::Live(r)) = node.table().get(record) {
+                        if let Ok(Some(RecordSlot::Live(r))) = node.record(record) {
                             if r.generation <= *generation {
                                 return Err(self.fail(format!(
                                     "node {} shows generation {} of an erased record live",
@@ -964,8 +1027,9 @@ impl Sim {
     }
 
     fn may_damage(&self, i: usize) -> bool {
+        let hurt = self.damaged.union(&self.lazy).count();
         self.nodes[i].is_none()
-            && (self.damaged.contains(&i) || self.damaged.len() < self.damage_budget())
+            && (self.damaged.contains(&i) || self.lazy.contains(&i) || hurt < self.damage_budget())
     }
 
     fn fault(&mut self) -> Check {
@@ -1027,11 +1091,13 @@ impl Sim {
                         // copy of an edited disk still is.
                         self.edit_base[i] = base;
                         self.edited[i] = edited;
+                        self.lazy.remove(&i);
                         self.report.rollbacks += 1;
                     } else {
                         self.disks[i].restore(MemImage::new());
                         self.edit_base[i] = None;
                         self.edited[i] = None;
+                        self.lazy.remove(&i);
                         self.report.wipes += 1;
                     }
                     self.damaged.insert(i);
@@ -1233,6 +1299,13 @@ impl Sim {
         let nodes = &self.nodes;
         self.damaged
             .retain(|d| !nodes[*d].as_ref().is_some_and(Node::is_serving));
+        // Changed record rows the node has overwritten since (or a
+        // snapshot replaced) no longer count.
+        self.lazy.retain(|d| {
+            !nodes[*d]
+                .as_ref()
+                .is_some_and(|n| matches!(n.records(), Ok(Ok(_))))
+        });
         self.check_guess_limit()?;
         self.check_erased()
     }
@@ -1272,7 +1345,21 @@ impl Sim {
                 })
             }) && self.ops.is_empty();
             if quiet && round > 10 {
-                return Ok(());
+                // Every node reads its records in full: one whose host
+                // changed rows it has not read yet finds them now, resets
+                // and recovers them from its peers (§8.5).
+                let mut clean = true;
+                for i in 0..self.cfg.nodes {
+                    if let Some(node) = self.nodes[i].as_mut() {
+                        if node.scrub(&mut self.node_rngs[i]).is_err() {
+                            clean = false;
+                            self.collect(i)?;
+                        }
+                    }
+                }
+                if clean {
+                    return Ok(());
+                }
             }
             if std::env::var_os("BKV_SIM_TRACE").is_some() && round.is_multiple_of(100) {
                 let states: Vec<String> = self
@@ -1317,7 +1404,7 @@ impl Sim {
             .iter()
             .flatten()
             .find(|n| n.is_leader())
-            .map(|n| n.table().clone())
+            .and_then(|n| n.records().ok()?.ok())
     }
 
     /// After healing: every node holds the same table; every confirmed
@@ -1328,17 +1415,23 @@ impl Sim {
             return Err(self.fail("no leader after healing"));
         };
         for n in self.nodes.iter().flatten() {
-            if n.table() != &table {
+            let Ok(Ok(own)) = n.records() else {
+                return Err(self.fail(format!(
+                    "node {}'s records do not check after healing",
+                    n.id()
+                )));
+            };
+            if own != table {
                 return Err(self.fail(format!("node {} diverged from the leader", n.id())));
             }
             // The counts a node keeps as it applies (its metrics) are the
             // table's, across restarts, snapshots and catching up.
-            if n.record_stats() != RecordStats::of(n.table()) {
+            if n.record_stats() != RecordStats::of(&own) {
                 return Err(self.fail(format!(
                     "node {}'s record counts {:?} are not its table's {:?}",
                     n.id(),
                     n.record_stats(),
-                    RecordStats::of(n.table())
+                    RecordStats::of(&own)
                 )));
             }
         }
@@ -1523,6 +1616,7 @@ impl Sim {
             proposed.0 += c.commands_proposed;
             proposed.1 += c.entries_proposed;
             self.report.snapshots += c.snapshots;
+            self.report.snapshots_sent += c.snapshots_sent;
         }
         self.report.commands_per_entry = if proposed.1 == 0 {
             0.0

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use backup_key_vault::client::{ClientConfig, Recovery, Registration};
-use backup_key_vault::vault::{RecordSlot, VaultPolicy};
+use backup_key_vault::vault::{RecordSlot, RecordTable, VaultPolicy};
 use backup_key_vault::wire::{RecoveryResponse, RegistrationConfirmation, RegistrationResponse};
 use backup_key_vault::{FleetSecrets, RecordId, RecoveryCode};
 use bkv_fleet::disk::RedbHost;
@@ -156,6 +156,11 @@ impl Fleet {
 
     fn stop(&mut self, i: usize) {
         self.nodes[i] = None;
+    }
+
+    /// Node `i`'s records, read in full and checked against its root.
+    fn table(&self, i: usize) -> RecordTable {
+        self.node(i).records().unwrap().expect("the records check")
     }
 
     fn node(&self, i: usize) -> &Node {
@@ -403,12 +408,24 @@ fn without_boot_binding_replayed_probe_answers_give_extra_guesses() {
     );
 }
 
+/// How the host edits C's record rows in scenario 2.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RecordEdit {
+    /// A byte of the sealed slot: all a host can do to a sealed row.
+    SealedByte,
+    /// The slot in clear given fresh attempts, the tree left alone.
+    SlotAlone,
+    /// The slot in clear given fresh attempts, the tree rebuilt over it,
+    /// and the manifest (in clear too) made to name the new root.
+    SlotTreeAndRoot,
+}
+
 /// Scenario 2 (issue: an edited disk is trusted). The host spends every
-/// attempt, stops C, gives the record fresh attempts in C's stored table
-/// (or, when the rows are sealed, changes a byte of the row: all it can
-/// do), restarts C and guesses through C. Returns the KE2s given out and
-/// whether C counted a rejected disk.
-fn edited_disk(tweak: fn(&mut NodeConfig)) -> (usize, u64) {
+/// attempt, stops C, edits the record's slot in C's rows (and perhaps the
+/// tree and the root, see [`RecordEdit`]), restarts C and guesses through
+/// C. Returns the KE2s given out and the host answers C refused.
+fn edited_disk(tweak: fn(&mut NodeConfig), how: RecordEdit) -> (usize, u64) {
+    use backup_key_vault::vault::tree::{value_hash, MemoryTree};
     let (a, c) = (0, 2);
     let mut fleet = Fleet::memory(3, tweak);
     fleet.settle();
@@ -416,53 +433,87 @@ fn edited_disk(tweak: fn(&mut NodeConfig)) -> (usize, u64) {
     for _ in 0..MAX_ATTEMPTS {
         assert!(fleet.guess(a, RECORD));
     }
-    // C must hold the record's slot in its snapshot rows: take one.
     fleet.tick(5);
+    let old_root = fleet.node(c).records_root();
     fleet.stop(c);
-    let edited = fleet
-        .mem(c)
-        .edit(|image| {
-            let rows = image.get_mut(&Table::Records)?;
-            let row = rows.get_mut(&RECORD.0.to_vec())?;
-            match RecordSlot::from_bytes(row) {
-                Ok(RecordSlot::Live(mut record)) => {
-                    record.forgiven_through = record.charges;
-                    *row = RecordSlot::Live(record).to_bytes().to_vec();
-                }
-                _ => {
-                    let last = row.len() - 1;
-                    row[last] ^= 1;
-                }
-            }
-            Some(())
-        })
-        .flatten();
-    assert!(edited.is_some(), "C's snapshot holds no row for the record");
+    let edited = fleet.mem(c).edit(|image| {
+        let rows = image.get_mut(&Table::Slots)?;
+        let row = rows.get_mut(&RECORD.0.to_vec())?;
+        if how == RecordEdit::SealedByte {
+            let last = row.len() - 1;
+            row[last] ^= 1;
+            return Some(());
+        }
+        let Ok(RecordSlot::Live(mut record)) = RecordSlot::from_bytes(row) else {
+            return None;
+        };
+        record.forgiven_through = record.charges;
+        *row = RecordSlot::Live(record).to_bytes().to_vec();
+        if how == RecordEdit::SlotAlone {
+            return Some(());
+        }
+        // The tree over the slots as they now are, and its root in the
+        // manifest in place of the old one.
+        let mut tree = MemoryTree::new();
+        for (id, slot) in rows.iter() {
+            let id = RecordId(id.as_slice().try_into().ok()?);
+            tree.set(&id, &value_hash(slot)).ok()?;
+        }
+        let nodes = image.get_mut(&Table::Tree)?;
+        nodes.clear();
+        for (key, node) in tree.nodes() {
+            nodes.insert(key.to_bytes().to_vec(), node.to_bytes().to_vec());
+        }
+        let manifest = image.get_mut(&Table::Meta)?.values_mut().next()?;
+        let at = manifest.windows(32).position(|w| w == old_root)?;
+        manifest[at..at + 32].copy_from_slice(&tree.root());
+        Some(())
+    });
+    assert!(
+        edited.flatten().is_some(),
+        "C holds no slot for the record, or no manifest naming its root"
+    );
     fleet.start(c);
-    let rejected = fleet.node(c).counters().disk_rejected;
+    assert_eq!(
+        fleet.node(c).counters().disk_rejected,
+        0,
+        "record rows are checked as they are read, not at the start"
+    );
     fleet.tick(200);
     for _ in 0..3 * MAX_ATTEMPTS {
         fleet.guess(c, RECORD);
     }
-    (fleet.ke2s_for(RECORD), rejected)
+    (
+        fleet.ke2s_for(RECORD),
+        fleet.node(c).counters().host_rejected,
+    )
 }
 
 #[test]
 fn an_edited_disk_gives_no_extra_guesses() {
-    let (ke2s, rejected) = edited_disk(|c| {
-        c.snapshot_interval = 1;
-    });
-    assert_eq!(rejected, 1, "C did not notice its edited disk");
+    let (ke2s, refused) = edited_disk(defended, RecordEdit::SealedByte);
+    assert!(refused > 0, "C did not refuse its edited slot");
     assert_eq!(ke2s, usize::from(MAX_ATTEMPTS), "KE2s beyond the limit");
 }
 
+/// Without sealing, a slot edited in clear still does not check against
+/// the root the manifest names: the tree alone refuses it.
+#[test]
+fn without_sealing_a_slot_edited_alone_is_refused_by_the_tree() {
+    let (ke2s, refused) = edited_disk(|c| c.unsealed_disk = true, RecordEdit::SlotAlone);
+    assert!(
+        refused > 0,
+        "C did not refuse a slot that is not the root's"
+    );
+    assert_eq!(ke2s, usize::from(MAX_ATTEMPTS), "KE2s beyond the limit");
+}
+
+/// Without sealing the manifest is in clear too: a host that rebuilds the
+/// tree and puts its root in the manifest gives the record fresh attempts.
 #[test]
 fn without_sealing_an_edited_disk_gives_extra_guesses() {
-    let (ke2s, rejected) = edited_disk(|c| {
-        c.snapshot_interval = 1;
-        c.unsealed_disk = true;
-    });
-    assert_eq!(rejected, 0);
+    let (ke2s, refused) = edited_disk(|c| c.unsealed_disk = true, RecordEdit::SlotTreeAndRoot);
+    assert_eq!(refused, 0);
     assert!(
         ke2s > usize::from(MAX_ATTEMPTS),
         "the attack got only {ke2s} KE2s: the scenario no longer exercises the defence"
@@ -521,14 +572,37 @@ fn busy_redb_fleet() -> Fleet {
 const RECORD_A: RecordId = RecordId([1; 32]);
 
 /// Starts node 3 again after the edit: it must refuse the disk, count it,
-/// not serve, and then recover the fleet's state from its peers.
-fn refuses_and_recovers(fleet: &mut Fleet, what: &str) {
+/// not serve, and then recover the fleet's state from its peers. An edit
+/// of the record tree or slots (`at_start` false) is found when the rows
+/// are read (§8.5), here by a scrub: the node resets its log and records,
+/// stops, and recovers them when started again.
+fn refuses_and_recovers(fleet: &mut Fleet, what: &str, at_start: bool) {
     let c = 2;
     fleet.start(c);
-    let node = fleet.node(c);
-    assert_eq!(node.counters().disk_rejected, 1, "{what}: not detected");
-    assert!(node.disk_rejection().is_some(), "{what}");
-    assert!(!node.is_serving(), "{what}: serves from a refused disk");
+    if !at_start {
+        assert_eq!(fleet.node(c).counters().disk_rejected, 0, "{what}");
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let node = fleet.nodes[c].as_mut().unwrap();
+        assert!(node.scrub(&mut rng).is_err(), "{what}: not detected");
+        assert!(node.counters().host_rejected > 0, "{what}");
+        assert!(node.is_faulted() && node.records_were_reset(), "{what}");
+        fleet.stop(c);
+        fleet.start(c);
+        assert_eq!(fleet.node(c).counters().disk_rejected, 0, "{what}");
+        assert_eq!(
+            fleet.node(c).applied_index(),
+            0,
+            "{what}: the log was not reset"
+        );
+    } else {
+        let node = fleet.node(c);
+        assert_eq!(node.counters().disk_rejected, 1, "{what}: not detected");
+        assert!(node.disk_rejection().is_some(), "{what}");
+    }
+    assert!(
+        !fleet.node(c).is_serving(),
+        "{what}: serves from a refused disk"
+    );
     // Activity after the restart, so the fleet commits past what node 3
     // had before.
     assert!(fleet.guess(0, RECORD_A), "{what}: the fleet stopped");
@@ -536,8 +610,8 @@ fn refuses_and_recovers(fleet: &mut Fleet, what: &str) {
     let leader = fleet.leader().expect("a leader");
     assert!(fleet.node(c).is_serving(), "{what}: node 3 did not recover");
     assert_eq!(
-        fleet.node(c).table(),
-        fleet.node(leader).table(),
+        fleet.table(c),
+        fleet.table(leader),
         "{what}: node 3 recovered a different table"
     );
     // And its new disk is accepted as its own after another restart.
@@ -549,19 +623,43 @@ fn refuses_and_recovers(fleet: &mut Fleet, what: &str) {
 #[test]
 fn edited_rows_of_a_real_node_redb_are_refused_and_the_node_recovers() {
     type Edit = fn(&mut MemImage, &MemImage, &MemImage);
-    let edits: [(&str, Edit); 7] = [
-        ("a byte of a record row", |image, _, _| {
-            let rows = image.get_mut(&Table::Records).unwrap();
+    let edits: [(&str, bool, Edit); 10] = [
+        ("a byte of a slot row", false, |image, _, _| {
+            let rows = image.get_mut(&Table::Slots).unwrap();
             let row = rows.values_mut().next().unwrap();
             row[40] ^= 0x20;
         }),
-        ("a byte of the manifest", |image, _, _| {
+        ("a byte of a tree row", false, |image, _, _| {
+            let rows = image.get_mut(&Table::Tree).unwrap();
+            let row = rows.values_mut().next_back().unwrap();
+            row[40] ^= 0x20;
+        }),
+        (
+            "the tree and slots of an older copy",
+            false,
+            |image, older, _| {
+                for t in [Table::Tree, Table::Slots] {
+                    image.insert(t, older.get(&t).cloned().unwrap_or_default());
+                }
+            },
+        ),
+        (
+            "a row in the version-2 record table",
+            true,
+            |image, _, _| {
+                image
+                    .entry(Table::Records)
+                    .or_default()
+                    .insert(vec![1; 32], vec![2; 80]);
+            },
+        ),
+        ("a byte of the manifest", true, |image, _, _| {
             let rows = image.get_mut(&Table::Meta).unwrap();
             let row = rows.values_mut().next().unwrap();
             let last = row.len() - 1;
             row[last] ^= 1;
         }),
-        ("two log rows swapped", |image, _, _| {
+        ("two log rows swapped", true, |image, _, _| {
             let rows = image.get_mut(&Table::Log).unwrap();
             let keys: Vec<Vec<u8>> = rows.keys().cloned().collect();
             assert!(keys.len() >= 2, "too few log rows");
@@ -570,13 +668,14 @@ fn edited_rows_of_a_real_node_redb_are_refused_and_the_node_recovers() {
             rows.insert(keys[0].clone(), b);
             rows.insert(keys[1].clone(), a);
         }),
-        ("a log row dropped", |image, _, _| {
+        ("a log row dropped", true, |image, _, _| {
             let rows = image.get_mut(&Table::Log).unwrap();
             let first = rows.keys().next().unwrap().clone();
             rows.remove(&first);
         }),
         (
             "a log row duplicated under the next index",
+            true,
             |image, _, _| {
                 let rows = image.get_mut(&Table::Log).unwrap();
                 let (last, value) = rows.iter().next_back().unwrap();
@@ -585,33 +684,39 @@ fn edited_rows_of_a_real_node_redb_are_refused_and_the_node_recovers() {
                 rows.insert(next.to_be_bytes().to_vec(), value);
             },
         ),
-        ("the log spliced with an older copy's", |image, older, _| {
-            // The current log truncated, then continued with the rows the
-            // older copy has after the truncation point (and the older
-            // copy's record rows).
-            let old_log = older.get(&Table::Log).unwrap();
-            let rows = image.get_mut(&Table::Log).unwrap();
-            let cut = rows.keys().next().unwrap().clone();
-            rows.retain(|k, _| *k <= cut);
-            for (k, v) in old_log.range(cut.clone()..) {
-                rows.insert(k.clone(), v.clone());
-            }
-            let old_records = older.get(&Table::Records).cloned().unwrap_or_default();
-            image.insert(Table::Records, old_records);
-        }),
         (
-            "a record row from another node's disk",
+            "the log spliced with an older copy's",
+            true,
+            |image, older, _| {
+                // The current log truncated, then continued with the rows the
+                // older copy has after the truncation point (and the older
+                // copy's record rows).
+                let old_log = older.get(&Table::Log).unwrap();
+                let rows = image.get_mut(&Table::Log).unwrap();
+                let cut = rows.keys().next().unwrap().clone();
+                rows.retain(|k, _| *k <= cut);
+                for (k, v) in old_log.range(cut.clone()..) {
+                    rows.insert(k.clone(), v.clone());
+                }
+                for t in [Table::Tree, Table::Slots] {
+                    image.insert(t, older.get(&t).cloned().unwrap_or_default());
+                }
+            },
+        ),
+        (
+            "a slot row from another node's disk",
+            false,
             |image, _, other| {
-                let theirs = other.get(&Table::Records).unwrap();
+                let theirs = other.get(&Table::Slots).unwrap();
                 let (k, v) = theirs.iter().next().unwrap();
                 image
-                    .get_mut(&Table::Records)
+                    .get_mut(&Table::Slots)
                     .unwrap()
                     .insert(k.clone(), v.clone());
             },
         ),
     ];
-    for (what, edit) in edits {
+    for (what, at_start, edit) in edits {
         let mut fleet = busy_redb_fleet();
         // An older copy of node 3's rows, then more activity.
         fleet.stop(2);
@@ -639,7 +744,7 @@ fn edited_rows_of_a_real_node_redb_are_refused_and_the_node_recovers() {
         fleet.start(1);
         fleet.tick(10);
         edit_redb(&fleet.path(2), |image| edit(image, &older, &other));
-        refuses_and_recovers(&mut fleet, what);
+        refuses_and_recovers(&mut fleet, what, at_start);
     }
 }
 
@@ -657,8 +762,7 @@ fn no_record_payload_lies_in_clear_in_node_redb() {
         }
         fleet.tick(10);
         let slot = fleet
-            .node(2)
-            .table()
+            .table(2)
             .get(&RECORD_A)
             .expect("the record")
             .to_bytes();
@@ -755,7 +859,7 @@ fn with_nvram_a_rolled_back_node_recovers_from_its_peers() {
     assert!(!fleet.node(2).is_serving());
     fleet.tick(100);
     assert!(fleet.node(2).is_serving());
-    assert_eq!(fleet.node(2).table(), fleet.node(0).table());
+    assert_eq!(fleet.table(2), fleet.table(0));
     // A clean restart with NVRAM serves at once: no probing needed.
     fleet.stop(2);
     fleet.start(2);

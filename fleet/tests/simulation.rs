@@ -27,21 +27,7 @@ fn run_range(first: u64, count: u64) -> (Vec<String>, bkv_fleet::sim::SimReport)
                     let mut seed = first + t;
                     while seed < first + count {
                         match run_seed(seed) {
-                            Ok(r) => {
-                                total.ke2s += r.ke2s;
-                                total.releases += r.releases;
-                                total.registrations += r.registrations;
-                                total.erasures += r.erasures;
-                                total.crashes += r.crashes;
-                                total.wipes += r.wipes;
-                                total.rollbacks += r.rollbacks;
-                                total.edits_detected += r.edits_detected;
-                                total.late_replays += r.late_replays;
-                                total.forgeries_dropped += r.forgeries_dropped;
-                                total.replays_dropped += r.replays_dropped;
-                                total.snapshots += r.snapshots;
-                                total.commands_per_entry += r.commands_per_entry;
-                            }
+                            Ok(r) => total.absorb(&r),
                             Err(e) => failures.push(e),
                         }
                         seed += threads;
@@ -56,19 +42,7 @@ fn run_range(first: u64, count: u64) -> (Vec<String>, bkv_fleet::sim::SimReport)
     let mut total = bkv_fleet::sim::SimReport::default();
     for (f, r) in results {
         failures.extend(f);
-        total.ke2s += r.ke2s;
-        total.releases += r.releases;
-        total.registrations += r.registrations;
-        total.erasures += r.erasures;
-        total.crashes += r.crashes;
-        total.wipes += r.wipes;
-        total.rollbacks += r.rollbacks;
-        total.edits_detected += r.edits_detected;
-        total.late_replays += r.late_replays;
-        total.forgeries_dropped += r.forgeries_dropped;
-        total.replays_dropped += r.replays_dropped;
-        total.snapshots += r.snapshots;
-        total.commands_per_entry += r.commands_per_entry;
+        total.absorb(&r);
     }
     (failures, total)
 }
@@ -89,7 +63,7 @@ fn simulation_seeds_hold_every_invariant() {
     let start = std::time::Instant::now();
     let (failures, total) = run_range(first, count);
     println!(
-        "{count} seeds from {first} in {:.1} s: {} KE2s, {} keys released, {} registrations, {} erasures, {} crashes, {} wipes, {} rollbacks, {} disk edits detected, {} late replays, {} forged and {} replayed messages dropped, {} snapshots, {:.2} commands per entry on average",
+        "{count} seeds from {first} in {:.1} s: {} KE2s, {} keys released, {} registrations, {} erasures, {} crashes, {} wipes, {} rollbacks, {} disk edits detected, {} starts on changed record rows, {} record resets, {} late replays, {} forged and {} replayed messages dropped, {} snapshots ({} sent from a host), {:.2} commands per entry on average",
         start.elapsed().as_secs_f64(),
         total.ke2s,
         total.releases,
@@ -99,10 +73,13 @@ fn simulation_seeds_hold_every_invariant() {
         total.wipes,
         total.rollbacks,
         total.edits_detected,
+        total.record_edits,
+        total.record_resets,
         total.late_replays,
         total.forgeries_dropped,
         total.replays_dropped,
         total.snapshots,
+        total.snapshots_sent,
         total.commands_per_entry / count.max(1) as f64,
     );
     for f in &failures {
@@ -118,6 +95,7 @@ fn simulation_seeds_hold_every_invariant() {
     assert!(total.crashes > 0 && total.wipes > 0 && total.rollbacks > 0);
     assert!(total.forgeries_dropped > 0 && total.replays_dropped > 0);
     assert!(total.edits_detected > 0 && total.late_replays > 0);
+    assert!(total.record_edits > 0 && total.record_resets > 0 && total.snapshots_sent > 0);
 }
 
 #[test]

@@ -7,8 +7,11 @@
 //! * a genuine disk (a manifest, log entries with fuzzer-chosen data, hard
 //!   state) that the fuzzer then edits (bits of values or keys flipped,
 //!   rows dropped, added, copied under other keys, swapped) loads only if
-//!   the edits left it exactly as written, and then loads what was
-//!   written.
+//!   the edits left its manifest and log exactly as written, and then
+//!   loads what was written. The record tree's rows are not read when a
+//!   node loads (SPEC.md §8.5: they are checked against the manifest's
+//!   root as they are used, which the `host_records` target fuzzes); but
+//!   on a disk without a manifest any row there is refused.
 
 use arbitrary::{Arbitrary, Unstructured};
 use backup_key_vault::FleetSecrets;
@@ -117,12 +120,13 @@ fn is_empty(image: &MemImage) -> bool {
     image.values().all(|rows| rows.is_empty())
 }
 
-/// The rows without the empty tables (a table with no rows and no table
-/// are the same disk).
+/// The rows a node checks when it loads (the manifest, the log and the
+/// version-2 record table), without the empty tables (a table with no rows
+/// and no table are the same disk).
 fn rows(image: &MemImage) -> MemImage {
     image
         .iter()
-        .filter(|(_, rows)| !rows.is_empty())
+        .filter(|(t, rows)| !rows.is_empty() && !matches!(t, Table::Tree | Table::Slots))
         .map(|(t, rows)| (*t, rows.clone()))
         .collect()
 }
@@ -165,7 +169,7 @@ pub fn fuzz(data: &[u8]) {
         store
             .write(
                 &mut rng,
-                &Write {
+                Write {
                     entries: &entries,
                     hard_state: Some(&hard_state),
                     ..Write::default()
@@ -184,7 +188,7 @@ pub fn fuzz(data: &[u8]) {
     if is_empty(&image) {
         assert_eq!(boot, Boot::Unvouched, "an empty disk is a first start");
         assert!(loaded.entries.is_empty() && loaded.incarnation == 0);
-    } else if rows(&image) == rows(&genuine) {
+    } else if rows(&image) == rows(&genuine) && !is_empty(&genuine) {
         assert_eq!(boot, Boot::Unvouched, "the genuine disk was refused");
         assert_eq!(loaded.entries, entries);
         assert_eq!(loaded.hard_state, hard_state);
