@@ -49,6 +49,22 @@ impl RedbHost {
     pub fn open_path(path: &Path) -> Result<Self, FleetError> {
         let db = Database::create(path)
             .map_err(|e| FleetError::Disk(format!("{}: {e}", path.display())))?;
+        Self::ready(db)
+    }
+
+    /// As [`Self::open_path`], with redb's page cache capped at
+    /// `cache_bytes` (the default grows to a gigabyte). The cache is the
+    /// host's memory, not the node's; a benchmark that runs both in one
+    /// process caps it to count the node's heap.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, FleetError> {
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(|e| FleetError::Disk(format!("{}: {e}", path.display())))?;
+        Self::ready(db)
+    }
+
+    fn ready(db: Database) -> Result<Self, FleetError> {
         let txn = db
             .begin_write()
             .map_err(|e| FleetError::Disk(e.to_string()))?;

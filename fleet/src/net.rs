@@ -571,7 +571,7 @@ fn handle_input(
         Input::Status(reply) => {
             let c = node.counters();
             let _ = reply.send(format!(
-                "id {}\nserving {}\nleader {}\nterm {}\napplied {}\nincarnation {}\nnvram {}\naccepted {}\nforged {}\nreplayed {}\nstale {}\nmisaddressed {}\ncommands_proposed {}\nentries_proposed {}\ndisk_rejected {}\nrollbacks_detected {}\nanswers_refused {}\nvotes_withheld {}\nrefused_while_recovering {}\n",
+                "id {}\nserving {}\nleader {}\nterm {}\napplied {}\nincarnation {}\nnvram {}\naccepted {}\nforged {}\nreplayed {}\nstale {}\nmisaddressed {}\ncommands_proposed {}\nentries_proposed {}\ndisk_rejected {}\nhost_rejected {}\nhost_rejection {}\nrollbacks_detected {}\nanswers_refused {}\nvotes_withheld {}\nrefused_while_recovering {}\n",
                 node.id(),
                 node.is_serving(),
                 node.leader(),
@@ -587,6 +587,8 @@ fn handle_input(
                 c.commands_proposed,
                 c.entries_proposed,
                 c.disk_rejected,
+                c.host_rejected,
+                node.host_rejection().unwrap_or("none"),
                 c.rollbacks_detected,
                 c.answers_refused,
                 c.votes_withheld,
@@ -773,6 +775,12 @@ fn node_metrics(node: &Node) -> String {
         "counter",
         "Starts at which the disk failed authentication (SPEC.md 22.1).",
         c.disk_rejected,
+    );
+    metric(
+        "host_rejected_total",
+        "counter",
+        "Host answers for the record tree refused: rows that are not a path or a slot, or that do not check against the root (SPEC.md 8.5).",
+        c.host_rejected,
     );
     metric(
         "votes_withheld_total",

@@ -694,6 +694,28 @@ impl Node {
         self.vault.store().load(id)
     }
 
+    /// Why the latest host answer for the record tree was refused (see
+    /// [`NodeCounters::host_rejected`]), if one was.
+    pub fn host_rejection(&self) -> Option<&'static str> {
+        use backup_key_vault::vault::verified::HostRejection;
+        let records = &self.vault.store().store;
+        if let Some(why) = records.host().last_refusal() {
+            return Some(match why {
+                RowRefusal::TreeRow => "a tree row that is not a node",
+                RowRefusal::BrokenPath => "tree rows that do not fit together",
+                RowRefusal::SlotRow => "a slot row that does not open",
+                RowRefusal::WrongRoot => "slots that do not make the root",
+                RowRefusal::StrayRows => "tree rows the root's tree does not have",
+            });
+        }
+        records.last_rejection().map(|why| match why {
+            HostRejection::Proof(_) => "a proof that does not lead to the root",
+            HostRejection::WrongSlot => "a slot that is not the one the proof shows",
+            HostRejection::Undecodable => "a slot or proof that does not decode",
+            _ => "an answer that does not check",
+        })
+    }
+
     /// Whether this node found record rows that did not check and reset
     /// its log and records ([`Self::scrub`]); it is then faulted.
     pub fn records_were_reset(&self) -> bool {
