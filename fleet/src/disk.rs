@@ -95,6 +95,28 @@ impl HostStore for RedbHost {
         Ok(t.get(key).map_err(err)?.map(|v| v.value().to_vec()))
     }
 
+    fn get_many(&self, keys: &[(Table, Vec<u8>)]) -> Result<Vec<Option<Vec<u8>>>, HostError> {
+        // One read transaction: one consistent view, and each table opened
+        // once.
+        let txn = self.db.begin_read().map_err(err)?;
+        let mut open = Vec::new();
+        let mut out = Vec::with_capacity(keys.len());
+        for (table, key) in keys {
+            let at = match open.iter().position(|(t, _)| t == table) {
+                Some(at) => at,
+                None => {
+                    open.push((*table, txn.open_table(definition(*table)).map_err(err)?));
+                    open.len() - 1
+                }
+            };
+            let Some((_, t)) = open.get(at) else {
+                return Err(HostError("a table opened for the read is gone".into()));
+            };
+            out.push(t.get(&key[..]).map_err(err)?.map(|v| v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
     fn apply(&mut self, ops: &[HostOp]) -> Result<(), HostError> {
         let txn = self.db.begin_write().map_err(err)?;
         {
@@ -130,5 +152,49 @@ impl HostStore for RedbHost {
             }
         }
         txn.commit().map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `get_many` answers what `get` answers, key by key, across tables.
+    #[test]
+    fn get_many_is_get_for_each_key_in_one_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = RedbHost::open_with_cache(&dir.path().join("node.redb"), 1 << 20).unwrap();
+        host.apply(&[
+            HostOp::Put {
+                table: Table::Tree,
+                key: vec![1],
+                value: vec![10],
+            },
+            HostOp::Put {
+                table: Table::Slots,
+                key: vec![1],
+                value: vec![20],
+            },
+            HostOp::Put {
+                table: Table::Tree,
+                key: vec![2],
+                value: vec![30],
+            },
+        ])
+        .unwrap();
+        let keys = vec![
+            (Table::Slots, vec![1]),
+            (Table::Tree, vec![2]),
+            (Table::Tree, vec![3]),
+            (Table::Tree, vec![1]),
+            (Table::Meta, vec![1]),
+        ];
+        let each: Vec<Option<Vec<u8>>> =
+            keys.iter().map(|(t, k)| host.get(*t, k).unwrap()).collect();
+        assert_eq!(host.get_many(&keys).unwrap(), each);
+        assert_eq!(
+            each,
+            vec![Some(vec![20]), Some(vec![30]), None, Some(vec![10]), None]
+        );
     }
 }

@@ -136,6 +136,10 @@ impl HostStore for TimedHost {
         self.inner.get(table, key)
     }
 
+    fn get_many(&self, keys: &[(Table, Vec<u8>)]) -> Result<Vec<Option<Vec<u8>>>, HostError> {
+        self.inner.get_many(keys)
+    }
+
     fn apply(&mut self, ops: &[HostOp]) -> Result<(), HostError> {
         let started = Instant::now();
         let result = self.inner.apply(ops);

@@ -119,6 +119,13 @@ pub trait HostStore: Send {
     fn scan(&self, table: Table) -> Result<Vec<Row>, HostError>;
     /// One row of `table`, `None` if there is none.
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, HostError>;
+    /// Several rows, in the order asked, `None` for each that is not there:
+    /// a record's path and slot in one answer (one round trip to a host
+    /// across a boundary, one read transaction on a disk). By default, one
+    /// [`Self::get`] each.
+    fn get_many(&self, keys: &[(Table, Vec<u8>)]) -> Result<Vec<Option<Vec<u8>>>, HostError> {
+        keys.iter().map(|(t, k)| self.get(*t, k)).collect()
+    }
     /// Makes every change in `ops` together and durably before returning
     /// (the node sends nothing that depends on them before that).
     fn apply(&mut self, ops: &[HostOp]) -> Result<(), HostError>;
@@ -264,6 +271,10 @@ impl HostStore for SharedHost {
 
     fn apply(&mut self, ops: &[HostOp]) -> Result<(), HostError> {
         self.0.lock().map_err(|_| shared_poisoned())?.apply(ops)
+    }
+
+    fn get_many(&self, keys: &[(Table, Vec<u8>)]) -> Result<Vec<Option<Vec<u8>>>, HostError> {
+        self.0.lock().map_err(|_| shared_poisoned())?.get_many(keys)
     }
 }
 

@@ -128,7 +128,13 @@ pub struct HostRecords<H> {
     slots: BTreeMap<RecordId, Zeroizing<Vec<u8>>>,
     refused: Cell<u64>,
     last_refusal: Cell<Option<RowRefusal>>,
+    /// How deep the rows read in one round trip go: a little past the
+    /// deepest path lately (paths are about log2(records) + 1 deep).
+    depth_hint: Cell<usize>,
 }
+
+/// The least and the first depth hint.
+const MIN_DEPTH_HINT: usize = 8;
 
 impl<H> fmt::Debug for HostRecords<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -158,6 +164,7 @@ impl<H: HostStore> HostRecords<H> {
             slots: BTreeMap::new(),
             refused: Cell::new(0),
             last_refusal: Cell::new(None),
+            depth_hint: Cell::new(MIN_DEPTH_HINT),
         }
     }
 
@@ -342,44 +349,89 @@ impl<H: HostStore> HostRecords<H> {
         StoreError
     }
 
-    fn node(&self, key: &NodeKey) -> Result<Option<Node>, StoreError> {
+    /// A tree row: staged, or among the rows read ahead, or asked for.
+    fn node(
+        &self,
+        key: &NodeKey,
+        ahead: &BTreeMap<NodeKey, Option<Vec<u8>>>,
+    ) -> Result<Option<Node>, StoreError> {
         if let Some(staged) = self.tree.get(key) {
             return Ok(*staged);
         }
-        match self.host.get(Table::Tree, &key.to_bytes()) {
-            Ok(None) => Ok(None),
-            Ok(Some(bytes)) => Node::from_bytes(&bytes)
+        let row = match ahead.get(key) {
+            Some(row) => row.clone(),
+            // The host could not read its disk: unavailable, not a lie.
+            None => self
+                .host
+                .get(Table::Tree, &key.to_bytes())
+                .map_err(|_| StoreError)?,
+        };
+        match row {
+            None => Ok(None),
+            Some(bytes) => Node::from_bytes(&bytes)
                 .map(Some)
                 .map_err(|_| self.refuse(RowRefusal::TreeRow)),
-            // The host could not read its disk: unavailable, not a lie.
-            Err(_) => Err(StoreError),
         }
     }
 
-    fn slot(&self, id: &RecordId) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+    /// A slot: staged, or the row the host handed over, opened.
+    fn slot(
+        &self,
+        id: &RecordId,
+        row: Option<Vec<u8>>,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
         if let Some(staged) = self.slots.get(id) {
             return Ok(Some(staged.clone()));
         }
-        match self.host.get(Table::Slots, id.as_bytes()) {
-            Ok(None) => Ok(None),
-            Ok(Some(sealed)) => self
+        match row {
+            None => Ok(None),
+            Some(sealed) => self
                 .rows
                 .open(Table::Slots, id.as_bytes(), &[], &sealed, "slot row")
                 .map(Some)
                 .map_err(|_| self.refuse(RowRefusal::SlotRow)),
-            Err(_) => Err(StoreError),
         }
     }
 }
 
 impl<H: HostStore> RecordHost for HostRecords<H> {
+    /// The record's path and slot, read from the host in one answer
+    /// ([`HostStore::get_many`]: the rows on the id's path down to a little
+    /// past the deepest path lately, and the slot); a deeper path asks for
+    /// the rest one row at a time.
     fn fetch(&self, id: &RecordId) -> Result<HostAnswer, StoreError> {
-        let proof = match tree::prove(|key| self.node(key), id)? {
+        let hint = self.depth_hint.get().clamp(MIN_DEPTH_HINT, tree::MAX_DEPTH);
+        // The path, and the siblings near its end lately (the deepest
+        // sibling is sent opened, so its row is read too).
+        let mut path: Vec<NodeKey> = (0..=hint).map(|d| NodeKey::on_path(id, d)).collect();
+        let last = hint.saturating_sub(2);
+        for d in last.saturating_sub(2).max(1)..=(last + 2).min(tree::MAX_DEPTH) {
+            let mut other = *id.as_bytes();
+            if let Some(byte) = other.get_mut((d - 1) / 8) {
+                *byte ^= 0x80 >> ((d - 1) % 8);
+            }
+            path.push(NodeKey::on_path(&RecordId(other), d));
+        }
+        let mut keys: Vec<(Table, Vec<u8>)> = path
+            .iter()
+            .map(|k| (Table::Tree, k.to_bytes().to_vec()))
+            .collect();
+        keys.push((Table::Slots, id.as_bytes().to_vec()));
+        let mut rows = self.host.get_many(&keys).map_err(|_| StoreError)?;
+        if rows.len() != keys.len() {
+            return Err(StoreError);
+        }
+        let slot_row = rows.pop().flatten();
+        let ahead: BTreeMap<NodeKey, Option<Vec<u8>>> = path.into_iter().zip(rows).collect();
+        let proof = match tree::prove(|key| self.node(key, &ahead), id)? {
             Ok(proof) => proof,
             Err(_) => return Err(self.refuse(RowRefusal::BrokenPath)),
         };
+        let depth = proof.depth();
+        self.depth_hint
+            .set((depth + 2).max(hint.saturating_sub(1)).min(tree::MAX_DEPTH));
         Ok(HostAnswer {
-            slot: self.slot(id)?,
+            slot: self.slot(id, slot_row)?,
             proof: proof.to_bytes(),
         })
     }
@@ -676,5 +728,64 @@ mod tests {
                 .insert(root, vec![1, 2, 3]);
         });
         assert_eq!(s.host().last_refusal(), Some(RowRefusal::TreeRow));
+    }
+
+    /// A host that counts its calls, to see a record read in one answer.
+    #[derive(Clone, Default)]
+    struct Counting(MemHost, std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+    impl HostStore for Counting {
+        fn scan(&self, t: Table) -> Result<Vec<crate::platform::Row>, crate::platform::HostError> {
+            self.0.scan(t)
+        }
+        fn get(&self, t: Table, k: &[u8]) -> Result<Option<Vec<u8>>, crate::platform::HostError> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.0.get(t, k)
+        }
+        fn get_many(
+            &self,
+            keys: &[(Table, Vec<u8>)],
+        ) -> Result<Vec<Option<Vec<u8>>>, crate::platform::HostError> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            keys.iter().map(|(t, k)| self.0.get(*t, k)).collect()
+        }
+        fn apply(&mut self, ops: &[HostOp]) -> Result<(), crate::platform::HostError> {
+            self.0.apply(ops)
+        }
+    }
+
+    /// A record's path and slot come in one answer once the read-ahead
+    /// depth has caught up with the tree; a path deeper than it (ids that
+    /// share 100 bits) is still read whole, a row at a time past it.
+    #[test]
+    fn a_record_is_read_in_one_answer_and_deep_paths_still_load() {
+        let mut rng = ChaCha20Rng::seed_from_u64(12);
+        let host = Counting::default();
+        let records = HostRecords::new(&key(), 1, host.clone());
+        let mut s = VerifiedStore::new(records, tree::EMPTY, 0);
+        let mut table = RecordTable::new();
+        let deep = |n: u8| {
+            let mut id = [0x5a; 32];
+            id[13] = n;
+            RecordId(id)
+        };
+        for n in 0..4u8 {
+            let mut c = register(n);
+            if let Command::Register { record_id, .. } = &mut c {
+                *record_id = deep(n);
+            }
+            assert_eq!(s.commit(&c), Ok(table.apply(&c)));
+        }
+        let ops = s.host_mut().take_ops(&mut rng).unwrap();
+        host.clone().apply(&ops).unwrap();
+        let fresh = VerifiedStore::new(HostRecords::new(&key(), 1, host.clone()), s.root(), 0);
+        let calls = || host.1.load(std::sync::atomic::Ordering::Relaxed);
+        let before = calls();
+        assert_eq!(fresh.load(&deep(2)).unwrap().as_ref(), table.get(&deep(2)));
+        assert!(calls() - before > 1, "a 100-deep path past the hint");
+        let before = calls();
+        assert_eq!(fresh.load(&deep(3)).unwrap().as_ref(), table.get(&deep(3)));
+        assert_eq!(calls() - before, 1, "the hint followed the depth");
+        assert_eq!(fresh.rejections() + fresh.host().refused(), 0);
     }
 }
