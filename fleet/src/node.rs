@@ -420,6 +420,8 @@ pub struct Node {
     /// The node reset its log and records after its host's record rows
     /// did not check (§8.5).
     records_reset: bool,
+    /// The tick at which the snapshot in the log store was prepared.
+    prepared_at: u64,
     disk_rejection: Option<&'static str>,
 }
 
@@ -612,6 +614,7 @@ impl Node {
             faulted: false,
             fault_reason: None,
             records_reset: false,
+            prepared_at: 0,
             disk_rejection,
         })
     }
@@ -802,10 +805,13 @@ impl Node {
         self.fault_reason.get_or_insert(why);
         self.faulted = true;
         self.batch.clear();
-        // Nothing is answered: the client sees the connection fail, as
-        // after a crash.
+        // Nothing is answered, not even what was answered since the last
+        // `take_output` (the rows it depends on may not be written): the
+        // client sees the connection fail, as after a crash.
         self.waiting.clear();
         self.reads.clear();
+        self.output.replies.clear();
+        self.raw.mut_store().prepared = None;
     }
 
     /// Runs a raft-rs call; a panic inside the engine (an inconsistency it
@@ -1637,6 +1643,13 @@ impl Node {
     /// checked ([`HostRecords::read_all`]), at the index applied here. The
     /// engine sends it at its next try; it is dropped once sent.
     fn prepare_snapshot<R: RngCore + CryptoRng>(&mut self, rng: &mut R) {
+        // A prepared snapshot is the whole table in memory: dropped once
+        // this node no longer leads, or when the follower did not take it
+        // within a few election timeouts (it is read again if asked).
+        let stale = self.ticks > self.prepared_at + 4 * (self.config.election_tick as u64).max(1);
+        if self.raw.store().prepared.is_some() && (!self.is_leader() || stale) {
+            self.raw.mut_store().prepared = None;
+        }
         let Some(wanted) = self.raw.store().wanted.take() else {
             return;
         };
@@ -1665,6 +1678,7 @@ impl Node {
         snapshot.set_metadata(meta);
         snapshot.data = codec::encode_table(&table).into();
         store.prepared = Some(snapshot);
+        self.prepared_at = self.ticks;
     }
 
     fn apply<R: RngCore + CryptoRng>(&mut self, rng: &mut R, now: u64, entries: Vec<Entry>) {
@@ -1685,10 +1699,18 @@ impl Node {
                 continue;
             };
             for (id, command) in batch {
+                let refused = self.vault.store().refusals();
                 let Ok(applied) = self.vault.store_mut().apply(&command) else {
-                    // The host's rows for the record did not check: this
-                    // node cannot apply the log any further.
-                    self.records_refused(rng);
+                    if self.vault.store().refusals() > refused {
+                        // The host's rows for the record did not check:
+                        // this node cannot apply the log any further.
+                        self.records_refused(rng);
+                    } else {
+                        // The host could not read its disk: unavailable,
+                        // not a lie. The node stops; started again, it
+                        // applies the log from the tree on its disk.
+                        self.fault("the host could not read the record rows");
+                    }
                     return;
                 };
                 self.counters.commands_applied += 1;

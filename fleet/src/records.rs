@@ -24,9 +24,9 @@
 //! ([`VerifiedStore::rejections`]).
 //!
 //! The node runs on it ([`crate::node::Node`]): its trusted memory holds
-//! the root, a bounded cache and the commits of one round, never the table.
-//! Only a full read ([`HostRecords::read_all`]: a snapshot for a lagging
-//! peer, a scrub, a test) costs the table's size.
+//! the root, a bounded cache and the commits of one round. Only a full read
+//! ([`HostRecords::read_all`]: a snapshot for a lagging peer, a scrub, a
+//! test) costs the table's size.
 //!
 //! [`VerifiedStore`]: backup_key_vault::vault::verified::VerifiedStore
 //! [`VerifiedStore::rejections`]: backup_key_vault::vault::verified::VerifiedStore::rejections

@@ -275,7 +275,16 @@ type Check = Result<(), String>;
 
 /// A copy of a disk, its authentic base if the host had edited it, and the
 /// edit that must be noticed if it is put back.
-type Copy = (MemImage, Option<(MemImage, bool)>, Option<(usize, Table)>);
+/// A copy of a disk: its rows, what was known of it when it was taken (the
+/// disk before the host's edits since the node last ran, and the latest
+/// edit), and whether the node was running on record rows the host had
+/// changed.
+type Copy = (
+    MemImage,
+    Option<(MemImage, bool)>,
+    Option<(usize, Table)>,
+    bool,
+);
 
 impl Sim {
     /// A fleet for `seed`, every node started on an empty disk.
@@ -453,7 +462,10 @@ impl Sim {
         // Record rows the host changed are checked as they are read, not
         // at the start (§8.5): the node runs on them, counted as damaged.
         let rejected = node.counters().disk_rejected == 1;
-        if records_changed && !rejected {
+        if rejected {
+            // The whole disk was discarded, changed record rows with it.
+            self.lazy.remove(&i);
+        } else if records_changed {
             self.lazy.insert(i);
             self.report.record_edits += 1;
         }
@@ -508,6 +520,14 @@ impl Sim {
             // The engine refused to go on: the node crashes; the host
             // restarts it later from its disk.
             if node.records_were_reset() {
+                // Only record rows the host changed may do this.
+                if !self.lazy.contains(&i) {
+                    let why = node.host_rejection();
+                    return Err(self.fail(format!(
+                        "node {} refused record rows its host had not changed ({why:?})",
+                        i + 1
+                    )));
+                }
                 // Its log and records are gone: damaged until it serves.
                 self.lazy.remove(&i);
                 self.damaged.insert(i);
@@ -642,11 +662,25 @@ impl Sim {
     /// An erased record never comes back: a node that has applied the erase
     /// never again shows that generation live.
     fn check_erased(&self) -> Check {
-        for node in self.nodes.iter().flatten() {
+        for (i, node) in self.nodes.iter().enumerate() {
+            let Some(node) = node else {
+                continue;
+            };
             for (record, erasures) in &self.oracle.erased {
                 for (index, generation) in erasures {
                     if node.applied_index() >= *index {
-                        if let Ok(Some(RecordSlot::Live(r))) = node.record(record) {
+                        let slot = match node.record(record) {
+                            Ok(slot) => slot,
+                            // Refused: only rows the host changed may be.
+                            Err(_) if self.lazy.contains(&i) => None,
+                            Err(_) => {
+                                return Err(self.fail(format!(
+                                    "node {} refused a record its host had not changed",
+                                    node.id()
+                                )))
+                            }
+                        };
+                        if let Some(RecordSlot::Live(r)) = slot {
                             if r.generation <= *generation {
                                 return Err(self.fail(format!(
                                     "node {} shows generation {} of an erased record live",
@@ -1065,6 +1099,7 @@ impl Sim {
                     self.disks[i].image(),
                     self.edit_base[i].clone(),
                     self.edited[i],
+                    self.lazy.contains(&i),
                 );
                 let copies = &mut self.images[i];
                 if copies.len() >= 3 {
@@ -1085,13 +1120,17 @@ impl Sim {
                     let copies = self.images[i].len();
                     if copies > 0 && self.chance(70) {
                         let at = self.pick(copies);
-                        let (image, base, edited) = self.images[i][at].clone();
+                        let (image, base, edited, lazy) = self.images[i][at].clone();
                         self.disks[i].restore(image);
                         // A rollback to an authentic copy is not an edit; a
                         // copy of an edited disk still is.
                         self.edit_base[i] = base;
                         self.edited[i] = edited;
-                        self.lazy.remove(&i);
+                        if lazy {
+                            self.lazy.insert(i);
+                        } else {
+                            self.lazy.remove(&i);
+                        }
                         self.report.rollbacks += 1;
                     } else {
                         self.disks[i].restore(MemImage::new());

@@ -14,6 +14,8 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 
 use backup_key_vault::client::{ClientConfig, Recovery, Registration};
 use backup_key_vault::vault::{RecordSlot, RecordTable, VaultPolicy};
@@ -31,6 +33,8 @@ const MAX_ATTEMPTS: u8 = 3;
 /// Where a node's rows live.
 enum Disks {
     Memory(Vec<MemHost>),
+    /// In memory, each behind a switch that makes its reads fail.
+    Flaky(Vec<MemHost>, Vec<Arc<AtomicU8>>),
     /// The files, and the directory that holds them (removed on drop).
     Redb(Vec<PathBuf>, #[allow(dead_code)] tempfile::TempDir),
 }
@@ -119,13 +123,14 @@ impl Fleet {
     fn host(&self, i: usize) -> Box<dyn HostStore> {
         match &self.disks {
             Disks::Memory(hosts) => Box::new(hosts[i].clone()),
+            Disks::Flaky(hosts, off) => Box::new(FlakyHost(hosts[i].clone(), off[i].clone())),
             Disks::Redb(paths, _) => Box::new(RedbHost::open_path(&paths[i]).unwrap()),
         }
     }
 
     fn mem(&self, i: usize) -> &MemHost {
         match &self.disks {
-            Disks::Memory(hosts) => &hosts[i],
+            Disks::Memory(hosts) | Disks::Flaky(hosts, _) => &hosts[i],
             Disks::Redb(..) => panic!("not a memory fleet"),
         }
     }
@@ -133,7 +138,7 @@ impl Fleet {
     fn path(&self, i: usize) -> PathBuf {
         match &self.disks {
             Disks::Redb(paths, _) => paths[i].clone(),
-            Disks::Memory(_) => panic!("not a redb fleet"),
+            Disks::Memory(_) | Disks::Flaky(..) => panic!("not a redb fleet"),
         }
     }
 
@@ -322,6 +327,141 @@ impl Fleet {
 }
 
 const RECORD: RecordId = RecordId([7; 32]);
+
+/// A memory host whose reads fail while its switch has [`READS_FAIL`] on,
+/// and its writes of record rows while it has [`RECORD_WRITES_FAIL`]: a
+/// disk that cannot be read or written, not a host that lies.
+struct FlakyHost(MemHost, Arc<AtomicU8>);
+
+const READS_FAIL: u8 = 1;
+const RECORD_WRITES_FAIL: u8 = 2;
+
+impl FlakyHost {
+    fn check(&self, what: u8) -> Result<(), bkv_fleet::platform::HostError> {
+        if self.1.load(Ordering::SeqCst) & what != 0 {
+            return Err(bkv_fleet::platform::HostError("read failed".into()));
+        }
+        Ok(())
+    }
+}
+
+impl HostStore for FlakyHost {
+    fn scan(
+        &self,
+        t: Table,
+    ) -> Result<Vec<bkv_fleet::platform::Row>, bkv_fleet::platform::HostError> {
+        self.check(READS_FAIL)?;
+        self.0.scan(t)
+    }
+    fn get(&self, t: Table, k: &[u8]) -> Result<Option<Vec<u8>>, bkv_fleet::platform::HostError> {
+        self.check(READS_FAIL)?;
+        self.0.get(t, k)
+    }
+    fn get_many(
+        &self,
+        keys: &[(Table, Vec<u8>)],
+    ) -> Result<Vec<Option<Vec<u8>>>, bkv_fleet::platform::HostError> {
+        self.check(READS_FAIL)?;
+        self.0.get_many(keys)
+    }
+    fn apply(
+        &mut self,
+        ops: &[bkv_fleet::platform::HostOp],
+    ) -> Result<(), bkv_fleet::platform::HostError> {
+        // The log's writes always go through.
+        let records = ops.iter().any(|op| {
+            matches!(
+                op,
+                bkv_fleet::platform::HostOp::Put {
+                    table: Table::Tree | Table::Slots,
+                    ..
+                }
+            )
+        });
+        if records {
+            self.check(RECORD_WRITES_FAIL)?;
+        }
+        self.0.apply(ops)
+    }
+}
+
+/// A leader whose host cannot write the rows a committed charge changed
+/// stops, and the answer that charge had earned never leaves it (fail
+/// closed): the client tries again elsewhere.
+#[test]
+fn a_failed_records_write_sends_no_answer() {
+    let off: Vec<Arc<AtomicU8>> = (0..3).map(|_| Arc::new(AtomicU8::new(0))).collect();
+    let mut fleet = Fleet::new(
+        3,
+        Disks::Flaky((0..3).map(|_| MemHost::new()).collect(), off.clone()),
+        false,
+        defended,
+    );
+    fleet.settle();
+    fleet.register(0, RECORD, "right code");
+    fleet.tick(5);
+    let a = fleet.leader().expect("a leader");
+    // The record is cached, so the KE1 itself reads nothing: only the
+    // write after the charge applies fails.
+    off[a].store(RECORD_WRITES_FAIL, Ordering::SeqCst);
+    fleet.replies.clear();
+    fleet.submit_guess(a, RECORD);
+    fleet.tick(20);
+    assert_eq!(
+        fleet.node(a).fault_reason(),
+        Some("the record rows could not be written")
+    );
+    assert_eq!(
+        fleet.ke2s_for(RECORD),
+        1,
+        "the charge applied and its KE2 was built"
+    );
+    assert!(
+        fleet.node(a).is_faulted(),
+        "the leader went on without its rows"
+    );
+    assert!(
+        fleet.replies.iter().all(|(from, _, _)| *from != a),
+        "an answer left a node whose rows were not written"
+    );
+}
+
+/// A host that cannot read its disk while a committed command applies
+/// stops the node, but is not taken for a liar: the node keeps its log and
+/// records, and started again it applies the log from its tree and serves
+/// the same table as its peers.
+#[test]
+fn a_failed_read_stops_the_node_without_resetting_it() {
+    let off: Vec<Arc<AtomicU8>> = (0..3).map(|_| Arc::new(AtomicU8::new(0))).collect();
+    let mut fleet = Fleet::new(
+        3,
+        Disks::Flaky((0..3).map(|_| MemHost::new()).collect(), off.clone()),
+        false,
+        defended,
+    );
+    fleet.settle();
+    fleet.register(0, RECORD, "right code");
+    fleet.tick(5);
+    let c = 2;
+    let before = fleet.node(c).applied_index();
+    assert!(before > 0);
+    off[c].store(READS_FAIL, Ordering::SeqCst);
+    assert!(fleet.guess(0, RECORD), "the others still commit");
+    fleet.tick(5);
+    let node = fleet.node(c);
+    assert!(node.is_faulted(), "node 3 applied without reading its rows");
+    assert!(!node.records_were_reset(), "a failed read reset the node");
+    assert_eq!(node.counters().host_rejected, 0);
+    off[c].store(0, Ordering::SeqCst);
+    fleet.stop(c);
+    fleet.start(c);
+    let node = fleet.node(c);
+    assert_eq!(node.counters().disk_rejected, 0);
+    assert!(node.applied_index() >= before, "the log was not kept");
+    fleet.tick(50);
+    let leader = fleet.leader().expect("a leader");
+    assert_eq!(fleet.table(c), fleet.table(leader));
+}
 
 fn defended(_: &mut NodeConfig) {}
 
