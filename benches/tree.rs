@@ -1,6 +1,6 @@
 //! The record tree (SPEC.md §8.5): the trusted side's heap and the store
 //! work per recovery at 1,000, 100,000 and 1,000,000 records, beside the
-//! in-memory table a fleet node keeps today (`cargo bench --bench tree`;
+//! in-memory table a fleet node kept before SPEC revision 17 (`cargo bench --bench tree`;
 //! `BKV_TREE_MAX=10000000` adds ten million).
 //!
 //! Heap is counted by a global allocator (stats_alloc around `System`):
