@@ -385,11 +385,9 @@ impl HostStore for FlakyHost {
     }
 }
 
-/// A leader whose host cannot write the rows a committed charge changed
-/// stops, and the answer that charge had earned never leaves it (fail
-/// closed): the client tries again elsewhere.
-#[test]
-fn a_failed_records_write_sends_no_answer() {
+/// A 3-node fleet on [`FlakyHost`]s (every switch off) holding `RECORD`,
+/// and the switches.
+fn flaky_fleet_with_a_record() -> (Fleet, Vec<Arc<AtomicU8>>) {
     let off: Vec<Arc<AtomicU8>> = (0..3).map(|_| Arc::new(AtomicU8::new(0))).collect();
     let mut fleet = Fleet::new(
         3,
@@ -400,6 +398,15 @@ fn a_failed_records_write_sends_no_answer() {
     fleet.settle();
     fleet.register(0, RECORD, "right code");
     fleet.tick(5);
+    (fleet, off)
+}
+
+/// A leader whose host cannot write the rows a committed charge changed
+/// stops, and the answer that charge had earned never leaves it (fail
+/// closed): the client tries again elsewhere.
+#[test]
+fn a_failed_records_write_sends_no_answer() {
+    let (mut fleet, off) = flaky_fleet_with_a_record();
     let a = fleet.leader().expect("a leader");
     // The record is cached, so the KE1 itself reads nothing: only the
     // write after the charge applies fails.
@@ -432,16 +439,7 @@ fn a_failed_records_write_sends_no_answer() {
 /// the same table as its peers.
 #[test]
 fn a_failed_read_stops_the_node_without_resetting_it() {
-    let off: Vec<Arc<AtomicU8>> = (0..3).map(|_| Arc::new(AtomicU8::new(0))).collect();
-    let mut fleet = Fleet::new(
-        3,
-        Disks::Flaky((0..3).map(|_| MemHost::new()).collect(), off.clone()),
-        false,
-        defended,
-    );
-    fleet.settle();
-    fleet.register(0, RECORD, "right code");
-    fleet.tick(5);
+    let (mut fleet, off) = flaky_fleet_with_a_record();
     let c = 2;
     let before = fleet.node(c).applied_index();
     assert!(before > 0);
