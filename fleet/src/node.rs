@@ -697,8 +697,10 @@ impl Node {
         self.vault.store().load(id)
     }
 
-    /// Why the latest host answer for the record tree was refused (see
-    /// [`NodeCounters::host_rejected`]), if one was.
+    /// Why host answers for the record tree were refused (see
+    /// [`NodeCounters::host_rejected`]), if any was: the latest row that
+    /// could not be read as a path or a slot if there was one, else the
+    /// latest answer that did not check against the root.
     pub fn host_rejection(&self) -> Option<&'static str> {
         use backup_key_vault::vault::verified::HostRejection;
         let records = &self.vault.store().store;
