@@ -307,18 +307,9 @@ impl NodeRecords {
     /// Applies a committed command, keeping the counts. `Err` if the host's
     /// rows for the record did not check: nothing changed.
     fn apply(&mut self, command: &Command) -> Result<Applied, StoreError> {
-        let id = *command.record_id();
-        let before = self.store.load(&id)?;
-        let applied = self.store.commit(command)?;
-        // The slot after, computed as the commit did (commands act on the
-        // slot they name only), to count it without another read.
-        let mut one = RecordTable::new();
-        if let Some(slot) = before.clone() {
-            one.restore(id, slot);
-        }
-        one.apply(command);
+        let (applied, before, after) = self.store.commit_with_slots(command)?;
         self.stats.remove(before.as_ref());
-        self.stats.add(one.get(&id));
+        self.stats.add(after.as_ref());
         Ok(applied)
     }
 

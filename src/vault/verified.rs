@@ -238,20 +238,33 @@ impl<H: RecordHost> RecordStore for VerifiedStore<H> {
     }
 
     fn commit(&mut self, command: &Command) -> Result<Applied, StoreError> {
+        self.commit_with_slots(command)
+            .map(|(applied, _, _)| applied)
+    }
+}
+
+impl<H: RecordHost> VerifiedStore<H> {
+    /// As [`RecordStore::commit`], also returning the record's slot before
+    /// and after the command: what a caller that keeps counts of the
+    /// records needs, without reading the record a second time.
+    pub fn commit_with_slots(
+        &mut self,
+        command: &Command,
+    ) -> Result<(Applied, Option<RecordSlot>, Option<RecordSlot>), StoreError> {
         let id = *command.record_id();
         let (before, proof) = self.fetch_checked(&id)?;
         // Commands act on the slot they name only, so the one-slot table
         // computes exactly what the whole table would.
         let mut one = RecordTable::new();
         let before_bytes = before.as_ref().map(RecordSlot::to_bytes);
-        if let Some(slot) = before {
+        if let Some(slot) = before.clone() {
             one.restore(id, slot);
         }
         let applied = one.apply(command);
         let Some(after) = one.get(&id) else {
             // No command takes a slot away (`Delete` leaves a tombstone), so
             // an absent slot stayed absent.
-            return Ok(applied);
+            return Ok((applied, before, None));
         };
         let after_bytes = after.to_bytes();
         // The slot holds the record: compared in constant time.
@@ -259,7 +272,8 @@ impl<H: RecordHost> RecordStore for VerifiedStore<H> {
             .as_ref()
             .is_some_and(|b| bool::from(b.as_slice().ct_eq(after_bytes.as_slice())));
         if unchanged {
-            return Ok(applied);
+            let after = before.clone();
+            return Ok((applied, before, after));
         }
         // `fetch_checked` checked the proof against this very root.
         let update = proof.set_checked(&id, &tree::value_hash(&after_bytes));
@@ -274,8 +288,8 @@ impl<H: RecordHost> RecordStore for VerifiedStore<H> {
         }
         self.root.set(update.root);
         self.pending.set(None);
-        self.remember(id, after);
-        Ok(applied)
+        self.remember(id, after.clone());
+        Ok((applied, before, Some(after)))
     }
 }
 
@@ -420,6 +434,16 @@ mod tests {
         for c in &commands {
             assert_eq!(v.commit(c), m.commit(c), "{c:?}");
             assert_eq!(v.root(), v.host().tree().root());
+        }
+        // The slots before and after a commit are the table's.
+        let mut w = VerifiedStore::new(MemoryHost::new(), tree::EMPTY, 0);
+        let mut t = MemoryStore::new();
+        for c in &commands {
+            let before = t.load(c.record_id());
+            let applied = t.commit(c);
+            let after = t.load(c.record_id());
+            let got = w.commit_with_slots(c).map(|(a, b, f)| (a, Ok(b), Ok(f)));
+            assert_eq!(got, applied.map(|a| (a, before, after)), "{c:?}");
         }
         for n in 0..=200 {
             assert_eq!(v.load(&id(n)), m.load(&id(n)));
