@@ -66,6 +66,19 @@ pub struct NodeConfig {
     pub snapshot_interval: u64,
     /// Most commands in one Raft entry.
     pub max_batch: usize,
+    /// Applied entries whose record rows may wait in trusted memory before
+    /// they are written to the host (SPEC.md §22.2): the rows are written
+    /// once this many entries have applied since the last write, or once
+    /// [`Self::records_staged_rows`] rows wait, whichever comes first; `1`
+    /// writes them after every Ready. The log holds every command they come
+    /// from, so a node that stops before writing them applies those entries
+    /// again when it starts. Waiting costs that replay and buys fewer,
+    /// larger writes, which cost the host less per record.
+    pub records_write_every: u64,
+    /// Most record rows (tree rows and slots) that wait in trusted memory
+    /// before they are written, whatever `records_write_every` says:
+    /// [`STAGED_ROWS`] by default.
+    pub records_staged_rows: usize,
     /// Record [`Event`]s for a test oracle (the simulation); off in service.
     pub record_events: bool,
     /// **Test only**: answer KE2 as soon as the charge is proposed, without
@@ -104,6 +117,8 @@ impl NodeConfig {
             probe_interval_ticks: 5,
             snapshot_interval: 1000,
             max_batch: codec::MAX_BATCH,
+            records_write_every: RECORDS_WRITE_EVERY,
+            records_staged_rows: STAGED_ROWS,
             record_events: false,
             #[cfg(feature = "broken-rule")]
             broken_rule: false,
@@ -244,6 +259,16 @@ pub struct NodeCounters {
     /// Raft messages from a peer that named another sender or receiver.
     pub inconsistent_messages: u64,
 }
+
+/// Applied entries between writes of the record rows, by default
+/// ([`NodeConfig::records_write_every`]).
+pub const RECORDS_WRITE_EVERY: u64 = 64;
+
+/// Most record rows (tree rows and slots) a node keeps staged in trusted
+/// memory before it writes them, by default
+/// ([`NodeConfig::records_staged_rows`]): about 130 bytes a tree row and
+/// 400 a slot, so at most about 1.5 MiB.
+pub const STAGED_ROWS: usize = 12_288;
 
 /// Slots a node keeps in trusted memory, besides the root: the most
 /// recently committed (about 640 bytes each), served without asking the
@@ -737,6 +762,16 @@ impl Node {
                 Err(FleetError::Faulted)
             }
         }
+    }
+
+    /// Writes the record rows that wait in memory now, whatever
+    /// [`NodeConfig::records_write_every`] says (SPEC.md §22.2): before a
+    /// planned stop, so that the next start replays nothing, or to measure
+    /// what the node holds. `Err` if the node has stopped or the write
+    /// failed (then it stops, as after any failed write).
+    pub fn write_records<R: RngCore + CryptoRng>(&mut self, rng: &mut R) -> Result<(), FleetError> {
+        self.persist_records_when(rng, true)
+            .map_err(|()| FleetError::Faulted)
     }
 
     /// The host's record rows did not check against the root while a
@@ -1594,18 +1629,39 @@ impl Node {
         self.counters.snapshots += 1;
     }
 
-    /// Writes the rows the commands just applied changed, with a manifest
-    /// naming the new root and the last index applied, before any answer
-    /// that depends on them leaves (§8.5, §22.2). If the write fails the
-    /// node stops: what it applied is in its log, and it applies it again
-    /// when it starts.
+    /// Writes the rows the commands applied since the last such write
+    /// changed, with a manifest naming the new root and the last index
+    /// applied (§8.5, §22.2), once [`NodeConfig::records_write_every`]
+    /// entries have applied since that write or
+    /// [`NodeConfig::records_staged_rows`] rows wait;
+    /// until then they wait in trusted memory, where reads find them. The
+    /// answers do not wait for them: they depend on the log. If the write
+    /// fails the node stops: what it applied is in its log, and it applies
+    /// it again when it starts.
     fn persist_records<R: RngCore + CryptoRng>(&mut self, rng: &mut R) -> Result<(), ()> {
+        self.persist_records_when(rng, false)
+    }
+
+    /// As [`Self::persist_records`]; with `now`, whatever the thresholds.
+    fn persist_records_when<R: RngCore + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        now: bool,
+    ) -> Result<(), ()> {
         if self.faulted {
             return Err(());
         }
         let durable = self.store.records();
         let records = &mut self.vault.store_mut();
-        if durable.applied == self.applied && records.store.host().staged() == 0 {
+        let staged = records.store.host().staged();
+        if durable.applied == self.applied && staged == 0 {
+            return Ok(());
+        }
+        let behind = self.applied.saturating_sub(durable.applied);
+        if !now
+            && behind < self.config.records_write_every.max(1)
+            && staged < self.config.records_staged_rows
+        {
             return Ok(());
         }
         let Ok(ops) = records.store.host_mut().take_ops(rng) else {

@@ -3,7 +3,8 @@
 //!
 //! [`HostRecords`] is a [`RecordHost`] over the node's [`HostStore`]. The
 //! tree's node rows live in [`Table::Tree`] in clear (hashes and ids only,
-//! which the root authenticates); each record's slot lives in
+//! which the root authenticates), under keys that keep each four levels of
+//! the tree together ([`tree_row_key`]); each record's slot lives in
 //! [`Table::Slots`], sealed like every other row of the node (§22.1) with
 //! an empty binding, because the tree, not the AEAD, ties it to a state. A
 //! fetch reads the rows along the record's path (`tree::prove` over
@@ -24,14 +25,15 @@
 //! ([`VerifiedStore::rejections`]).
 //!
 //! The node runs on it ([`crate::node::Node`]): its trusted memory holds
-//! the root, a bounded cache and the commits of one round. Only a full read
+//! the root, a bounded cache and the rows of the commits not yet written
+//! (a bounded number, SPEC.md §22.2). Only a full read
 //! ([`HostRecords::read_all`]: a snapshot for a lagging peer, a scrub, a
 //! test) costs the table's size.
 //!
 //! [`VerifiedStore`]: backup_key_vault::vault::verified::VerifiedStore
 //! [`VerifiedStore::rejections`]: backup_key_vault::vault::verified::VerifiedStore::rejections
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -47,6 +49,52 @@ use backup_key_vault::{RecordId, StoreError};
 use crate::error::FleetError;
 use crate::platform::{HostOp, HostStore, Table};
 use crate::sealed::RowCipher;
+
+/// Levels of the record tree kept together on the host: the rows of each
+/// four-level subtree sort next to each other (SPEC.md §22.1, layout 4).
+pub const TREE_PAGE_LEVELS: usize = 4;
+
+/// Length of a tree row's key on the host.
+pub const TREE_ROW_KEY_LEN: usize = 2 + backup_key_vault::types::RECORD_ID_LEN;
+
+/// The host key of the tree node at `key` (SPEC.md §22.1, storage layout
+/// 4): `u8 page || base(32) || u8 position`, where `page = depth / 4`,
+/// `base` is the first `4 · page` bits of the node's path (the rest 0) and
+/// `position` is the node's place in its four-level subtree, numbered
+/// breadth first from 1 (`1`, then `2 + bit`, then `4 + two bits`, then
+/// `8 + three bits`). A path's rows then sit in about `depth / 4` runs of
+/// neighbouring keys instead of `depth` scattered ones, so a commit
+/// touches a quarter of the host's pages. One-to-one: the page and the
+/// position's top bit give the depth, the base and the position's other
+/// bits the path.
+pub fn tree_row_key(key: &NodeKey) -> [u8; TREE_ROW_KEY_LEN] {
+    let depth = key.depth();
+    let page = depth / TREE_PAGE_LEVELS;
+    let bytes = key.to_bytes();
+    let path = bytes.get(2..).unwrap_or_default();
+    let bit = |i: usize| path.get(i / 8).map_or(0u8, |b| (b >> (7 - i % 8)) & 1);
+    let mut out = [0u8; TREE_ROW_KEY_LEN];
+    if let Some(p) = out.first_mut() {
+        *p = page as u8;
+    }
+    let mut base = [0u8; backup_key_vault::types::RECORD_ID_LEN];
+    base.copy_from_slice(path);
+    let base = NodeKey::on_path(&RecordId(base), page * TREE_PAGE_LEVELS).to_bytes();
+    if let (Some(dst), Some(src)) = (
+        out.get_mut(1..1 + backup_key_vault::types::RECORD_ID_LEN),
+        base.get(2..),
+    ) {
+        dst.copy_from_slice(src);
+    }
+    let mut position = 1u8;
+    for i in page * TREE_PAGE_LEVELS..depth {
+        position = (position << 1) | bit(i);
+    }
+    if let Some(p) = out.last_mut() {
+        *p = position;
+    }
+    out
+}
 
 /// Why [`HostRecords`] could not read a record's rows as a path and a slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,16 +179,86 @@ pub struct HostRecords<H> {
     /// How deep the rows read in one round trip go: a little past the
     /// deepest path lately (paths are about log2(records) + 1 deep).
     depth_hint: Cell<usize>,
+    /// Tree rows read from the host or written by commits lately (`None`:
+    /// no row), so that the next fetch near them does not ask again: the
+    /// upper levels, which every path shares, and a record read and then
+    /// committed. They are the host's rows as it handed them over, or the
+    /// node's own: a proof built from them is checked like any other.
+    seen_rows: RefCell<Recent<NodeKey, Option<Node>>>,
+    /// Slots opened or committed lately, in clear, likewise.
+    seen_slots: RefCell<Recent<RecordId, Zeroizing<Vec<u8>>>>,
 }
 
 /// The least and the first depth hint.
 const MIN_DEPTH_HINT: usize = 8;
+
+/// Tree rows a node keeps from recent fetches and commits, per generation
+/// (there are two: at most 4,096 rows, about 0.5 MiB of trusted memory).
+pub const SEEN_ROWS: usize = 2_048;
+
+/// Slots a node keeps from recent fetches and commits, per generation (two):
+/// enough for the records of the requests in flight at once in a round.
+pub const SEEN_SLOTS: usize = 128;
+
+/// A bounded map of what was used lately: two generations of at most `cap`
+/// entries; a hit in the older moves to the newer, and when the newer is
+/// full it becomes the older and the older is dropped. What was used again
+/// lately stays; a put always holds the newest value for its key.
+struct Recent<K, V> {
+    new: BTreeMap<K, V>,
+    old: BTreeMap<K, V>,
+    cap: usize,
+}
+
+impl<K: Ord + Clone, V: Clone> Recent<K, V> {
+    fn new(cap: usize) -> Self {
+        Self {
+            new: BTreeMap::new(),
+            old: BTreeMap::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    fn contains(&self, key: &K) -> bool {
+        self.new.contains_key(key) || self.old.contains_key(key)
+    }
+
+    fn get(&mut self, key: &K) -> Option<V> {
+        if let Some(value) = self.new.get(key) {
+            return Some(value.clone());
+        }
+        let value = self.old.remove(key)?;
+        self.put(key.clone(), value.clone());
+        Some(value)
+    }
+
+    fn put(&mut self, key: K, value: V) {
+        if self.new.len() >= self.cap && !self.new.contains_key(&key) {
+            // The older generation goes, and with it any older value of
+            // `key` (the newer one has none).
+            self.old = std::mem::take(&mut self.new);
+            self.old.remove(&key);
+        }
+        self.new.insert(key, value);
+    }
+
+    fn clear(&mut self) {
+        self.new.clear();
+        self.old.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.new.len() + self.old.len()
+    }
+}
 
 impl<H> fmt::Debug for HostRecords<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HostRecords")
             .field("staged_rows", &self.tree.len())
             .field("staged_slots", &self.slots.len())
+            .field("seen_rows", &self.seen_rows.borrow().len())
+            .field("seen_slots", &self.seen_slots.borrow().len())
             .field("refused", &self.refused.get())
             .finish_non_exhaustive()
     }
@@ -165,6 +283,8 @@ impl<H: HostStore> HostRecords<H> {
             refused: Cell::new(0),
             last_refusal: Cell::new(None),
             depth_hint: Cell::new(MIN_DEPTH_HINT),
+            seen_rows: RefCell::new(Recent::new(SEEN_ROWS)),
+            seen_slots: RefCell::new(Recent::new(SEEN_SLOTS)),
         }
     }
 
@@ -183,9 +303,10 @@ impl<H: HostStore> HostRecords<H> {
         self.last_refusal.get()
     }
 
-    /// Slots changed by commits whose rows are staged, not yet taken.
+    /// Rows (tree rows and slots) changed by commits and staged, not yet
+    /// taken.
     pub fn staged(&self) -> usize {
-        self.slots.len()
+        self.tree.len() + self.slots.len()
     }
 
     /// The staged rows as host operations (slots sealed, tree rows in
@@ -198,7 +319,7 @@ impl<H: HostStore> HostRecords<H> {
     ) -> Result<Vec<HostOp>, FleetError> {
         let mut ops = Vec::with_capacity(self.tree.len() + self.slots.len());
         for (key, node) in &self.tree {
-            let key = key.to_bytes().to_vec();
+            let key = tree_row_key(key).to_vec();
             ops.push(match node {
                 Some(node) => HostOp::Put {
                     table: Table::Tree,
@@ -231,6 +352,9 @@ impl<H: HostStore> HostRecords<H> {
     pub fn clear_staged(&mut self) {
         self.tree.clear();
         self.slots.clear();
+        // What was seen may include those commits.
+        self.seen_rows.get_mut().clear();
+        self.seen_slots.get_mut().clear();
     }
 
     /// Every record, read from the host in full (with what is staged) and
@@ -286,7 +410,7 @@ impl<H: HostStore> HostRecords<H> {
             .into_iter()
             .collect();
         for (key, node) in &self.tree {
-            let key = key.to_bytes().to_vec();
+            let key = tree_row_key(key).to_vec();
             match node {
                 Some(node) => rows.insert(key, node.to_bytes().to_vec()),
                 None => rows.remove(&key),
@@ -294,7 +418,7 @@ impl<H: HostStore> HostRecords<H> {
         }
         let exact = rows.len() == tree.node_count()
             && tree.nodes().all(|(key, node)| {
-                rows.get(key.to_bytes().as_slice())
+                rows.get(tree_row_key(key).as_ref())
                     .is_some_and(|row| row.as_slice() == node.to_bytes().as_slice())
             });
         if !exact {
@@ -331,7 +455,7 @@ impl<H: HostStore> HostRecords<H> {
         for (key, node) in tree.nodes() {
             ops.push(HostOp::Put {
                 table: Table::Tree,
-                key: key.to_bytes().to_vec(),
+                key: tree_row_key(key).to_vec(),
                 value: node.to_bytes().to_vec(),
             });
         }
@@ -349,7 +473,8 @@ impl<H: HostStore> HostRecords<H> {
         StoreError
     }
 
-    /// A tree row: staged, or among the rows read ahead, or asked for.
+    /// A tree row: staged, or among the rows read ahead, or seen lately,
+    /// or asked for.
     fn node(
         &self,
         key: &NodeKey,
@@ -360,45 +485,65 @@ impl<H: HostStore> HostRecords<H> {
         }
         let row = match ahead.get(key) {
             Some(row) => row.clone(),
-            // The host could not read its disk: unavailable, not a lie.
-            None => self
-                .host
-                .get(Table::Tree, &key.to_bytes())
-                .map_err(|_| StoreError)?,
+            None => {
+                if let Some(seen) = self.seen_rows.borrow_mut().get(key) {
+                    return Ok(seen);
+                }
+                // The host could not read its disk: unavailable, not a lie.
+                self.host
+                    .get(Table::Tree, &tree_row_key(key))
+                    .map_err(|_| StoreError)?
+            }
         };
-        match row {
-            None => Ok(None),
-            Some(bytes) => Node::from_bytes(&bytes)
-                .map(Some)
-                .map_err(|_| self.refuse(RowRefusal::TreeRow)),
-        }
+        let node = match row {
+            None => None,
+            Some(bytes) => {
+                Some(Node::from_bytes(&bytes).map_err(|_| self.refuse(RowRefusal::TreeRow))?)
+            }
+        };
+        self.seen_rows.borrow_mut().put(*key, node);
+        Ok(node)
     }
 
-    /// A slot: staged, or the row the host handed over, opened.
+    /// A slot: staged, or the row the host handed over (`Some(row)`: it
+    /// was asked for), opened, or seen lately, or asked for now.
     fn slot(
         &self,
         id: &RecordId,
-        row: Option<Vec<u8>>,
+        row: Option<Option<Vec<u8>>>,
     ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
         if let Some(staged) = self.slots.get(id) {
             return Ok(Some(staged.clone()));
         }
-        match row {
-            None => Ok(None),
-            Some(sealed) => self
-                .rows
-                .open(Table::Slots, id.as_bytes(), &[], &sealed, "slot row")
-                .map(Some)
-                .map_err(|_| self.refuse(RowRefusal::SlotRow)),
-        }
+        let row = match row {
+            Some(row) => row,
+            None => {
+                if let Some(seen) = self.seen_slots.borrow_mut().get(id) {
+                    return Ok(Some(seen));
+                }
+                self.host
+                    .get(Table::Slots, id.as_bytes())
+                    .map_err(|_| StoreError)?
+            }
+        };
+        let Some(sealed) = row else {
+            return Ok(None);
+        };
+        let slot = self
+            .rows
+            .open(Table::Slots, id.as_bytes(), &[], &sealed, "slot row")
+            .map_err(|_| self.refuse(RowRefusal::SlotRow))?;
+        self.seen_slots.borrow_mut().put(*id, slot.clone());
+        Ok(Some(slot))
     }
 }
 
 impl<H: HostStore> RecordHost for HostRecords<H> {
     /// The record's path and slot, read from the host in one answer
     /// ([`HostStore::get_many`]: the rows on the id's path down to a little
-    /// past the deepest path lately, and the slot); a deeper path asks for
-    /// the rest one row at a time.
+    /// past the deepest path lately, and the slot), leaving out what is
+    /// staged or was seen lately (nothing is asked if that is all); a
+    /// deeper path asks for the rest one row at a time.
     fn fetch(&self, id: &RecordId) -> Result<HostAnswer, StoreError> {
         let hint = self.depth_hint.get().clamp(MIN_DEPTH_HINT, tree::MAX_DEPTH);
         // The path, and the siblings near its end lately (the deepest
@@ -412,17 +557,44 @@ impl<H: HostStore> RecordHost for HostRecords<H> {
             }
             path.push(NodeKey::on_path(&RecordId(other), d));
         }
+        {
+            let seen = self.seen_rows.borrow();
+            path.retain(|k| !self.tree.contains_key(k) && !seen.contains(k));
+        }
+        let ask_slot = !self.slots.contains_key(id) && !self.seen_slots.borrow().contains(id);
         let mut keys: Vec<(Table, Vec<u8>)> = path
             .iter()
-            .map(|k| (Table::Tree, k.to_bytes().to_vec()))
+            .map(|k| (Table::Tree, tree_row_key(k).to_vec()))
             .collect();
-        keys.push((Table::Slots, id.as_bytes().to_vec()));
-        let mut rows = self.host.get_many(&keys).map_err(|_| StoreError)?;
+        if ask_slot {
+            keys.push((Table::Slots, id.as_bytes().to_vec()));
+        }
+        let mut rows = if keys.is_empty() {
+            Vec::new()
+        } else {
+            self.host.get_many(&keys).map_err(|_| StoreError)?
+        };
         if rows.len() != keys.len() {
             return Err(StoreError);
         }
-        let slot_row = rows.pop().flatten();
+        let slot_row = if ask_slot { rows.pop() } else { None };
         let ahead: BTreeMap<NodeKey, Option<Vec<u8>>> = path.into_iter().zip(rows).collect();
+        {
+            // Kept, the rows the path did not use too (the next fetch need
+            // not ask for them again); a row that is not a node is refused
+            // if and when a path uses it.
+            let mut seen = self.seen_rows.borrow_mut();
+            for (key, row) in &ahead {
+                match row {
+                    None => seen.put(*key, None),
+                    Some(bytes) => {
+                        if let Ok(node) = Node::from_bytes(bytes) {
+                            seen.put(*key, Some(node));
+                        }
+                    }
+                }
+            }
+        }
         let proof = match tree::prove(|key| self.node(key, &ahead), id)? {
             Ok(proof) => proof,
             Err(_) => return Err(self.refuse(RowRefusal::BrokenPath)),
@@ -437,10 +609,16 @@ impl<H: HostStore> RecordHost for HostRecords<H> {
     }
 
     fn store(&mut self, id: &RecordId, slot: &[u8], update: &TreeUpdate) -> Result<(), StoreError> {
+        // Seen as they will be on the host once written, so what is seen
+        // never falls behind the tree.
+        let seen_rows = self.seen_rows.get_mut();
         for (key, node) in &update.writes {
             self.tree.insert(*key, *node);
+            seen_rows.put(*key, *node);
         }
-        self.slots.insert(*id, Zeroizing::new(slot.to_vec()));
+        let slot = Zeroizing::new(slot.to_vec());
+        self.seen_slots.get_mut().put(*id, slot.clone());
+        self.slots.insert(*id, slot);
         Ok(())
     }
 }
@@ -532,9 +710,24 @@ mod tests {
         for n in [3, 3, 9] {
             assert_eq!(s.commit(&charge(n)), Ok(table.apply(&charge(n))));
         }
-        assert_eq!(s.host().staged(), 2);
         assert_eq!(s.load(&id(3)).unwrap().as_ref(), table.get(&id(3)));
-        flush(&mut s, &mut rng);
+        // Two slots and the tree rows on their paths wait, and are what
+        // the write carries.
+        let staged = s.host().staged();
+        let ops = s.host_mut().take_ops(&mut rng).unwrap();
+        assert_eq!(ops.len(), staged);
+        let slots = |op: &HostOp| {
+            matches!(
+                op,
+                HostOp::Put {
+                    table: Table::Slots,
+                    ..
+                }
+            )
+        };
+        assert_eq!(ops.iter().filter(|op| slots(op)).count(), 2);
+        assert!(staged > 2 + 2, "the paths' rows are staged too: {staged}");
+        host.clone().apply(&ops).unwrap();
         assert_eq!(s.host().staged(), 0);
         // A node starting over with only the root reads every record back.
         let fresh = store(&host, s.root());
@@ -557,10 +750,61 @@ mod tests {
         }
         let rows = &image[&Table::Tree];
         assert!(rows.len() >= 16 && rows.len() < 64, "{}", rows.len());
-        for (k, v) in rows {
-            NodeKey::from_bytes(k).unwrap();
-            Node::from_bytes(v).unwrap();
+        // Row for row the tree of the records, under layout 4's keys.
+        let mut tree = MemoryTree::new();
+        for (id, slot) in table.iter() {
+            tree.set(id, &tree::value_hash(&slot.to_bytes())).unwrap();
         }
+        let expected: BTreeMap<Vec<u8>, Vec<u8>> = tree
+            .nodes()
+            .map(|(k, n)| (tree_row_key(k).to_vec(), n.to_bytes().to_vec()))
+            .collect();
+        assert_eq!(rows, &expected);
+    }
+
+    /// Layout 4's keys: one row per key (no two nodes share one), the
+    /// rows of a four-level subtree next to each other, and a path in
+    /// `depth / 4 + 1` such runs.
+    #[test]
+    fn tree_row_keys_are_one_to_one_and_keep_each_four_levels_together() {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let mut keys = BTreeMap::new();
+        for _ in 0..64 {
+            let mut bytes = [0u8; 32];
+            rng.fill_bytes(&mut bytes);
+            let id = RecordId(bytes);
+            for depth in 0..=tree::MAX_DEPTH {
+                let key = NodeKey::on_path(&id, depth);
+                let row = tree_row_key(&key);
+                if let Some(other) = keys.insert(row, key) {
+                    assert_eq!(other, key, "two nodes under one host key");
+                }
+                // The first byte is the page, the last the position.
+                assert_eq!(usize::from(row[0]), depth / 4);
+                let position = row[TREE_ROW_KEY_LEN - 1];
+                assert_eq!(7 - position.leading_zeros() as usize, depth % 4);
+            }
+            // The path's rows under one (page, base) prefix are the depths
+            // of one page: 65 runs for the whole path of 257 nodes.
+            let runs: std::collections::BTreeSet<Vec<u8>> = (0..=tree::MAX_DEPTH)
+                .map(|d| tree_row_key(&NodeKey::on_path(&id, d))[..33].to_vec())
+                .collect();
+            assert_eq!(runs.len(), tree::MAX_DEPTH / 4 + 1);
+        }
+        // A four-level subtree sorts as one run: no row of another page or
+        // base falls between its first and last row.
+        let id = RecordId([0xa5; 32]);
+        let first = tree_row_key(&NodeKey::on_path(&id, 8));
+        let last = tree_row_key(&NodeKey::on_path(&id, 11));
+        for (row, key) in &keys {
+            if (first..=last).contains(row) {
+                assert_eq!(key.depth() / 4, 2);
+                assert_eq!(row[..33], first[..33]);
+            }
+        }
+        let mut root = [0u8; TREE_ROW_KEY_LEN];
+        root[TREE_ROW_KEY_LEN - 1] = 1;
+        assert_eq!(tree_row_key(&NodeKey::root()), root);
     }
 
     /// Runs `edit` on the host's rows, then expects `id(9)` to be refused
@@ -621,7 +865,7 @@ mod tests {
     #[test]
     fn a_wrong_sibling_is_refused() {
         let (s, _) = refused_after(|image| {
-            let root = tree::NodeKey::root().to_bytes().to_vec();
+            let root = tree_row_key(&NodeKey::root()).to_vec();
             let row = image.get_mut(&Table::Tree).unwrap().get_mut(&root).unwrap();
             // Row: version, tag, left (32), right (32). Change the child
             // off id(9)'s path: the sibling its proof carries.
@@ -635,9 +879,13 @@ mod tests {
         // The deepest sibling, which the proof carries opened: its parent
         // names another hash.
         let (s, _) = refused_after(|image| {
-            let mut key = leaf_key(image, 9);
-            let depth = usize::from(u16::from_be_bytes([key[0], key[1]]));
-            key[2 + (depth - 1) / 8] ^= 0x80 >> ((depth - 1) % 8);
+            let leaf = leaf_key(image, 9);
+            let depth = (0..=tree::MAX_DEPTH)
+                .find(|d| tree_row_key(&NodeKey::on_path(&id(9), *d))[..] == leaf[..])
+                .unwrap();
+            let mut other = *id(9).as_bytes();
+            other[(depth - 1) / 8] ^= 0x80 >> ((depth - 1) % 8);
+            let key = tree_row_key(&NodeKey::on_path(&RecordId(other), depth)).to_vec();
             let row = image.get_mut(&Table::Tree).unwrap().get_mut(&key).unwrap();
             row[40] ^= 1;
         });
@@ -721,7 +969,7 @@ mod tests {
     #[test]
     fn a_row_that_is_not_a_node_is_refused() {
         let (s, _) = refused_after(|image| {
-            let root = tree::NodeKey::root().to_bytes().to_vec();
+            let root = tree_row_key(&NodeKey::root()).to_vec();
             image
                 .get_mut(&Table::Tree)
                 .unwrap()
@@ -787,5 +1035,120 @@ mod tests {
         assert_eq!(fresh.load(&deep(3)).unwrap().as_ref(), table.get(&deep(3)));
         assert_eq!(calls() - before, 1, "the hint followed the depth");
         assert_eq!(fresh.rejections() + fresh.host().refused(), 0);
+    }
+
+    /// A record read, then committed, then read again asks the host once:
+    /// the read's rows and slot are kept, and the commit's are seen as
+    /// they will be written. (The store's own slot cache is off here.)
+    #[test]
+    fn a_record_read_then_committed_asks_the_host_once() {
+        let mut rng = ChaCha20Rng::seed_from_u64(13);
+        let host = Counting::default();
+        let mut s = VerifiedStore::new(HostRecords::new(&key(), 1, host.clone()), tree::EMPTY, 0);
+        let mut table = RecordTable::new();
+        for n in 0..64u8 {
+            assert_eq!(s.commit(&register(n)), Ok(table.apply(&register(n))));
+        }
+        let ops = s.host_mut().take_ops(&mut rng).unwrap();
+        host.clone().apply(&ops).unwrap();
+        let mut s = VerifiedStore::new(HostRecords::new(&key(), 1, host.clone()), s.root(), 0);
+        let calls = || host.1.load(std::sync::atomic::Ordering::Relaxed);
+        let before = calls();
+        assert_eq!(s.load(&id(9)).unwrap().as_ref(), table.get(&id(9)));
+        assert_eq!(calls() - before, 1);
+        assert_eq!(s.commit(&charge(9)), Ok(table.apply(&charge(9))));
+        assert_eq!(s.load(&id(9)).unwrap().as_ref(), table.get(&id(9)));
+        assert_eq!(s.commit(&charge(9)), Ok(table.apply(&charge(9))));
+        assert_eq!(
+            calls() - before,
+            1,
+            "the commits and the second read asked again"
+        );
+        // Written, and read back by a node starting over.
+        let ops = s.host_mut().take_ops(&mut rng).unwrap();
+        host.clone().apply(&ops).unwrap();
+        let fresh = VerifiedStore::new(HostRecords::new(&key(), 1, host.clone()), s.root(), 0);
+        assert_eq!(fresh.load(&id(9)).unwrap().as_ref(), table.get(&id(9)));
+        for s in [&s, &fresh] {
+            assert_eq!(s.rejections() + s.host().refused(), 0);
+        }
+    }
+
+    /// What a store keeps from its reads and commits never falls behind
+    /// the tree, and stays bounded: random registrations, charges, writes
+    /// and reads over more records than it keeps rows and slots for, each
+    /// read the model's, nothing refused.
+    #[test]
+    fn what_is_seen_follows_every_commit_and_write_and_stays_bounded() {
+        let mut rng = ChaCha20Rng::seed_from_u64(14);
+        let host = MemHost::new();
+        let mut s = store(&host, tree::EMPTY);
+        let mut table = RecordTable::new();
+        let ids: Vec<RecordId> = (0..3_000)
+            .map(|_| {
+                let mut b = [0u8; 32];
+                rng.fill_bytes(&mut b);
+                RecordId(b)
+            })
+            .collect();
+        let on = |c: Command, id: RecordId| match c {
+            Command::Register {
+                replaces,
+                generation,
+                payload,
+                ..
+            } => Command::Register {
+                record_id: id,
+                replaces,
+                generation,
+                payload,
+            },
+            _ => Command::ChargeAttempt {
+                record_id: id,
+                generation: 1,
+            },
+        };
+        for &id in &ids {
+            let c = on(register(1), id);
+            assert_eq!(s.commit(&c), Ok(table.apply(&c)));
+        }
+        flush(&mut s, &mut rng);
+        for _ in 0..4_000 {
+            let id = ids[rng.next_u32() as usize % ids.len()];
+            match rng.next_u32() % 8 {
+                0 => flush(&mut s, &mut rng),
+                1..=3 => {
+                    let c = on(charge(1), id);
+                    assert_eq!(s.commit(&c), Ok(table.apply(&c)));
+                }
+                _ => assert_eq!(s.load(&id).unwrap().as_ref(), table.get(&id)),
+            }
+            let seen = s.host().seen_rows.borrow().len();
+            assert!(seen <= 2 * SEEN_ROWS, "{seen} rows kept");
+            assert!(s.host().seen_slots.borrow().len() <= 2 * SEEN_SLOTS);
+        }
+        assert_eq!(refusals(&s), 0);
+        flush(&mut s, &mut rng);
+        assert_eq!(s.host().read_all(&s.root()).unwrap().unwrap(), table);
+    }
+
+    /// A row the host changes under a running node, after the node kept
+    /// it, is not used: the node's copy is the one the root vouches for.
+    /// A scrub reads the host's rows, not the kept ones, and finds it.
+    #[test]
+    fn a_row_changed_after_it_was_kept_is_found_by_a_scrub() {
+        let mut rng = ChaCha20Rng::seed_from_u64(15);
+        let (host, s, table) = filled(&mut rng);
+        assert_eq!(s.load(&id(9)).unwrap().as_ref(), table.get(&id(9)));
+        host.edit(|image| {
+            let key = leaf_key(image, 9);
+            image.get_mut(&Table::Tree).unwrap().get_mut(&key).unwrap()[40] ^= 1;
+        })
+        .unwrap();
+        assert_eq!(s.load(&id(9)).unwrap().as_ref(), table.get(&id(9)));
+        assert_eq!(
+            s.host().read_all(&s.root()).unwrap(),
+            Err(RowRefusal::StrayRows)
+        );
     }
 }

@@ -39,8 +39,10 @@ use backup_key_vault::fleet::FleetTransportKey;
 /// Version of the manifest (and of this storage layout). Version 3 keeps
 /// the records in the host's tree ([`Table::Tree`], [`Table::Slots`]) and
 /// never writes [`Table::Records`], where version 2 kept the table as of
-/// the snapshot.
-pub const MANIFEST_VERSION: u8 = 3;
+/// the snapshot. Version 4 (the manifest itself unchanged) keys the tree's
+/// rows by [`crate::records::tree_row_key`], where version 3 keyed them by
+/// the node's `NodeKey` bytes.
+pub const MANIFEST_VERSION: u8 = 4;
 /// Version of the NVRAM content.
 pub const NVRAM_VERSION: u8 = 1;
 /// The manifest's key in [`Table::Meta`].
@@ -582,7 +584,7 @@ impl SealedStore {
     fn read_all(&self) -> Result<Result<Option<Checked>, LoadError>, FleetError> {
         let meta = self.host.scan(Table::Meta).map_err(host_err)?;
         let log = self.host.scan(Table::Log).map_err(host_err)?;
-        // Layout version 3 never writes the version-2 record table: any
+        // Layouts 3 and 4 never write the version-2 record table: any
         // row in it is the host's.
         let unwritten = !self.host.scan(Table::Records).map_err(host_err)?.is_empty();
         if unwritten && self.sealing {
@@ -1007,7 +1009,7 @@ mod tests {
         assert!(host.image().values().all(|rows| rows.is_empty()));
     }
 
-    /// Layout version 3 never writes the version-2 record table: a row
+    /// Layouts 3 and 4 never write the version-2 record table: a row
     /// there is the host's and the disk is refused (and wiped). Rows in the
     /// record tree's tables are checked as they are read (§8.5), but on a
     /// disk without a manifest there can be none.

@@ -57,6 +57,10 @@ pub struct SimConfig {
     pub faults: bool,
     /// Applied entries between snapshots.
     pub snapshot_interval: u64,
+    /// Applied entries whose record rows may wait in a node's memory
+    /// ([`NodeConfig::records_write_every`]): a crash loses them, and the
+    /// node must apply their entries again.
+    pub records_write_every: u64,
     /// Whether every node has tamper-proof NVRAM (§22.4). With it, up to
     /// ⌊N/2⌋ disks may be damaged at once; without it, one at a time
     /// (§22.3).
@@ -92,6 +96,7 @@ impl SimConfig {
             honest: 2,
             faults: std::env::var_os("BKV_SIM_NO_FAULTS").is_none(),
             snapshot_interval: 8 + seed % 24,
+            records_write_every: 1 + (seed / 3) % 8,
             nvram,
             #[cfg(feature = "broken-rule")]
             broken_rule: false,
@@ -428,6 +433,7 @@ impl Sim {
         c.heartbeat_tick = 2;
         c.request_timeout_ticks = 40;
         c.snapshot_interval = self.cfg.snapshot_interval;
+        c.records_write_every = self.cfg.records_write_every;
         c.record_events = true;
         #[cfg(feature = "broken-rule")]
         {

@@ -24,6 +24,7 @@ use backup_key_vault::{FleetSecrets, RecordId, RecoveryCode};
 use bkv_fleet::disk::RedbHost;
 use bkv_fleet::node::Event;
 use bkv_fleet::platform::{HostStore, MemHost, MemImage, MemNvram, Nvram, Table};
+use bkv_fleet::records::tree_row_key;
 use bkv_fleet::{Node, NodeConfig};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -150,6 +151,10 @@ impl Fleet {
         c.heartbeat_tick = 2;
         c.request_timeout_ticks = 60;
         c.record_events = true;
+        // Each Ready's record rows go to the disk at once, so that the
+        // tests below find them there to edit; rows that wait in memory
+        // (the default) have a test of their own.
+        c.records_write_every = 1;
         (self.tweak)(&mut c);
         let host = self.host(i);
         let nvram = self
@@ -441,6 +446,11 @@ fn a_failed_records_write_sends_no_answer() {
 fn a_failed_read_stops_the_node_without_resetting_it() {
     let (mut fleet, off) = flaky_fleet_with_a_record();
     let c = 2;
+    // Started again, node 3 has kept none of the record's rows from its
+    // commits: applying the next charge must read them.
+    fleet.stop(c);
+    fleet.start(c);
+    fleet.tick(10);
     let before = fleet.node(c).applied_index();
     assert!(before > 0);
     off[c].store(READS_FAIL, Ordering::SeqCst);
@@ -459,6 +469,86 @@ fn a_failed_read_stops_the_node_without_resetting_it() {
     fleet.tick(50);
     let leader = fleet.leader().expect("a leader");
     assert_eq!(fleet.table(c), fleet.table(leader));
+}
+
+fn rows_wait(c: &mut NodeConfig) {
+    c.records_write_every = 1_000;
+}
+
+/// Record rows may wait in a node's memory after the answers leave
+/// (§22.2): the log holds their commands. Every node killed before writing
+/// them applies those entries again when it starts, to the same records:
+/// the spent attempts stay spent.
+#[test]
+fn record_rows_that_wait_in_memory_are_applied_again_after_a_kill() {
+    let mut fleet = Fleet::redb(3, rows_wait);
+    fleet.settle();
+    fleet.register(0, RECORD, "right code");
+    for _ in 0..2 {
+        assert!(fleet.guess(0, RECORD));
+    }
+    fleet.tick(5);
+    let leader = fleet.leader().unwrap();
+    let before = fleet.table(leader);
+    assert!(
+        matches!(before.get(&RECORD), Some(RecordSlot::Live(r)) if r.attempts_used() == 2),
+        "two attempts spent"
+    );
+    for i in 0..3 {
+        // Killed: a node has no shutdown that writes what waits.
+        fleet.stop(i);
+        let host = RedbHost::open_path(&fleet.path(i)).unwrap();
+        assert!(
+            host.scan(Table::Slots).unwrap().is_empty(),
+            "node {} wrote its record rows already",
+            i + 1
+        );
+    }
+    for i in 0..3 {
+        fleet.start(i);
+    }
+    fleet.settle();
+    fleet.tick(20);
+    for i in 0..3 {
+        assert_eq!(fleet.table(i), before, "node {}", i + 1);
+    }
+    // One attempt is left of three, and then the record is gone.
+    let leader = fleet.leader().unwrap();
+    assert!(fleet.guess(leader, RECORD));
+    assert!(!fleet.guess(leader, RECORD));
+    // Before a planned stop, a node writes what waits.
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    fleet.nodes[leader]
+        .as_mut()
+        .unwrap()
+        .write_records(&mut rng)
+        .unwrap();
+    let after = fleet.table(leader);
+    fleet.stop(leader);
+    let host = RedbHost::open_path(&fleet.path(leader)).unwrap();
+    assert_eq!(host.scan(Table::Slots).unwrap().len(), 1);
+    drop(host);
+    fleet.start(leader);
+    assert_eq!(fleet.table(leader), after);
+}
+
+fn rows_capped(c: &mut NodeConfig) {
+    c.records_write_every = 1_000;
+    c.records_staged_rows = 1;
+}
+
+/// However many entries they may wait for, rows are written once more of
+/// them wait than the bound on trusted memory allows.
+#[test]
+fn record_rows_are_written_once_the_rows_waiting_reach_the_bound() {
+    let mut fleet = Fleet::redb(3, rows_capped);
+    fleet.settle();
+    fleet.register(0, RECORD, "right code");
+    fleet.tick(5);
+    let leader = fleet.leader().unwrap();
+    fleet.stop(leader);
+    let host = RedbHost::open_path(&fleet.path(leader)).unwrap();
+    assert_eq!(host.scan(Table::Slots).unwrap().len(), 1);
 }
 
 fn defended(_: &mut NodeConfig) {}
@@ -600,7 +690,7 @@ fn edited_disk(tweak: fn(&mut NodeConfig), how: RecordEdit) -> (usize, u64) {
         let nodes = image.get_mut(&Table::Tree)?;
         nodes.clear();
         for (key, node) in tree.nodes() {
-            nodes.insert(key.to_bytes().to_vec(), node.to_bytes().to_vec());
+            nodes.insert(tree_row_key(key).to_vec(), node.to_bytes().to_vec());
         }
         let manifest = image.get_mut(&Table::Meta)?.values_mut().next()?;
         let at = manifest.windows(32).position(|w| w == old_root)?;
