@@ -6,9 +6,12 @@
 //! For each size, a real `node.redb` is filled with that many records (the
 //! record tree, built in memory, and the slots, sealed by the same
 //! `HostRecords` the node uses, with payloads that are not real
-//! registrations), then a one-member fleet starts on it, 16 clients
-//! register real records through it and recover them, `BKV_SCALE_ROUNDS`
-//! (default 20) rounds per block. The sizes take turns, five blocks each,
+//! registrations), then a one-member fleet starts on it, and 1,280 real
+//! records are registered through it and recovered, 16 clients at a time,
+//! each round the next 16 (more than the node caches, so recoveries read
+//! from the host), `BKV_SCALE_ROUNDS` (default 20) rounds per block. The
+//! node writes its record rows every `records_write_every` entries (its
+//! default; `BKV_SCALE_WRITE_EVERY` sets it). The sizes take turns, five blocks each,
 //! and each turn's rates are compared with the first size's in the same
 //! turn (the median is reported), so that a change in the machine's load
 //! falls on all of them.
@@ -49,7 +52,7 @@ use backup_key_vault::wire::{
 use backup_key_vault::{FleetSecrets, RecordId, RecoveryCode};
 use bkv_fleet::disk::RedbHost;
 use bkv_fleet::platform::{HostError, HostOp, HostStore, Row, SharedHost, Table};
-use bkv_fleet::records::{HostRecords, RecordStats};
+use bkv_fleet::records::{tree_row_key, HostRecords, RecordStats};
 use bkv_fleet::sealed::{RecordsState, SealedStore, Write};
 use bkv_fleet::{Node, NodeConfig};
 use rand_chacha::rand_core::SeedableRng;
@@ -71,6 +74,12 @@ fn cache() -> usize {
 /// Records written to the host per `apply` while filling.
 const FILL_BATCH: u64 = 10_000;
 const CLIENTS: usize = 16;
+/// Records registered for real and recovered, `CLIENTS` a round, in turn:
+/// more than the node caches ([`bkv_fleet::node::RECORD_CACHE`]), so that
+/// recoveries read their records from the host, and a round's records are
+/// not the last round's (a write does not carry the same few records'
+/// rows again and again).
+const POOL: usize = 1280;
 
 fn live() -> i64 {
     let s = GLOBAL.stats();
@@ -215,7 +224,7 @@ fn fill(path: &std::path::Path, secrets: &FleetSecrets, n: u64) -> RecordsState 
     for (key, node) in tree.nodes() {
         rows.push(HostOp::Put {
             table: Table::Tree,
-            key: key.to_bytes().to_vec(),
+            key: tree_row_key(key).to_vec(),
             value: node.to_bytes().to_vec(),
         });
         if rows.len() == 4 * FILL_BATCH as usize {
@@ -293,7 +302,10 @@ struct Running {
     single: Single,
     host: ThreadHost,
     heap: i64,
+    /// The registered records, recovered `CLIENTS` at a time in turn.
     ids: Vec<RecordId>,
+    /// Where the next round's records start in `ids`.
+    next: usize,
     client: ClientConfig,
     rng: ChaCha20Rng,
     /// Keeps the disk until the end.
@@ -311,6 +323,12 @@ fn start(n: u64, rounds: usize, secrets: &FleetSecrets) -> Running {
     let policy = VaultPolicy::insecure_test_only();
     let mut config = NodeConfig::new(1, vec![1], policy);
     config.snapshot_interval = 1000;
+    if let Some(every) = std::env::var("BKV_SCALE_WRITE_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.records_write_every = every;
+    }
     let mut rng = ChaCha20Rng::seed_from_u64(7);
     let host =
         ThreadHost::spawn(RedbHost::open_with_cache(&path, cache()).expect("the filled disk"));
@@ -337,30 +355,31 @@ fn start(n: u64, rounds: usize, secrets: &FleetSecrets) -> Running {
     let mut rng = ChaCha20Rng::seed_from_u64(11);
     let client = ClientConfig::insecure_test_only(secrets.public_keys());
     let code = RecoveryCode::new(b"correct horse").expect("code");
-    let ids: Vec<RecordId> = (0..CLIENTS as u64)
-        .map(|i| spread_id(u64::MAX - i))
-        .collect();
-    let (states, requests): (Vec<_>, Vec<_>) = ids
-        .iter()
-        .map(|id| {
-            let (s, r) = Registration::start(&mut rng, &client, *id, &code, None).expect("start");
-            (s, r.to_bytes())
-        })
-        .unzip();
-    let responses = single.round(&requests);
-    let (states, uploads): (Vec<_>, Vec<_>) = states
-        .into_iter()
-        .zip(&responses)
-        .map(|(s, r)| {
-            let r = RegistrationResponse::from_bytes(r).expect("a registration response");
-            let (s, u) = s.finish(&mut rng, &r, None).expect("finish");
-            (s, u.to_bytes())
-        })
-        .unzip();
-    let confirmations = single.round(&uploads);
-    for (s, c) in states.into_iter().zip(&confirmations) {
-        s.finish(&RegistrationConfirmation::from_bytes(c).expect("confirmation"))
-            .expect("registered");
+    let ids: Vec<RecordId> = (0..POOL as u64).map(|i| spread_id(u64::MAX - i)).collect();
+    for chunk in ids.chunks(CLIENTS) {
+        let (states, requests): (Vec<_>, Vec<_>) = chunk
+            .iter()
+            .map(|id| {
+                let (s, r) =
+                    Registration::start(&mut rng, &client, *id, &code, None).expect("start");
+                (s, r.to_bytes())
+            })
+            .unzip();
+        let responses = single.round(&requests);
+        let (states, uploads): (Vec<_>, Vec<_>) = states
+            .into_iter()
+            .zip(&responses)
+            .map(|(s, r)| {
+                let r = RegistrationResponse::from_bytes(r).expect("a registration response");
+                let (s, u) = s.finish(&mut rng, &r, None).expect("finish");
+                (s, u.to_bytes())
+            })
+            .unzip();
+        let confirmations = single.round(&uploads);
+        for (s, c) in states.into_iter().zip(&confirmations) {
+            s.finish(&RegistrationConfirmation::from_bytes(c).expect("confirmation"))
+                .expect("registered");
+        }
     }
     let mut running = Running {
         records: n,
@@ -368,11 +387,21 @@ fn start(n: u64, rounds: usize, secrets: &FleetSecrets) -> Running {
         host: host_thread,
         heap: 0,
         ids,
+        next: 0,
         client,
         rng,
         _dir: dir,
     };
     block(&mut running, rounds);
+    // The rows that wait (at most `records_staged_rows`) are written, so
+    // that where each size stands in its write cycle does not move the
+    // figure.
+    let mut rng = ChaCha20Rng::seed_from_u64(13);
+    running
+        .single
+        .node
+        .write_records(&mut rng)
+        .expect("the rows are written");
     running.heap = live() - before;
     running
 }
@@ -385,8 +414,11 @@ fn block(r: &mut Running, rounds: usize) -> (f64, f64) {
     let host_before = r.host.time();
     let mut done = 0u64;
     for _ in 0..rounds {
-        let (states, ke1s): (Vec<_>, Vec<_>) = r
-            .ids
+        let round: Vec<RecordId> = (0..CLIENTS)
+            .filter_map(|i| r.ids.get((r.next + i) % r.ids.len()).copied())
+            .collect();
+        r.next = (r.next + CLIENTS) % r.ids.len();
+        let (states, ke1s): (Vec<_>, Vec<_>) = round
             .iter()
             .map(|id| {
                 let (s, k) = Recovery::start(&mut r.rng, &r.client, *id, &code).expect("ke1");
