@@ -77,7 +77,8 @@ pub struct NodeConfig {
     pub records_write_every: u64,
     /// Most record rows (tree rows and slots) that wait in trusted memory
     /// before they are written, whatever `records_write_every` says:
-    /// [`STAGED_ROWS`] by default.
+    /// [`STAGED_ROWS`] by default. Checked before each entry applies, so
+    /// the rows waiting go past it by one entry's commits at most.
     pub records_staged_rows: usize,
     /// Record [`Event`]s for a test oracle (the simulation); off in service.
     pub record_events: bool,
@@ -267,12 +268,15 @@ pub const RECORDS_WRITE_EVERY: u64 = 64;
 /// Most record rows (tree rows and slots) a node keeps staged in trusted
 /// memory before it writes them, by default
 /// ([`NodeConfig::records_staged_rows`]): about 130 bytes a tree row and
-/// 400 a slot, so at most about 1.5 MiB.
+/// 400 a slot, so about 1.5 MiB, and one entry's commits more at most.
 pub const STAGED_ROWS: usize = 12_288;
 
 /// Slots a node keeps in trusted memory, besides the root: the most
 /// recently committed (about 640 bytes each), served without asking the
-/// host.
+/// host. Its trusted memory also holds the rows and slots of recent reads
+/// and commits ([`crate::records::SEEN_ROWS`],
+/// [`crate::records::SEEN_SLOTS`]) and the rows waiting to be written
+/// ([`NodeConfig::records_staged_rows`]).
 pub const RECORD_CACHE: usize = 1024;
 
 /// The vault's store on a node: the records its host keeps (SPEC.md §8.5),
@@ -349,7 +353,14 @@ impl NodeRecords {
 
 impl RecordStore for NodeRecords {
     fn load(&self, record_id: &RecordId) -> Result<Option<RecordSlot>, StoreError> {
-        self.store.load(record_id)
+        let refused = self.refusals();
+        let loaded = self.store.load(record_id);
+        if self.refusals() > refused {
+            // What the host handed over is not kept past a refusal: once it
+            // hands over the right rows again, they are read anew.
+            self.store.host().forget_kept();
+        }
+        loaded
     }
 
     fn commit(&mut self, _command: &Command) -> Result<Applied, StoreError> {
@@ -834,7 +845,7 @@ impl Node {
         self.faulted = true;
         self.batch.clear();
         // Nothing is answered, not even what was answered since the last
-        // `take_output` (the rows it depends on may not be written): the
+        // `take_output`: a node that stops keeps nothing back, and the
         // client sees the connection fail, as after a crash.
         self.waiting.clear();
         self.reads.clear();
@@ -1681,6 +1692,9 @@ impl Node {
             },
         );
         if written.is_err() {
+            // What is kept may now be ahead of the disk: dropped with the
+            // node's run (it starts again from its disk).
+            self.vault.store_mut().store.host_mut().clear_staged();
             self.fault("the record rows could not be written");
             return Err(());
         }
@@ -1734,6 +1748,14 @@ impl Node {
         for entry in entries {
             if entry.index <= self.applied {
                 continue;
+            }
+            // Past the bound on waiting rows, what waits is written before
+            // the next entry applies (§22.2): it goes past the bound by one
+            // entry's commits at most.
+            if self.vault.store().store.host().staged() >= self.config.records_staged_rows
+                && self.persist_records(rng).is_err()
+            {
+                return;
             }
             self.applied = entry.index;
             self.event(Event::Entry {

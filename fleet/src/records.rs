@@ -22,11 +22,17 @@
 //! not hash to its leaf. Each is refused, and counted: here when the rows
 //! cannot even be read as a path or a slot ([`HostRecords::refused`]), in
 //! the [`VerifiedStore`] when they can but do not check
-//! ([`VerifiedStore::rejections`]).
+//! ([`VerifiedStore::rejections`]). Rows and slots of recent reads and
+//! commits are kept (bounded, [`SEEN_ROWS`], [`SEEN_SLOTS`]) and not asked
+//! for again: a row the host edits after the node kept it is not read,
+//! and so not refused, until it is asked for again or a scrub
+//! ([`HostRecords::read_all`]) reads it; after any refusal nothing kept
+//! is trusted to be what the host holds, and it is all dropped.
 //!
 //! The node runs on it ([`crate::node::Node`]): its trusted memory holds
-//! the root, a bounded cache and the rows of the commits not yet written
-//! (a bounded number, SPEC.md §22.2). Only a full read
+//! the root, its own bounded slot cache, the rows and slots kept here, and
+//! the rows of the commits not yet written (bounded, SPEC.md §22.2). Only a
+//! full read
 //! ([`HostRecords::read_all`]: a snapshot for a lagging peer, a scrub, a
 //! test) costs the table's size.
 //!
@@ -62,9 +68,9 @@ pub const TREE_ROW_KEY_LEN: usize = 2 + backup_key_vault::types::RECORD_ID_LEN;
 /// `base` is the first `4 · page` bits of the node's path (the rest 0) and
 /// `position` is the node's place in its four-level subtree, numbered
 /// breadth first from 1 (`1`, then `2 + bit`, then `4 + two bits`, then
-/// `8 + three bits`). A path's rows then sit in about `depth / 4` runs of
-/// neighbouring keys instead of `depth` scattered ones, so a commit
-/// touches a quarter of the host's pages. One-to-one: the page and the
+/// `8 + three bits`). A path's rows then sit in `⌊depth / 4⌋ + 1` runs of
+/// neighbouring keys instead of `depth + 1` scattered ones, so a write
+/// touches fewer of the host's pages. One-to-one: the page and the
 /// position's top bit give the depth, the base and the position's other
 /// bits the path.
 pub fn tree_row_key(key: &NodeKey) -> [u8; TREE_ROW_KEY_LEN] {
@@ -347,6 +353,19 @@ impl<H: HostStore> HostRecords<H> {
         Ok(ops)
     }
 
+    /// Drops the rows and slots kept from recent reads and commits (not
+    /// what is staged): after an answer was refused, so that a row that
+    /// did not check is asked for again rather than kept. Rows and slots
+    /// are kept as the host hands them over, before the root checks them.
+    pub fn forget_kept(&self) {
+        if let Ok(mut rows) = self.seen_rows.try_borrow_mut() {
+            rows.clear();
+        }
+        if let Ok(mut slots) = self.seen_slots.try_borrow_mut() {
+            slots.clear();
+        }
+    }
+
     /// Drops what is staged: the commits were not written (the node stops
     /// and starts again from its disk).
     pub fn clear_staged(&mut self) {
@@ -470,6 +489,7 @@ impl<H: HostStore> HostRecords<H> {
     fn refuse(&self, why: RowRefusal) -> StoreError {
         self.refused.set(self.refused.get().saturating_add(1));
         self.last_refusal.set(Some(why));
+        self.forget_kept();
         StoreError
     }
 
@@ -558,8 +578,10 @@ impl<H: HostStore> RecordHost for HostRecords<H> {
             path.push(NodeKey::on_path(&RecordId(other), d));
         }
         {
-            let seen = self.seen_rows.borrow();
-            path.retain(|k| !self.tree.contains_key(k) && !seen.contains(k));
+            // `get`, which moves what it finds to the newer generation, so
+            // that the keys left out stay kept while this fetch goes on.
+            let mut seen = self.seen_rows.borrow_mut();
+            path.retain(|k| !self.tree.contains_key(k) && seen.get(k).is_none());
         }
         let ask_slot = !self.slots.contains_key(id) && !self.seen_slots.borrow().contains(id);
         let mut keys: Vec<(Table, Vec<u8>)> = path

@@ -471,6 +471,41 @@ fn a_failed_read_stops_the_node_without_resetting_it() {
     assert_eq!(fleet.table(c), fleet.table(leader));
 }
 
+/// A host answer that does not check is not kept: once the host hands
+/// over the right rows again, the record reads. A glitch costs one refused
+/// read, not every read after it (and then a reset).
+#[test]
+fn a_refused_answer_is_not_kept() {
+    let mut fleet = Fleet::memory(3, defended);
+    fleet.settle();
+    fleet.register(0, RECORD, "right code");
+    fleet.tick(5);
+    let c = 2;
+    // Started again, node 3 keeps nothing of the record's rows.
+    fleet.stop(c);
+    fleet.start(c);
+    fleet.tick(10);
+    let good = fleet.mem(c).image();
+    let edited = fleet.mem(c).edit(|image| {
+        // The record's leaf (version, tag 2, id, value): its value.
+        let rows = image.get_mut(&Table::Tree)?;
+        let (key, _) = rows
+            .iter()
+            .find(|(_, v)| v.len() == 66 && v[1] == 2 && v[2..34] == RECORD.0)?;
+        let key = key.clone();
+        rows.get_mut(&key)?[40] ^= 1;
+        Some(())
+    });
+    assert!(edited.flatten().is_some(), "no leaf for the record");
+    assert!(fleet.node(c).record(&RECORD).is_err());
+    assert!(fleet.node(c).counters().host_rejected > 0);
+    fleet.mem(c).restore(good);
+    assert!(
+        fleet.node(c).record(&RECORD).unwrap().is_some(),
+        "the refused rows were kept"
+    );
+}
+
 fn rows_wait(c: &mut NodeConfig) {
     c.records_write_every = 1_000;
 }
