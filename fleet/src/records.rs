@@ -493,8 +493,9 @@ impl<H: HostStore> HostRecords<H> {
         StoreError
     }
 
-    /// A tree row: staged, or among the rows read ahead, or seen lately,
-    /// or asked for.
+    /// A tree row: staged, or seen lately (which holds every row read
+    /// ahead that parsed, so none is parsed twice), or among the rows read
+    /// ahead (one that is not a node is refused here), or asked for.
     fn node(
         &self,
         key: &NodeKey,
@@ -503,22 +504,25 @@ impl<H: HostStore> HostRecords<H> {
         if let Some(staged) = self.tree.get(key) {
             return Ok(*staged);
         }
+        if let Some(seen) = self.seen_rows.borrow_mut().get(key) {
+            return Ok(seen);
+        }
+        let asked;
         let row = match ahead.get(key) {
-            Some(row) => row.clone(),
+            Some(row) => row.as_deref(),
             None => {
-                if let Some(seen) = self.seen_rows.borrow_mut().get(key) {
-                    return Ok(seen);
-                }
                 // The host could not read its disk: unavailable, not a lie.
-                self.host
+                asked = self
+                    .host
                     .get(Table::Tree, &tree_row_key(key))
-                    .map_err(|_| StoreError)?
+                    .map_err(|_| StoreError)?;
+                asked.as_deref()
             }
         };
         let node = match row {
             None => None,
             Some(bytes) => {
-                Some(Node::from_bytes(&bytes).map_err(|_| self.refuse(RowRefusal::TreeRow))?)
+                Some(Node::from_bytes(bytes).map_err(|_| self.refuse(RowRefusal::TreeRow))?)
             }
         };
         self.seen_rows.borrow_mut().put(*key, node);
