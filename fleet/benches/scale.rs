@@ -16,30 +16,39 @@
 //! turn (the median is reported), so that a change in the machine's load
 //! falls on all of them.
 //!
-//! * **Heap** is live bytes from a counting global allocator (stats_alloc
-//!   around `System`), not RSS: what stays allocated from just before the
-//!   node opens its disk to the end of its first block (a warm-up). The host's redb runs
-//!   in the same process, so its page cache, capped at 4 MiB here, and its
-//!   other structures are counted against the node: the figure is an upper
-//!   bound on the node's own.
+//! * **Heap** is the node's live bytes, not RSS: what stays allocated by
+//!   the node's thread from just before the node opens its disk to the end
+//!   of its first block (a warm-up), after it has written the rows that
+//!   wait. A counting global allocator (tracking-allocator around
+//!   `System`) tags each allocation with the thread that made it, and a
+//!   free, on whichever thread, is taken off that thread's count. The
+//!   host's redb runs on a thread of its own ([`ThreadHost`]), and what
+//!   it hands the node is copied into the node's memory (as an HSM copies
+//!   what its host hands it): the host's page cache and structures are
+//!   the host's, reported apart. redb's cache is its default (it grows to
+//!   a gigabyte), as `bkv node` opens its disk; `BKV_SCALE_CACHE_MIB`
+//!   caps it.
 //! * **Recoveries per second** of CPU time, two ways. The node's own (what
-//!   an HSM does: Raft, the record tree's proofs, sealing, OPAQUE): the
-//!   host runs on a thread of its own ([`ThreadHost`]), and only the
-//!   node's thread is timed. And the host's: that thread's CPU time (redb's
-//!   lookups and writes, which an HSM's host does on its own CPU), with
-//!   both together as what one machine running both would do. The clients'
-//!   work is not timed, nor time spent waiting for redb's fsyncs.
+//!   an HSM does: Raft, the record tree's proofs, sealing, OPAQUE): only
+//!   the node's thread is timed. And with the host's: that thread's CPU
+//!   time (redb's lookups and writes, which an HSM's host does on its own
+//!   CPU), with both together as what one machine running both would do;
+//!   the host's CPU per recovery is also given, reading and writing. The
+//!   clients' work is not timed, nor time spent waiting for redb's fsyncs.
 //!
 //! `cargo bench -p bkv-fleet --bench scale`. The disk goes to the system's
 //! temporary directory (about 1.5 GB a million records), and filling holds
 //! the tree in memory for a moment (about 3 GB for ten million).
 
 use std::alloc::System;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::time::Duration;
 
 use cpu_time::ThreadTime as Instant;
-use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
+use tracking_allocator::{
+    AllocationGroupId, AllocationGroupToken, AllocationRegistry, AllocationTracker, Allocator,
+};
 
 use backup_key_vault::client::{ClientConfig, Recovery, Registration};
 use backup_key_vault::suite::StretchingParams;
@@ -60,16 +69,52 @@ use rand_chacha::ChaCha20Rng;
 use sha2::{Digest, Sha256};
 
 #[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: Allocator<System> = Allocator::system();
 
-/// redb's page cache in this benchmark (the host's, counted here), in
-/// MiB: `BKV_SCALE_CACHE_MIB`, default 4.
-fn cache() -> usize {
+/// Live bytes per allocation group: the group an allocation was made in
+/// keeps it until it is freed, on whichever thread.
+struct Live([AtomicI64; GROUPS]);
+const GROUPS: usize = 16;
+static LIVE: Live = Live([const { AtomicI64::new(0) }; GROUPS]);
+
+impl AllocationTracker for &'static Live {
+    fn allocated(&self, _: usize, size: usize, _: usize, group: AllocationGroupId) {
+        self.0[group.as_usize().get() % GROUPS].fetch_add(size as i64, Ordering::Relaxed);
+    }
+
+    fn deallocated(
+        &self,
+        _: usize,
+        size: usize,
+        _: usize,
+        source: AllocationGroupId,
+        _: AllocationGroupId,
+    ) {
+        self.0[source.as_usize().get() % GROUPS].fetch_sub(size as i64, Ordering::Relaxed);
+    }
+}
+
+/// Live bytes made by `group` (and not yet freed, on any thread).
+fn live(group: &AllocationGroupId) -> i64 {
+    LIVE.0[group.as_usize().get() % GROUPS].load(Ordering::Relaxed)
+}
+
+/// redb's page cache on the host, in MiB: `BKV_SCALE_CACHE_MIB`; by
+/// default redb's own (it grows to a gigabyte), as `bkv node` opens its
+/// disk. The host's memory, counted apart from the node's.
+fn cache() -> Option<usize> {
     std::env::var("BKV_SCALE_CACHE_MIB")
         .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4usize)
-        << 20
+        .and_then(|v| v.parse::<usize>().ok())
+        .map(|mib| mib << 20)
+}
+
+fn open_host(path: &std::path::Path) -> RedbHost {
+    match cache() {
+        Some(bytes) => RedbHost::open_with_cache(path, bytes),
+        None => RedbHost::open_path(path),
+    }
+    .expect("the redb file opens")
 }
 /// Records written to the host per `apply` while filling.
 const FILL_BATCH: u64 = 10_000;
@@ -80,12 +125,6 @@ const CLIENTS: usize = 16;
 /// not the last round's (a write does not carry the same few records'
 /// rows again and again).
 const POOL: usize = 1280;
-
-fn live() -> i64 {
-    let s = GLOBAL.stats();
-    // stats_alloc folds a realloc's growth or shrink into these two.
-    s.bytes_allocated as i64 - s.bytes_deallocated as i64
-}
 
 fn spread_id(i: u64) -> RecordId {
     RecordId(Sha256::digest(i.to_be_bytes()).into())
@@ -100,35 +139,66 @@ enum Call {
         Sender<Result<Vec<Option<Vec<u8>>>, HostError>>,
     ),
     Apply(Vec<HostOp>, Sender<Result<(), HostError>>),
-    /// Report the thread's CPU time so far.
-    Time(Sender<Duration>),
+    /// Report the thread's CPU time so far, and the part spent writing.
+    Time(Sender<(Duration, Duration)>),
+}
+
+/// What the host answers is copied into the node's memory (as an HSM
+/// copies what its host hands it) and the host's buffers are freed: the
+/// node's count holds only what the node keeps.
+fn copied<T: Clone>(answer: Result<T, HostError>) -> Result<T, HostError> {
+    // The clone is made on the node's thread, so it is the node's; the
+    // host's `answer` is freed here, off the host's count.
+    let mine = answer.clone();
+    drop(answer);
+    mine
 }
 
 /// A host whose every call runs on a thread of its own, so that the
 /// node's thread's CPU time is the node's work alone (an HSM's host does
 /// its lookups and writes on its own CPU).
-struct ThreadHost(Sender<Call>);
+struct ThreadHost(Sender<Call>, AllocationGroupId);
 
 impl ThreadHost {
-    fn spawn(mut host: RedbHost) -> Self {
+    /// Opens the disk at `path` on a thread of its own, in an allocation
+    /// group of its own: redb's cache and structures are the host's memory.
+    fn spawn(path: &std::path::Path) -> Self {
         let (tx, rx) = channel::<Call>();
+        let (group_tx, group_rx) = channel();
+        let path = path.to_path_buf();
         std::thread::spawn(move || {
+            let mut token = AllocationGroupToken::register().expect("an allocation group");
+            let _ = group_tx.send(token.id());
+            let _in_group = token.enter();
+            let mut host = open_host(&path);
             let start = Instant::now();
+            let mut writing = Duration::ZERO;
             for call in rx {
                 match call {
                     Call::Scan(t, reply) => drop(reply.send(host.scan(t))),
                     Call::Get(t, k, reply) => drop(reply.send(host.get(t, &k))),
                     Call::GetMany(keys, reply) => drop(reply.send(host.get_many(&keys))),
-                    Call::Apply(ops, reply) => drop(reply.send(host.apply(&ops))),
-                    Call::Time(reply) => drop(reply.send(start.elapsed())),
+                    Call::Apply(ops, reply) => {
+                        let write = Instant::now();
+                        let done = host.apply(&ops);
+                        writing += write.elapsed();
+                        drop(reply.send(done));
+                    }
+                    Call::Time(reply) => drop(reply.send((start.elapsed(), writing))),
                 }
             }
         });
-        Self(tx)
+        let group = group_rx.recv().expect("the host thread starts");
+        Self(tx, group)
+    }
+
+    /// Live bytes the host thread made (redb's cache and structures).
+    fn heap(&self) -> i64 {
+        live(&self.1)
     }
 
     /// The host thread's CPU time so far.
-    fn time(&self) -> Duration {
+    fn time(&self) -> (Duration, Duration) {
         let (tx, rx) = channel();
         let _ = self.0.send(Call::Time(tx));
         rx.recv().unwrap_or_default()
@@ -143,7 +213,7 @@ impl HostStore for ThreadHost {
     fn scan(&self, table: Table) -> Result<Vec<Row>, HostError> {
         let (tx, rx) = channel();
         self.0.send(Call::Scan(table, tx)).map_err(|_| gone())?;
-        rx.recv().map_err(|_| gone())?
+        copied(rx.recv().map_err(|_| gone())?)
     }
 
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
@@ -151,7 +221,7 @@ impl HostStore for ThreadHost {
         self.0
             .send(Call::Get(table, key.to_vec(), tx))
             .map_err(|_| gone())?;
-        rx.recv().map_err(|_| gone())?
+        copied(rx.recv().map_err(|_| gone())?)
     }
 
     fn get_many(&self, keys: &[(Table, Vec<u8>)]) -> Result<Vec<Option<Vec<u8>>>, HostError> {
@@ -159,7 +229,7 @@ impl HostStore for ThreadHost {
         self.0
             .send(Call::GetMany(keys.to_vec(), tx))
             .map_err(|_| gone())?;
-        rx.recv().map_err(|_| gone())?
+        copied(rx.recv().map_err(|_| gone())?)
     }
 
     fn apply(&mut self, ops: &[HostOp]) -> Result<(), HostError> {
@@ -179,9 +249,7 @@ impl HostStore for ThreadHost {
 fn fill(path: &std::path::Path, secrets: &FleetSecrets, n: u64) -> RecordsState {
     let mut rng = ChaCha20Rng::seed_from_u64(5);
     let key = secrets.fleet_transport_key();
-    let host = SharedHost::new(Box::new(
-        RedbHost::open_with_cache(path, cache()).expect("a temporary redb file"),
-    ));
+    let host = SharedHost::new(Box::new(open_host(path)));
     // Opened first: a disk with record rows and no manifest is refused.
     let (mut sealed, _, _) =
         SealedStore::open(&key, 1, Box::new(host.clone()), None, true).expect("the disk opens");
@@ -315,11 +383,11 @@ struct Running {
 /// Fills a disk with `n` records, starts a node on it, registers the
 /// clients and runs one warm-up block; the heap is counted from just
 /// before the node opens its disk to the end of the warm-up.
-fn start(n: u64, rounds: usize, secrets: &FleetSecrets) -> Running {
+fn start(n: u64, rounds: usize, secrets: &FleetSecrets, node_group: &AllocationGroupId) -> Running {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("node.redb");
     let filled = fill(&path, secrets, n);
-    let before = live();
+    let before = live(node_group);
     let policy = VaultPolicy::insecure_test_only();
     let mut config = NodeConfig::new(1, vec![1], policy);
     config.snapshot_interval = 1000;
@@ -330,9 +398,8 @@ fn start(n: u64, rounds: usize, secrets: &FleetSecrets) -> Running {
         config.records_write_every = every;
     }
     let mut rng = ChaCha20Rng::seed_from_u64(7);
-    let host =
-        ThreadHost::spawn(RedbHost::open_with_cache(&path, cache()).expect("the filled disk"));
-    let host_thread = ThreadHost(host.0.clone());
+    let host = ThreadHost::spawn(&path);
+    let host_thread = ThreadHost(host.0.clone(), host.1.clone());
     let node = Node::open(config, secrets, Box::new(host), None, &mut rng).expect("node");
     assert_eq!(
         node.records_root(),
@@ -402,13 +469,24 @@ fn start(n: u64, rounds: usize, secrets: &FleetSecrets) -> Running {
         .node
         .write_records(&mut rng)
         .expect("the rows are written");
-    running.heap = live() - before;
+    running.heap = live(node_group) - before;
     running
 }
 
-/// `rounds` rounds in which every client recovers once: recoveries per
-/// second of the node's CPU time, and of the node's and host's together.
-fn block(r: &mut Running, rounds: usize) -> (f64, f64) {
+/// One block's figures.
+#[derive(Clone, Copy)]
+struct Rates {
+    /// Recoveries per second of the node's CPU time.
+    node: f64,
+    /// Recoveries per second of the node's and the host's together.
+    both: f64,
+    /// The host's CPU per recovery reading, and writing, in milliseconds.
+    host_read_ms: f64,
+    host_write_ms: f64,
+}
+
+/// `rounds` rounds in which every client recovers once.
+fn block(r: &mut Running, rounds: usize) -> Rates {
     let code = RecoveryCode::new(b"correct horse").expect("code");
     r.single.server = Duration::ZERO;
     let host_before = r.host.time();
@@ -443,11 +521,16 @@ fn block(r: &mut Running, rounds: usize) -> (f64, f64) {
         }
     }
     let node = r.single.server;
-    let host = r.host.time().saturating_sub(host_before);
-    (
-        done as f64 / node.as_secs_f64(),
-        done as f64 / (node + host).as_secs_f64(),
-    )
+    let host_after = r.host.time();
+    let host = host_after.0.saturating_sub(host_before.0);
+    let writing = host_after.1.saturating_sub(host_before.1);
+    let per = |d: Duration| 1e3 * d.as_secs_f64() / done as f64;
+    Rates {
+        node: done as f64 / node.as_secs_f64(),
+        both: done as f64 / (node + host).as_secs_f64(),
+        host_read_ms: per(host.saturating_sub(writing)),
+        host_write_ms: per(writing),
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -469,16 +552,26 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
     const BLOCKS: usize = 5;
+    // The node runs on this thread, in an allocation group of its own;
+    // each host on its own thread and group (ThreadHost::spawn).
+    AllocationRegistry::set_global_tracker(&LIVE).expect("the only tracker");
+    AllocationRegistry::enable_tracking();
+    let mut node_token = AllocationGroupToken::register().expect("an allocation group");
+    let node_group = node_token.id();
+    let _in_node_group = node_token.enter();
     let secrets = FleetSecrets::generate(&mut ChaCha20Rng::seed_from_u64(1));
     println!(
-        "one-member fleet on node.redb (redb cache capped at {} MiB, counted); {CLIENTS} clients x {rounds} recoveries per block, {BLOCKS} blocks per size, the sizes taking turns",
-        cache() >> 20
+        "one-member fleet on node.redb (the host's redb cache {}, counted apart from the node); {CLIENTS} clients x {rounds} recoveries per block, {BLOCKS} blocks per size, the sizes taking turns",
+        cache().map_or("redb's default, as bkv node".into(), |b| format!("capped at {} MiB", b >> 20))
     );
-    let mut nodes: Vec<Running> = sizes.iter().map(|n| start(*n, rounds, &secrets)).collect();
+    let mut nodes: Vec<Running> = sizes
+        .iter()
+        .map(|n| start(*n, rounds, &secrets, &node_group))
+        .collect();
     // The sizes take turns, so that a change in the machine's load falls
     // on all of them; each block's rates against the first size's in the
     // same turn give the ratios, whose median is reported.
-    let mut rates: Vec<Vec<(f64, f64)>> = vec![Vec::new(); nodes.len()];
+    let mut rates: Vec<Vec<Rates>> = vec![Vec::new(); nodes.len()];
     for _ in 0..BLOCKS {
         for (i, r) in nodes.iter_mut().enumerate() {
             rates[i].push(block(r, rounds));
@@ -486,12 +579,15 @@ fn main() {
     }
     for (r, rates) in nodes.iter().zip(&rates) {
         println!(
-            "{:>10} records: node heap {:>6.2} MiB ({} B); recoveries/s (median of {BLOCKS}) of the node's CPU time {:>6.0}, of node + host {:>6.0} ({} live records)",
+            "{:>10} records: node heap {:>6.2} MiB ({} B), host heap {:>7.2} MiB; recoveries/s (median of {BLOCKS}) of the node's CPU time {:>6.0}, of node + host {:>6.0}; host CPU per recovery {:.3} ms reading, {:.3} ms writing ({} live records)",
             r.records,
             r.heap as f64 / (1 << 20) as f64,
             r.heap,
-            median(rates.iter().map(|x| x.0).collect()),
-            median(rates.iter().map(|x| x.1).collect()),
+            r.host.heap() as f64 / (1 << 20) as f64,
+            median(rates.iter().map(|x| x.node).collect()),
+            median(rates.iter().map(|x| x.both).collect()),
+            median(rates.iter().map(|x| x.host_read_ms).collect()),
+            median(rates.iter().map(|x| x.host_write_ms).collect()),
             r.single.node.record_stats().live
         );
     }
@@ -508,8 +604,16 @@ fn main() {
         return;
     };
     for (r, rates) in nodes.iter().zip(&rates).skip(1) {
-        let node: Vec<f64> = rates.iter().zip(first).map(|(x, f)| x.0 / f.0).collect();
-        let both: Vec<f64> = rates.iter().zip(first).map(|(x, f)| x.1 / f.1).collect();
+        let node: Vec<f64> = rates
+            .iter()
+            .zip(first)
+            .map(|(x, f)| x.node / f.node)
+            .collect();
+        let both: Vec<f64> = rates
+            .iter()
+            .zip(first)
+            .map(|(x, f)| x.both / f.both)
+            .collect();
         println!(
             "at {} records the node's recoveries/s are {:.1}% of those at {} (median of the turns {:?}; acceptance: at least 80%); node + host {:.1}%",
             r.records,
