@@ -384,6 +384,12 @@ fn run_one_node(args: &NodeArgs) -> Result<(), Failure> {
     can_listen(own, "this node's peer address")?;
     can_listen(args.listen, "this node's client address")?;
     secret::create_private_dir(&args.data)?;
+    // SIGTERM or SIGINT is a planned stop: the node writes the record rows
+    // that wait in its memory before it exits (SPEC.md §22.2).
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .map_err(|e| Failure::other(format!("cannot handle SIGTERM/SIGINT: {e}")))?;
     let options = NodeOptions {
         id: args.id,
         peers,
@@ -396,6 +402,7 @@ fn run_one_node(args: &NodeArgs) -> Result<(), Failure> {
         tick: Duration::from_millis(args.tick_ms.max(1)),
         nvram: args.nvram.clone(),
         anchors,
+        stop: Some(stop.clone()),
     };
     if let Some(path) = &args.nvram {
         eprintln!(
@@ -410,17 +417,27 @@ fn run_one_node(args: &NodeArgs) -> Result<(), Failure> {
         args.listen,
         format_range(records)
     );
-    run_node(options, &secrets).map_err(|e| {
-        let text = fleet_error(&e);
-        if text.contains("in use") {
-            Failure::other(format!(
-                "{text} (peer address {own}, client address {})",
-                args.listen
-            ))
-        } else {
-            Failure::other(text)
-        }
-    })
+    run_node(options, &secrets)
+        .map(|()| {
+            if stop.load(Ordering::SeqCst) {
+                eprintln!(
+                    "node {} stopped on a signal, its waiting record rows written to {}",
+                    args.id,
+                    args.data.join("node.redb").display()
+                );
+            }
+        })
+        .map_err(|e| {
+            let text = fleet_error(&e);
+            if text.contains("in use") {
+                Failure::other(format!(
+                    "{text} (peer address {own}, client address {})",
+                    args.listen
+                ))
+            } else {
+                Failure::other(text)
+            }
+        })
 }
 
 /// A fleet error's text without the doubled prefixes of the layers
@@ -504,8 +521,31 @@ pub fn prepare_fleet(
 /// The node processes of `fleet up`; dropping them stops them all.
 struct Nodes(Vec<(String, String, Child)>);
 
+/// How long `fleet up` gives its nodes to stop on SIGTERM (a node lets
+/// the requests in flight finish, up to 5 s, then writes the record rows
+/// that wait) before it kills them.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
 impl Drop for Nodes {
     fn drop(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        // A planned stop first. Every child here is still ours (not yet
+        // waited for), so its pid cannot have been reused.
+        for (_, _, child) in &mut self.0 {
+            if let Ok(pid) = i32::try_from(child.id()) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline
+            && self
+                .0
+                .iter_mut()
+                .any(|(_, _, child)| matches!(child.try_wait(), Ok(None)))
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         for (_, _, child) in &mut self.0 {
             let _ = child.kill();
         }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use backup_key_vault::{FleetSecrets, OsRng};
 use bkv_fleet::net::FleetClient;
+use bkv_fleet::platform::HostStore as _;
 
 const BKV: &str = env!("CARGO_BIN_EXE_bkv");
 
@@ -227,6 +228,37 @@ fn nodes_on_distinct_addresses_serve_limit_bodies_and_count() {
         assert!(metric(s, "bkv_node_raft_commit_index") >= 3, "{s}");
         assert!(metric(s, "bkv_node_disk_write_seconds_count") >= 1, "{s}");
         assert_eq!(metric(s, "bkv_node_rollbacks_detected_total"), 0, "{s}");
+    }
+
+    // A planned stop: on SIGTERM each node writes the record rows that
+    // wait in its memory (far fewer entries than `records_write_every`
+    // came, so none were on disk) and exits 0. Alice's slot is then on
+    // every node's disk.
+    let mut nodes = nodes;
+    for child in &nodes.0 {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (i, child) in nodes.0.iter_mut().enumerate() {
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not stop on SIGTERM",
+                i + 1
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "node {}: {status}", i + 1);
+        let disk = bkv_fleet::disk::RedbHost::open_path(
+            &dir.path().join(format!("node-{}", i + 1)).join("node.redb"),
+        )
+        .unwrap();
+        let slots = disk.scan(bkv_fleet::platform::Table::Slots).unwrap();
+        assert_eq!(slots.len(), 1, "node {}: alice's slot on disk", i + 1);
     }
     drop(nodes);
 }

@@ -91,6 +91,22 @@ pub struct NodeOptions {
     /// under to be installed (SPEC.md §17). `None`: the node installs no
     /// bundle and hands none out.
     pub anchors: Option<TrustAnchors>,
+    /// A planned stop: once this is set (by a signal handler, say), the
+    /// node writes the record rows that wait in its memory
+    /// ([`Node::write_records`]), so that its next start replays nothing,
+    /// stops its client front and [`run_node`] returns `Ok`. `None`: the
+    /// node runs until its process ends.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// Why [`drive`] returned.
+enum Stopped {
+    /// [`NodeOptions::stop`] was set.
+    Asked,
+    /// The engine refused to go on.
+    Faulted,
+    /// Every input sender is gone.
+    Disconnected,
 }
 
 /// Name of the file, in the node's data directory, that keeps the
@@ -378,9 +394,38 @@ pub fn run_node(options: NodeOptions, secrets: &FleetSecrets) -> Result<(), Flee
         senders.insert(*id, s);
     }
     drop(tx);
-    drive(&mut node, &rx, &senders, options.tick, &mut rng, &bundles);
+    let stopped = drive(
+        &mut node,
+        &rx,
+        &senders,
+        options.tick,
+        &mut rng,
+        &bundles,
+        options.stop.as_deref(),
+    );
     shutdown.shutdown();
-    Ok(())
+    match stopped {
+        Stopped::Asked => {
+            // What a restart would otherwise replay from the log. If the
+            // write fails, the rows are rebuilt from the log at the next
+            // start (SPEC.md §22.2): nothing is lost, the stop goes on.
+            match node.write_records(&mut rng) {
+                Ok(()) => tracing::info!(
+                    node = node.id(),
+                    applied = node.applied_index(),
+                    "node stopped on request: the record rows that waited are written"
+                ),
+                Err(e) => tracing::warn!(
+                    node = node.id(),
+                    error = %e,
+                    "node stopped on request; writing the record rows that waited failed: the next start rebuilds them from the log"
+                ),
+            }
+            Ok(())
+        }
+        Stopped::Faulted => Err(FleetError::Faulted),
+        Stopped::Disconnected => Ok(()),
+    }
 }
 
 /// Ticks in `deadline` at `tick` per tick (at least one).
@@ -409,19 +454,24 @@ fn drive(
     tick: Duration,
     rng: &mut OsRng,
     bundles: &BundleStore,
-) {
+    stop: Option<&AtomicBool>,
+) -> Stopped {
     let started = Instant::now();
     let mut next_tick = Instant::now() + tick;
     let mut waiting: BTreeMap<u64, oneshot::Sender<Vec<u8>>> = BTreeMap::new();
     let mut next_tag = 0u64;
     let mut seen = Seen::of(node);
     loop {
+        // Checked at least once a tick: the receive below waits no longer.
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            return Stopped::Asked;
+        }
         let now_ms = started.elapsed().as_millis() as u64;
         let timeout = next_tick.saturating_duration_since(Instant::now());
         let first = match rx.recv_timeout(timeout) {
             Ok(input) => Some(input),
             Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Disconnected) => return Stopped::Disconnected,
         };
         // Group commit: take every input already queued (up to a bound)
         // before one `drive`, so one Ready (one disk write, one fsync)
@@ -463,7 +513,7 @@ fn drive(
                 applied = node.applied_index(),
                 "node stopped: restart it; it recovers from its disk and the peers"
             );
-            return;
+            return Stopped::Faulted;
         }
         let out = node.take_output();
         for (to, bytes) in out.messages {
