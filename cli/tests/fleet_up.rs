@@ -164,7 +164,7 @@ fn fleet_up_refuses_bad_sizes_fails_on_busy_ports_and_stops_on_sigterm() {
     assert!(killed.success());
     wait_bounded(first.0.as_mut().unwrap(), Duration::from_secs(30));
     first.0 = None;
-    // No node process is left (each was killed and reaped).
+    // No node process is left (each was stopped and reaped).
     for node in &nodes {
         assert!(
             !Path::new(&format!("/proc/{node}")).exists(),

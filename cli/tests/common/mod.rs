@@ -64,13 +64,25 @@ pub fn text(out: &Output) -> String {
     )
 }
 
-/// A child process, killed and reaped when dropped.
+/// A child process, stopped and reaped when dropped.
 pub struct Process(pub Option<Child>);
 
 impl Process {
-    /// Kills and reaps it now.
+    /// Stops it as an operator would, with SIGTERM, and reaps it; kills it
+    /// if it is still running 15 s later. (`bkv fleet up` stops its nodes
+    /// on SIGTERM; killed outright, it would leave them running.)
     pub fn stop(&mut self) {
         if let Some(mut c) = self.0.take() {
+            if let Ok(pid) = i32::try_from(c.id()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+            while std::time::Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
