@@ -521,9 +521,9 @@ pub fn prepare_fleet(
 /// The node processes of `fleet up`; dropping them stops them all.
 struct Nodes(Vec<(String, String, Child)>);
 
-/// How long `fleet up` gives its nodes to stop on SIGTERM (a node lets
-/// the requests in flight finish, up to 5 s, then writes the record rows
-/// that wait) before it kills them.
+/// How long `fleet up` gives its nodes to stop on SIGTERM (a node stops
+/// its client front, which may wait up to 5 s for connections in flight,
+/// and writes the record rows that wait) before it kills them.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 impl Drop for Nodes {
