@@ -343,7 +343,9 @@ fn can_listen(addr: SocketAddr, what: &str) -> Result<(), Failure> {
     })
 }
 
-/// Checks every argument, then runs one member until killed.
+/// Checks every argument, then runs one member until it is killed, stopped
+/// by a signal (SIGTERM, SIGINT or SIGHUP: exit 0 once the record rows
+/// that wait are written) or faults (exit 1).
 pub fn node(args: &NodeArgs) -> ExitCode {
     exit::finish("bkv node", run_one_node(args))
 }
@@ -384,8 +386,9 @@ fn run_one_node(args: &NodeArgs) -> Result<(), Failure> {
     can_listen(own, "this node's peer address")?;
     can_listen(args.listen, "this node's client address")?;
     secret::create_private_dir(&args.data)?;
-    // SIGTERM or SIGINT is a planned stop: the node writes the record rows
-    // that wait in its memory before it exits (SPEC.md §22.2).
+    // SIGTERM, SIGINT or SIGHUP (ctrlc's "termination" set, as for `fleet
+    // up` and `auditor serve`) is a planned stop: the node writes the
+    // record rows that wait in its memory before it exits (SPEC.md §22.2).
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
@@ -521,18 +524,23 @@ pub fn prepare_fleet(
 /// The node processes of `fleet up`; dropping them stops them all.
 struct Nodes(Vec<(String, String, Child)>);
 
-/// How long `fleet up` gives its nodes to stop on SIGTERM (a node stops
-/// its client front, which may wait up to 5 s for connections in flight,
-/// and writes the record rows that wait) before it kills them.
+/// How long `fleet up` gives its nodes to stop on SIGTERM (a node answers
+/// what it has queued `Unavailable`, waits up to 5 s for its client
+/// front's connections in flight, and writes the record rows that wait)
+/// before it kills them.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 impl Drop for Nodes {
     fn drop(&mut self) {
         use nix::sys::signal::{kill, Signal};
         use nix::unistd::Pid;
-        // A planned stop first. Every child here is still ours (not yet
-        // waited for), so its pid cannot have been reused.
+        // A planned stop first, for the children still running: one not
+        // yet reaped keeps its pid, so the signal cannot reach another
+        // process (a reaped child's status is remembered by `try_wait`).
         for (_, _, child) in &mut self.0 {
+            if !matches!(child.try_wait(), Ok(None)) {
+                continue;
+            }
             if let Ok(pid) = i32::try_from(child.id()) {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
             }

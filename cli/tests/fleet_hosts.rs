@@ -231,9 +231,11 @@ fn nodes_on_distinct_addresses_serve_limit_bodies_and_count() {
     }
 
     // A planned stop: on SIGTERM each node writes the record rows that
-    // wait in its memory (far fewer entries than `records_write_every`
-    // came, so none were on disk) and exits 0. Alice's slot is then on
-    // every node's disk.
+    // wait in its memory and exits 0. Alice's slot is then on every
+    // node's disk. Before the stop it was on none: bkv node writes record
+    // rows every `records_write_every` entries (64 by default,
+    // `bkv_fleet::node::RECORDS_WRITE_EVERY`), and fewer than ten entries
+    // were applied above.
     let mut nodes = nodes;
     for child in &nodes.0 {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());

@@ -164,6 +164,18 @@ fn fleet_up_refuses_bad_sizes_fails_on_busy_ports_and_stops_on_sigterm() {
     assert!(killed.success());
     wait_bounded(first.0.as_mut().unwrap(), Duration::from_secs(30));
     first.0 = None;
+    // Each node still running stopped as planned (it wrote the record rows
+    // that waited), not killed after fleet up's grace: nodes 1 and 2 say
+    // so on the stderr they share with fleet up (node 3 was killed above).
+    let mut said = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Ok(line) = err_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        said.push(line);
+    }
+    for id in [1, 2] {
+        let planned = format!("node {id} stopped on a signal");
+        assert!(said.iter().any(|l| l.contains(&planned)), "{said:#?}");
+    }
     // No node process is left (each was stopped and reaped).
     for node in &nodes {
         assert!(

@@ -312,7 +312,9 @@ fn write_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Runs a node until the process ends.
+/// Runs a node: until its process ends, or until [`NodeOptions::stop`] is
+/// set (then `Ok`, the rows that waited written; `Err` if they could not
+/// be), or until the node faults (`Err(FleetError::Faulted)`).
 pub fn run_node(options: NodeOptions, secrets: &FleetSecrets) -> Result<(), FleetError> {
     std::fs::create_dir_all(&options.data_dir).map_err(io_err)?;
     let disk_stats = Arc::new(DiskStats::default());
@@ -378,7 +380,7 @@ pub fn run_node(options: NodeOptions, secrets: &FleetSecrets) -> Result<(), Flee
     let front = Front::bind(options.listen).map_err(FleetError::Io)?;
     let shutdown = front.shutdown_handle();
     let handler = client_handler(tx.clone(), disk_stats, options.anchors.clone());
-    thread::spawn(move || {
+    let front_thread = thread::spawn(move || {
         if let Err(e) = front.run(client_limits(), handler) {
             tracing::error!(error = %e, "the client front stopped");
         }
@@ -403,25 +405,39 @@ pub fn run_node(options: NodeOptions, secrets: &FleetSecrets) -> Result<(), Flee
         &bundles,
         options.stop.as_deref(),
     );
+    // Requests still queued hold their reply channels: dropped here, so
+    // that their clients are answered `Unavailable` before the front
+    // closes; the front then finishes the connections in flight (within
+    // its grace, `client_limits`).
+    drop(rx);
     shutdown.shutdown();
+    if front_thread.join().is_err() {
+        tracing::error!(node = node.id(), "the client front's thread panicked");
+    }
     match stopped {
         Stopped::Asked => {
-            // What a restart would otherwise replay from the log. If the
-            // write fails, the rows are rebuilt from the log at the next
-            // start (SPEC.md §22.2): nothing is lost, the stop goes on.
+            // What a restart would otherwise replay from the log. A write
+            // that fails loses nothing (the next start rebuilds the rows
+            // from the log, SPEC.md §22.2), but the disk failed: the stop
+            // says so.
             match node.write_records(&mut rng) {
-                Ok(()) => tracing::info!(
-                    node = node.id(),
-                    applied = node.applied_index(),
-                    "node stopped on request: the record rows that waited are written"
-                ),
-                Err(e) => tracing::warn!(
-                    node = node.id(),
-                    error = %e,
-                    "node stopped on request; writing the record rows that waited failed: the next start rebuilds them from the log"
-                ),
+                Ok(()) => {
+                    tracing::info!(
+                        node = node.id(),
+                        applied = node.applied_index(),
+                        "node stopped on request: the record rows that waited are written"
+                    );
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::error!(
+                        node = node.id(),
+                        error = %e,
+                        "node stopped on request; writing the record rows that waited failed: the next start rebuilds them from the log"
+                    );
+                    Err(e)
+                }
             }
-            Ok(())
         }
         Stopped::Faulted => Err(FleetError::Faulted),
         Stopped::Disconnected => Ok(()),

@@ -73,7 +73,10 @@ impl Process {
     /// on SIGTERM; killed outright, it would leave them running.)
     pub fn stop(&mut self) {
         if let Some(mut c) = self.0.take() {
-            if let Ok(pid) = i32::try_from(c.id()) {
+            // Only a child still running (not reaped: its pid is still its
+            // own) is signalled.
+            let running = matches!(c.try_wait(), Ok(None));
+            if let (true, Ok(pid)) = (running, i32::try_from(c.id())) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGTERM,
