@@ -9,9 +9,12 @@
 //! registrations), then a one-member fleet starts on it, and 1,280 real
 //! records are registered through it and recovered, 16 clients at a time,
 //! each round the next 16 (more than the node caches, so recoveries read
-//! from the host), `BKV_SCALE_ROUNDS` (default 20) rounds per block. The
+//! from the host), `BKV_SCALE_ROUNDS` (default 32) rounds per block. The
 //! node writes its record rows every `records_write_every` entries (its
-//! default; `BKV_SCALE_WRITE_EVERY` sets it). The sizes take turns, five blocks each,
+//! default, 64: a round is two entries; `BKV_SCALE_WRITE_EVERY` sets it),
+//! and each block starts with none waiting and ends by writing its own,
+//! timed, so that each block pays for one write of its own rows. The
+//! sizes take turns, five blocks each,
 //! and each turn's rates are compared with the first size's in the same
 //! turn (the median is reported), so that a change in the machine's load
 //! falls on all of them.
@@ -33,8 +36,10 @@
 //!   the node's thread is timed. And with the host's: that thread's CPU
 //!   time (redb's lookups and writes, which an HSM's host does on its own
 //!   CPU), with both together as what one machine running both would do;
-//!   the host's CPU per recovery is also given, reading and writing. The
-//!   clients' work is not timed, nor time spent waiting for redb's fsyncs.
+//!   the host's CPU per recovery is also given, reading and writing, and
+//!   the bytes it writes per recovery (Linux's `wchar`: redb's pages,
+//!   what a node's disk must take). The clients' work is not timed, nor
+//!   time spent waiting for redb's fsyncs.
 //!
 //! `cargo bench -p bkv-fleet --bench scale`. The disk goes to the system's
 //! temporary directory (about 1.5 GB a million records), and filling holds
@@ -119,6 +124,12 @@ fn open_host(path: &std::path::Path) -> RedbHost {
 /// Records written to the host per `apply` while filling.
 const FILL_BATCH: u64 = 10_000;
 const CLIENTS: usize = 16;
+/// Rounds per block by default: 32 rounds are 64 entries (one for each
+/// round's requests and one for their answers' second messages), one
+/// write cycle at the node's default `records_write_every`
+/// ([`bkv_fleet::node::RECORDS_WRITE_EVERY`]), so the block's closing
+/// write is the one the node would make anyway.
+const ROUNDS: usize = 32;
 /// Records registered for real and recovered, `CLIENTS` a round, in turn:
 /// more than the node caches ([`bkv_fleet::node::RECORD_CACHE`]), so that
 /// recoveries read their records from the host, and a round's records are
@@ -139,8 +150,9 @@ enum Call {
         Sender<Result<Vec<Option<Vec<u8>>>, HostError>>,
     ),
     Apply(Vec<HostOp>, Sender<Result<(), HostError>>),
-    /// Report the thread's CPU time so far, and the part spent writing.
-    Time(Sender<(Duration, Duration)>),
+    /// Report the thread's CPU time so far, the part spent writing, and
+    /// the bytes it has handed the kernel to write.
+    Time(Sender<HostTime>),
 }
 
 /// What the host answers is copied into the node's memory (as an HSM
@@ -152,6 +164,28 @@ fn copied<T: Clone>(answer: Result<T, HostError>) -> Result<T, HostError> {
     let mine = answer.clone();
     drop(answer);
     mine
+}
+
+/// What the host thread has done so far.
+#[derive(Clone, Copy, Default)]
+struct HostTime {
+    /// Its CPU time.
+    cpu: Duration,
+    /// The part of it spent in `apply` (writing).
+    writing: Duration,
+    /// Bytes it has passed to `write`-like system calls (Linux's
+    /// `wchar`): redb's pages, before the kernel writes them to the disk;
+    /// `None` where `/proc/thread-self/io` cannot be read.
+    written: Option<u64>,
+}
+
+/// Bytes this thread has passed to `write`-like system calls so far
+/// (`wchar` in Linux's `/proc/thread-self/io`).
+fn written_bytes() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/thread-self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// A host whose every call runs on a thread of its own, so that the
@@ -184,7 +218,11 @@ impl ThreadHost {
                         writing += write.elapsed();
                         drop(reply.send(done));
                     }
-                    Call::Time(reply) => drop(reply.send((start.elapsed(), writing))),
+                    Call::Time(reply) => drop(reply.send(HostTime {
+                        cpu: start.elapsed(),
+                        writing,
+                        written: written_bytes(),
+                    })),
                 }
             }
         });
@@ -197,8 +235,8 @@ impl ThreadHost {
         live(&self.1)
     }
 
-    /// The host thread's CPU time so far.
-    fn time(&self) -> (Duration, Duration) {
+    /// The host thread's CPU time so far, and what it wrote.
+    fn time(&self) -> HostTime {
         let (tx, rx) = channel();
         let _ = self.0.send(Call::Time(tx));
         rx.recv().unwrap_or_default()
@@ -483,11 +521,23 @@ struct Rates {
     /// The host's CPU per recovery reading, and writing, in milliseconds.
     host_read_ms: f64,
     host_write_ms: f64,
+    /// Bytes the host wrote per recovery (its pages: the log's, the
+    /// manifest's and the record rows'), where the system says.
+    host_written: Option<f64>,
 }
 
-/// `rounds` rounds in which every client recovers once.
+/// `rounds` rounds in which every client recovers once, and the write of
+/// the record rows they changed. The block starts with no row waiting
+/// (written, untimed) and ends by writing its own (timed), so that every
+/// block pays for exactly one write of exactly its rows: without this a
+/// block's figure depended on whether the node's write cycle
+/// (`records_write_every` entries, two per round) fell inside it.
 fn block(r: &mut Running, rounds: usize) -> Rates {
     let code = RecoveryCode::new(b"correct horse").expect("code");
+    r.single
+        .node
+        .write_records(&mut r.single.rng)
+        .expect("the rows are written");
     r.single.server = Duration::ZERO;
     let host_before = r.host.time();
     let mut done = 0u64;
@@ -520,16 +570,26 @@ fn block(r: &mut Running, rounds: usize) -> Rates {
             done += 1;
         }
     }
-    let node = r.single.server;
+    let write = Instant::now();
+    r.single
+        .node
+        .write_records(&mut r.single.rng)
+        .expect("the rows are written");
+    let node = r.single.server + write.elapsed();
     let host_after = r.host.time();
-    let host = host_after.0.saturating_sub(host_before.0);
-    let writing = host_after.1.saturating_sub(host_before.1);
+    let host = host_after.cpu.saturating_sub(host_before.cpu);
+    let writing = host_after.writing.saturating_sub(host_before.writing);
+    let written = host_after
+        .written
+        .zip(host_before.written)
+        .map(|(a, b)| a.saturating_sub(b) as f64 / done as f64);
     let per = |d: Duration| 1e3 * d.as_secs_f64() / done as f64;
     Rates {
         node: done as f64 / node.as_secs_f64(),
         both: done as f64 / (node + host).as_secs_f64(),
         host_read_ms: per(host.saturating_sub(writing)),
         host_write_ms: per(writing),
+        host_written: written,
     }
 }
 
@@ -550,7 +610,7 @@ fn main() {
     let rounds = std::env::var("BKV_SCALE_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(ROUNDS);
     const BLOCKS: usize = 5;
     // The node runs on this thread, in an allocation group of its own;
     // each host on its own thread and group (ThreadHost::spawn).
@@ -579,7 +639,7 @@ fn main() {
     }
     for (r, rates) in nodes.iter().zip(&rates) {
         println!(
-            "{:>10} records: node heap {:>6.2} MiB ({} B), host heap {:>7.2} MiB; recoveries/s (median of {BLOCKS}) of the node's CPU time {:>6.0}, of node + host {:>6.0}; host CPU per recovery {:.3} ms reading, {:.3} ms writing ({} live records)",
+            "{:>10} records: node heap {:>6.2} MiB ({} B), host heap {:>7.2} MiB; recoveries/s (median of {BLOCKS}) of the node's CPU time {:>6.0}, of node + host {:>6.0}; host CPU per recovery {:.3} ms reading, {:.3} ms writing; host writes {} per recovery ({} live records)",
             r.records,
             r.heap as f64 / (1 << 20) as f64,
             r.heap,
@@ -588,6 +648,14 @@ fn main() {
             median(rates.iter().map(|x| x.both).collect()),
             median(rates.iter().map(|x| x.host_read_ms).collect()),
             median(rates.iter().map(|x| x.host_write_ms).collect()),
+            rates
+                .iter()
+                .map(|x| x.host_written)
+                .collect::<Option<Vec<f64>>>()
+                .map_or("(not known here)".into(), |w| format!(
+                    "{:.1} KiB",
+                    median(w) / 1024.0
+                )),
             r.single.node.record_stats().live
         );
     }
