@@ -435,6 +435,12 @@ fn start(n: u64, rounds: usize, secrets: &FleetSecrets, node_group: &AllocationG
     {
         config.records_write_every = every;
     }
+    if let Some(rows) = std::env::var("BKV_SCALE_STAGED_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.records_staged_rows = rows;
+    }
     let mut rng = ChaCha20Rng::seed_from_u64(7);
     let host = ThreadHost::spawn(&path);
     let host_thread = ThreadHost(host.0.clone(), host.1.clone());
@@ -460,7 +466,10 @@ fn start(n: u64, rounds: usize, secrets: &FleetSecrets, node_group: &AllocationG
     let mut rng = ChaCha20Rng::seed_from_u64(11);
     let client = ClientConfig::insecure_test_only(secrets.public_keys());
     let code = RecoveryCode::new(b"correct horse").expect("code");
-    let ids: Vec<RecordId> = (0..POOL as u64).map(|i| spread_id(u64::MAX - i)).collect();
+    // A block's records are all different (none of its rows is written
+    // twice in its one write), whatever the rounds.
+    let pool = POOL.max(CLIENTS * rounds);
+    let ids: Vec<RecordId> = (0..pool as u64).map(|i| spread_id(u64::MAX - i)).collect();
     for chunk in ids.chunks(CLIENTS) {
         let (states, requests): (Vec<_>, Vec<_>) = chunk
             .iter()
