@@ -526,6 +526,7 @@ fn drive(
             tracing::error!(
                 node = node.id(),
                 reason = node.fault_reason().unwrap_or("unknown"),
+                error = node.fault_detail().unwrap_or("none"),
                 applied = node.applied_index(),
                 "node stopped: restart it; it recovers from its disk and the peers"
             );

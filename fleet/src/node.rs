@@ -444,6 +444,9 @@ pub struct Node {
     counters: NodeCounters,
     faulted: bool,
     fault_reason: Option<&'static str>,
+    /// What the failure that made the node fault said, where a write to
+    /// its host or NVRAM failed (its text names the file).
+    fault_detail: Option<String>,
     /// The node reset its log and records after its host's record rows
     /// did not check (§8.5).
     records_reset: bool,
@@ -640,6 +643,7 @@ impl Node {
             counters,
             faulted: false,
             fault_reason: None,
+            fault_detail: None,
             records_reset: false,
             prepared_at: 0,
             disk_rejection,
@@ -665,6 +669,19 @@ impl Node {
     /// Why the node faulted, if it did.
     pub fn fault_reason(&self) -> Option<&'static str> {
         self.fault_reason
+    }
+
+    /// What the failed write that made the node fault said (the host's or
+    /// the NVRAM's error, which names the file), if a write did.
+    pub fn fault_detail(&self) -> Option<&str> {
+        self.fault_detail.as_deref()
+    }
+
+    /// Keeps the first failed write's error for [`Self::fault_detail`].
+    fn note_failure(&mut self, e: &FleetError) {
+        if self.fault_detail.is_none() {
+            self.fault_detail = Some(e.to_string());
+        }
     }
 
     /// Why the disk this node started from was refused, if it was (§22.1).
@@ -793,7 +810,8 @@ impl Node {
     fn records_refused<R: RngCore + CryptoRng>(&mut self, rng: &mut R) {
         self.vault.store_mut().store.host_mut().clear_staged();
         self.records_reset = true;
-        if self.store.reset_log_and_records(rng).is_err() {
+        if let Err(e) = self.store.reset_log_and_records(rng) {
+            self.note_failure(&e);
             self.fault("the host's record rows did not check, and the reset could not be written");
             return;
         }
@@ -1191,7 +1209,8 @@ impl Node {
             self.counters.rollbacks_detected += 1;
             let seen = self.link.incarnation().max(opened.acknowledged_incarnation);
             let incarnation = seen.saturating_add(1);
-            if self.store.set_incarnation(rng, incarnation).is_err() {
+            if let Err(e) = self.store.set_incarnation(rng, incarnation) {
+                self.note_failure(&e);
                 self.fault("could not persist a new incarnation");
                 return;
             }
@@ -1587,7 +1606,8 @@ impl Node {
                 peer_incarnations: &peer_incarnations,
             },
         );
-        if written.is_err() {
+        if let Err(e) = written {
+            self.note_failure(&e);
             return Err(());
         }
         if let Some(at) = installed {
@@ -1691,7 +1711,8 @@ impl Node {
                 ..Write::default()
             },
         );
-        if written.is_err() {
+        if let Err(e) = written {
+            self.note_failure(&e);
             // What is kept may now be ahead of the disk: dropped with the
             // node's run (it starts again from its disk).
             self.vault.store_mut().store.host_mut().clear_staged();
@@ -1821,7 +1842,8 @@ impl Node {
                 ..Write::default()
             },
         );
-        if written.is_err() {
+        if let Err(e) = written {
+            self.note_failure(&e);
             self.fault("a snapshot could not be persisted");
             return;
         }

@@ -336,12 +336,20 @@ impl Nvram for FileNvram {
         if bytes.len() > NVRAM_MAX {
             return Err(HostError("NVRAM content too large".into()));
         }
-        let err = |e: std::io::Error| HostError(format!("{}: {e}", self.path.display()));
+        // Each error names the file it happened to: the temporary one
+        // until the rename, which names both.
         let tmp = self.path.with_extension("tmp");
+        let err = |e: std::io::Error| HostError(format!("{}: {e}", tmp.display()));
         let mut f = std::fs::File::create(&tmp).map_err(err)?;
         f.write_all(bytes).map_err(err)?;
         f.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, &self.path).map_err(err)?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| {
+            HostError(format!(
+                "renaming {} to {}: {e}",
+                tmp.display(),
+                self.path.display()
+            ))
+        })?;
         if let Some(dir) = self.path.parent() {
             if let Ok(d) = std::fs::File::open(dir) {
                 let _ = d.sync_all();
