@@ -445,7 +445,8 @@ pub struct Node {
     faulted: bool,
     fault_reason: Option<&'static str>,
     /// What the failure that made the node fault said, where a write to
-    /// its host or NVRAM failed (its text names the file).
+    /// its host or NVRAM, or a read of its record rows, failed (its text
+    /// names the file).
     fault_detail: Option<String>,
     /// The node reset its log and records after its host's record rows
     /// did not check (§8.5).
@@ -671,13 +672,14 @@ impl Node {
         self.fault_reason
     }
 
-    /// What the failed write that made the node fault said (the host's or
-    /// the NVRAM's error, which names the file), if a write did.
+    /// What the failed write or read that made the node fault said (the
+    /// host's or the NVRAM's error, which names the file), if one did.
     pub fn fault_detail(&self) -> Option<&str> {
         self.fault_detail.as_deref()
     }
 
-    /// Keeps the first failed write's error for [`Self::fault_detail`].
+    /// Keeps the first failed write's or read's error for
+    /// [`Self::fault_detail`].
     fn note_failure(&mut self, e: &FleetError) {
         if self.fault_detail.is_none() {
             self.fault_detail = Some(e.to_string());
@@ -1801,6 +1803,9 @@ impl Node {
                         // The host could not read its disk: unavailable,
                         // not a lie. The node stops; started again, it
                         // applies the log from the tree on its disk.
+                        if let Some(e) = self.vault.store().store.host().take_read_error() {
+                            self.note_failure(&FleetError::Disk(e));
+                        }
                         self.fault("the host could not read the record rows");
                     }
                     return;

@@ -182,6 +182,9 @@ pub struct HostRecords<H> {
     slots: BTreeMap<RecordId, Zeroizing<Vec<u8>>>,
     refused: Cell<u64>,
     last_refusal: Cell<Option<RowRefusal>>,
+    /// The host's error for the last read it could not make (its text
+    /// names the file), for the node's log when it stops on it.
+    read_error: RefCell<Option<String>>,
     /// How deep the rows read in one round trip go: a little past the
     /// deepest path lately (paths are about log2(records) + 1 deep).
     depth_hint: Cell<usize>,
@@ -288,6 +291,7 @@ impl<H: HostStore> HostRecords<H> {
             slots: BTreeMap::new(),
             refused: Cell::new(0),
             last_refusal: Cell::new(None),
+            read_error: RefCell::new(None),
             depth_hint: Cell::new(MIN_DEPTH_HINT),
             seen_rows: RefCell::new(Recent::new(SEEN_ROWS)),
             seen_slots: RefCell::new(Recent::new(SEEN_SLOTS)),
@@ -297,6 +301,24 @@ impl<H: HostStore> HostRecords<H> {
     /// The host, for inspection.
     pub fn host(&self) -> &H {
         &self.host
+    }
+
+    /// The host's error for the last read it could not make since this
+    /// was last taken, if one failed: a disk that cannot be read, not a
+    /// host that lies (that is a refusal, [`Self::refused`]).
+    pub fn take_read_error(&self) -> Option<String> {
+        self.read_error
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut last| last.take())
+    }
+
+    /// Keeps a failed read's error and gives the store's opaque one.
+    fn unreadable(&self, e: crate::platform::HostError) -> StoreError {
+        if let Ok(mut last) = self.read_error.try_borrow_mut() {
+            *last = Some(e.0);
+        }
+        StoreError
     }
 
     /// Records whose rows could not be read as a path and a slot so far.
@@ -515,7 +537,7 @@ impl<H: HostStore> HostRecords<H> {
                 asked = self
                     .host
                     .get(Table::Tree, &tree_row_key(key))
-                    .map_err(|_| StoreError)?;
+                    .map_err(|e| self.unreadable(e))?;
                 asked.as_deref()
             }
         };
@@ -547,7 +569,7 @@ impl<H: HostStore> HostRecords<H> {
                 }
                 self.host
                     .get(Table::Slots, id.as_bytes())
-                    .map_err(|_| StoreError)?
+                    .map_err(|e| self.unreadable(e))?
             }
         };
         let Some(sealed) = row else {
@@ -598,7 +620,7 @@ impl<H: HostStore> RecordHost for HostRecords<H> {
         let mut rows = if keys.is_empty() {
             Vec::new()
         } else {
-            self.host.get_many(&keys).map_err(|_| StoreError)?
+            self.host.get_many(&keys).map_err(|e| self.unreadable(e))?
         };
         if rows.len() != keys.len() {
             return Err(StoreError);

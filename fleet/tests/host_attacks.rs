@@ -344,7 +344,14 @@ const RECORD_WRITES_FAIL: u8 = 2;
 impl FlakyHost {
     fn check(&self, what: u8) -> Result<(), bkv_fleet::platform::HostError> {
         if self.1.load(Ordering::SeqCst) & what != 0 {
-            return Err(bkv_fleet::platform::HostError("read failed".into()));
+            return Err(bkv_fleet::platform::HostError(
+                if what == READS_FAIL {
+                    "flaky.redb: read failed"
+                } else {
+                    "flaky.redb: write failed"
+                }
+                .into(),
+            ));
         }
         Ok(())
     }
@@ -424,6 +431,11 @@ fn a_failed_records_write_sends_no_answer() {
         Some("the record rows could not be written")
     );
     assert_eq!(
+        fleet.node(a).fault_detail(),
+        Some("node storage: flaky.redb: write failed"),
+        "the host's error, which names the file, is kept for the log"
+    );
+    assert_eq!(
         fleet.ke2s_for(RECORD),
         1,
         "the charge applied and its KE2 was built"
@@ -458,6 +470,15 @@ fn a_failed_read_stops_the_node_without_resetting_it() {
     fleet.tick(5);
     let node = fleet.node(c);
     assert!(node.is_faulted(), "node 3 applied without reading its rows");
+    assert_eq!(
+        node.fault_reason(),
+        Some("the host could not read the record rows")
+    );
+    assert_eq!(
+        node.fault_detail(),
+        Some("node storage: flaky.redb: read failed"),
+        "the host's error, which names the file, is kept for the log"
+    );
     assert!(!node.records_were_reset(), "a failed read reset the node");
     assert_eq!(node.counters().host_rejected, 0);
     off[c].store(0, Ordering::SeqCst);
