@@ -29,13 +29,17 @@ fn definition(table: Table) -> TableDefinition<'static, &'static [u8], &'static 
     }
 }
 
-fn err(e: impl core::fmt::Display) -> HostError {
-    HostError(e.to_string())
+/// A redb error as the host's, prefixed with the file it happened to, so
+/// that a node that stops on it can say which (`Node::fault_detail`).
+fn named<E: core::fmt::Display>(path: &str) -> impl Fn(E) -> HostError + '_ {
+    move |e| HostError(format!("{path}: {e}"))
 }
 
 /// A node's rows in a redb database file.
 pub struct RedbHost {
     db: Database,
+    /// The file, as its errors name it.
+    path: String,
 }
 
 impl core::fmt::Debug for RedbHost {
@@ -49,7 +53,7 @@ impl RedbHost {
     pub fn open_path(path: &Path) -> Result<Self, FleetError> {
         let db = Database::create(path)
             .map_err(|e| FleetError::Disk(format!("{}: {e}", path.display())))?;
-        Self::ready(db)
+        Self::ready(db, path)
     }
 
     /// As [`Self::open_path`], with redb's page cache capped at
@@ -61,38 +65,45 @@ impl RedbHost {
             .set_cache_size(cache_bytes)
             .create(path)
             .map_err(|e| FleetError::Disk(format!("{}: {e}", path.display())))?;
-        Self::ready(db)
+        Self::ready(db, path)
     }
 
-    fn ready(db: Database) -> Result<Self, FleetError> {
-        let txn = db
-            .begin_write()
-            .map_err(|e| FleetError::Disk(e.to_string()))?;
+    fn ready(db: Database, path: &Path) -> Result<Self, FleetError> {
+        let path = path.display().to_string();
+        let disk = |e: HostError| FleetError::Disk(e.0);
+        let txn = db.begin_write().map_err(named(&path)).map_err(disk)?;
         for t in Table::ALL {
             txn.open_table(definition(t))
-                .map_err(|e| FleetError::Disk(e.to_string()))?;
+                .map_err(named(&path))
+                .map_err(disk)?;
         }
-        txn.commit().map_err(|e| FleetError::Disk(e.to_string()))?;
-        Ok(Self { db })
+        txn.commit().map_err(named(&path)).map_err(disk)?;
+        Ok(Self { db, path })
     }
 }
 
 impl HostStore for RedbHost {
     fn scan(&self, table: Table) -> Result<Vec<Row>, HostError> {
-        let txn = self.db.begin_read().map_err(err)?;
-        let t = txn.open_table(definition(table)).map_err(err)?;
+        let txn = self.db.begin_read().map_err(named(&self.path))?;
+        let t = txn
+            .open_table(definition(table))
+            .map_err(named(&self.path))?;
         let mut rows = Vec::new();
-        for row in t.iter().map_err(err)? {
-            let (k, v) = row.map_err(err)?;
+        for row in t.iter().map_err(named(&self.path))? {
+            let (k, v) = row.map_err(named(&self.path))?;
             rows.push((k.value().to_vec(), v.value().to_vec()));
         }
         Ok(rows)
     }
 
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
-        let txn = self.db.begin_read().map_err(err)?;
-        let t = txn.open_table(definition(table)).map_err(err)?;
-        Ok(t.get(key).map_err(err)?.map(|v| v.value().to_vec()))
+        let txn = self.db.begin_read().map_err(named(&self.path))?;
+        let t = txn
+            .open_table(definition(table))
+            .map_err(named(&self.path))?;
+        Ok(t.get(key)
+            .map_err(named(&self.path))?
+            .map(|v| v.value().to_vec()))
     }
 
     fn get_many(&self, keys: &[(Table, Vec<u8>)]) -> Result<Vec<Option<Vec<u8>>>, HostError> {
@@ -101,7 +112,7 @@ impl HostStore for RedbHost {
         // only in their last byte (the rows of one page of the record
         // tree, SPEC.md §22.1) are read with one range: one descent of
         // redb's B-tree for the run instead of one per key.
-        let txn = self.db.begin_read().map_err(err)?;
+        let txn = self.db.begin_read().map_err(named(&self.path))?;
         let mut open = Vec::new();
         let mut out: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
         let mut order: Vec<(usize, &(Table, Vec<u8>))> = keys.iter().enumerate().collect();
@@ -119,7 +130,11 @@ impl HostStore for RedbHost {
             let at = match open.iter().position(|(t, _)| t == table) {
                 Some(at) => at,
                 None => {
-                    open.push((*table, txn.open_table(definition(*table)).map_err(err)?));
+                    open.push((
+                        *table,
+                        txn.open_table(definition(*table))
+                            .map_err(named(&self.path))?,
+                    ));
                     open.len() - 1
                 }
             };
@@ -130,7 +145,10 @@ impl HostStore for RedbHost {
                 continue;
             };
             if run.len() == 1 {
-                let value = t.get(&first[..]).map_err(err)?.map(|v| v.value().to_vec());
+                let value = t
+                    .get(&first[..])
+                    .map_err(named(&self.path))?
+                    .map(|v| v.value().to_vec());
                 if let Some((i, _)) = run.first() {
                     if let Some(slot) = out.get_mut(*i) {
                         *slot = value;
@@ -139,8 +157,8 @@ impl HostStore for RedbHost {
                 continue;
             }
             let mut wanted = run.iter().peekable();
-            for row in t.range(&first[..]..=&last[..]).map_err(err)? {
-                let (k, v) = row.map_err(err)?;
+            for row in t.range(&first[..]..=&last[..]).map_err(named(&self.path))? {
+                let (k, v) = row.map_err(named(&self.path))?;
                 let k = k.value();
                 // Keys asked for that sort before this row are not stored.
                 while wanted.next_if(|(_, (_, w))| w.as_slice() < k).is_some() {}
@@ -155,13 +173,13 @@ impl HostStore for RedbHost {
     }
 
     fn apply(&mut self, ops: &[HostOp]) -> Result<(), HostError> {
-        let txn = self.db.begin_write().map_err(err)?;
+        let txn = self.db.begin_write().map_err(named(&self.path))?;
         {
-            let mut meta = txn.open_table(META).map_err(err)?;
-            let mut log = txn.open_table(LOG).map_err(err)?;
-            let mut records = txn.open_table(RECORDS).map_err(err)?;
-            let mut tree = txn.open_table(TREE).map_err(err)?;
-            let mut slots = txn.open_table(SLOTS).map_err(err)?;
+            let mut meta = txn.open_table(META).map_err(named(&self.path))?;
+            let mut log = txn.open_table(LOG).map_err(named(&self.path))?;
+            let mut records = txn.open_table(RECORDS).map_err(named(&self.path))?;
+            let mut tree = txn.open_table(TREE).map_err(named(&self.path))?;
+            let mut slots = txn.open_table(SLOTS).map_err(named(&self.path))?;
             for op in ops {
                 let table = match op {
                     HostOp::Put { table, .. }
@@ -177,24 +195,54 @@ impl HostStore for RedbHost {
                 };
                 match op {
                     HostOp::Put { key, value, .. } => {
-                        handle.insert(&key[..], &value[..]).map_err(err)?;
+                        handle
+                            .insert(&key[..], &value[..])
+                            .map_err(named(&self.path))?;
                     }
                     HostOp::Delete { key, .. } => {
-                        handle.remove(&key[..]).map_err(err)?;
+                        handle.remove(&key[..]).map_err(named(&self.path))?;
                     }
                     HostOp::Clear(_) => {
-                        handle.retain(|_, _| false).map_err(err)?;
+                        handle.retain(|_, _| false).map_err(named(&self.path))?;
                     }
                 }
             }
         }
-        txn.commit().map_err(err)
+        txn.commit().map_err(named(&self.path))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error of the file names the file: a node that stops on it says
+    /// which (`Node::fault_detail`). Here the file is cut short under an
+    /// open host, whose small cache then reads the lost pages.
+    #[test]
+    fn a_failed_read_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.redb");
+        let mut host = RedbHost::open_with_cache(&path, 1 << 16).unwrap();
+        let ops: Vec<HostOp> = (0..200u32)
+            .map(|i| HostOp::Put {
+                table: Table::Slots,
+                key: i.to_be_bytes().to_vec(),
+                value: vec![i as u8; 4000],
+            })
+            .collect();
+        host.apply(&ops).unwrap();
+        drop(host);
+        let host = RedbHost::open_with_cache(&path, 1 << 16).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(8192)
+            .unwrap();
+        let e = host.scan(Table::Slots).unwrap_err();
+        assert!(e.0.starts_with(&format!("{}: ", path.display())), "{}", e.0);
+    }
 
     /// `get_many` answers what `get` answers, key by key, across tables.
     #[test]
